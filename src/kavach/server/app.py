@@ -1,0 +1,86 @@
+"""Build the FastAPI application: routers, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
+
+from kavach import __version__
+from kavach.server import health
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.auth import device_page
+from kavach.server.auth import router as auth_router
+from kavach.server.crypto.keys import KeyMaterial, load_keys
+from kavach.server.db.migrate import migrate
+from kavach.server.deps import RuntimeDep
+from kavach.server.handlers import install_error_handlers
+from kavach.server.logging import configure_logging, get_logger
+from kavach.server.middleware import RequestContextMiddleware
+from kavach.server.runtime import build_runtime
+from kavach.server.settings import Settings, check_startable, get_settings
+
+log = get_logger(__name__)
+
+
+class ServerInfo(BaseModel):
+    """What a client may know about the server before logging in."""
+
+    version: str
+    identity_provider: str
+    mode: str
+
+
+def _meta_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX, tags=["meta"])
+
+    @router.get("/info", response_model=Envelope[ServerInfo])
+    async def info(runtime: RuntimeDep) -> Envelope[ServerInfo]:
+        """Return the server's version and login method."""
+        settings = runtime.settings
+        return ok(
+            ServerInfo(
+                version=__version__,
+                identity_provider=settings.auth.identity_provider,
+                mode=settings.mode.value,
+            )
+        )
+
+    return router
+
+
+def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = None) -> FastAPI:
+    """Validate settings and keys, then assemble the app (the database opens at start-up)."""
+    settings = settings or get_settings()
+    check_startable(settings)
+    keys = keys or load_keys(settings)
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings, keys)
+        try:
+            if settings.auto_migrate:
+                await migrate(runtime.engine, settings)
+            app.state.runtime = runtime
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="Kavach",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.include_router(auth_router.router)
+    app.include_router(_meta_router())
+    app.include_router(health.router)
+    app.include_router(device_page.router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

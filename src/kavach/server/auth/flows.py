@@ -1,0 +1,326 @@
+"""Login flows: device authorization (local or GitHub), approval, refresh and logout."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.audit import service as audit
+from kavach.server.audit.service import Actor, RequestOrigin
+from kavach.server.auth import service as auth_service
+from kavach.server.auth.github import GitHubClient
+from kavach.server.auth.models import DeviceAuthorization, LoginSession
+from kavach.server.auth.schemas import DeviceCodeResponse, TokenResponse, UserPublic
+from kavach.server.auth.tokens import new_device_code
+from kavach.server.auth.usercodes import format_user_code, new_user_code, normalize_user_code
+from kavach.server.db.base import utcnow
+from kavach.server.errors import (
+    DeviceFlowError,
+    InvalidRefreshToken,
+    NotFound,
+    RefreshTokenReused,
+    ValidationFailed,
+)
+from kavach.server.iam import service as iam_service
+from kavach.server.iam.models import User
+from kavach.server.runtime import Runtime
+
+LOCAL_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_SLOW_DOWN_STEP = 5
+
+
+def github_client(runtime: Runtime) -> GitHubClient:
+    """Return a GitHub client for the configured OAuth app."""
+    auth = runtime.settings.auth
+    if not auth.github_client_id:
+        raise NotFound("GitHub login is not configured on this server")
+    secret = auth.github_client_secret
+    return GitHubClient(
+        client_id=auth.github_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        web_url=auth.github_url,
+        api_url=auth.github_api_url,
+        http=runtime.http,
+    )
+
+
+async def start_device_flow(
+    runtime: Runtime, session: AsyncSession, *, origin: RequestOrigin, base_url: str
+) -> DeviceCodeResponse:
+    """Begin a device login with the configured identity provider."""
+    auth = runtime.settings.auth
+    if auth.identity_provider == "github":
+        code = await github_client(runtime).request_device_code()
+        return DeviceCodeResponse(
+            device_code=code.device_code,
+            user_code=code.user_code,
+            verification_uri=code.verification_uri,
+            verification_uri_complete=None,
+            expires_in=code.expires_in,
+            interval=code.interval,
+        )
+    now = utcnow()
+    user_code = new_user_code()
+    while await session.scalar(
+        select(DeviceAuthorization.id).where(DeviceAuthorization.user_code == user_code)
+    ):
+        user_code = new_user_code()
+    device_code = new_device_code()
+    await auth_service.create_device_authorization(
+        session,
+        device_code=device_code,
+        user_code=user_code,
+        expires_at=now + timedelta(seconds=auth.device_code_ttl_seconds),
+        interval=auth.device_poll_interval_seconds,
+        requested_from=origin.client_address,
+    )
+    page = f"{(auth.public_url or base_url).rstrip('/')}/device"
+    shown = format_user_code(user_code)
+    return DeviceCodeResponse(
+        device_code=device_code,
+        user_code=shown,
+        verification_uri=page,
+        verification_uri_complete=f"{page}?user_code={shown}",
+        expires_in=auth.device_code_ttl_seconds,
+        interval=auth.device_poll_interval_seconds,
+    )
+
+
+async def _login_failed(
+    session: AsyncSession, origin: RequestOrigin, reason: str, provider: str
+) -> None:
+    await audit.record(
+        session,
+        actor=audit.ANONYMOUS,
+        action="auth.login",
+        outcome="failure",
+        origin=origin,
+        details={"reason": reason, "identity_provider": provider},
+    )
+
+
+async def issue_tokens(
+    runtime: Runtime, session: AsyncSession, *, user: User, provider: str, origin: RequestOrigin
+) -> TokenResponse:
+    """Open a login session for a user and return its first token pair."""
+    now = utcnow()
+    login, refresh = await auth_service.start_login_session(
+        session,
+        user=user,
+        identity_provider=provider,
+        client_address=origin.client_address,
+        now=now,
+        refresh_ttl=runtime.settings.auth.refresh_token_ttl_seconds,
+    )
+    access = runtime.access_tokens.issue(user_id=user.id, session_id=login.id, now=now)
+    await audit.record(
+        session,
+        actor=Actor(type="user", id=user.id, label=user.login),
+        action="auth.login",
+        origin=origin,
+        resource_type="session",
+        resource_id=str(login.id),
+        details={"identity_provider": provider},
+    )
+    return TokenResponse(
+        access_token=access.token,
+        refresh_token=refresh,
+        expires_in=access.expires_in,
+        user=UserPublic.model_validate(user),
+    )
+
+
+async def exchange_device_code(
+    runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
+) -> TokenResponse:
+    """Answer one poll of the token endpoint at once: tokens, or why not yet."""
+    if runtime.settings.auth.identity_provider == "github":
+        return await _exchange_github(runtime, session, device_code=device_code, origin=origin)
+    return await _exchange_local(runtime, session, device_code=device_code, origin=origin)
+
+
+async def _exchange_github(
+    runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
+) -> TokenResponse:
+    client = github_client(runtime)
+    try:
+        github_token = await client.poll_device_token(device_code)
+    except DeviceFlowError as error:
+        if error.error_code not in ("authorization_pending", "slow_down"):
+            await _login_failed(session, origin, error.error_code, "github")
+        raise
+    found = await client.fetch_identity(github_token)
+    user = await iam_service.upsert_user(
+        session,
+        identity=iam_service.Identity(
+            provider="github",
+            provider_id=found.provider_id,
+            login=found.login,
+            email=found.email,
+            name=found.name,
+            avatar_url=found.avatar_url,
+        ),
+    )
+    return await issue_tokens(runtime, session, user=user, provider="github", origin=origin)
+
+
+async def _exchange_local(
+    runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
+) -> TokenResponse:
+    now = utcnow()
+    record = await auth_service.find_device_by_code(session, device_code=device_code)
+    if record is None or record.status == auth_service.CONSUMED:
+        await _login_failed(session, origin, "invalid_grant", "local")
+        raise DeviceFlowError("invalid_grant", "unknown or already used device code")
+    if record.status == auth_service.DENIED:
+        await _login_failed(session, origin, "access_denied", "local")
+        raise DeviceFlowError("access_denied", "the login was denied")
+    if record.expires_at <= now:
+        await _login_failed(session, origin, "expired_token", "local")
+        raise DeviceFlowError("expired_token", "the device code expired; start a new login")
+    if record.status == auth_service.PENDING:
+        too_fast = (
+            record.last_polled_at is not None
+            and now - record.last_polled_at < timedelta(seconds=record.interval)
+        )
+        record.last_polled_at = now
+        if too_fast:
+            record.interval += _SLOW_DOWN_STEP
+            raise DeviceFlowError(
+                "slow_down", "polling too fast; wait longer", data={"interval": record.interval}
+            )
+        raise DeviceFlowError(
+            "authorization_pending",
+            "waiting for the user to approve",
+            data={"interval": record.interval},
+        )
+    if record.user_id is None or not await auth_service.consume_approved(
+        session, authorization_id=record.id
+    ):
+        raise DeviceFlowError("invalid_grant", "unknown or already used device code")
+    user = await iam_service.get_user(session, user_id=record.user_id)
+    return await issue_tokens(runtime, session, user=user, provider="local", origin=origin)
+
+
+async def decide_device_authorization(
+    session: AsyncSession,
+    *,
+    user_code: str,
+    approve: bool,
+    login: str | None,
+    actor: Actor,
+    origin: RequestOrigin,
+) -> str:
+    """Approve (as the given local user) or deny a pending login; return the user code."""
+    code = normalize_user_code(user_code)
+    record = (
+        await auth_service.find_pending_by_user_code(session, user_code=code, now=utcnow())
+        if code
+        else None
+    )
+    if record is None or code is None:
+        raise NotFound("unknown, used or expired user code")
+    details: dict[str, str] = {"user_code": format_user_code(code)}
+    if approve:
+        name = (login or "").strip().lower()
+        if not LOCAL_LOGIN.match(name):
+            raise ValidationFailed(
+                "user name must be 1-63 characters: a-z, 0-9, '.', '_', '-', "
+                "starting with a letter or digit"
+            )
+        user = await iam_service.upsert_user(
+            session, identity=iam_service.Identity(provider="local", provider_id=name, login=name)
+        )
+        record.user_id = user.id
+        details["user"] = name
+    record.status = auth_service.APPROVED if approve else auth_service.DENIED
+    record.decided_at = utcnow()
+    await audit.record(
+        session,
+        actor=actor,
+        action="auth.device.approve" if approve else "auth.device.deny",
+        origin=origin,
+        resource_type="device_authorization",
+        resource_id=str(record.id),
+        details=details,
+    )
+    return format_user_code(code)
+
+
+async def refresh_tokens(
+    runtime: Runtime, session: AsyncSession, *, refresh_token: str, origin: RequestOrigin
+) -> TokenResponse:
+    """Rotate a refresh token; a replayed one revokes its whole session."""
+    now = utcnow()
+    found = await auth_service.find_refresh_token(session, token=refresh_token)
+    if found is None:
+        await _refresh_failed(session, origin, None, "unknown_token")
+        raise InvalidRefreshToken("invalid refresh token")
+    record, login = found
+    user_actor = Actor(type="user", id=login.user_id)
+    if record.used_at is not None or not await auth_service.mark_refresh_token_used(
+        session, refresh_id=record.id, now=now
+    ):
+        await auth_service.revoke_login_session(session, login=login, now=now, reason="token_reuse")
+        await _refresh_failed(session, origin, user_actor, "token_reuse", login.id)
+        raise RefreshTokenReused("refresh token already used: the session has been revoked")
+    if login.revoked_at is not None or record.expires_at <= now or login.expires_at <= now:
+        await _refresh_failed(session, origin, user_actor, "session_ended", login.id)
+        raise InvalidRefreshToken("the login session has ended; log in again")
+    user = await iam_service.get_user(session, user_id=login.user_id)
+    new_refresh = await auth_service.issue_refresh_token(
+        session, login=login, now=now, refresh_ttl=runtime.settings.auth.refresh_token_ttl_seconds
+    )
+    login.last_refreshed_at = now
+    access = runtime.access_tokens.issue(user_id=user.id, session_id=login.id, now=now)
+    await audit.record(
+        session,
+        actor=Actor(type="user", id=user.id, label=user.login),
+        action="auth.refresh",
+        origin=origin,
+        resource_type="session",
+        resource_id=str(login.id),
+    )
+    return TokenResponse(
+        access_token=access.token,
+        refresh_token=new_refresh,
+        expires_in=access.expires_in,
+        user=UserPublic.model_validate(user),
+    )
+
+
+async def _refresh_failed(
+    session: AsyncSession,
+    origin: RequestOrigin,
+    actor: Actor | None,
+    reason: str,
+    session_id: object = None,
+) -> None:
+    await audit.record(
+        session,
+        actor=actor or audit.ANONYMOUS,
+        action="auth.refresh",
+        outcome="failure",
+        origin=origin,
+        resource_type="session" if session_id else None,
+        resource_id=str(session_id) if session_id else None,
+        details={"reason": reason},
+    )
+
+
+async def logout(
+    session: AsyncSession, *, user: User, login: LoginSession, origin: RequestOrigin
+) -> None:
+    """Revoke the caller's login session."""
+    await auth_service.revoke_login_session(session, login=login, now=utcnow(), reason="logout")
+    await audit.record(
+        session,
+        actor=Actor(type="user", id=user.id, label=user.login),
+        action="auth.logout",
+        origin=origin,
+        resource_type="session",
+        resource_id=str(login.id),
+    )

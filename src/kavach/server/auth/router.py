@@ -1,0 +1,84 @@
+"""HTTP routes of login: device flow, refresh, logout, me."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.auth import flows
+from kavach.server.auth.schemas import (
+    DeviceCodeRequest,
+    DeviceCodeResponse,
+    DeviceTokenRequest,
+    LogoutResponse,
+    RefreshRequest,
+    TokenResponse,
+    UserPublic,
+)
+from kavach.server.deps import OriginDep, PrincipalDep, RuntimeDep, SessionDep
+
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+
+
+def _client_key(origin: OriginDep) -> str:
+    return origin.client_address or "unknown"
+
+
+@router.post("/device/code", response_model=Envelope[DeviceCodeResponse])
+async def device_code(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+    body: DeviceCodeRequest | None = None,
+) -> Envelope[DeviceCodeResponse]:
+    """Start a device login (RFC 8628 §3.1)."""
+    await runtime.limiter.hit("device_code", _client_key(origin))
+    return ok(
+        await flows.start_device_flow(
+            runtime, session, origin=origin, base_url=str(request.base_url)
+        )
+    )
+
+
+@router.post("/device/token", response_model=Envelope[TokenResponse])
+async def device_token(
+    body: DeviceTokenRequest, runtime: RuntimeDep, session: SessionDep, origin: OriginDep
+) -> Envelope[TokenResponse]:
+    """Poll once for the tokens of a device login; answers at once (RFC 8628 §3.4)."""
+    await runtime.limiter.hit("device_token", _client_key(origin))
+    return ok(
+        await flows.exchange_device_code(
+            runtime, session, device_code=body.device_code, origin=origin
+        )
+    )
+
+
+@router.post("/refresh", response_model=Envelope[TokenResponse])
+async def refresh(
+    body: RefreshRequest, runtime: RuntimeDep, session: SessionDep, origin: OriginDep
+) -> Envelope[TokenResponse]:
+    """Rotate a refresh token into a new token pair."""
+    await runtime.limiter.hit("refresh", _client_key(origin))
+    return ok(
+        await flows.refresh_tokens(
+            runtime, session, refresh_token=body.refresh_token, origin=origin
+        )
+    )
+
+
+@router.post("/logout", response_model=Envelope[LogoutResponse])
+async def logout(
+    principal: PrincipalDep, session: SessionDep, origin: OriginDep
+) -> Envelope[LogoutResponse]:
+    """End the caller's login session; its tokens stop working at once."""
+    await flows.logout(
+        session, user=principal.user, login=principal.login_session, origin=origin
+    )
+    return ok(LogoutResponse(logged_out=True))
+
+
+@router.get("/me", response_model=Envelope[UserPublic])
+async def me(principal: PrincipalDep) -> Envelope[UserPublic]:
+    """Return the signed-in user."""
+    return ok(UserPublic.model_validate(principal.user))

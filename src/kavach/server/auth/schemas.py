@@ -1,0 +1,71 @@
+"""Request and response models of the login endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DeviceCodeRequest(BaseModel):
+    """Start a device login; no fields are needed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceCodeResponse(BaseModel):
+    """RFC 8628 device authorization response."""
+
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: int
+    interval: int
+
+
+class DeviceTokenRequest(BaseModel):
+    """Poll for the tokens of a device login."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_code: str = Field(min_length=1, max_length=512)
+
+
+class RefreshRequest(BaseModel):
+    """Trade a refresh token for a new token pair."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class UserPublic(BaseModel):
+    """A user as the API shows them."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    login: str
+    name: str | None
+    email: str | None
+    avatar_url: str | None
+    provider: str
+    created_at: datetime
+
+
+class TokenResponse(BaseModel):
+    """A new access and refresh token pair."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    user: UserPublic
+
+
+class LogoutResponse(BaseModel):
+    """Result of a logout."""
+
+    logged_out: bool

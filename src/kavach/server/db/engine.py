@@ -1,0 +1,67 @@
+"""Create the async engine and session factory for SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import os
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from kavach.server.settings import Settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the single writer; busy_timeout makes writers queue, not fail.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _create_private_file(path: str | None) -> None:
+    """Create the SQLite file 0600 before SQLite does (its -wal and -shm files copy the mode)."""
+    if path and path != ":memory:":
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Build the engine the settings describe; SQLite's directory is created if needed."""
+    url = settings.database_url
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _create_private_file(make_url(url).database)
+        engine = create_async_engine(url, connect_args={"timeout": 10})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    db = settings.db
+    server_settings = {"application_name": "kavach"}
+    if db.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(db.db_statement_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=db.db_pool_size,
+        max_overflow=db.db_max_overflow,
+        pool_timeout=db.db_pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": server_settings, "timeout": db.db_pool_timeout},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return the session factory; objects stay usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def describe_database(settings: Settings) -> str:
+    """Describe the database for humans without revealing a password."""
+    url = make_url(settings.database_url)
+    if settings.is_sqlite:
+        return f"SQLite at {url.database}"
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return f"PostgreSQL at {host}/{url.database}"

@@ -1,0 +1,100 @@
+"""Apply Alembic migrations, serialised so several instances may start at once."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from kavach.server.settings import Settings
+
+# An arbitrary constant: the pg_advisory lock id that serialises migrations.
+_PG_MIGRATION_LOCK_ID = 0x4B415641
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """Where the database stands against the migrations shipped with this code."""
+
+    current: tuple[str, ...]
+    head: tuple[str, ...]
+
+    @property
+    def at_head(self) -> bool:
+        """Say whether the database is fully migrated."""
+        return set(self.current) == set(self.head)
+
+
+def alembic_config() -> Config:
+    """Return the Alembic configuration pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", "kavach.server.db:migrations")
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _state(connection: Connection) -> MigrationState:
+    current = MigrationContext.configure(connection).get_current_heads()
+    head = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return MigrationState(current=tuple(current), head=tuple(head))
+
+
+async def migration_state(connection: AsyncConnection) -> MigrationState:
+    """Read the applied revisions and the shipped head."""
+    return await connection.run_sync(_state)
+
+
+def _file_lock(settings: Settings) -> AbstractContextManager[object]:
+    if not settings.is_sqlite:
+        return nullcontext()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return FileLock(str(settings.data_dir / "migrate.lock"), timeout=120, mode=0o600)
+
+
+async def migrate(engine: AsyncEngine, settings: Settings) -> MigrationState:
+    """Upgrade the database to head; concurrent callers wait for each other."""
+    with _file_lock(settings):
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Session-level lock: released when this connection returns to the pool.
+                await connection.execute(
+                    text("SELECT pg_advisory_lock(:id)"), {"id": _PG_MIGRATION_LOCK_ID}
+                )
+            try:
+                await connection.run_sync(_upgrade)
+                await connection.commit()
+                return await migration_state(connection)
+            finally:
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_MIGRATION_LOCK_ID}
+                    )
+                    await connection.commit()
+
+
+def migrate_blocking(settings: Settings) -> MigrationState:
+    """Run migrate() with its own engine, for the CLI."""
+    from kavach.server.db.engine import create_engine
+
+    async def _run() -> MigrationState:
+        engine = create_engine(settings)
+        try:
+            return await migrate(engine, settings)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_run())

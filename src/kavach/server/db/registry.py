@@ -1,0 +1,11 @@
+"""Import every model module so Base.metadata knows all tables (for migrations and checks)."""
+
+from __future__ import annotations
+
+from kavach.server.audit import models as audit_models
+from kavach.server.auth import models as auth_models
+from kavach.server.db.base import Base
+from kavach.server.iam import models as iam_models
+
+MODEL_MODULES = (iam_models, auth_models, audit_models)
+metadata = Base.metadata

@@ -1,0 +1,100 @@
+"""FastAPI dependencies shared by every router: runtime, database session, caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.audit.service import Actor, RequestOrigin
+from kavach.server.auth import service as auth_service
+from kavach.server.auth.models import LoginSession
+from kavach.server.db.base import utcnow
+from kavach.server.errors import InvalidToken, KavachError, NotAuthenticated
+from kavach.server.iam.models import User
+from kavach.server.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """Return the process's runtime."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """Open the request's one transaction; commit if the route succeeds, else roll back."""
+    async with runtime.sessionmaker() as session:
+        try:
+            yield session
+        except KavachError as error:
+            if error.persist_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is
+# reported to the caller instead of after a success was already promised.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_origin(request: Request) -> RequestOrigin:
+    """Return the caller's address and the request id."""
+    return RequestOrigin(
+        client_address=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+OriginDep = Annotated[RequestOrigin, Depends(get_origin)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    user: User
+    login_session: LoginSession
+
+    @property
+    def actor(self) -> Actor:
+        """Describe the caller for the audit trail."""
+        return Actor(type="user", id=self.user.id, label=self.user.login)
+
+
+async def get_principal(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Authenticate the bearer access token and its live login session."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("authentication required: send a bearer access token")
+    claims = runtime.access_tokens.verify(credentials.credentials)
+    found = await auth_service.load_session_user(
+        session, user_id=claims.user_id, session_id=claims.session_id
+    )
+    if found is None:
+        raise InvalidToken("invalid access token")
+    user, login = found
+    if login.revoked_at is not None or login.expires_at <= utcnow():
+        raise InvalidToken("the login session has ended; log in again")
+    return Principal(user=user, login_session=login)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

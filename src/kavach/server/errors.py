@@ -1,0 +1,159 @@
+"""Domain errors and the one table that maps them to HTTP.
+
+KavachError
+├── ConfigurationError          (start-up only; never reaches HTTP)
+├── ValidationFailed            422 validation_failed
+├── NotAuthenticated            401 not_authenticated
+│   ├── InvalidToken            401 invalid_token
+│   ├── TokenExpired            401 token_expired
+│   ├── InvalidRefreshToken     401 invalid_refresh_token
+│   └── RefreshTokenReused      401 refresh_token_reused
+├── Forbidden                   403 forbidden
+├── NotFound                    404 not_found
+├── Conflict                    409 conflict
+├── PayloadTooLarge             413 payload_too_large
+├── RateLimited                 429 rate_limited
+├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
+├── IdentityProviderError       502 identity_provider_error
+└── ServiceUnavailable          503 service_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KavachError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    error_code = "error"
+    # True when the work done before raising must still be committed (e.g. a revoked session).
+    persist_changes = False
+
+    def __init__(self, message: str, *, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ConfigurationError(KavachError):
+    """The server's configuration is unusable."""
+
+    error_code = "configuration_error"
+
+
+class ValidationFailed(KavachError):
+    """Input is well-formed but not acceptable."""
+
+    error_code = "validation_failed"
+
+
+class NotAuthenticated(KavachError):
+    """No valid credentials came with the request."""
+
+    error_code = "not_authenticated"
+
+
+class InvalidToken(NotAuthenticated):
+    """The bearer token is malformed, forged, revoked or of the wrong type."""
+
+    error_code = "invalid_token"
+
+
+class TokenExpired(NotAuthenticated):
+    """The access token has expired; refresh it."""
+
+    error_code = "token_expired"
+
+
+class InvalidRefreshToken(NotAuthenticated):
+    """The refresh token is unknown, expired or its session was revoked."""
+
+    error_code = "invalid_refresh_token"
+    persist_changes = True  # keep the audit event of the failed attempt
+
+
+class RefreshTokenReused(NotAuthenticated):
+    """An already-used refresh token came back: the whole session is revoked."""
+
+    error_code = "refresh_token_reused"
+    persist_changes = True
+
+
+class Forbidden(KavachError):
+    """The caller is known but may not do this."""
+
+    error_code = "forbidden"
+
+
+class NotFound(KavachError):
+    """The resource does not exist or is not visible to the caller."""
+
+    error_code = "not_found"
+
+
+class Conflict(KavachError):
+    """The request conflicts with the current state."""
+
+    error_code = "conflict"
+
+
+class PayloadTooLarge(KavachError):
+    """The request body is over the limit."""
+
+    error_code = "payload_too_large"
+
+
+class RateLimited(KavachError):
+    """Too many requests; retry after the given number of seconds."""
+
+    error_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, data={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class DeviceFlowError(KavachError):
+    """An RFC 8628 token-endpoint answer other than success; poll bookkeeping is kept."""
+
+    persist_changes = True
+
+    def __init__(self, code: str, message: str, *, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message, data=data)
+        self.error_code = code
+
+
+class IdentityProviderError(KavachError):
+    """The external identity provider failed or answered unexpectedly."""
+
+    error_code = "identity_provider_error"
+
+
+class ServiceUnavailable(KavachError):
+    """A dependency (usually the database) is unreachable."""
+
+    error_code = "service_unavailable"
+
+
+HTTP_STATUS: dict[type[KavachError], int] = {
+    ValidationFailed: 422,
+    NotAuthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    DeviceFlowError: 400,
+    IdentityProviderError: 502,
+    ServiceUnavailable: 503,
+}
+
+
+def http_status_for(error: KavachError) -> int:
+    """Return the HTTP status for a domain error, walking up its class tree."""
+    for cls in type(error).__mro__:
+        status = HTTP_STATUS.get(cls)  # type: ignore[arg-type]
+        if status is not None:
+            return status
+    return 500

@@ -1,0 +1,59 @@
+"""Everything a running server holds for its lifetime, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from kavach.server.auth.tokens import AccessTokens
+from kavach.server.crypto.keys import KeyMaterial
+from kavach.server.db.engine import create_engine, create_sessionmaker
+from kavach.server.ratelimit import RateLimiter
+from kavach.server.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """The server's long-lived parts: settings, keys, database, limiter, outbound HTTP."""
+
+    settings: Settings
+    keys: KeyMaterial
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    access_tokens: AccessTokens
+    limiter: RateLimiter
+    http: httpx.AsyncClient
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
+    """Create the runtime's parts (no I/O happens until first use)."""
+    engine = create_engine(settings)
+    auth = settings.auth
+    return Runtime(
+        settings=settings,
+        keys=keys,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        access_tokens=AccessTokens(
+            key=keys.jwt_signing_key,
+            issuer=auth.jwt_issuer,
+            audience=auth.jwt_audience,
+            ttl_seconds=auth.access_token_ttl_seconds,
+        ),
+        limiter=RateLimiter(
+            {
+                "device_code": auth.rate_limit_device_code,
+                "device_token": auth.rate_limit_device_token,
+                "device_approve": auth.rate_limit_device_approve,
+                "refresh": auth.rate_limit_refresh,
+            }
+        ),
+        http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
+    )

@@ -1,0 +1,162 @@
+"""Server settings: KAVACH_* environment variables (and an optional env file), validated at start."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    """How strict the server is about its configuration."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def default_data_dir() -> Path:
+    """Return the directory for the embedded database and generated keys."""
+    return Path.home() / ".kavach" / "server"
+
+
+def _config(**extra: Any) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix="KAVACH_", env_file_encoding="utf-8", extra="ignore", **extra
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the data lives."""
+
+    model_config = _config()
+
+    database_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+
+class KeySettings(BaseSettings):
+    """Key material; in development, whatever is missing is generated into the data directory."""
+
+    model_config = _config()
+
+    jwt_signing_key: SecretStr | None = None
+    jwt_signing_key_file: Path | None = None
+    secret_encryption_key: SecretStr | None = None
+    secret_encryption_key_file: Path | None = None
+    provider_credential_key: SecretStr | None = None
+    provider_credential_key_file: Path | None = None
+
+
+class AuthSettings(BaseSettings):
+    """Login, tokens and identity providers."""
+
+    model_config = _config()
+
+    public_url: str | None = None
+    jwt_issuer: str = "kavach"
+    jwt_audience: str = "kavach-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    device_code_ttl_seconds: int = Field(default=900, ge=10, le=3_600)
+    device_poll_interval_seconds: int = Field(default=5, ge=0, le=60)
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    github_timeout_seconds: float = Field(default=10.0, gt=0)
+    enable_local_idp: bool | None = None
+    device_page_allow_remote: bool = False
+    rate_limit_device_code: str = "20/minute"
+    rate_limit_device_token: str = "120/minute"
+    rate_limit_device_approve: str = "10/minute"
+    rate_limit_refresh: str = "60/minute"
+
+    @field_validator("github_url", "github_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def identity_provider(self) -> str:
+        """Name the identity provider in use: GitHub when a client id is set, else local."""
+        return "github" if self.github_client_id else "local"
+
+    @property
+    def local_idp_enabled(self) -> bool:
+        """Say whether the local identity provider serves logins."""
+        if self.enable_local_idp is not None:
+            return self.enable_local_idp
+        return self.identity_provider == "local"
+
+
+class Settings(BaseSettings):
+    """All server settings; one instance per process, built by get_settings()."""
+
+    model_config = _config()
+
+    mode: Mode = Mode.DEVELOPMENT
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    auto_migrate: bool = True
+    trusted_proxies: str = "127.0.0.1"
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @property
+    def database_url(self) -> str:
+        """Return the SQLAlchemy async URL, defaulting to SQLite in the data directory."""
+        url = self.db.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'kavach.db'}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Say whether the database is SQLite."""
+        return self.database_url.startswith("sqlite")
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (and KAVACH_ENV_FILE) now, never at import time."""
+    env_file = os.environ.get("KAVACH_ENV_FILE")
+    return Settings(
+        _env_file=env_file,
+        db=DatabaseSettings(_env_file=env_file),
+        keys=KeySettings(_env_file=env_file),
+        auth=AuthSettings(_env_file=env_file),
+    )
+
+
+def check_startable(settings: Settings) -> None:
+    """Refuse configurations that are unsafe for the chosen mode."""
+    from kavach.server.errors import ConfigurationError
+
+    if settings.mode is not Mode.PRODUCTION:
+        return
+    problems = []
+    if settings.is_sqlite:
+        problems.append("SQLite is for one machine; set KAVACH_DATABASE_URL to PostgreSQL")
+    if settings.auth.local_idp_enabled and settings.auth.enable_local_idp is not True:
+        problems.append(
+            "the local identity provider needs KAVACH_ENABLE_LOCAL_IDP=true in production "
+            "(or configure GitHub with KAVACH_GITHUB_CLIENT_ID)"
+        )
+    if problems:
+        raise ConfigurationError("refusing to start in production mode: " + "; ".join(problems))
