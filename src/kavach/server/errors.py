@@ -153,7 +153,7 @@ HTTP_STATUS: dict[type[KavachError], int] = {
 def http_status_for(error: KavachError) -> int:
     """Return the HTTP status for a domain error, walking up its class tree."""
     for cls in type(error).__mro__:
-        status = HTTP_STATUS.get(cls)  # type: ignore[arg-type]
+        status = HTTP_STATUS.get(cls)
         if status is not None:
             return status
     return 500

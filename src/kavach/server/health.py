@@ -51,8 +51,11 @@ async def healthz_detailed(runtime: RuntimeDep) -> JSONResponse:
             await conn.execute(text("SELECT 1"))
             state = await migration_state(conn)
         database["reachable"] = True
-        migrations = {"current": list(state.current), "head": list(state.head),
-                      "at_head": state.at_head}
+        migrations = {
+            "current": list(state.current),
+            "head": list(state.head),
+            "at_head": state.at_head,
+        }
     except Exception as exc:  # any failure to reach the database means "degraded"
         healthy = False
         database["reachable"] = False

@@ -17,8 +17,10 @@ def serve(*, host: str, port: int, workers: int) -> None:
     check_startable(settings)
     keys = load_keys(settings)
     migrate_blocking(settings)
-    key_source = "generated keys in " + str(settings.data_dir) if keys.generated else "configured keys"
-    print(  # noqa: T201 - the one start-up line the operator reads
+    key_source = (
+        "generated keys in " + str(settings.data_dir) if keys.generated else "configured keys"
+    )
+    print(
         f"Kavach {__version__} listening on http://{host}:{port} "
         f"({describe_database(settings)}, {settings.mode.value} mode, {key_source}, "
         f"{workers} worker{'s' if workers != 1 else ''})",

@@ -1,11 +1,10 @@
-"""Server settings: KAVACH_* environment variables (and an optional env file), validated at start."""
+"""Server settings from KAVACH_* environment variables (or an env file), validated at start."""
 
 from __future__ import annotations
 
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,10 +22,8 @@ def default_data_dir() -> Path:
     return Path.home() / ".kavach" / "server"
 
 
-def _config(**extra: Any) -> SettingsConfigDict:
-    return SettingsConfigDict(
-        env_prefix="KAVACH_", env_file_encoding="utf-8", extra="ignore", **extra
-    )
+def _config() -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix="KAVACH_", env_file_encoding="utf-8", extra="ignore")
 
 
 class DatabaseSettings(BaseSettings):
@@ -74,7 +71,7 @@ class AuthSettings(BaseSettings):
     enable_local_idp: bool | None = None
     device_page_allow_remote: bool = False
     rate_limit_device_code: str = "20/minute"
-    rate_limit_device_token: str = "120/minute"
+    rate_limit_device_token: str = "120/minute"  # noqa: S105 - a rate, not a credential
     rate_limit_device_approve: str = "10/minute"
     rate_limit_refresh: str = "60/minute"
 

@@ -38,4 +38,3 @@ class AuditEvent(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
-

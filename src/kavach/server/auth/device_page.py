@@ -75,8 +75,9 @@ def _refusal(runtime: Runtime, origin: OriginDep) -> HTMLResponse | None:
     """Return a refusal page when the local provider is off or the caller is not allowed."""
     auth = runtime.settings.auth
     if not auth.local_idp_enabled:
-        return _page(runtime, status=404, message="This server does not use local logins.",
-                     show_form=False)
+        return _page(
+            runtime, status=404, message="This server does not use local logins.", show_form=False
+        )
     if auth.device_page_allow_remote:
         return None
     try:
@@ -115,8 +116,13 @@ async def device_decide(
     if refused is not None:
         return refused
     if not _csrf_valid(runtime, request.cookies.get(CSRF_COOKIE), csrf_token):
-        return _page(runtime, status=403, message="The form expired; try again.",
-                     user_code=user_code, login=login)
+        return _page(
+            runtime,
+            status=403,
+            message="The form expired; try again.",
+            user_code=user_code,
+            login=login,
+        )
     try:
         await runtime.limiter.hit("device_approve", origin.client_address or "unknown")
         shown = await flows.decide_device_authorization(
@@ -130,10 +136,19 @@ async def device_decide(
     except RateLimited as error:
         return _page(runtime, status=429, message=f"Too many attempts; wait {error.retry_after} s.")
     except NotFound:
-        return _page(runtime, status=404, message="That code is unknown, used or expired.",
-                     user_code=user_code, login=login)
+        return _page(
+            runtime,
+            status=404,
+            message="That code is unknown, used or expired.",
+            user_code=user_code,
+            login=login,
+        )
     except KavachError as error:
         return _page(runtime, status=422, message=error.message, user_code=user_code, login=login)
     verb = "approved" if action == "approve" else "denied"
-    return _page(runtime, message=f"Login {shown} {verb}. You can close this page.", kind="done",
-                 show_form=False)
+    return _page(
+        runtime,
+        message=f"Login {shown} {verb}. You can close this page.",
+        kind="done",
+        show_form=False,
+    )

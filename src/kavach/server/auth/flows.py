@@ -182,9 +182,8 @@ async def _exchange_local(
         await _login_failed(session, origin, "expired_token", "local")
         raise DeviceFlowError("expired_token", "the device code expired; start a new login")
     if record.status == auth_service.PENDING:
-        too_fast = (
-            record.last_polled_at is not None
-            and now - record.last_polled_at < timedelta(seconds=record.interval)
+        too_fast = record.last_polled_at is not None and now - record.last_polled_at < timedelta(
+            seconds=record.interval
         )
         record.last_polled_at = now
         if too_fast:

@@ -72,9 +72,7 @@ async def logout(
     principal: PrincipalDep, session: SessionDep, origin: OriginDep
 ) -> Envelope[LogoutResponse]:
     """End the caller's login session; its tokens stop working at once."""
-    await flows.logout(
-        session, user=principal.user, login=principal.login_session, origin=origin
-    )
+    await flows.logout(session, user=principal.user, login=principal.login_session, origin=origin)
     return ok(LogoutResponse(logged_out=True))
 
 

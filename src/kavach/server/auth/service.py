@@ -42,7 +42,9 @@ async def create_device_authorization(
     return record
 
 
-async def find_device_by_code(session: AsyncSession, *, device_code: str) -> DeviceAuthorization | None:
+async def find_device_by_code(
+    session: AsyncSession, *, device_code: str
+) -> DeviceAuthorization | None:
     """Return the authorization for a device code, locked for update where supported."""
     return await session.scalar(
         select(DeviceAuthorization)
@@ -105,7 +107,9 @@ async def issue_refresh_token(
     """Add a refresh token to a session and slide the session's expiry with it."""
     token = new_refresh_token()
     expires_at = now + timedelta(seconds=refresh_ttl)
-    session.add(RefreshToken(session_id=login.id, token_hash=token_hash(token), expires_at=expires_at))
+    session.add(
+        RefreshToken(session_id=login.id, token_hash=token_hash(token), expires_at=expires_at)
+    )
     login.expires_at = expires_at
     await session.flush()
     return token

@@ -45,7 +45,9 @@ class AccessTokens:
         self._audience = audience
         self._ttl = ttl_seconds
 
-    def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> IssuedAccessToken:
+    def issue(
+        self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+    ) -> IssuedAccessToken:
         """Sign a new access token for a user's login session."""
         claims = {
             "iss": self._issuer,

@@ -1,0 +1,134 @@
+"""Shared fixtures: settings and an in-process app on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from kavach.server.app import create_app
+from kavach.server.crypto.keys import KeyMaterial
+from kavach.server.db.registry import metadata
+from kavach.server.runtime import Runtime
+from kavach.server.settings import AuthSettings, DatabaseSettings, KeySettings, Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "KAVACH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def random_keys() -> KeyMaterial:
+    """Return three fresh keys for a test server."""
+    return KeyMaterial(
+        jwt_signing_key=secrets.token_bytes(32),
+        secret_encryption_key=secrets.token_bytes(32),
+        provider_credential_key=secrets.token_bytes(32),
+        generated=False,
+    )
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _old = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """Create a throwaway PostgreSQL database for this test run and drop it afterwards."""
+    name = f"kavach_test_{secrets.token_hex(4)}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}); start it or set "
+            "KAVACH_TEST_POSTGRES_URL. Run `make test-sqlite` for the SQLite half only."
+        )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _with_database(POSTGRES_ADMIN_URL, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def make_settings(data_dir: Path, database_url: str | None, **auth: object) -> Settings:
+    """Build settings for a test server without reading the environment's KAVACH_* values."""
+    return Settings(
+        data_dir=data_dir,
+        log_json=True,
+        db=DatabaseSettings(database_url=database_url, db_pool_size=5),
+        keys=KeySettings(),
+        auth=AuthSettings(**auth),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name the database backend a test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """Return the database URL for the backend (None: SQLite in the data directory)."""
+    if backend == "sqlite":
+        return None
+    # Requested lazily so SQLite-only runs never need PostgreSQL.
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@dataclass
+class InProcessServer:
+    """An app running in-process, with a client and direct access to its runtime."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> Runtime:
+        """Return the running app's runtime."""
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+
+async def _truncate_all(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        return
+    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def auth_overrides() -> dict[str, object]:
+    """Auth settings a test module wants changed (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def server(
+    tmp_path: Path, database_url: str | None, auth_overrides: dict[str, object]
+) -> AsyncIterator[InProcessServer]:
+    """Start the app in-process on the chosen backend, with clean tables."""
+    settings = make_settings(tmp_path / "data", database_url, **auth_overrides)
+    app = create_app(settings, keys=random_keys())
+    async with app.router.lifespan_context(app):
+        in_process = InProcessServer(
+            app=app,
+            client=httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)),
+                base_url="http://127.0.0.1:8080",
+            ),
+        )
+        await _truncate_all(in_process.runtime)
+        async with in_process.client:
+            yield in_process
