@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from kavach.server.audit.models import AuditEvent
 from kavach.server.iam.models import User
-
 from tests.conftest import InProcessServer
 from tests.fakes.github import FakeGitHubState, create_fake_github, private_email_user
 from tests.integration.helpers import bearer

@@ -16,7 +16,6 @@ from sqlalchemy import inspect
 from kavach.server.db.engine import create_engine
 from kavach.server.db.migrate import migrate, migration_state
 from kavach.server.db.registry import metadata
-
 from tests.conftest import POSTGRES_ADMIN_URL, make_settings
 
 _MIGRATE = "from kavach.server.admin import run_migrations; print(run_migrations()[1].current)"
