@@ -1,0 +1,155 @@
+"""The one application object the root command puts in the Click context (`ctx.obj`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from kavach.cli.config import Config, load_config, normalize_server, save_config
+from kavach.cli.credentials import TOKEN_ENV
+from kavach.cli.errors import CliError
+
+if TYPE_CHECKING:
+    import httpx
+    from rich.console import Console
+
+    from kavach.cli.client import ApiClient
+    from kavach.cli.credentials import CredentialStore
+    from kavach.cli.session import Session
+
+SERVER_ENV = "KAVACH_SERVER"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the CLI touches outside the process besides files; tests swap these out."""
+
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    open_browser: Callable[[str], object] | None = None  # None: the webbrowser module
+
+
+class App:
+    """State shared by every command; everything costly is built on first use."""
+
+    def __init__(
+        self,
+        *,
+        home: Path,
+        server: str | None = None,
+        json: bool = False,
+        verbose: bool = False,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.home = home
+        self.json = json
+        self.verbose = verbose
+        self.runtime = runtime or Runtime()
+        self._server = server
+        self._config: Config | None = None
+        self._out: Console | None = None
+        self._err: Console | None = None
+        self._store: CredentialStore | None = None
+        self._client: ApiClient | None = None
+
+    @property
+    def config(self) -> Config:
+        """Return config.yaml's contents, read on first use."""
+        if self._config is None:
+            self._config = load_config(self.home)
+        return self._config
+
+    def save_config(self) -> None:
+        """Write the (possibly changed) config back to config.yaml."""
+        save_config(self.home, self.config)
+
+    @property
+    def out(self) -> Console:
+        """Return the console for results (stdout)."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        """Return the console for progress, warnings and errors (stderr)."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False)
+        return self._err
+
+    @property
+    def store(self) -> CredentialStore:
+        """Return the credential store for this home directory."""
+        if self._store is None:
+            from kavach.cli.credentials import CredentialStore
+
+            self._store = CredentialStore(self.home)
+        return self._store
+
+    def configured_server(self, override: str | None = None) -> str | None:
+        """Return the server to talk to: `override`, then --server/$KAVACH_SERVER, then config."""
+        candidate = override or self._server or self.config.server
+        return normalize_server(candidate) if candidate else None
+
+    def server_url(self, override: str | None = None) -> str:
+        """Return configured_server(), failing with a hint when none is set."""
+        url = self.configured_server(override)
+        if url is None:
+            raise CliError(
+                f"no server set: pass --server URL, set {SERVER_ENV}, "
+                "or run `kavach login --server URL`"
+            )
+        return url
+
+    def session(self, server: str | None = None, *, env_token: bool = True) -> Session:
+        """Return the token session for `server` (default: server_url())."""
+        from kavach.cli.session import Session
+
+        token = os.environ.get(TOKEN_ENV) if env_token else None
+        return Session(server or self.server_url(), self.store, env_token=token)
+
+    @property
+    def client(self) -> ApiClient:
+        """Return the API client for server_url(), built on first use."""
+        if self._client is None:
+            self._client = self.make_client(self.session())
+        return self._client
+
+    def make_client(self, session: Session) -> ApiClient:
+        """Build an API client for `session`'s server; the caller closes it."""
+        from kavach.cli.client import ApiClient
+
+        log = self.log if self.verbose else None
+        return ApiClient(session.server, session, transport=self.runtime.transport, log=log)
+
+    def log(self, message: str) -> None:
+        """Print a diagnostic line to stderr when --verbose is on."""
+        if self.verbose:
+            self.err.print(message, style="dim", markup=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool, if one was opened."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def get_app(ctx: typer.Context, *, json: bool = False) -> App:
+    """Return the App built by the root command; a command's own --json switches JSON on."""
+    app = ctx.find_object(App)
+    if app is None:
+        raise RuntimeError("the root kavach command did not set up the App")
+    if json:
+        app.json = True
+    return app

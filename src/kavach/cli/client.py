@@ -1,0 +1,174 @@
+"""HTTP client for the Kavach API: envelope decoding, typed errors, token refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from kavach import __version__
+from kavach.cli.credentials import Credentials
+from kavach.cli.errors import ApiError, NetworkError, NotLoggedIn
+from kavach.cli.session import Session
+
+API_PREFIX = "/api/v1"
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+USER_AGENT = f"kavach-cli/{__version__}"
+# The only answer a refresh can fix; other 401s (revoked, invalid) need a new login.
+REFRESHABLE = "token_expired"
+
+Params = Mapping[str, Any] | None
+
+
+def _body(response: httpx.Response) -> Any:
+    """Return the parsed JSON body, or None when there is none."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response, data: Any) -> float | None:
+    """Return how long the server asked us to wait, from Retry-After or the error data."""
+    candidates = [response.headers.get("Retry-After")]
+    if isinstance(data, dict):
+        candidates.append(data.get("retry_after"))
+    for value in candidates:
+        try:
+            return max(0.0, float(value))
+        except (TypeError, ValueError):
+            continue  # absent, or an HTTP date: try the next source
+    return None
+
+
+def decode(response: httpx.Response) -> Any:
+    """Return the envelope's data, or raise ApiError for an error or non-envelope answer."""
+    status = response.status_code
+    body = _body(response)
+    if not isinstance(body, dict) or "success" not in body:
+        message = f"unexpected answer from the server (HTTP {status})"
+        raise ApiError(status, "unexpected_response", message)
+    if body["success"] is True and response.is_success:
+        return body.get("data")
+    data = body.get("data")
+    raise ApiError(
+        status,
+        str(body.get("error_code") or "error"),
+        str(body.get("error") or response.reason_phrase or "request failed"),
+        data,
+        retry_after=_retry_after(response, data),
+    )
+
+
+class ApiClient:
+    """Call `server`'s /api/v1 with the session's bearer token; refresh once on expiry."""
+
+    def __init__(
+        self,
+        server: str,
+        session: Session | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.session = session
+        self._log = log
+        self._http = httpx.Client(
+            base_url=server,
+            transport=transport,
+            timeout=TIMEOUT,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def get(self, path: str, *, params: Params = None, auth: bool = True) -> Any:
+        """GET an /api/v1 path and return the envelope's data."""
+        return self.request("GET", path, params=params, auth=auth)
+
+    def post(self, path: str, json: Any = None, *, auth: bool = True) -> Any:
+        """POST JSON to an /api/v1 path and return the envelope's data."""
+        return self.request("POST", path, json=json, auth=auth)
+
+    def put(self, path: str, json: Any = None, *, auth: bool = True) -> Any:
+        """PUT JSON to an /api/v1 path and return the envelope's data."""
+        return self.request("PUT", path, json=json, auth=auth)
+
+    def patch(self, path: str, json: Any = None, *, auth: bool = True) -> Any:
+        """PATCH an /api/v1 path with JSON and return the envelope's data."""
+        return self.request("PATCH", path, json=json, auth=auth)
+
+    def delete(self, path: str, *, params: Params = None, auth: bool = True) -> Any:
+        """DELETE an /api/v1 path and return the envelope's data."""
+        return self.request("DELETE", path, params=params, auth=auth)
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: Params = None, auth: bool = True
+    ) -> Any:
+        """Send a request to API_PREFIX + `path`; `auth` requires a login and sends the token."""
+        token = self._token() if auth else None
+        url = API_PREFIX + path
+        response = self._transmit(method, url, json=json, params=params, token=token)
+        session = self.session
+        if token is not None and session is not None and self._is_expired_answer(response):
+            token = session.refresh(self._exchange)
+            response = self._transmit(method, url, json=json, params=params, token=token)
+        return decode(response)
+
+    def health(self) -> tuple[int, Any]:
+        """GET /healthz (plain JSON, no envelope) and return its status code and body."""
+        response = self._transmit("GET", "/healthz", json=None, params=None, token=None)
+        return response.status_code, _body(response)
+
+    def _token(self) -> str:
+        token = self.session.access_token() if self.session else None
+        if token is None:
+            raise NotLoggedIn(f"not logged in to {self.server}; run `kavach login`")
+        return token
+
+    def _is_expired_answer(self, response: httpx.Response) -> bool:
+        if response.status_code != 401 or self.session is None or not self.session.can_refresh:
+            return False
+        body = _body(response)
+        return isinstance(body, dict) and body.get("error_code") == REFRESHABLE
+
+    def _exchange(self, refresh_token: str) -> Credentials:
+        """Trade `refresh_token` for a new pair (called by Session.refresh, under its lock)."""
+        held = self.session.credentials() if self.session else None
+        try:
+            data = self.post("/auth/refresh", {"refresh_token": refresh_token}, auth=False)
+        except ApiError as exc:
+            if exc.status in (400, 401):
+                message = "your session has ended; run `kavach login`"
+                raise NotLoggedIn(message, code=exc.error_code) from exc
+            raise
+        return Credentials.from_token_response(data, user=held.user if held else None)
+
+    def _transmit(
+        self, method: str, url: str, *, json: Any, params: Params, token: str | None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        if self._log:
+            self._log(f"{method} {self.server}{url}")
+        try:
+            response = self._http.request(method, url, json=json, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise NetworkError(f"{self.server} did not answer in time") from exc
+        except httpx.RequestError as exc:
+            raise NetworkError(f"cannot reach {self.server}: {exc}") from exc
+        if self._log:
+            self._log(f"{method} {self.server}{url} -> {response.status_code}")
+        return response

@@ -1,0 +1,160 @@
+"""`kavach login`, `logout` and `status`: the session with a server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from kavach.cli import render
+from kavach.cli.app import App, get_app
+from kavach.cli.config import ActiveContext
+from kavach.cli.errors import CliError, NotLoggedIn
+from kavach.cli.options import JsonFlag
+
+app = typer.Typer()
+PANEL = "Session"
+
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="Server URL to log in to (saved as the default).")
+]
+NoBrowserFlag = Annotated[
+    bool, typer.Option("--no-browser", help="Print the URL instead of opening a browser.")
+]
+
+
+def _has_display() -> bool:
+    """Tell whether a graphical browser could open (Linux and BSD need X11 or Wayland)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_browser(cli: App, url: str) -> None:
+    opener = cli.runtime.open_browser
+    if opener is None:
+        import webbrowser
+
+        opener = webbrowser.open
+    try:
+        opener(url)
+    except Exception as exc:  # a browser that fails to start must not fail the login
+        cli.log(f"could not open a browser: {exc}")
+
+
+@app.command(rich_help_panel=PANEL)
+def login(
+    ctx: typer.Context,
+    server: ServerOption = None,
+    no_browser: NoBrowserFlag = False,
+    json: JsonFlag = False,
+) -> None:
+    """Log in to a Kavach server in your browser (device flow)."""
+    from kavach.cli import device
+    from kavach.cli.credentials import Credentials
+
+    cli = get_app(ctx, json=json)
+    url = cli.server_url(server)
+    with cli.make_client(cli.session(url, env_token=False)) as client:
+        code = device.start(client)
+        render.note(cli, f"Your one-time code: {code.user_code}")
+        render.note(cli, "Approve the login at:")
+        render.note(cli, code.url)
+        if not no_browser and _has_display():
+            _open_browser(cli, code.url)
+        render.note(cli, "Waiting for approval (Ctrl-C to cancel)...")
+        answer = device.wait_for_token(
+            client, code, sleep=cli.runtime.sleep, clock=cli.runtime.clock
+        )
+    credentials = Credentials.from_token_response(answer)
+    cli.store.save(url, credentials)
+    if cli.config.server != url:
+        # Names in the active context belong to the previous server.
+        cli.config.context = ActiveContext()
+    cli.config.server = url
+    cli.save_config()
+    who = credentials.login or "unknown user"
+    render.output(
+        cli,
+        {"server": url, "user": credentials.user},
+        lambda: cli.out.print(f"Logged in as {who} on {url}", markup=False),
+    )
+
+
+@app.command(rich_help_panel=PANEL)
+def logout(ctx: typer.Context) -> None:
+    """End the session on the server and forget the local credentials."""
+    cli = get_app(ctx)
+    url = cli.configured_server()
+    session = cli.session(url, env_token=False) if url else None
+    if url is None or session is None or session.credentials() is None:
+        cli.out.print(f"Not logged in to {url}." if url else "Not logged in.", markup=False)
+        return
+    try:
+        with cli.make_client(session) as client:
+            client.post("/auth/logout")
+    except CliError as exc:
+        # The local credentials go regardless: logging out must always work offline.
+        render.warn(cli, f"the server did not end the session: {exc}")
+    cli.store.delete(url)
+    cli.out.print(f"Logged out of {url}.", markup=False)
+
+
+def _expiry(expires_at: datetime, now: datetime) -> str:
+    """Describe an expiry time relative to now, e.g. "in 14m" or "expired 2h ago"."""
+    seconds = int((expires_at - now).total_seconds())
+    span = abs(seconds)
+    amount = f"{span // 3600}h" if span >= 3600 else f"{span // 60}m" if span >= 60 else f"{span}s"
+    when = expires_at.isoformat(timespec="seconds")
+    return f"{when} (in {amount})" if seconds > 0 else f"{when} (expired {amount} ago)"
+
+
+@app.command(rich_help_panel=PANEL)
+def status(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Show the server, who you are logged in as, and the active context."""
+    cli = get_app(ctx, json=json)
+    url = cli.configured_server()
+    if url is None:
+        raise NotLoggedIn("not logged in: no server set; run `kavach login --server URL`")
+    client = cli.client
+    session = client.session
+    if session is None or session.access_token() is None:
+        raise NotLoggedIn(f"not logged in to {url}; run `kavach login`")
+    me = client.get("/auth/me")
+    user: dict[str, Any] = me if isinstance(me, dict) else {}
+    stored = None if session.env_token else session.credentials()  # refreshed by get() if needed
+    now = datetime.now(UTC)
+    token = {
+        "source": "environment" if session.env_token else "stored",
+        "expires_at": stored.expires_at.isoformat(timespec="seconds") if stored else None,
+        "expired": stored.is_expired(now) if stored else None,
+    }
+    active = cli.config.context
+    context = {
+        "organization": active.organization,
+        "secret_group": active.secret_group,
+        "environment": active.environment,
+    }
+    data = {"server": url, "user": user, "token": token, "context": context}
+
+    def human() -> None:
+        name = f"{user.get('login')} ({user['name']})" if user.get("name") else user.get("login")
+        expiry = _expiry(stored.expires_at, now) if stored else "set by KAVACH_TOKEN"
+        render.fields(
+            cli,
+            [
+                ("Server", url),
+                ("User", name),
+                ("Email", user.get("email")),
+                ("Provider", user.get("provider")),
+                ("Access token expires", expiry),
+                ("Organization", active.organization),
+                ("Secret group", active.secret_group),
+                ("Environment", active.environment),
+            ],
+        )
+
+    render.output(cli, data, human)

@@ -1,0 +1,238 @@
+"""Credentials per server URL, kept in the OS keyring or in a private file, never both."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from kavach.cli.config import atomic_write, ensure_private_dir
+from kavach.cli.errors import CliError
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+STORE_ENV = "KAVACH_CREDENTIAL_STORE"
+TOKEN_ENV = "KAVACH_TOKEN"  # noqa: S105 - the variable's name, not a token
+KEYRING_SERVICE = "kavach"
+CREDENTIALS_FILE = "credentials.json"
+LOCK_FILE = "credentials.lock"
+LOCK_TIMEOUT = 60.0
+
+StoreMode = Literal["auto", "keyring", "file"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A token pair for one server and the user it belongs to; tokens stay out of repr."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    user: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def login(self) -> str | None:
+        """Return the user's login name, if the server sent one."""
+        login = self.user.get("login")
+        return login if isinstance(login, str) else None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """Tell whether the access token's expiry time has passed."""
+        return (now or datetime.now(UTC)) >= self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored form: ISO-8601 UTC expiry, user as the server described it."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at.astimezone(UTC).isoformat(timespec="seconds"),
+            "user": self.user,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Credentials:
+        """Parse the stored form, refusing anything malformed."""
+        try:
+            expires_at = datetime.fromisoformat(raw["expires_at"])
+            user = raw.get("user") or {}
+            access, refresh = raw["access_token"], raw["refresh_token"]
+            if not (
+                isinstance(access, str) and isinstance(refresh, str) and isinstance(user, dict)
+            ):
+                raise TypeError("wrong types")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CliError("stored credentials are unreadable; run `kavach login` again") from exc
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        return cls(access, refresh, expires_at, cast(dict[str, Any], user))
+
+    @classmethod
+    def from_token_response(
+        cls, data: Any, *, user: dict[str, Any] | None = None, now: datetime | None = None
+    ) -> Credentials:
+        """Build credentials from a login or refresh answer; `user` fills in a missing user."""
+        try:
+            lifetime = timedelta(seconds=float(data["expires_in"]))
+            access, refresh = data["access_token"], data["refresh_token"]
+            if not (isinstance(access, str) and isinstance(refresh, str)):
+                raise TypeError("tokens must be strings")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CliError("the server's token answer is malformed") from exc
+        answered_user = data.get("user")
+        resolved = answered_user if isinstance(answered_user, dict) else (user or {})
+        return cls(access, refresh, (now or datetime.now(UTC)) + lifetime, resolved)
+
+
+def _parse_json(text: str) -> Any:
+    """Parse a stored record; unreadable text becomes an empty (and so rejected) record."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+class _FileBackend:
+    """credentials.json: one record per server URL, 0600 in a 0700 directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise CliError(f"{self.path} is corrupt; delete it and run `kavach login`") from exc
+        if not isinstance(raw, dict):
+            raise CliError(f"{self.path} is corrupt; delete it and run `kavach login`")
+        return raw
+
+    def get(self, server: str) -> Any:
+        return self._read().get(server)
+
+    def put(self, server: str, record: dict[str, Any]) -> None:
+        records = self._read()
+        records[server] = record
+        atomic_write(self.path, json.dumps(records, indent=2) + "\n")
+
+    def delete(self, server: str) -> bool:
+        records = self._read()
+        if records.pop(server, None) is None:
+            return False
+        if records:
+            atomic_write(self.path, json.dumps(records, indent=2) + "\n")
+        else:
+            self.path.unlink()
+        return True
+
+
+def usable_keyring() -> Any | None:
+    """Return the OS keyring backend, or None when keyring only has its fail/null stand-ins."""
+    try:
+        # Imported here: keyring discovers its backends on import, which is slow.
+        import keyring
+        from keyring.backends import chainer, fail, null
+
+        backend = keyring.get_keyring()
+    except Exception:  # any keyring error means "no keyring" in auto mode
+        return None
+    if isinstance(backend, fail.Keyring | null.Keyring):
+        return None
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        return None
+    return backend
+
+
+class CredentialStore:
+    """Load, save and delete credentials per server URL.
+
+    Mode (argument, else $KAVACH_CREDENTIAL_STORE, else auto): `keyring` uses the OS keyring
+    or fails; `file` uses credentials.json and never touches the keyring; `auto` uses the
+    keyring when a real backend works and falls back to the file on any keyring error.
+    Saving to the keyring deletes the file's record, so a file record is always the newer.
+    """
+
+    def __init__(self, home: Path, mode: str | None = None) -> None:
+        chosen = (mode or os.environ.get(STORE_ENV) or "auto").strip().lower()
+        if chosen not in ("auto", "keyring", "file"):
+            raise CliError(f"{STORE_ENV} must be auto, keyring or file, not {chosen!r}")
+        self.home = home
+        self.mode: StoreMode = cast(StoreMode, chosen)
+        self._file = _FileBackend(home / CREDENTIALS_FILE)
+        self._keyring: Any | None = None
+        self._keyring_probed = chosen == "file"  # file mode never touches the keyring
+        self._lock: BaseFileLock | None = None
+
+    @property
+    def location(self) -> str:
+        """Say where saved credentials go: "keyring" or the file's path."""
+        return "keyring" if self._backend() is not None else str(self._file.path)
+
+    def lock(self) -> BaseFileLock:
+        """Return this store's inter-process lock; reentrant, so save() may run inside it."""
+        if self._lock is None:
+            from filelock import FileLock
+
+            ensure_private_dir(self.home)
+            self._lock = FileLock(self.home / LOCK_FILE, timeout=LOCK_TIMEOUT, mode=0o600)
+        return self._lock
+
+    def load(self, server: str) -> Credentials | None:
+        """Return the credentials saved for `server`, or None."""
+        # A file record is always the newer one: saving to the keyring deletes it.
+        record = self._file.get(server)
+        if record is None and (backend := self._backend()) is not None:
+            try:
+                raw = backend.get_password(KEYRING_SERVICE, server)
+            except Exception as exc:  # backends raise their own types (D-Bus, Keychain, …)
+                self._keyring_failed(exc)
+            else:
+                record = _parse_json(raw) if raw is not None else None
+        return None if record is None else Credentials.from_dict(record)
+
+    def save(self, server: str, credentials: Credentials) -> None:
+        """Save `credentials` for `server` to the keyring if usable, else to the file."""
+        record = credentials.to_dict()
+        with self.lock():
+            if (backend := self._backend()) is not None:
+                try:
+                    backend.set_password(KEYRING_SERVICE, server, json.dumps(record))
+                except Exception as exc:  # see load()
+                    self._keyring_failed(exc)
+                else:
+                    self._file.delete(server)
+                    return
+            self._file.put(server, record)
+
+    def delete(self, server: str) -> bool:
+        """Forget the credentials for `server` wherever they are; tell whether any existed."""
+        with self.lock():
+            deleted = self._file.delete(server)
+            if (backend := self._backend()) is not None:
+                try:
+                    if backend.get_password(KEYRING_SERVICE, server) is not None:
+                        backend.delete_password(KEYRING_SERVICE, server)
+                        deleted = True
+                except Exception as exc:  # see load()
+                    self._keyring_failed(exc)
+        return deleted
+
+    def _backend(self) -> Any | None:
+        """Return the keyring backend to use, probing it once."""
+        if not self._keyring_probed:
+            self._keyring_probed = True
+            self._keyring = usable_keyring()
+            if self._keyring is None and self.mode == "keyring":
+                raise CliError(f"no usable OS keyring; set {STORE_ENV}=file to use a file instead")
+        return self._keyring
+
+    def _keyring_failed(self, exc: Exception) -> None:
+        """Fall back to the file in auto mode; fail when the keyring was asked for."""
+        if self.mode == "keyring":
+            raise CliError(f"the OS keyring failed ({type(exc).__name__})") from exc
+        self._keyring = None

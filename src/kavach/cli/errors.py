@@ -1,0 +1,67 @@
+"""Errors the CLI shows as one line, each carrying the exit code it maps to (DESIGN §5)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit codes shared by every command."""
+
+    OK = 0
+    LOCAL = 1  # usage or local error
+    SERVER = 2  # the server answered with an error, or could not be reached
+    AUTH = 3  # not logged in, or permission denied
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class CliError(Exception):
+    """A failure to report as `Error: <message> (<code>)`; local by default."""
+
+    exit_code: ExitCode = ExitCode.LOCAL
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})" if self.code else self.message
+
+
+class MissingContext(CliError):
+    """A command needs an organization, secret group or environment nobody named."""
+
+
+class NotLoggedIn(CliError):
+    """No usable credentials for the server, or the session has ended."""
+
+    exit_code = ExitCode.AUTH
+
+
+class NetworkError(CliError):
+    """The server could not be reached or did not answer in time."""
+
+    exit_code = ExitCode.SERVER
+
+
+class ApiError(CliError):
+    """The server answered with an error envelope (or something that is not one)."""
+
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        data: Any = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=error_code)
+        self.status = status
+        self.error_code = error_code
+        self.data = data
+        self.retry_after = retry_after
+        # 401/403 mean "not logged in / denied"; any other answer is a server error.
+        self.exit_code = ExitCode.AUTH if status in (401, 403) else ExitCode.SERVER

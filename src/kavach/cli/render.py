@@ -1,0 +1,110 @@
+"""Output: tables for people, JSON with --json, and the one-line error report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from kavach.cli.app import App
+
+MASK = "********"  # fixed width, so the mask does not reveal a value's length
+EMPTY_CELL = "-"
+
+Columns = Sequence[tuple[str, str]]  # (key in each row, column header)
+
+
+def mask(value: str | None, *, reveal: bool = False) -> str:
+    """Return `value` for display: itself with --reveal, else a fixed-width mask."""
+    if value is None:
+        return EMPTY_CELL
+    return value if reveal else MASK
+
+
+def cell(value: Any) -> str:
+    """Format one value for a table cell."""
+    if value is None or value == "":
+        return EMPTY_CELL
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, list | tuple):
+        return ", ".join(cell(item) for item in value) or EMPTY_CELL
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout, unstyled so it pipes into jq."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def table(
+    app: App,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Columns,
+    *,
+    title: str | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """Print `rows` as a table with the given (key, header) columns."""
+    if not rows:
+        app.err.print(empty, markup=False)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(title=title, header_style="bold", title_justify="left")
+    for _, header in columns:
+        grid.add_column(header, overflow="fold")
+    for row in rows:
+        # Text, not str: values like "[red]" are data, not rich markup.
+        grid.add_row(*(Text(cell(row.get(key))) for key, _ in columns))
+    app.out.print(grid)
+
+
+def fields(app: App, pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
+    """Print label/value pairs as a two-column table without a header."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table(title=title, show_header=False, box=None, title_justify="left")
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in pairs:
+        grid.add_row(label, Text(cell(value)))
+    app.out.print(grid)
+
+
+def output(app: App, data: Any, human: Callable[[], None]) -> None:
+    """Print `data` as JSON with --json, else call `human` to print it for people."""
+    if app.json:
+        print_json(data)
+    else:
+        human()
+
+
+def note(app: App, message: str) -> None:
+    """Print a progress line on stderr (stdout stays clean for data) and flush it now."""
+    app.err.print(message, markup=False, soft_wrap=True)
+    app.err.file.flush()
+
+
+def warn(app: App, message: str) -> None:
+    """Print a warning line on stderr."""
+    app.err.print(f"Warning: {message}", markup=False, soft_wrap=True, style="yellow")
+
+
+def error(exc: BaseException, *, verbose: bool = False, message: str | None = None) -> None:
+    """Report `exc` (or `message` about it) as ONE line on stderr; the traceback with --verbose."""
+    if verbose:
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+    line = " ".join((message or str(exc)).split()) or type(exc).__name__
+    typer.secho(f"Error: {line}", err=True, fg="red")

@@ -1,0 +1,61 @@
+"""The bearer token for one server, and the one place that rotates it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kavach.cli.credentials import Credentials, CredentialStore
+from kavach.cli.errors import NotLoggedIn
+
+
+class Session:
+    """Hand out the access token for `server` and refresh it safely across processes."""
+
+    def __init__(self, server: str, store: CredentialStore, *, env_token: str | None = None):
+        self.server = server
+        self.store = store
+        self.env_token = env_token or None
+        self._held: Credentials | None = None
+        self._loaded = False
+
+    @property
+    def can_refresh(self) -> bool:
+        """Tell whether a refresh could help: never for a token given in the environment."""
+        return self.env_token is None and self.credentials() is not None
+
+    def credentials(self) -> Credentials | None:
+        """Return the stored credentials this process works with (read once, then kept)."""
+        if not self._loaded:
+            self._held = self.store.load(self.server)
+            self._loaded = True
+        return self._held
+
+    def access_token(self) -> str | None:
+        """Return the bearer token to send, or None when not logged in."""
+        if self.env_token is not None:
+            return self.env_token
+        held = self.credentials()
+        return held.access_token if held else None
+
+    def refresh(self, exchange: Callable[[str], Credentials]) -> str:
+        """Rotate the token pair with `exchange(refresh_token)` and return the new access token.
+
+        Refresh tokens are single-use and the server revokes the whole session when one comes
+        back, so two processes must never both spend the same one: under the lock, a stored
+        refresh token that differs from ours means another process already rotated it, and we
+        adopt its result instead of calling the server (unless that result has expired too, in
+        which case the stored refresh token, the newest one, is the one to spend).
+        """
+        held = self.credentials()
+        with self.store.lock():
+            stored = self.store.load(self.server)
+            if stored is None:
+                raise NotLoggedIn(f"not logged in to {self.server}; run `kavach login`")
+            rotated_elsewhere = held is None or stored.refresh_token != held.refresh_token
+            if rotated_elsewhere and not stored.is_expired():
+                self._held = stored
+                return stored.access_token
+            rotated = exchange(stored.refresh_token)
+            self.store.save(self.server, rotated)
+            self._held = rotated
+            return rotated.access_token

@@ -1,0 +1,95 @@
+"""Fixtures for CLI tests: a private KAVACH_HOME, a fake API, a fake clock, a runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from kavach.cli.app import Runtime
+from kavach.cli.credentials import Credentials, CredentialStore
+from kavach.cli.main import app
+
+from .fake_api import USER, FakeApi
+
+SERVER = "http://kavach.test"
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point KAVACH_HOME at a fresh directory and keep the developer's environment out."""
+    kavach_home = tmp_path / "kavach-home"
+    monkeypatch.setenv("KAVACH_HOME", str(kavach_home))
+    monkeypatch.setenv("KAVACH_CREDENTIAL_STORE", "file")
+    for name in ("KAVACH_TOKEN", "KAVACH_SERVER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    return kavach_home
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(home: Path) -> CredentialStore:
+    return CredentialStore(home)
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(api: FakeApi, clock: FakeClock) -> Invoke:
+    """Run `kavach ARGS` in-process against the fake API."""
+    runner = CliRunner()
+
+    def run(args: Sequence[str], *, runtime: Runtime | None = None) -> Result:
+        runtime = runtime or Runtime(
+            transport=api.transport, sleep=clock.sleep, clock=clock.monotonic
+        )
+        return runner.invoke(app, list(args), obj=runtime)
+
+    return run
+
+
+def make_credentials(access: str, refresh: str, *, expires_in: float = 900) -> Credentials:
+    """Return credentials for the fake's user."""
+    expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in)
+    return Credentials(access, refresh, expires_at, dict(USER))
+
+
+@pytest.fixture
+def logged_in(api: FakeApi, store: CredentialStore, home: Path) -> Credentials:
+    """Save valid credentials for SERVER and make it the configured server."""
+    from kavach.cli.config import Config, save_config
+
+    access, refresh = api.issue()
+    credentials = make_credentials(access, refresh)
+    store.save(SERVER, credentials)
+    save_config(home, Config(server=SERVER))
+    return credentials

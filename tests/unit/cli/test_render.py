@@ -1,0 +1,68 @@
+"""Output helpers: masking, cells, JSON and the one-line error."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kavach.cli import render
+from kavach.cli.app import App
+from kavach.cli.errors import ApiError
+
+
+def test_mask_hides_value_and_length() -> None:
+    assert render.mask("hunter2") == render.mask("a much longer secret value") == "********"
+    assert render.mask("hunter2", reveal=True) == "hunter2"
+    assert render.mask(None) == "-"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "-"),
+        ("", "-"),
+        (True, "yes"),
+        (False, "no"),
+        (["a", "b"], "a, b"),
+        (datetime(2025, 1, 2, 3, 4, 5, 678, tzinfo=UTC), "2025-01-02T03:04:05+00:00"),
+        (3, "3"),
+    ],
+)
+def test_cell(value: object, shown: str) -> None:
+    assert render.cell(value) == shown
+
+
+def test_print_json_is_plain_and_parseable(capsys: pytest.CaptureFixture[str]) -> None:
+    render.print_json({"when": datetime(2025, 1, 1, tzinfo=UTC), "name": "é"})
+    out = capsys.readouterr().out
+    assert json.loads(out) == {"when": "2025-01-01 00:00:00+00:00", "name": "é"}
+    assert "\x1b[" not in out
+
+
+def test_error_is_one_line_even_for_multi_line_messages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    render.error(ApiError(400, "validation_failed", "name is\ntoo long"))
+    assert capsys.readouterr().err == "Error: name is too long (validation_failed)\n"
+
+
+def test_tables_show_values_literally_not_as_markup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = App(home=tmp_path)
+    render.table(app, [{"name": "[bold]TOKEN[/bold]"}], [("name", "Name")])
+    render.fields(app, [("Value", "[red]x[/red]")])
+    out = capsys.readouterr().out
+    assert "[bold]TOKEN[/bold]" in out
+    assert "[red]x[/red]" in out
+
+
+def test_an_empty_table_says_so_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    render.table(App(home=tmp_path), [], [("name", "Name")], empty="No secrets.")
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "No secrets.\n")
