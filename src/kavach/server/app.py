@@ -11,14 +11,17 @@ from pydantic import BaseModel
 from kavach import __version__
 from kavach.server import health
 from kavach.server.api import API_PREFIX, Envelope, ok
-from kavach.server.auth import device_page
+from kavach.server.auth import device_page, service_tokens
 from kavach.server.auth import router as auth_router
 from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.db.migrate import migrate
 from kavach.server.deps import RuntimeDep
 from kavach.server.handlers import install_error_handlers
+from kavach.server.iam import router as iam_router
+from kavach.server.iam import user_groups_router
 from kavach.server.logging import configure_logging, get_logger
 from kavach.server.middleware import RequestContextMiddleware
+from kavach.server.rbac import router as members_router
 from kavach.server.runtime import build_runtime
 from kavach.server.settings import Settings, check_startable, get_settings
 
@@ -77,8 +80,15 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    app.include_router(auth_router.router)
-    app.include_router(_meta_router())
+    for api_router in (
+        auth_router.router,
+        _meta_router(),
+        iam_router.router,
+        members_router.router,
+        user_groups_router.router,
+        service_tokens.router,
+    ):
+        app.include_router(api_router)
     app.include_router(health.router)
     app.include_router(device_page.router)
     install_error_handlers(app)

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.auth import service as auth_service
-from kavach.server.auth.models import LoginSession
+from kavach.server.auth.models import LoginSession, ServiceToken
+from kavach.server.auth.tokens import SERVICE_TOKEN_PREFIX
 from kavach.server.db.base import utcnow
-from kavach.server.errors import InvalidToken, KavachError, NotAuthenticated
+from kavach.server.errors import Forbidden, InvalidToken, KavachError, NotAuthenticated
 from kavach.server.iam.models import User
 from kavach.server.runtime import Runtime
 
@@ -65,8 +66,8 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 @dataclass(frozen=True)
-class Principal:
-    """The authenticated caller of a request."""
+class UserPrincipal:
+    """A signed-in user and the login session their token belongs to."""
 
     user: User
     login_session: LoginSession
@@ -77,14 +78,42 @@ class Principal:
         return Actor(type="user", id=self.user.id, label=self.user.login)
 
 
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """A service token acting within its one environment."""
+
+    token: ServiceToken
+
+    @property
+    def actor(self) -> Actor:
+        """Describe the caller for the audit trail."""
+        return Actor(type="service_token", id=self.token.id, label=self.token.name)
+
+
+Principal = UserPrincipal | TokenPrincipal
+
+
+async def _service_token_principal(session: AsyncSession, token: str) -> Principal:
+    record = await auth_service.find_service_token(session, token=token)
+    now = utcnow()
+    if record is None or record.revoked_at is not None:
+        raise InvalidToken("invalid or revoked service token")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise InvalidToken("the service token has expired")
+    await auth_service.touch_service_token(session, token=record, now=now)
+    return TokenPrincipal(token=record)
+
+
 async def get_principal(
     runtime: RuntimeDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer access token and its live login session."""
+    """Authenticate the bearer token: a service token, or an access token with a live session."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("authentication required: send a bearer access token")
+    if credentials.credentials.startswith(SERVICE_TOKEN_PREFIX):
+        return await _service_token_principal(session, credentials.credentials)
     claims = runtime.access_tokens.verify(credentials.credentials)
     found = await auth_service.load_session_user(
         session, user_id=claims.user_id, session_id=claims.session_id
@@ -94,7 +123,17 @@ async def get_principal(
     user, login = found
     if login.revoked_at is not None or login.expires_at <= utcnow():
         raise InvalidToken("the login session has ended; log in again")
-    return Principal(user=user, login_session=login)
+    return UserPrincipal(user=user, login_session=login)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_user_principal(principal: PrincipalDep) -> UserPrincipal:
+    """Require a signed-in user: service tokens may not do this."""
+    if not isinstance(principal, UserPrincipal):
+        raise Forbidden("service tokens may not do this; sign in as a user")
+    return principal
+
+
+UserDep = Annotated[UserPrincipal, Depends(get_user_principal)]

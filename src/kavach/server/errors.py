@@ -11,6 +11,9 @@ KavachError
 ├── Forbidden                   403 forbidden
 ├── NotFound                    404 not_found
 ├── Conflict                    409 conflict
+│   ├── AlreadyExists           409 already_exists
+│   ├── HasChildren             409 has_children
+│   └── LastOwner               409 last_owner
 ├── PayloadTooLarge             413 payload_too_large
 ├── RateLimited                 429 rate_limited
 ├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
@@ -96,6 +99,24 @@ class Conflict(KavachError):
     """The request conflicts with the current state."""
 
     error_code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    """A resource with that name already exists where it would go."""
+
+    error_code = "already_exists"
+
+
+class HasChildren(Conflict):
+    """The resource still has children; delete them first or cascade."""
+
+    error_code = "has_children"
+
+
+class LastOwner(Conflict):
+    """The change would leave an organization without an owner."""
+
+    error_code = "last_owner"
 
 
 class PayloadTooLarge(KavachError):

@@ -15,7 +15,7 @@ from kavach.server.auth.schemas import (
     TokenResponse,
     UserPublic,
 )
-from kavach.server.deps import OriginDep, PrincipalDep, RuntimeDep, SessionDep
+from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, UserDep
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
@@ -69,7 +69,7 @@ async def refresh(
 
 @router.post("/logout", response_model=Envelope[LogoutResponse])
 async def logout(
-    principal: PrincipalDep, session: SessionDep, origin: OriginDep
+    principal: UserDep, session: SessionDep, origin: OriginDep
 ) -> Envelope[LogoutResponse]:
     """End the caller's login session; its tokens stop working at once."""
     await flows.logout(session, user=principal.user, login=principal.login_session, origin=origin)
@@ -77,6 +77,6 @@ async def logout(
 
 
 @router.get("/me", response_model=Envelope[UserPublic])
-async def me(principal: PrincipalDep) -> Envelope[UserPublic]:
+async def me(principal: UserDep) -> Envelope[UserPublic]:
     """Return the signed-in user."""
     return ok(UserPublic.model_validate(principal.user))

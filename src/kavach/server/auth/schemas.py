@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,3 +70,38 @@ class LogoutResponse(BaseModel):
     """Result of a logout."""
 
     logged_out: bool
+
+
+MAX_TOKEN_SECONDS = 366 * 86_400
+DEFAULT_TOKEN_SECONDS = 90 * 86_400
+
+
+class ServiceTokenCreate(BaseModel):
+    """Create a service token for an environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    role: Literal["viewer", "editor"]
+    expires_in: int = Field(default=DEFAULT_TOKEN_SECONDS, ge=60, le=MAX_TOKEN_SECONDS)
+
+
+class ServiceTokenPublic(BaseModel):
+    """A service token without its secret part."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    role: str
+    environment_id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ServiceTokenCreated(ServiceTokenPublic):
+    """A new service token, with its secret shown this once."""
+
+    token: str

@@ -9,7 +9,12 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.auth.models import DeviceAuthorization, LoginSession, RefreshToken
+from kavach.server.auth.models import (
+    DeviceAuthorization,
+    LoginSession,
+    RefreshToken,
+    ServiceToken,
+)
 from kavach.server.auth.tokens import new_refresh_token, token_hash
 from kavach.server.iam.models import User
 
@@ -164,3 +169,17 @@ async def load_session_user(
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+async def find_service_token(session: AsyncSession, *, token: str) -> ServiceToken | None:
+    """Return a service token by its value."""
+    return await session.scalar(
+        select(ServiceToken).where(ServiceToken.token_hash == token_hash(token))
+    )
+
+
+async def touch_service_token(session: AsyncSession, *, token: ServiceToken, now: datetime) -> None:
+    """Record when a token was last used, at most once a minute (a write per request is waste)."""
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        token.last_used_at = now
+        await session.flush()

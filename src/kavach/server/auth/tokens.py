@@ -14,6 +14,8 @@ from kavach.server.errors import InvalidToken, TokenExpired
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a credential
 REFRESH_TOKEN_PREFIX = "kvr_"  # noqa: S105
+# Recognisable by secret scanners, like ghp_ for GitHub.
+SERVICE_TOKEN_PREFIX = "kvt_"  # noqa: S105
 _ALGORITHM = "HS256"
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "typ", "sid"]
 
@@ -93,6 +95,11 @@ class AccessTokens:
 def new_refresh_token() -> str:
     """Return a new opaque refresh token."""
     return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_service_token() -> str:
+    """Return a new service token."""
+    return SERVICE_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def new_device_code() -> str:

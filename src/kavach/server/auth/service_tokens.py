@@ -1,0 +1,114 @@
+"""HTTP routes for service tokens: machine identities bound to one environment."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import service as audit
+from kavach.server.auth.models import ServiceToken
+from kavach.server.auth.schemas import ServiceTokenCreate, ServiceTokenCreated, ServiceTokenPublic
+from kavach.server.auth.tokens import new_service_token, token_hash
+from kavach.server.db.base import utcnow
+from kavach.server.deps import OriginDep, SessionDep
+from kavach.server.errors import AlreadyExists, NotFound
+from kavach.server.iam.tree import flush_unique
+from kavach.server.rbac.deps import Access, Requirement
+
+router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
+
+
+def _env_id(access: Access) -> uuid.UUID:
+    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
+    assert access.scope.environment_id is not None  # noqa: S101
+    return access.scope.environment_id
+
+
+@router.post("", status_code=201, response_model=Envelope[ServiceTokenCreated])
+async def create_token(
+    body: ServiceTokenCreate,
+    access: Annotated[Access, Depends(Requirement("token.create", "environment"))],
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[ServiceTokenCreated]:
+    """Create a service token; its secret is in this response only."""
+    secret = new_service_token()
+    token = ServiceToken(
+        environment_id=_env_id(access),
+        name=body.name,
+        role=body.role,
+        token_hash=token_hash(secret),
+        created_by=access.user.user.id,
+        expires_at=utcnow() + timedelta(seconds=body.expires_in),
+    )
+    exists = select(ServiceToken.id).where(
+        ServiceToken.environment_id == token.environment_id, ServiceToken.name == body.name
+    )
+    if await session.scalar(exists):
+        raise AlreadyExists(f"a token named {body.name!r} already exists here")
+    session.add(token)
+    await flush_unique(session, "token", body.name)
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="token.create",
+        origin=origin,
+        resource_type="service_token",
+        resource_id=str(token.id),
+        details={
+            "name": token.name,
+            "role": token.role,
+            "environment_id": str(token.environment_id),
+        },
+    )
+    public = ServiceTokenPublic.model_validate(token)
+    return ok(ServiceTokenCreated(**public.model_dump(), token=secret))
+
+
+@router.get("", response_model=Envelope[list[ServiceTokenPublic]])
+async def list_tokens(
+    access: Annotated[Access, Depends(Requirement("token.read", "environment"))],
+    session: SessionDep,
+) -> Envelope[list[ServiceTokenPublic]]:
+    """List an environment's service tokens (never their secrets)."""
+    tokens = await session.scalars(
+        select(ServiceToken)
+        .where(ServiceToken.environment_id == _env_id(access))
+        .order_by(ServiceToken.created_at)
+    )
+    return ok([ServiceTokenPublic.model_validate(t) for t in tokens])
+
+
+@router.delete("/{token_id}", response_model=Envelope[ServiceTokenPublic])
+async def revoke_token(
+    token_id: str,
+    access: Annotated[Access, Depends(Requirement("token.revoke", "environment"))],
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[ServiceTokenPublic]:
+    """Revoke a service token; it stops working at once."""
+    try:
+        wanted = uuid.UUID(token_id)
+    except ValueError:
+        raise NotFound("service token not found") from None
+    token = await session.get(ServiceToken, wanted)
+    if token is None or token.environment_id != _env_id(access):
+        raise NotFound("service token not found")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await session.flush()
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="token.revoke",
+        origin=origin,
+        resource_type="service_token",
+        resource_id=str(token.id),
+        details={"name": token.name},
+    )
+    return ok(ServiceTokenPublic.model_validate(token))

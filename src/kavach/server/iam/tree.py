@@ -1,0 +1,209 @@
+"""Database work on the resource tree: organizations, secret groups and environments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.errors import AlreadyExists, HasChildren
+from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
+from kavach.server.iam.schemas import ResourceUpdate
+from kavach.server.rbac import service as rbac_service
+from kavach.server.rbac.service import ENVIRONMENT, SECRET_GROUP, Scope
+
+TreeNode = TypeVar("TreeNode", Organization, SecretGroup, Environment, UserGroup)
+
+
+async def flush_unique(session: AsyncSession, what: str, name: str) -> None:
+    """Flush, turning a unique-name violation into 409 already_exists."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise AlreadyExists(f"{what} {name!r} already exists") from exc
+
+
+async def create_organization(
+    session: AsyncSession, *, name: str, description: str | None, creator: uuid.UUID
+) -> Organization:
+    """Create an organization; its creator becomes its owner."""
+    if await session.scalar(select(Organization.id).where(Organization.name == name)):
+        raise AlreadyExists(f"organization {name!r} already exists")
+    org = Organization(name=name, description=description, created_by=creator)
+    session.add(org)
+    await flush_unique(session, "organization", name)
+    await rbac_service.put_binding(
+        session,
+        scope=Scope(org.id),
+        user_id=creator,
+        user_group_id=None,
+        role="owner",
+        granted_by=creator,
+    )
+    return org
+
+
+async def create_secret_group(
+    session: AsyncSession,
+    *,
+    org: Organization,
+    name: str,
+    description: str | None,
+    creator: uuid.UUID,
+) -> SecretGroup:
+    """Create a secret group; its creator becomes its owner."""
+    exists = select(SecretGroup.id).where(
+        SecretGroup.organization_id == org.id, SecretGroup.name == name
+    )
+    if await session.scalar(exists):
+        raise AlreadyExists(f"secret group {name!r} already exists in {org.name!r}")
+    group = SecretGroup(
+        organization_id=org.id, name=name, description=description, created_by=creator
+    )
+    session.add(group)
+    await flush_unique(session, "secret group", name)
+    await rbac_service.put_binding(
+        session,
+        scope=Scope(org.id, group.id),
+        user_id=creator,
+        user_group_id=None,
+        role="owner",
+        granted_by=creator,
+    )
+    return group
+
+
+async def create_environment(
+    session: AsyncSession,
+    *,
+    group: SecretGroup,
+    name: str,
+    description: str | None,
+    creator: uuid.UUID,
+) -> Environment:
+    """Create an environment; its creator becomes its owner."""
+    exists = select(Environment.id).where(
+        Environment.secret_group_id == group.id, Environment.name == name
+    )
+    if await session.scalar(exists):
+        raise AlreadyExists(f"environment {name!r} already exists in {group.name!r}")
+    env = Environment(
+        secret_group_id=group.id, name=name, description=description, created_by=creator
+    )
+    session.add(env)
+    await flush_unique(session, "environment", name)
+    await rbac_service.put_binding(
+        session,
+        scope=Scope(group.organization_id, group.id, env.id),
+        user_id=creator,
+        user_group_id=None,
+        role="owner",
+        granted_by=creator,
+    )
+    return env
+
+
+async def update_node(
+    session: AsyncSession, *, node: TreeNode, changes: ResourceUpdate, what: str
+) -> dict[str, str | None]:
+    """Apply a partial update; return the changed fields' old values for the audit trail."""
+    before: dict[str, str | None] = {}
+    for field in changes.model_fields_set:
+        value = getattr(changes, field)
+        if field == "name" and value is None:
+            continue
+        if getattr(node, field) != value:
+            before[field] = getattr(node, field)
+            setattr(node, field, value)
+    await flush_unique(session, what, node.name)
+    return before
+
+
+async def list_groups(session: AsyncSession, *, org_id: uuid.UUID) -> list[SecretGroup]:
+    """Return an organization's secret groups by name."""
+    return list(
+        await session.scalars(
+            select(SecretGroup)
+            .where(SecretGroup.organization_id == org_id)
+            .order_by(SecretGroup.name)
+        )
+    )
+
+
+async def list_environments(session: AsyncSession, *, group_id: uuid.UUID) -> list[Environment]:
+    """Return a secret group's environments by name."""
+    return list(
+        await session.scalars(
+            select(Environment)
+            .where(Environment.secret_group_id == group_id)
+            .order_by(Environment.name)
+        )
+    )
+
+
+async def _count(session: AsyncSession, query: object) -> int:
+    return int(await session.scalar(query) or 0)  # type: ignore[call-overload]
+
+
+async def delete_environment(session: AsyncSession, *, env: Environment) -> dict[str, int]:
+    """Delete an environment and everything in it."""
+    bindings = await rbac_service.delete_bindings_on(
+        session, resource_type=ENVIRONMENT, resource_ids=[env.id]
+    )
+    await session.delete(env)
+    await session.flush()
+    return {"environments": 1, "bindings": bindings}
+
+
+async def delete_secret_group(
+    session: AsyncSession, *, group: SecretGroup, cascade: bool
+) -> dict[str, int]:
+    """Delete a secret group; with children only when cascading."""
+    env_ids = list(
+        await session.scalars(select(Environment.id).where(Environment.secret_group_id == group.id))
+    )
+    if env_ids and not cascade:
+        raise HasChildren(
+            f"secret group {group.name!r} has {len(env_ids)} environment(s); "
+            "delete them first or pass cascade=true"
+        )
+    bindings = await rbac_service.delete_bindings_on(
+        session, resource_type=ENVIRONMENT, resource_ids=env_ids
+    )
+    bindings += await rbac_service.delete_bindings_on(
+        session, resource_type=SECRET_GROUP, resource_ids=[group.id]
+    )
+    await session.execute(delete(Environment).where(Environment.secret_group_id == group.id))
+    await session.delete(group)
+    await session.flush()
+    return {"secret_groups": 1, "environments": len(env_ids), "bindings": bindings}
+
+
+async def delete_organization(
+    session: AsyncSession, *, org: Organization, cascade: bool
+) -> dict[str, int]:
+    """Delete an organization; with children only when cascading."""
+    groups = await _count(
+        session,
+        select(func.count()).select_from(SecretGroup).where(SecretGroup.organization_id == org.id),
+    )
+    if groups and not cascade:
+        raise HasChildren(
+            f"organization {org.name!r} has {groups} secret group(s); "
+            "delete them first or pass cascade=true"
+        )
+    envs = await _count(
+        session,
+        select(func.count())
+        .select_from(Environment)
+        .join(SecretGroup, SecretGroup.id == Environment.secret_group_id)
+        .where(SecretGroup.organization_id == org.id),
+    )
+    # The database cascades from the organization to groups, environments, user groups,
+    # tokens and bindings (every binding row names its organization).
+    await session.delete(org)
+    await session.flush()
+    return {"organizations": 1, "secret_groups": groups, "environments": envs}

@@ -1,0 +1,85 @@
+"""Database work on user groups and their members."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.errors import AlreadyExists, NotFound
+from kavach.server.iam.models import User, UserGroup, UserGroupMember
+from kavach.server.iam.schemas import UserGroupMemberPublic
+from kavach.server.iam.tree import flush_unique
+
+
+async def create(
+    session: AsyncSession, *, organization_id: uuid.UUID, name: str, description: str | None
+) -> UserGroup:
+    """Create a user group in an organization."""
+    exists = select(UserGroup.id).where(
+        UserGroup.organization_id == organization_id, UserGroup.name == name
+    )
+    if await session.scalar(exists):
+        raise AlreadyExists(f"user group {name!r} already exists")
+    group = UserGroup(organization_id=organization_id, name=name, description=description)
+    session.add(group)
+    await flush_unique(session, "user group", name)
+    return group
+
+
+async def list_in(session: AsyncSession, *, organization_id: uuid.UUID) -> list[UserGroup]:
+    """Return an organization's user groups by name."""
+    return list(
+        await session.scalars(
+            select(UserGroup)
+            .where(UserGroup.organization_id == organization_id)
+            .order_by(UserGroup.name)
+        )
+    )
+
+
+async def _user(session: AsyncSession, login: str) -> User:
+    user = await session.scalar(select(User).where(User.login == login))
+    if user is None:
+        raise NotFound(f"no user with login {login!r}")
+    return user
+
+
+async def members(session: AsyncSession, *, group: UserGroup) -> list[UserGroupMemberPublic]:
+    """Return a user group's members by login."""
+    rows = await session.execute(
+        select(User, UserGroupMember.added_at)
+        .join(UserGroupMember, UserGroupMember.user_id == User.id)
+        .where(UserGroupMember.user_group_id == group.id)
+        .order_by(User.login)
+    )
+    return [
+        UserGroupMemberPublic(user_id=user.id, login=user.login, name=user.name, added_at=added)
+        for user, added in rows
+    ]
+
+
+async def add_member(
+    session: AsyncSession, *, group: UserGroup, login: str
+) -> UserGroupMemberPublic:
+    """Add a user to a user group."""
+    user = await _user(session, login)
+    if await session.get(UserGroupMember, (group.id, user.id)) is not None:
+        raise AlreadyExists(f"{login!r} is already a member of {group.name!r}")
+    member = UserGroupMember(user_group_id=group.id, user_id=user.id)
+    session.add(member)
+    await flush_unique(session, "member", login)
+    return UserGroupMemberPublic(
+        user_id=user.id, login=user.login, name=user.name, added_at=member.added_at
+    )
+
+
+async def remove_member(session: AsyncSession, *, group: UserGroup, login: str) -> None:
+    """Remove a user from a user group."""
+    user = await _user(session, login)
+    member = await session.get(UserGroupMember, (group.id, user.id))
+    if member is None:
+        raise NotFound(f"{login!r} is not a member of {group.name!r}")
+    await session.delete(member)
+    await session.flush()

@@ -1,0 +1,170 @@
+"""`Requirement`: the one place a route declares the action it needs, checked per request."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+from sqlalchemy import select
+
+from kavach.server.deps import Principal, PrincipalDep, SessionDep, TokenPrincipal, UserPrincipal
+from kavach.server.errors import Forbidden, NotFound, ValidationFailed
+from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
+from kavach.server.rbac import service as rbac_service
+from kavach.server.rbac.policy import ROLES, TOKEN_ACTIONS, role_allows
+from kavach.server.rbac.service import Scope
+
+ResourceKind = Literal["organization", "secret_group", "environment", "user_group"]
+Resource = Organization | SecretGroup | Environment | UserGroup
+# Reads allowed to anyone holding a role somewhere beneath, so the way down stays visible.
+_READ_THROUGH = frozenset({"org.read", "group.read", "user_group.read"})
+_LABELS = {
+    "organization": "organization",
+    "secret_group": "secret group",
+    "environment": "environment",
+    "user_group": "user group",
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an authorized request may act on: the caller, the resource and the caller's role."""
+
+    principal: Principal
+    scope: Scope | None = None
+    role: str | None = None
+    resource: Resource | None = None
+
+    @property
+    def user(self) -> UserPrincipal:
+        """Return the caller as a user (routes that allow tokens must not call this)."""
+        if not isinstance(self.principal, UserPrincipal):
+            raise Forbidden("service tokens may not do this")
+        return self.principal
+
+
+def minimum_role(action: str) -> str:
+    """Return the weakest role that grants an action."""
+    return next((role for role in ROLES if role_allows(role, action)), "owner")
+
+
+async def load_resource(
+    session: SessionDep, kind: ResourceKind, resource_id: uuid.UUID
+) -> tuple[Resource, Scope]:
+    """Load a resource by id with its place in the tree, or raise NotFound."""
+    found: Resource | None
+    if kind == "environment":
+        row = (
+            await session.execute(
+                select(Environment, SecretGroup.organization_id)
+                .join(SecretGroup, SecretGroup.id == Environment.secret_group_id)
+                .where(Environment.id == resource_id)
+            )
+        ).first()
+        if row is not None:
+            env, org_id = row
+            return env, Scope(org_id, env.secret_group_id, env.id)
+        found = None
+    elif kind == "secret_group":
+        found = await session.get(SecretGroup, resource_id)
+        if isinstance(found, SecretGroup):
+            return found, Scope(found.organization_id, found.id)
+    elif kind == "user_group":
+        found = await session.get(UserGroup, resource_id)
+        if isinstance(found, UserGroup):
+            return found, Scope(found.organization_id)
+    else:
+        found = await session.get(Organization, resource_id)
+        if isinstance(found, Organization):
+            return found, Scope(found.id)
+    raise NotFound(f"{_LABELS[kind]} not found")
+
+
+async def authorize(
+    session: SessionDep, principal: Principal, *, scope: Scope, action: str, kind: str
+) -> str | None:
+    """Return the caller's role on the scope if it grants the action; else 404 or 403."""
+    label = _LABELS.get(kind, kind)
+    if isinstance(principal, TokenPrincipal):
+        token = principal.token
+        if scope.environment_id != token.environment_id or kind != "environment":
+            raise NotFound(f"{label} not found")
+        if action not in TOKEN_ACTIONS or not role_allows(token.role, action):
+            raise Forbidden(f"this service token may not {action} (role {token.role})")
+        return token.role
+    user_id = principal.user.id
+    role = await rbac_service.effective_role(session, user_id=user_id, scope=scope)
+    if role is not None and role_allows(role, action):
+        return role
+    if role is None and not await rbac_service.sees_below(session, user_id=user_id, scope=scope):
+        raise NotFound(f"{label} not found")
+    if action in _READ_THROUGH:
+        return role
+    raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
+
+
+class Requirement:
+    """A route's declared action, and the resource (from path, query or body) it applies to."""
+
+    def __init__(
+        self,
+        action: str,
+        resource: ResourceKind | None = None,
+        *,
+        param: str = "id",
+        source: Literal["path", "query", "body"] = "path",
+        by_name: bool = False,
+    ) -> None:
+        self.action = action
+        self.resource = resource
+        self.param = param
+        self.source = source
+        self.by_name = by_name
+
+    def __repr__(self) -> str:
+        return f"Requirement({self.action!r}, {self.resource!r})"
+
+    async def _resource_id(self, request: Request) -> uuid.UUID:
+        if self.source == "path":
+            raw = request.path_params.get(self.param)
+        elif self.source == "query":
+            raw = request.query_params.get(self.param)
+        else:
+            try:
+                body = await request.json()
+            except ValueError:
+                raise ValidationFailed("the request body is not valid JSON") from None
+            raw = body.get(self.param) if isinstance(body, dict) else None
+        if raw is None:
+            raise ValidationFailed(f"{self.param} is required")
+        try:
+            return uuid.UUID(str(raw))
+        except ValueError:
+            if self.source == "path":
+                raise NotFound(f"{_LABELS[self.resource or 'organization']} not found") from None
+            raise ValidationFailed(f"{self.param} must be an id") from None
+
+    async def __call__(
+        self, request: Request, principal: PrincipalDep, session: SessionDep
+    ) -> Access:
+        """Check the action for this request; the route receives what it may act on."""
+        if self.resource is None:
+            if not isinstance(principal, UserPrincipal):
+                raise Forbidden("service tokens may not do this")
+            return Access(principal=principal)
+        if self.by_name:
+            org = await session.scalar(
+                select(Organization).where(Organization.name == request.path_params[self.param])
+            )
+            if org is None:
+                raise NotFound("organization not found")
+            resource_id = org.id
+        else:
+            resource_id = await self._resource_id(request)
+        resource, scope = await load_resource(session, self.resource, resource_id)
+        role = await authorize(
+            session, principal, scope=scope, action=self.action, kind=self.resource
+        )
+        return Access(principal=principal, scope=scope, role=role, resource=resource)

@@ -1,0 +1,165 @@
+"""Grant, revoke and list roles on a resource, with the owner rules."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.errors import Forbidden, LastOwner, NotFound
+from kavach.server.iam.models import Environment, Organization, SecretGroup, User, UserGroup
+from kavach.server.rbac import service as rbac_service
+from kavach.server.rbac.models import RoleBinding
+from kavach.server.rbac.policy import role_allows
+from kavach.server.rbac.schemas import BindingPublic, Subject, UserGroupRef, UserRef
+from kavach.server.rbac.service import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
+
+_NAMED: dict[str, type[Organization] | type[SecretGroup] | type[Environment]] = {
+    ORGANIZATION: Organization,
+    SECRET_GROUP: SecretGroup,
+    ENVIRONMENT: Environment,
+}
+
+
+async def resolve_subject(
+    session: AsyncSession, *, subject: Subject, organization_id: uuid.UUID
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """Return (user_id, user_group_id) for a subject, or a clear 404."""
+    if subject.user is not None:
+        user_id = await session.scalar(select(User.id).where(User.login == subject.user))
+        if user_id is None:
+            raise NotFound(f"no user with login {subject.user!r}")
+        return user_id, None
+    name = subject.user_group or ""
+    matches = [UserGroup.name == name]
+    with contextlib.suppress(ValueError):
+        matches.append(UserGroup.id == uuid.UUID(name))
+    group_id = await session.scalar(
+        select(UserGroup.id).where(UserGroup.organization_id == organization_id, or_(*matches))
+    )
+    if group_id is None:
+        raise NotFound(f"no user group {name!r} in this organization")
+    return None, group_id
+
+
+def _may_touch_owner(caller_role: str | None) -> None:
+    if caller_role is None or not role_allows(caller_role, "members.grant_owner"):
+        raise Forbidden("only an owner can grant, change or revoke the owner role")
+
+
+async def _keep_an_owner(session: AsyncSession, scope: Scope, binding: RoleBinding) -> None:
+    """Refuse to remove or demote the last user owner of an organization."""
+    if (
+        scope.resource_type == ORGANIZATION
+        and binding.role == "owner"
+        and binding.user_id is not None
+        and await rbac_service.count_user_owners(session, organization_id=scope.organization_id)
+        <= 1
+    ):
+        raise LastOwner("an organization needs at least one owner; add another owner first")
+
+
+async def grant(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    subject: Subject,
+    role: str,
+    caller_role: str | None,
+    caller_id: uuid.UUID,
+) -> RoleBinding:
+    """Give a subject a role on the scope, or change the role it has there."""
+    user_id, group_id = await resolve_subject(
+        session, subject=subject, organization_id=scope.organization_id
+    )
+    existing = await rbac_service.find_binding(
+        session, scope=scope, user_id=user_id, user_group_id=group_id
+    )
+    if role == "owner" or (existing is not None and existing.role == "owner"):
+        _may_touch_owner(caller_role)
+    if existing is not None and existing.role == "owner" and role != "owner":
+        await _keep_an_owner(session, scope, existing)
+    return await rbac_service.put_binding(
+        session,
+        scope=scope,
+        user_id=user_id,
+        user_group_id=group_id,
+        role=role,
+        granted_by=caller_id,
+    )
+
+
+async def revoke(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    subject: Subject,
+    role: str | None,
+    caller_role: str | None,
+) -> RoleBinding:
+    """Remove a subject's role from the scope."""
+    user_id, group_id = await resolve_subject(
+        session, subject=subject, organization_id=scope.organization_id
+    )
+    binding = await rbac_service.find_binding(
+        session, scope=scope, user_id=user_id, user_group_id=group_id
+    )
+    if binding is None or (role is not None and binding.role != role):
+        raise NotFound("that subject holds no such role directly on this resource")
+    if binding.role == "owner":
+        _may_touch_owner(caller_role)
+        await _keep_an_owner(session, scope, binding)
+    await session.delete(binding)
+    await session.flush()
+    return binding
+
+
+async def describe(session: AsyncSession, *, scope: Scope) -> list[BindingPublic]:
+    """List the bindings on a scope and its ancestors, naming subjects and resources."""
+    bindings = await rbac_service.bindings_on_chain(session, scope=scope)
+    return await describe_bindings(session, scope=scope, bindings=bindings)
+
+
+async def describe_bindings(
+    session: AsyncSession, *, scope: Scope, bindings: list[RoleBinding]
+) -> list[BindingPublic]:
+    """Name the subjects and resources of bindings on a scope's chain, outermost first."""
+    user_ids = {b.user_id for b in bindings if b.user_id}
+    group_ids = {b.user_group_id for b in bindings if b.user_group_id}
+    logins: dict[uuid.UUID, str] = {
+        row.id: row.login
+        for row in await session.execute(select(User.id, User.login).where(User.id.in_(user_ids)))
+    }
+    groups: dict[uuid.UUID, str] = {
+        row.id: row.name
+        for row in await session.execute(
+            select(UserGroup.id, UserGroup.name).where(UserGroup.id.in_(group_ids))
+        )
+    }
+    names: dict[uuid.UUID, str] = {}
+    for kind, resource_id in scope.chain():
+        model = _NAMED[kind]
+        names[resource_id] = str(
+            await session.scalar(select(model.name).where(model.id == resource_id))
+        )
+    depth = {kind: index for index, (kind, _) in enumerate(scope.chain())}
+    bindings.sort(key=lambda b: (depth[b.resource_type], b.role, str(b.user_id or b.user_group_id)))
+    return [
+        BindingPublic(
+            subject_type="user" if b.user_id else "user_group",
+            user=UserRef(id=b.user_id, login=logins[b.user_id]) if b.user_id else None,
+            user_group=(
+                UserGroupRef(id=b.user_group_id, name=groups[b.user_group_id])
+                if b.user_group_id
+                else None
+            ),
+            role=b.role,
+            resource_type=b.resource_type,
+            resource_id=b.resource_id,
+            resource_name=names[b.resource_id],
+            inherited=b.resource_id != scope.resource_id,
+        )
+        for b in bindings
+    ]

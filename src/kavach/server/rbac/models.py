@@ -1,0 +1,45 @@
+"""Role bindings: the source of truth for who holds which role where."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kavach.server.db.base import Base, CreatedAt, UUIDPrimaryKey
+
+
+class RoleBinding(UUIDPrimaryKey, CreatedAt, Base):
+    """A role held by a user or a user group on an organization, secret group or environment."""
+
+    __tablename__ = "role_bindings"
+    __table_args__ = (
+        CheckConstraint("(user_id IS NULL) <> (user_group_id IS NULL)", name="one_subject"),
+        Index("ix_role_bindings_resource", "resource_type", "resource_id"),
+        Index("uq_role_bindings_user", "resource_type", "resource_id", "user_id", unique=True),
+        Index(
+            "uq_role_bindings_user_group",
+            "resource_type",
+            "resource_id",
+            "user_group_id",
+            unique=True,
+        ),
+    )
+
+    # The organization the resource lives in: deleting it removes its bindings with it.
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    resource_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    resource_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    user_group_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("user_groups.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    granted_by: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )

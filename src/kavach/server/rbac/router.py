@@ -1,0 +1,99 @@
+"""HTTP routes for members (role bindings) of organizations, secret groups and environments.
+
+No `from __future__ import annotations` here: the routes are built in a loop and their
+annotations must be evaluated while the loop variable is in scope.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import service as audit
+from kavach.server.deps import OriginDep, SessionDep
+from kavach.server.iam.schemas import Removed
+from kavach.server.rbac import members
+from kavach.server.rbac.deps import Access, Requirement, ResourceKind
+from kavach.server.rbac.schemas import BindingPublic, Grant, Revoke
+
+router = APIRouter(prefix=API_PREFIX, tags=["members"])
+
+
+def _subject_details(body: Grant | Revoke) -> dict[str, str | None]:
+    return {"user": body.user, "user_group": body.user_group, "role": body.role}
+
+
+def _add_member_routes(path: str, kind: ResourceKind) -> None:
+    """Register list, grant and revoke for one kind of resource."""
+
+    async def list_members(
+        access: Annotated[Access, Depends(Requirement("members.read", kind))],
+        session: SessionDep,
+    ) -> Envelope[list[BindingPublic]]:
+        """List the roles held on this resource, direct and inherited."""
+        assert access.scope is not None  # noqa: S101
+        return ok(await members.describe(session, scope=access.scope))
+
+    async def grant_member(
+        body: Grant,
+        access: Annotated[Access, Depends(Requirement("members.grant", kind))],
+        session: SessionDep,
+        origin: OriginDep,
+    ) -> Envelope[BindingPublic]:
+        """Give a user or user group a role here (or change the role it has)."""
+        scope = access.scope
+        assert scope is not None  # noqa: S101
+        binding = await members.grant(
+            session,
+            scope=scope,
+            subject=body,
+            role=body.role,
+            caller_role=access.role,
+            caller_id=access.user.user.id,
+        )
+        await audit.record(
+            session,
+            actor=access.principal.actor,
+            action="member.grant",
+            origin=origin,
+            resource_type=kind,
+            resource_id=str(scope.resource_id),
+            details=_subject_details(body),
+        )
+        described = await members.describe_bindings(session, scope=scope, bindings=[binding])
+        return ok(described[0])
+
+    async def revoke_member(
+        body: Revoke,
+        access: Annotated[Access, Depends(Requirement("members.grant", kind))],
+        session: SessionDep,
+        origin: OriginDep,
+    ) -> Envelope[Removed]:
+        """Take a user's or user group's role here away."""
+        scope = access.scope
+        assert scope is not None  # noqa: S101
+        removed = await members.revoke(
+            session, scope=scope, subject=body, role=body.role, caller_role=access.role
+        )
+        await audit.record(
+            session,
+            actor=access.principal.actor,
+            action="member.revoke",
+            origin=origin,
+            resource_type=kind,
+            resource_id=str(scope.resource_id),
+            details={**_subject_details(body), "role": removed.role},
+        )
+        return ok(Removed())
+
+    member_path = f"/{path}/{{id}}/members"
+    router.add_api_route(member_path, list_members, methods=["GET"], name=f"list_{kind}_members")
+    router.add_api_route(member_path, grant_member, methods=["POST"], name=f"grant_{kind}_member")
+    router.add_api_route(
+        member_path, revoke_member, methods=["DELETE"], name=f"revoke_{kind}_member"
+    )
+
+
+_add_member_routes("organizations", "organization")
+_add_member_routes("secret-groups", "secret_group")
+_add_member_routes("environments", "environment")

@@ -1,0 +1,175 @@
+"""Database work for role bindings: effective roles, grants, revocations, listings."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.iam.models import Environment, UserGroupMember
+from kavach.server.rbac.models import RoleBinding
+from kavach.server.rbac.policy import highest
+
+ORGANIZATION = "organization"
+SECRET_GROUP = "secret_group"  # noqa: S105 - a resource type, not a credential
+ENVIRONMENT = "environment"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a resource sits in the tree: its organization, group and environment ids."""
+
+    organization_id: uuid.UUID
+    secret_group_id: uuid.UUID | None = None
+    environment_id: uuid.UUID | None = None
+
+    @property
+    def resource_type(self) -> str:
+        """Name the most specific level of this scope."""
+        if self.environment_id is not None:
+            return ENVIRONMENT
+        return SECRET_GROUP if self.secret_group_id is not None else ORGANIZATION
+
+    @property
+    def resource_id(self) -> uuid.UUID:
+        """Return the id of the most specific level."""
+        return self.environment_id or self.secret_group_id or self.organization_id
+
+    def chain(self) -> list[tuple[str, uuid.UUID]]:
+        """Return (type, id) from the organization down to this scope."""
+        levels = [(ORGANIZATION, self.organization_id)]
+        if self.secret_group_id is not None:
+            levels.append((SECRET_GROUP, self.secret_group_id))
+        if self.environment_id is not None:
+            levels.append((ENVIRONMENT, self.environment_id))
+        return levels
+
+
+def held_by(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """Match bindings held by a user directly or through any of their user groups."""
+    groups = select(UserGroupMember.user_group_id).where(UserGroupMember.user_id == user_id)
+    return or_(RoleBinding.user_id == user_id, RoleBinding.user_group_id.in_(groups))
+
+
+def on_chain(scope: Scope) -> ColumnElement[bool]:
+    """Match bindings on the scope or any of its ancestors."""
+    levels = [
+        and_(RoleBinding.resource_type == kind, RoleBinding.resource_id == rid)
+        for kind, rid in scope.chain()
+    ]
+    return and_(RoleBinding.organization_id == scope.organization_id, or_(false(), *levels))
+
+
+async def effective_role(session: AsyncSession, *, user_id: uuid.UUID, scope: Scope) -> str | None:
+    """Return the strongest role a user holds on a scope, directly or inherited."""
+    roles = await session.scalars(select(RoleBinding.role).where(on_chain(scope), held_by(user_id)))
+    return highest(list(roles))
+
+
+async def sees_below(session: AsyncSession, *, user_id: uuid.UUID, scope: Scope) -> bool:
+    """Say whether a user holds any role somewhere beneath the scope (so it is visible)."""
+    if scope.environment_id is not None:
+        return False
+    query = select(func.count()).select_from(RoleBinding).where(held_by(user_id))
+    if scope.secret_group_id is None:
+        query = query.where(RoleBinding.organization_id == scope.organization_id)
+    else:
+        envs = select(Environment.id).where(Environment.secret_group_id == scope.secret_group_id)
+        query = query.where(
+            RoleBinding.resource_type == ENVIRONMENT, RoleBinding.resource_id.in_(envs)
+        )
+    return bool(await session.scalar(query))
+
+
+async def user_bindings(
+    session: AsyncSession, *, user_id: uuid.UUID, organization_id: uuid.UUID | None = None
+) -> list[RoleBinding]:
+    """Return every binding a user holds, optionally within one organization."""
+    query = select(RoleBinding).where(held_by(user_id))
+    if organization_id is not None:
+        query = query.where(RoleBinding.organization_id == organization_id)
+    return list(await session.scalars(query))
+
+
+async def bindings_on_chain(session: AsyncSession, *, scope: Scope) -> list[RoleBinding]:
+    """Return the bindings on a scope and its ancestors."""
+    return list(await session.scalars(select(RoleBinding).where(on_chain(scope))))
+
+
+async def find_binding(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    user_id: uuid.UUID | None,
+    user_group_id: uuid.UUID | None,
+) -> RoleBinding | None:
+    """Return the binding of one subject directly on a scope."""
+    return await session.scalar(
+        select(RoleBinding).where(
+            RoleBinding.resource_type == scope.resource_type,
+            RoleBinding.resource_id == scope.resource_id,
+            RoleBinding.user_id == user_id if user_id else RoleBinding.user_id.is_(None),
+            RoleBinding.user_group_id == user_group_id
+            if user_group_id
+            else RoleBinding.user_group_id.is_(None),
+        )
+    )
+
+
+async def count_user_owners(session: AsyncSession, *, organization_id: uuid.UUID) -> int:
+    """Count users holding owner directly on an organization."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(RoleBinding)
+            .where(
+                RoleBinding.resource_type == ORGANIZATION,
+                RoleBinding.resource_id == organization_id,
+                RoleBinding.user_id.is_not(None),
+                RoleBinding.role == "owner",
+            )
+        )
+        or 0
+    )
+
+
+async def put_binding(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    user_id: uuid.UUID | None,
+    user_group_id: uuid.UUID | None,
+    role: str,
+    granted_by: uuid.UUID | None,
+) -> RoleBinding:
+    """Create a binding, or change the role of the existing one."""
+    binding = await find_binding(session, scope=scope, user_id=user_id, user_group_id=user_group_id)
+    if binding is None:
+        binding = RoleBinding(
+            organization_id=scope.organization_id,
+            resource_type=scope.resource_type,
+            resource_id=scope.resource_id,
+            user_id=user_id,
+            user_group_id=user_group_id,
+        )
+        session.add(binding)
+    binding.role = role
+    binding.granted_by = granted_by
+    await session.flush()
+    return binding
+
+
+async def delete_bindings_on(
+    session: AsyncSession, *, resource_type: str, resource_ids: list[uuid.UUID]
+) -> int:
+    """Remove every binding on the given resources (used when they are deleted)."""
+    if not resource_ids:
+        return 0
+    result = await session.execute(
+        delete(RoleBinding).where(
+            RoleBinding.resource_type == resource_type, RoleBinding.resource_id.in_(resource_ids)
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
