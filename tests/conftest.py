@@ -60,6 +60,15 @@ async def postgres_url() -> AsyncIterator[str]:
         await admin.close()
 
 
+# Tests log many users in from one address; rate-limit tests override these.
+_GENEROUS_LIMITS = {
+    "rate_limit_device_code": "10000/minute",
+    "rate_limit_device_token": "10000/minute",
+    "rate_limit_device_approve": "10000/minute",
+    "rate_limit_refresh": "10000/minute",
+}
+
+
 def make_settings(data_dir: Path, database_url: str | None, **auth: object) -> Settings:
     """Build settings for a test server without reading the environment's KAVACH_* values."""
     return Settings(
@@ -67,7 +76,7 @@ def make_settings(data_dir: Path, database_url: str | None, **auth: object) -> S
         log_json=True,
         db=DatabaseSettings(database_url=database_url, db_pool_size=5),
         keys=KeySettings(),
-        auth=AuthSettings(**auth),  # type: ignore[arg-type]
+        auth=AuthSettings(**{**_GENEROUS_LIMITS, **auth}),  # type: ignore[arg-type]
     )
 
 

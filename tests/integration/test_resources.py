@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from kavach.server.audit.models import AuditEvent
 from kavach.server.rbac.models import RoleBinding
-
 from tests.conftest import InProcessServer
 from tests.integration.helpers import bearer, login
 
@@ -91,8 +90,9 @@ async def test_any_lowercase_name_is_allowed_and_duplicates_conflict(
     await alice.call(
         "POST", f"/secret-groups/{other['id']}/environments", {"name": "prod"}, status=201
     )
-    renamed = await alice.call("PATCH", f"/secret-groups/{other['id']}", {"name": "web"},
-                               status=409)
+    renamed = await alice.call(
+        "PATCH", f"/secret-groups/{other['id']}", {"name": "web"}, status=409
+    )
     assert renamed["error_code"] == "already_exists"
 
 
@@ -101,8 +101,9 @@ async def test_patch_is_partial(server: InProcessServer) -> None:
     org = await alice.call(
         "POST", "/organizations/", {"name": "acme", "description": "the company"}, status=201
     )
-    renamed = await alice.call("PATCH", f"/organizations/{org['id']}", {"name": "acme2"},
-                               status=200)
+    renamed = await alice.call(
+        "PATCH", f"/organizations/{org['id']}", {"name": "acme2"}, status=200
+    )
     assert (renamed["name"], renamed["description"]) == ("acme2", "the company")
 
 
@@ -111,8 +112,12 @@ async def test_outsiders_see_nothing(server: InProcessServer) -> None:
     bob = await user(server, "bob")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     assert await bob.call("GET", "/organizations/", status=200) == []
-    for path in (f"/organizations/{org['id']}", "/organizations/by-name/acme",
-                 f"/organizations/{org['id']}/members", "/organizations/not-a-uuid"):
+    for path in (
+        f"/organizations/{org['id']}",
+        "/organizations/by-name/acme",
+        f"/organizations/{org['id']}/members",
+        "/organizations/not-a-uuid",
+    ):
         assert (await bob.call("GET", path, status=404))["error_code"] == "not_found"
     denied = await bob.call("DELETE", f"/organizations/{org['id']}", status=404)
     assert denied["error_code"] == "not_found"
@@ -140,5 +145,4 @@ async def test_delete_needs_cascade_when_children_exist(server: InProcessServer)
         )
     assert event is not None
     assert event.details["cascade"] is True
-    assert event.details["removed"] == {"organizations": 1, "secret_groups": 1,
-                                        "environments": 1}
+    assert event.details["removed"] == {"organizations": 1, "secret_groups": 1, "environments": 1}

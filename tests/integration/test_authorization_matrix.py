@@ -1,0 +1,268 @@
+"""Every route, role and way of holding it, checked against the role table of DESIGN §4."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kavach.server.app import create_app
+from tests.conftest import InProcessServer, make_settings, random_keys
+from tests.integration.routes import api_routes, declared_action, route_key
+from tests.integration.test_resources import Api, user
+
+# DESIGN §4, written out independently of the server's policy file.
+ROLES = ["viewer", "editor", "admin", "owner"]
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+PUBLIC_PREFIXES = ("/api/v1/auth/", "/healthz", "/device", "/api/v1/info")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A route, the level of the resource in its path, and the weakest role allowed."""
+
+    level: str  # org, group, env, user_group
+    minimum: str
+    destructive: bool = False
+
+
+MATRIX: dict[str, Case] = {
+    "GET /api/v1/organizations/by-name/{name}": Case("org", "viewer"),
+    "GET /api/v1/organizations/{id}": Case("org", "viewer"),
+    "PATCH /api/v1/organizations/{id}": Case("org", "admin"),
+    "DELETE /api/v1/organizations/{id}": Case("org", "owner", destructive=True),
+    "GET /api/v1/organizations/{id}/secret-groups": Case("org", "viewer"),
+    "POST /api/v1/organizations/{id}/secret-groups": Case("org", "admin"),
+    "GET /api/v1/organizations/{id}/members": Case("org", "admin"),
+    "POST /api/v1/organizations/{id}/members": Case("org", "admin"),
+    "DELETE /api/v1/organizations/{id}/members": Case("org", "admin"),
+    "GET /api/v1/secret-groups/{id}": Case("group", "viewer"),
+    "PATCH /api/v1/secret-groups/{id}": Case("group", "admin"),
+    "DELETE /api/v1/secret-groups/{id}": Case("group", "owner", destructive=True),
+    "GET /api/v1/secret-groups/{id}/environments": Case("group", "viewer"),
+    "POST /api/v1/secret-groups/{id}/environments": Case("group", "admin"),
+    "GET /api/v1/secret-groups/{id}/members": Case("group", "admin"),
+    "POST /api/v1/secret-groups/{id}/members": Case("group", "admin"),
+    "DELETE /api/v1/secret-groups/{id}/members": Case("group", "admin"),
+    "GET /api/v1/environments/{id}": Case("env", "viewer"),
+    "PATCH /api/v1/environments/{id}": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}": Case("env", "owner", destructive=True),
+    "GET /api/v1/environments/{id}/members": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/members": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}/members": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/tokens": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/tokens": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}/tokens/{token_id}": Case("env", "admin"),
+    "GET /api/v1/user-groups/": Case("user_group", "viewer"),
+    "POST /api/v1/user-groups/": Case("user_group", "admin"),
+    "GET /api/v1/user-groups/{id}": Case("user_group", "viewer"),
+    "PATCH /api/v1/user-groups/{id}": Case("user_group", "admin"),
+    "DELETE /api/v1/user-groups/{id}": Case("user_group", "owner", destructive=True),
+    "GET /api/v1/user-groups/{id}/members": Case("user_group", "viewer"),
+    "POST /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
+    "DELETE /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
+}
+# Routes open to any signed-in user (no resource to hold a role on).
+ANY_USER = {"POST /api/v1/organizations/", "GET /api/v1/organizations/"}
+# How a role can be held for a resource at each level: where the binding sits, and whether
+# it is held through a user group.
+HOLDINGS = {
+    "org": [("direct", "org", False), ("user group", "org", True)],
+    "user_group": [("direct", "org", False), ("user group", "org", True)],
+    "group": [
+        ("direct", "group", False),
+        ("from organization", "org", False),
+        ("user group", "group", True),
+    ],
+    "env": [
+        ("direct", "env", False),
+        ("from group", "group", False),
+        ("from organization", "org", False),
+        ("user group", "env", True),
+    ],
+}
+
+
+def test_every_route_declares_an_action(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, None), keys=random_keys())
+    undeclared = [
+        route_key(route)
+        for route in api_routes(app)
+        if not route.path.startswith(PUBLIC_PREFIXES) and declared_action(route) is None
+    ]
+    assert undeclared == []
+
+
+def test_the_matrix_covers_every_route(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, None), keys=random_keys())
+    secured = {route_key(route) for route in api_routes(app) if declared_action(route) is not None}
+    assert secured == set(MATRIX) | ANY_USER
+
+
+class World:
+    """Alice's resources and one user per (role, where it is held)."""
+
+    def __init__(self, server: InProcessServer, alice: Api) -> None:
+        self.server = server
+        self.alice = alice
+        self.counter = itertools.count()
+        self.users: dict[tuple[str, str, bool], Api] = {}
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}{next(self.counter)}"
+
+    async def tree(self) -> dict[str, dict[str, Any]]:
+        """Create a fresh organization, group, environment and user group owned by alice."""
+        call = self.alice.call
+        org = await call("POST", "/organizations/", {"name": self.name("org")}, status=201)
+        group = await call(
+            "POST", f"/organizations/{org['id']}/secret-groups", {"name": "g"}, status=201
+        )
+        env = await call(
+            "POST", f"/secret-groups/{group['id']}/environments", {"name": "e"}, status=201
+        )
+        team = await call(
+            "POST", "/user-groups/", {"organization_id": org["id"], "name": "t"}, status=201
+        )
+        holders = await call(
+            "POST", "/user-groups/", {"organization_id": org["id"], "name": "holders"}, status=201
+        )
+        return {"org": org, "group": group, "env": env, "user_group": team, "holders": holders}
+
+    async def bind(
+        self, tree: dict[str, dict[str, Any]], login: str, role: str, at: str, via_group: bool
+    ) -> None:
+        """Give a user a role at a level of the tree, directly or through a user group."""
+        paths = {"org": "organizations", "group": "secret-groups", "env": "environments"}
+        target = f"/{paths[at]}/{tree[at]['id']}/members"
+        if via_group:
+            # One user group per (role, level), so each holds exactly one role.
+            holders = await self.alice.call(
+                "POST",
+                "/user-groups/",
+                {"organization_id": tree["org"]["id"], "name": f"h-{role}-{at}"},
+            )
+            if holders.get("error_code") == "already_exists":
+                listed = await self.alice.call(
+                    "GET", f"/user-groups/?organization_id={tree['org']['id']}", status=200
+                )
+                holders = next(g for g in listed if g["name"] == f"h-{role}-{at}")
+            await self.alice.call(
+                "POST", f"/user-groups/{holders['id']}/members", {"user": login}, status=201
+            )
+            await self.alice.call(
+                "POST", target, {"user_group": holders["id"], "role": role}, status=200
+            )
+        else:
+            await self.alice.call("POST", target, {"user": login, "role": role}, status=200)
+
+
+Request = tuple[str, str, Any]
+
+
+async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> Request:
+    """Return (method, path, body) for a route against the tree, setting up what it needs."""
+    method, path = key.split(" ", 1)
+    level = MATRIX[key].level
+    path = path.removeprefix("/api/v1").replace("{name}", tree["org"]["name"])
+    path = path.replace("{id}", tree[level]["id"])
+    alice = world.alice.call
+    body: Any = None
+    if key == "GET /api/v1/user-groups/":
+        path = f"/user-groups/?organization_id={tree['org']['id']}"
+    elif key == "POST /api/v1/user-groups/":
+        body = {"organization_id": tree["org"]["id"], "name": world.name("ug")}
+    elif method == "PATCH":
+        body = {"description": world.name("d")}
+    elif method == "POST" and path.endswith(("/secret-groups", "/environments")):
+        body = {"name": world.name("n")}
+    elif path.endswith("/members") and level == "user_group":
+        body = {"user": "carol"}
+        if method == "DELETE":
+            await alice("POST", path, body)
+        else:
+            await alice("DELETE", path, body)
+    elif path.endswith("/members") and method != "GET":
+        body = {"user": "carol", "role": "viewer"}
+        if method == "DELETE":
+            await alice("POST", path, body, status=200)
+    elif key.endswith("/tokens") and method == "POST":
+        body = {"name": world.name("t"), "role": "viewer"}
+    elif "{token_id}" in path:
+        made = await alice(
+            "POST",
+            f"/environments/{tree['env']['id']}/tokens",
+            {"name": world.name("t"), "role": "viewer"},
+            status=201,
+        )
+        path = path.replace("{token_id}", made["id"])
+    elif key.startswith("DELETE") and level in ("org", "group"):
+        path += "?cascade=true"
+    return method, path, body
+
+
+def _expected(minimum: str, role: str | None) -> int | str:
+    if role is None:
+        return 404
+    return "ok" if RANK[role] >= RANK[minimum] else 403
+
+
+async def _send(caller: Api, request: Request) -> int:
+    method, path, body = request
+    response = await caller.server.client.request(
+        method, f"/api/v1{path}", json=body, headers=caller.headers
+    )
+    assert response.status_code != 500, response.text
+    return response.status_code
+
+
+async def _check(
+    world: World,
+    key: str,
+    tree: dict[str, dict[str, Any]],
+    caller: Api,
+    role: str | None,
+    mode: str,
+    failures: list[str],
+) -> None:
+    request = await _prepare(world, key, tree)
+    status = await _send(caller, request)
+    expected = _expected(MATRIX[key].minimum, role)
+    got: int | str = "ok" if 200 <= status < 300 else status
+    if got != expected:
+        failures.append(f"{key} as {role} ({mode}): expected {expected}, got {status}")
+
+
+@pytest.mark.timeout(600)
+async def test_authorization_matrix(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    await user(server, "carol")
+    world = World(server, alice)
+    outsider = await user(server, "outsider")
+    shared = await world.tree()
+    callers: dict[tuple[str, str, bool], Api] = {}
+    for held, at, via_group in itertools.product(ROLES, ("org", "group", "env"), (False, True)):
+        login = f"{held}-{at}-{'ug' if via_group else 'direct'}"
+        callers[(held, at, via_group)] = await user(server, login)
+        await world.bind(shared, login, held, at, via_group)
+
+    failures: list[str] = []
+    cases = 0
+    for key, case in MATRIX.items():
+        for role in [None, *ROLES]:
+            holdings = HOLDINGS[case.level] if role else [("none", "org", False)]
+            for mode, at, via_group in holdings:
+                tree = shared
+                caller = outsider if role is None else callers[(role, at, via_group)]
+                if case.destructive:
+                    tree = await world.tree()
+                    if role is not None:
+                        holder = f"{role}-{at}-{'ug' if via_group else 'direct'}"
+                        await world.bind(tree, holder, role, at, via_group)
+                await _check(world, key, tree, caller, role, mode, failures)
+                cases += 1
+    assert failures == [], "\n".join(failures)
+    assert cases == sum(1 + len(ROLES) * len(HOLDINGS[case.level]) for case in MATRIX.values())
