@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     open_browser: Callable[[str], object] | None = None  # None: the webbrowser module
+    stdin_is_terminal: Callable[[], bool] | None = None  # None: ask sys.stdin
 
 
 class App:
@@ -132,6 +134,14 @@ class App:
 
         log = self.log if self.verbose else None
         return ApiClient(session.server, session, transport=self.runtime.transport, log=log)
+
+    def interactive(self) -> bool:
+        """Tell whether stdin is a terminal someone could answer a prompt on."""
+        check = self.runtime.stdin_is_terminal
+        if check is not None:
+            return check()
+        # sys.stdin is looked up now, not at import: test runners swap it.
+        return sys.stdin is not None and sys.stdin.isatty()
 
     def log(self, message: str) -> None:
         """Print a diagnostic line to stderr when --verbose is on."""

@@ -74,3 +74,28 @@ def resolve_env(
         where = f"secret group {parent.organization}/{parent.secret_group}"
         raise _missing("environment", "--env", "env", where)
     return EnvRef(parent.organization, parent.secret_group, name)
+
+
+def activated(
+    active: ActiveContext, org: str, group: str | None = None, env: str | None = None
+) -> ActiveContext:
+    """Return the context after activating org[/group[/env]]: deeper levels survive if kept."""
+    chosen = [org, group, env]
+    current = [active.organization, active.secret_group, active.environment]
+    depth = 3 if env else 2 if group else 1
+    # A deeper active level only means something under the same parents.
+    keep = chosen[:depth] == current[:depth]
+    merged = [chosen[i] if i < depth else (current[i] if keep else None) for i in range(3)]
+    return ActiveContext(*merged)
+
+
+def forgotten(
+    active: ActiveContext, org: str, group: str | None = None, env: str | None = None
+) -> ActiveContext:
+    """Return the context after org[/group[/env]] was deleted: drop it if it was active."""
+    gone = [org, group, env]
+    current = [active.organization, active.secret_group, active.environment]
+    depth = 3 if env else 2 if group else 1
+    if gone[:depth] != current[:depth]:
+        return active
+    return ActiveContext(*(current[i] if i < depth - 1 else None for i in range(3)))

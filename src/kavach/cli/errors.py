@@ -34,6 +34,16 @@ class MissingContext(CliError):
     """A command needs an organization, secret group or environment nobody named."""
 
 
+class NotFound(CliError):
+    """A named resource does not exist or the caller may not see it."""
+
+    # The server answers 404 for the same case, which is a server error (exit 2) too.
+    exit_code = ExitCode.SERVER
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="not_found")
+
+
 class NotLoggedIn(CliError):
     """No usable credentials for the server, or the session has ended."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -18,4 +18,24 @@ EnvOption = Annotated[
 ]
 RevealFlag = Annotated[
     bool, typer.Option("--reveal", help="Show secret values instead of masking them.")
+]
+YesFlag = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)."),
+]
+DescriptionOption = Annotated[
+    str | None, typer.Option("--description", help="A short description.")
+]
+CascadeFlag = Annotated[bool, typer.Option("--cascade", help="Also delete everything inside it.")]
+
+Role = Literal["viewer", "editor", "admin", "owner"]
+RoleOption = Annotated[
+    Role, typer.Option("--role", "-r", help="Role to grant: viewer, editor, admin or owner.")
+]
+UserOption = Annotated[
+    str | None, typer.Option("--user", "-u", help="The user, by login.", metavar="LOGIN")
+]
+UserGroupOption = Annotated[
+    str | None,
+    typer.Option("--user-group", help="The user group, by name.", metavar="NAME"),
 ]

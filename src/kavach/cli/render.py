@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MASK = "********"  # fixed width, so the mask does not reveal a value's length
 EMPTY_CELL = "-"
+ACTIVE_MARK = "*"
 
 Columns = Sequence[tuple[str, str]]  # (key in each row, column header)
 
@@ -53,8 +54,12 @@ def table(
     *,
     title: str | None = None,
     empty: str = "Nothing to show.",
+    mark: str | None = None,
 ) -> None:
-    """Print `rows` as a table with the given (key, header) columns."""
+    """Print `rows` as a table with the given (key, header) columns.
+
+    With `mark`, a first unlabelled column shows ACTIVE_MARK on rows whose `mark` key is true.
+    """
     if not rows:
         app.err.print(empty, markup=False)
         return
@@ -62,12 +67,27 @@ def table(
     from rich.text import Text
 
     grid = Table(title=title, header_style="bold", title_justify="left")
+    if mark is not None:
+        grid.add_column("", no_wrap=True)
     for _, header in columns:
         grid.add_column(header, overflow="fold")
     for row in rows:
         # Text, not str: values like "[red]" are data, not rich markup.
-        grid.add_row(*(Text(cell(row.get(key))) for key, _ in columns))
+        cells = [Text(cell(row.get(key))) for key, _ in columns]
+        if mark is not None:
+            cells.insert(0, Text(ACTIVE_MARK if row.get(mark) else ""))
+        grid.add_row(*cells)
     app.out.print(grid)
+
+
+def when(value: Any) -> Any:
+    """Return an ISO 8601 timestamp string as a datetime (shown to the second), else `value`."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return value
 
 
 def fields(app: App, pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:

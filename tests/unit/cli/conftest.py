@@ -68,11 +68,21 @@ def invoke(api: FakeApi, clock: FakeClock) -> Invoke:
     """Run `kavach ARGS` in-process against the fake API."""
     runner = CliRunner()
 
-    def run(args: Sequence[str], *, runtime: Runtime | None = None) -> Result:
+    def run(
+        args: Sequence[str],
+        *,
+        runtime: Runtime | None = None,
+        input: str | None = None,
+        terminal: bool = False,
+    ) -> Result:
+        """Run with `input` on stdin; `terminal` makes stdin count as a terminal for prompts."""
         runtime = runtime or Runtime(
-            transport=api.transport, sleep=clock.sleep, clock=clock.monotonic
+            transport=api.transport,
+            sleep=clock.sleep,
+            clock=clock.monotonic,
+            stdin_is_terminal=lambda: terminal,
         )
-        return runner.invoke(app, list(args), obj=runtime)
+        return runner.invoke(app, list(args), obj=runtime, input=input)
 
     return run
 
@@ -93,3 +103,37 @@ def logged_in(api: FakeApi, store: CredentialStore, home: Path) -> Credentials:
     store.save(SERVER, credentials)
     save_config(home, Config(server=SERVER))
     return credentials
+
+
+def use_context(
+    home: Path, org: str | None = None, group: str | None = None, env: str | None = None
+) -> None:
+    """Save SERVER and an active context to config.yaml."""
+    from kavach.cli.config import ActiveContext, Config, save_config
+
+    save_config(home, Config(server=SERVER, context=ActiveContext(org, group, env)))
+
+
+def active(home: Path) -> tuple[str | None, str | None, str | None]:
+    """Return the active organization, secret group and environment in config.yaml."""
+    from kavach.cli.config import load_config
+
+    context = load_config(home).context
+    return context.organization, context.secret_group, context.environment
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Return the cells of each body row of a rich table (box lines and header skipped)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("┡")), len(lines))
+    return [
+        [part.strip() for part in line.strip("│").split("│")]
+        for line in lines[start + 1 :]
+        if line.startswith("│")
+    ]
+
+
+def table_header(text: str) -> list[str]:
+    """Return the column headers of a rich table."""
+    line = next(line for line in text.splitlines() if line.startswith("┃"))
+    return [part.strip() for part in line.strip("┃").split("┃")]

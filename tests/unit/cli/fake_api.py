@@ -1,4 +1,4 @@
-"""An in-process fake of the few Kavach endpoints the CLI's session commands use."""
+"""An in-process fake of the Kavach endpoints the CLI uses (IAM routes live in fake_iam*)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+
+from . import fake_iam_routes
+from .fake_iam import FakeIam
 
 USER = {
     "id": "u-1",
@@ -51,6 +54,7 @@ class Call:
     path: str
     authorization: str | None
     body: Any
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +74,7 @@ class FakeApi:
     device_script: deque[httpx.Response] = field(default_factory=deque)
     approved: bool = False
     calls: list[Call] = field(default_factory=list)
+    iam: FakeIam = field(default_factory=FakeIam)
     reuse_detected: bool = False
     # Hooks the race tests use to line requests up.
     on_expired: Callable[[], object] | None = None
@@ -116,7 +121,8 @@ class FakeApi:
         auth = request.headers.get("Authorization")
         path = request.url.path
         with self._lock:
-            self.calls.append(Call(request.method, path, auth, body))
+            params = dict(request.url.params)
+            self.calls.append(Call(request.method, path, auth, body, params))
         route = (request.method, path)
         if route == ("GET", "/healthz"):
             status = 200 if self.healthy else 503
@@ -137,7 +143,22 @@ class FakeApi:
             if denied is None and auth:
                 self.valid_access.discard(auth.removeprefix("Bearer "))
             return denied or httpx.Response(200, json=envelope(None))
+        relative = path.removeprefix("/api/v1")
+        if relative != path and fake_iam_routes.owns(relative):
+            denied = self._authorized(auth)
+            return denied or fake_iam_routes.handle(
+                self.iam, request.method, relative, params, body
+            )
         return failure(404, "not_found", f"no route {request.method} {path}")
+
+    def requests(self) -> list[tuple[str, str, dict[str, str], Any]]:
+        """Return (method, path, query, body) of every /api/v1 request, path without /api/v1."""
+        prefix = "/api/v1"
+        return [
+            (call.method, call.path.removeprefix(prefix), call.params, call.body)
+            for call in self.calls
+            if call.path.startswith(prefix)
+        ]
 
     def _authorized(self, auth: str | None) -> httpx.Response | None:
         token = (auth or "").removeprefix("Bearer ")
@@ -236,7 +257,7 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(response.content)
 
-            do_GET = do_POST = _serve  # noqa: N815 - http.server's naming
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815 - http.server's naming
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Keep test output quiet."""

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from kavach.cli.config import ActiveContext
-from kavach.cli.context import EnvRef, GroupRef, OrgRef, resolve_env, resolve_group, resolve_org
+from kavach.cli.context import (
+    EnvRef,
+    GroupRef,
+    OrgRef,
+    activated,
+    forgotten,
+    resolve_env,
+    resolve_group,
+    resolve_org,
+)
 from kavach.cli.errors import MissingContext
 
 ACTIVE = ActiveContext(organization="acme", secret_group="web", environment="prod")
@@ -48,3 +57,38 @@ def test_nothing_active_says_which_flag_to_use() -> None:
     assert str(caught.value) == (
         "no organization selected: pass --org NAME or run `kavach org activate NAME`"
     )
+
+
+@pytest.mark.parametrize(
+    ("names", "after"),
+    [
+        (("acme",), ActiveContext("acme", "web", "prod")),
+        (("other",), ActiveContext("other", None, None)),
+        (("acme", "web"), ActiveContext("acme", "web", "prod")),
+        (("acme", "api"), ActiveContext("acme", "api", None)),
+        (("other", "web"), ActiveContext("other", "web", None)),
+        (("other", "web", "dev"), ActiveContext("other", "web", "dev")),
+    ],
+)
+def test_activating_keeps_deeper_levels_only_under_the_same_parents(
+    names: tuple[str, ...], after: ActiveContext
+) -> None:
+    assert activated(ACTIVE, *names) == after
+
+
+@pytest.mark.parametrize(
+    ("names", "after"),
+    [
+        (("acme",), ActiveContext()),
+        (("other",), ACTIVE),
+        (("acme", "web"), ActiveContext("acme", None, None)),
+        (("acme", "api"), ACTIVE),
+        (("other", "web"), ACTIVE),
+        (("acme", "web", "prod"), ActiveContext("acme", "web", None)),
+        (("acme", "api", "prod"), ACTIVE),
+    ],
+)
+def test_deleting_drops_only_the_active_resource_and_below(
+    names: tuple[str, ...], after: ActiveContext
+) -> None:
+    assert forgotten(ACTIVE, *names) == after

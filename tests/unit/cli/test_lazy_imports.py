@@ -28,7 +28,8 @@ def test_help_runs_in_a_subprocess() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for command in ("login", "logout", "status", "version", "info", "server"):
+    commands = ("login", "logout", "status", "version", "info", "server")
+    for command in (*commands, "org", "group", "env", "user-group", "token"):
         assert command in result.stdout
 
 

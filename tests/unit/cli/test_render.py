@@ -66,3 +66,22 @@ def test_an_empty_table_says_so_on_stderr(
     render.table(App(home=tmp_path), [], [("name", "Name")], empty="No secrets.")
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "No secrets.\n")
+
+
+def test_a_marked_table_flags_active_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"name": "acme", "active": False}, {"name": "beta", "active": True}]
+    render.table(App(home=tmp_path), rows, [("name", "Name")], mark="active")
+    body = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in line.strip("│").split("│")] for line in body] == [
+        ["", "acme"],
+        ["*", "beta"],
+    ]
+
+
+def test_when_parses_iso_timestamps_only() -> None:
+    assert render.when("2025-01-02T03:04:05.678Z") == datetime(2025, 1, 2, 3, 4, 5, 678000, UTC)
+    assert render.cell(render.when("2025-01-02T03:04:05.678Z")) == "2025-01-02T03:04:05+00:00"
+    assert render.when("soon") == "soon"
+    assert render.when(None) is None

@@ -1,0 +1,111 @@
+"""`kavach org …`: organizations, the active one, and who has which role on them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kavach.cli import actions, bindings
+from kavach.cli.app import get_app
+from kavach.cli.context import resolve_org
+from kavach.cli.options import (
+    CascadeFlag,
+    DescriptionOption,
+    JsonFlag,
+    OrgOption,
+    RoleOption,
+    UserGroupOption,
+    UserOption,
+    YesFlag,
+)
+from kavach.cli.resources import Resource, expect_list, expect_object, find_org, load_org
+
+app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+
+NameArgument = Annotated[str, typer.Argument(help="Organization name.", show_default=False)]
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: NameArgument,
+    description: DescriptionOption = None,
+    json: JsonFlag = False,
+) -> None:
+    """Create an organization; you become its owner."""
+    cli = get_app(ctx, json=json)
+    body = {"name": name} if description is None else {"name": name, "description": description}
+    created = Resource("organization", expect_object(cli.client.post("/organizations/", body)))
+    actions.say(cli, created.data, f"Created {created.label}.")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """List the organizations you can see, with your role; `*` marks the active one."""
+    cli = get_app(ctx, json=json)
+    rows = expect_list(cli.client.get("/organizations/"))
+    active = cli.config.context.organization
+    actions.show_list(cli, rows, active, title=None, empty="No organizations.")
+
+
+@app.command()
+def activate(ctx: typer.Context, name: NameArgument, json: JsonFlag = False) -> None:
+    """Make an organization the default for other commands."""
+    cli = get_app(ctx, json=json)
+    actions.activate(cli, find_org(cli.client, name))
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    name: NameArgument,
+    cascade: CascadeFlag = False,
+    yes: YesFlag = False,
+    json: JsonFlag = False,
+) -> None:
+    """Delete an organization (owners only)."""
+    cli = get_app(ctx, json=json)
+    actions.delete(cli, find_org(cli.client, name), cascade=cascade, yes=yes)
+
+
+@app.command()
+def grant(
+    ctx: typer.Context,
+    role: RoleOption,
+    user: UserOption = None,
+    user_group: UserGroupOption = None,
+    org: OrgOption = None,
+    json: JsonFlag = False,
+) -> None:
+    """Give a user or user group a role on the organization (and all inside it)."""
+    cli = get_app(ctx, json=json)
+    who = bindings.subject(ctx, user, user_group)
+    ref = resolve_org(cli.config.context, org)
+    target = load_org(cli.client, ref)
+    bindings.grant(cli, target, who, role)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    user: UserOption = None,
+    user_group: UserGroupOption = None,
+    org: OrgOption = None,
+    yes: YesFlag = False,
+    json: JsonFlag = False,
+) -> None:
+    """Remove a user's or user group's role on the organization."""
+    cli = get_app(ctx, json=json)
+    who = bindings.subject(ctx, user, user_group)
+    ref = resolve_org(cli.config.context, org)
+    target = load_org(cli.client, ref)
+    bindings.revoke(cli, target, who, yes=yes)
+
+
+@app.command("list-bindings")
+def list_bindings(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> None:
+    """List who has which role on the organization."""
+    cli = get_app(ctx, json=json)
+    ref = resolve_org(cli.config.context, org)
+    bindings.show(cli, load_org(cli.client, ref))

@@ -1,0 +1,172 @@
+"""`kavach token …`: service tokens that give CI and machines access to one environment."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import typer
+
+from kavach.cli import actions, render
+from kavach.cli.app import App, get_app
+from kavach.cli.context import resolve_env
+from kavach.cli.errors import CliError, NotFound
+from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
+from kavach.cli.resources import Object, Resource, expect_list, expect_object, load_env, segment
+
+app = typer.Typer(
+    help="Manage service tokens for an environment (--org/--group/--env or the active one).",
+    no_args_is_help=True,
+)
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION = re.compile(r"(\d+)([smhdw]?)")
+COLUMNS = [
+    ("name", "Name"),
+    ("id", "ID"),
+    ("role", "Role"),
+    ("status", "Status"),
+    ("expires_at", "Expires"),
+    ("last_used_at", "Last used"),
+]
+
+
+def parse_duration(value: str) -> int:
+    """Return seconds for `3600`, `45m`, `12h`, `30d` or `2w`."""
+    match = DURATION.fullmatch(value.strip().lower())
+    if match is None or int(match.group(1)) == 0:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration: use seconds or a number with s, m, h, d or w "
+            "(e.g. 3600, 12h, 30d)"
+        )
+    return int(match.group(1)) * UNITS[match.group(2) or "s"]
+
+
+NameArgument = Annotated[str, typer.Argument(help="A name for the token.", show_default=False)]
+TokenArgument = Annotated[
+    str, typer.Argument(help="The token's name or id.", metavar="NAME_OR_ID", show_default=False)
+]
+TokenRoleOption = Annotated[
+    Literal["viewer", "editor"],
+    typer.Option("--role", "-r", help="viewer reads secrets; editor also changes and syncs them."),
+]
+ExpiresOption = Annotated[
+    int | None,
+    typer.Option(
+        "--expires-in",
+        parser=parse_duration,
+        metavar="DURATION",
+        help="Lifetime, e.g. 3600 (seconds), 12h, 30d (default: the server's, 90 days).",
+    ),
+]
+
+
+def _environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
+    ref = resolve_env(cli.config.context, org, group, env)
+    return load_env(cli.client, ref)
+
+
+def _status(token: Object, now: datetime) -> str:
+    if token.get("revoked_at"):
+        return "revoked"
+    expires = render.when(token.get("expires_at"))
+    if isinstance(expires, datetime) and expires.tzinfo is not None and expires <= now:
+        return "expired"
+    return "active"
+
+
+def _pick(tokens: list[Object], wanted: str, where: str) -> Object:
+    """Return the token whose id is `wanted`, else the one live token named `wanted`."""
+    for token in tokens:
+        if str(token.get("id")) == wanted:
+            return token
+    named = [token for token in tokens if token.get("name") == wanted]
+    live = [token for token in named if not token.get("revoked_at")]
+    if len(live) == 1:
+        return live[0]
+    if len(live) > 1:
+        ids = ", ".join(str(token.get("id")) for token in live)
+        raise CliError(f"several tokens are named {wanted!r} in {where}; pass one id: {ids}")
+    if named:
+        raise CliError(f"token {wanted!r} in {where} is already revoked")
+    raise NotFound(f"no token named {wanted!r} or with that id in {where}")
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: NameArgument,
+    role: TokenRoleOption,
+    expires_in: ExpiresOption = None,
+    org: OrgOption = None,
+    group: GroupOption = None,
+    env: EnvOption = None,
+    json: JsonFlag = False,
+) -> None:
+    """Create a service token; it is printed once, on stdout, and never stored."""
+    cli = get_app(ctx, json=json)
+    target = _environment(cli, org, group, env)
+    body: Object = {"name": name, "role": role}
+    if expires_in is not None:
+        body["expires_in"] = expires_in
+    created = expect_object(cli.client.post(f"{target.path}/tokens", body))
+    secret = created.get("token")
+    if not isinstance(secret, str) or not secret:
+        raise CliError("the server created the token but sent no token value; revoke it")
+    expires = render.cell(render.when(created.get("expires_at")))
+    render.note(cli, f"Created {role} token {name!r} for {target.label}, expiring {expires}.")
+    render.warn(cli, "copy the token now: it will not be shown again.")
+    if cli.json:
+        render.print_json(created)
+    else:
+        # Alone on stdout, so `$(kavach token create …)` captures exactly the token.
+        typer.echo(secret)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    org: OrgOption = None,
+    group: GroupOption = None,
+    env: EnvOption = None,
+    json: JsonFlag = False,
+) -> None:
+    """List the environment's service tokens (never their values)."""
+    cli = get_app(ctx, json=json)
+    target = _environment(cli, org, group, env)
+    tokens = expect_list(cli.client.get(f"{target.path}/tokens"))
+    now = datetime.now(UTC)
+    rows = [{**token, "status": _status(token, now)} for token in tokens]
+    render.output(
+        cli,
+        rows,
+        lambda: render.table(
+            cli,
+            actions.human_rows(rows, "expires_at", "last_used_at"),
+            COLUMNS,
+            title=f"Service tokens for {target.label}",
+            empty=f"No service tokens for {target.label}.",
+        ),
+    )
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    token: TokenArgument,
+    org: OrgOption = None,
+    group: GroupOption = None,
+    env: EnvOption = None,
+    yes: YesFlag = False,
+    json: JsonFlag = False,
+) -> None:
+    """Revoke a service token by name or id; it stops working at once."""
+    cli = get_app(ctx, json=json)
+    target = _environment(cli, org, group, env)
+    tokens = expect_list(cli.client.get(f"{target.path}/tokens"))
+    found = _pick(tokens, token, target.label)
+    label = f"token {found.get('name')!r} ({found.get('id')})"
+    actions.confirm(cli, f"revoke {label} for {target.label}", yes=yes)
+    revoked = cli.client.delete(f"{target.path}/tokens/{segment(found['id'])}")
+    actions.say(cli, revoked, f"Revoked {label} for {target.label}.")
