@@ -168,6 +168,13 @@ async def test_service_token_reads_only_its_environment(server: InProcessServer)
     await robot.call("PATCH", f"/environments/{dev['id']}", {"description": "x"}, status=403)
     await robot.call("POST", "/organizations/", {"name": "evil"}, status=403)
     await robot.call("GET", "/auth/me", status=403)
+    who = await robot.call("GET", "/auth/whoami", status=200)
+    assert (who["type"], who["token"]["environment_id"], who["token"]["role"]) == (
+        "service_token",
+        dev["id"],
+        "viewer",
+    )
+    assert (await alice.call("GET", "/auth/whoami", status=200))["user"]["login"] == "alice"
 
     await alice.call("DELETE", f"/environments/{dev['id']}/tokens/{created['id']}", status=200)
     revoked = await robot.call("GET", f"/environments/{dev['id']}", status=401)

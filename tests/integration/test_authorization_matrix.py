@@ -56,6 +56,13 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "POST /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}/tokens/{token_id}": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/secrets": Case("env", "viewer"),
+    "POST /api/v1/environments/{id}/secrets/versions": Case("env", "editor"),
+    "GET /api/v1/environments/{id}/secrets/versions": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/secrets/versions/{version_id}": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
+    "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
+    "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/user-groups/": Case("user_group", "viewer"),
     "POST /api/v1/user-groups/": Case("user_group", "admin"),
     "GET /api/v1/user-groups/{id}": Case("user_group", "viewer"),
@@ -127,10 +134,13 @@ class World:
         team = await call(
             "POST", "/user-groups/", {"organization_id": org["id"], "name": "t"}, status=201
         )
-        holders = await call(
-            "POST", "/user-groups/", {"organization_id": org["id"], "name": "holders"}, status=201
+        version = await call(
+            "POST",
+            f"/environments/{env['id']}/secrets/versions",
+            {"message": "base", "set": {"BASE": "1"}},
+            status=201,
         )
-        return {"org": org, "group": group, "env": env, "user_group": team, "holders": holders}
+        return {"org": org, "group": group, "env": env, "user_group": team, "version": version}
 
     async def bind(
         self, tree: dict[str, dict[str, Any]], login: str, role: str, at: str, via_group: bool
@@ -167,7 +177,8 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     """Return (method, path, body) for a route against the tree, setting up what it needs."""
     method, path = key.split(" ", 1)
     level = MATRIX[key].level
-    path = path.removeprefix("/api/v1").replace("{name}", tree["org"]["name"])
+    path = path.removeprefix("/api/v1").replace("{version_id}", tree["version"]["id"])
+    path = path.replace("{name}", "BASE" if "/secrets" in path else tree["org"]["name"])
     path = path.replace("{id}", tree[level]["id"])
     alice = world.alice.call
     body: Any = None
@@ -189,6 +200,10 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = {"user": "carol", "role": "viewer"}
         if method == "DELETE":
             await alice("POST", path, body, status=200)
+    elif key.endswith("/secrets/versions") and method == "POST":
+        body = {"message": "matrix", "set": {world.name("K"): "v"}}
+    elif key.endswith("/rollback"):
+        body = {"version_id": tree["version"]["id"], "commit_message": "matrix"}
     elif key.endswith("/tokens") and method == "POST":
         body = {"name": world.name("t"), "role": "viewer"}
     elif "{token_id}" in path:
@@ -199,7 +214,7 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             status=201,
         )
         path = path.replace("{token_id}", made["id"])
-    elif key.startswith("DELETE") and level in ("org", "group"):
+    elif key.startswith("DELETE") and level in ("org", "group", "env"):
         path += "?cascade=true"
     return method, path, body
 

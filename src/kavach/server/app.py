@@ -23,6 +23,7 @@ from kavach.server.logging import configure_logging, get_logger
 from kavach.server.middleware import RequestContextMiddleware
 from kavach.server.rbac import router as members_router
 from kavach.server.runtime import build_runtime
+from kavach.server.secrets import router as secrets_router
 from kavach.server.settings import Settings, check_startable, get_settings
 
 log = get_logger(__name__)
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         members_router.router,
         user_groups_router.router,
         service_tokens.router,
+        secrets_router.router,
     ):
         app.include_router(api_router)
     app.include_router(health.router)

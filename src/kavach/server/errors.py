@@ -3,6 +3,8 @@
 KavachError
 ├── ConfigurationError          (start-up only; never reaches HTTP)
 ├── ValidationFailed            422 validation_failed
+│   ├── NoChanges               422 no_changes
+│   └── TooManySecrets          422 too_many_secrets
 ├── NotAuthenticated            401 not_authenticated
 │   ├── InvalidToken            401 invalid_token
 │   ├── TokenExpired            401 token_expired
@@ -13,8 +15,10 @@ KavachError
 ├── Conflict                    409 conflict
 │   ├── AlreadyExists           409 already_exists
 │   ├── HasChildren             409 has_children
-│   └── LastOwner               409 last_owner
+│   ├── LastOwner               409 last_owner
+│   └── VersionConflict         409 version_conflict
 ├── PayloadTooLarge             413 payload_too_large
+│   └── ValueTooLarge           413 value_too_large
 ├── RateLimited                 429 rate_limited
 ├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
 ├── IdentityProviderError       502 identity_provider_error
@@ -49,6 +53,18 @@ class ValidationFailed(KavachError):
     """Input is well-formed but not acceptable."""
 
     error_code = "validation_failed"
+
+
+class NoChanges(ValidationFailed):
+    """A commit that would not change anything."""
+
+    error_code = "no_changes"
+
+
+class TooManySecrets(ValidationFailed):
+    """A version would hold more secrets than allowed."""
+
+    error_code = "too_many_secrets"
 
 
 class NotAuthenticated(KavachError):
@@ -119,10 +135,22 @@ class LastOwner(Conflict):
     error_code = "last_owner"
 
 
+class VersionConflict(Conflict):
+    """The environment moved on since the version the caller based its change on."""
+
+    error_code = "version_conflict"
+
+
 class PayloadTooLarge(KavachError):
     """The request body is over the limit."""
 
     error_code = "payload_too_large"
+
+
+class ValueTooLarge(PayloadTooLarge):
+    """A secret value is over the configured size limit."""
+
+    error_code = "value_too_large"
 
 
 class RateLimited(KavachError):

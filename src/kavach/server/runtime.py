@@ -8,7 +8,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kavach.server.auth.tokens import AccessTokens
-from kavach.server.crypto.keys import KeyMaterial
+from kavach.server.crypto.datakeys import SecretKeys
+from kavach.server.crypto.envelope import Keyring
+from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.db.engine import create_engine, create_sessionmaker
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.settings import Settings
@@ -23,6 +25,7 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     access_tokens: AccessTokens
+    secret_keys: SecretKeys
     limiter: RateLimiter
     http: httpx.AsyncClient
 
@@ -36,6 +39,11 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     """Create the runtime's parts (no I/O happens until first use)."""
     engine = create_engine(settings)
     auth = settings.auth
+
+    def reload_keyring() -> Keyring:
+        # A key rotated by `kavach server rotate-key` while this process runs.
+        return load_keys(settings).secret_keyring()
+
     return Runtime(
         settings=settings,
         keys=keys,
@@ -47,6 +55,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             audience=auth.jwt_audience,
             ttl_seconds=auth.access_token_ttl_seconds,
         ),
+        secret_keys=SecretKeys(keys.secret_keyring(), reload_keyring if keys.generated else None),
         limiter=RateLimiter(
             {
                 "device_code": auth.rate_limit_device_code,

@@ -47,6 +47,7 @@ class KeySettings(BaseSettings):
     jwt_signing_key_file: Path | None = None
     secret_encryption_key: SecretStr | None = None
     secret_encryption_key_file: Path | None = None
+    secret_encryption_old_keys: SecretStr | None = None
     provider_credential_key: SecretStr | None = None
     provider_credential_key_file: Path | None = None
 
@@ -102,7 +103,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "INFO"
     log_json: bool = True
-    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
+    max_secrets_per_version: int = Field(default=5000, ge=1)
     auto_migrate: bool = True
     trusted_proxies: str = "127.0.0.1"
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)

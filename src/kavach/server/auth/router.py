@@ -12,10 +12,19 @@ from kavach.server.auth.schemas import (
     DeviceTokenRequest,
     LogoutResponse,
     RefreshRequest,
+    ServiceTokenPublic,
     TokenResponse,
     UserPublic,
+    WhoAmI,
 )
-from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, UserDep
+from kavach.server.deps import (
+    OriginDep,
+    PrincipalDep,
+    RuntimeDep,
+    SessionDep,
+    TokenPrincipal,
+    UserDep,
+)
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
@@ -80,3 +89,12 @@ async def logout(
 async def me(principal: UserDep) -> Envelope[UserPublic]:
     """Return the signed-in user."""
     return ok(UserPublic.model_validate(principal.user))
+
+
+@router.get("/whoami", response_model=Envelope[WhoAmI])
+async def whoami(principal: PrincipalDep) -> Envelope[WhoAmI]:
+    """Describe the caller: a user, or a service token with its environment and role."""
+    if isinstance(principal, TokenPrincipal):
+        token = ServiceTokenPublic.model_validate(principal.token)
+        return ok(WhoAmI(type="service_token", token=token))
+    return ok(WhoAmI(type="user", user=UserPublic.model_validate(principal.user)))

@@ -105,3 +105,11 @@ class ServiceTokenCreated(ServiceTokenPublic):
     """A new service token, with its secret shown this once."""
 
     token: str
+
+
+class WhoAmI(BaseModel):
+    """Who the bearer token belongs to: a user, or a service token and its environment."""
+
+    type: Literal["user", "service_token"]
+    user: UserPublic | None = None
+    token: ServiceTokenPublic | None = None

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from kavach.server.crypto.envelope import Keyring
 from kavach.server.errors import ConfigurationError
 from kavach.server.settings import Mode, Settings
 
 KEY_BYTES = 32
 KEYS_FILE_NAME = "keys.json"
+OLD_KEYS_NAME = "secret_encryption_old_keys"
 _PLACEHOLDER_WORDS = ("change", "placeholder", "example", "secret", "xxxx", "todo", "dummy")
 _KEY_NAMES = ("jwt_signing_key", "secret_encryption_key", "provider_credential_key")
 
@@ -29,6 +31,12 @@ class KeyMaterial:
     secret_encryption_key: bytes
     provider_credential_key: bytes
     generated: bool
+    # Earlier secret-encryption keys: they still unwrap data keys until those are re-wrapped.
+    old_secret_encryption_keys: tuple[bytes, ...] = ()
+
+    def secret_keyring(self) -> Keyring:
+        """Return the KEK keyring for secrets: the active key and the ones it replaced."""
+        return Keyring(self.secret_encryption_key, self.old_secret_encryption_keys)
 
     def __repr__(self) -> str:
         return f"KeyMaterial(generated={self.generated}, keys=<redacted>)"
@@ -103,6 +111,7 @@ def load_keys(settings: Settings) -> KeyMaterial:
     configured = {name: _configured(settings, name) for name in _KEY_NAMES}
     missing = [name for name, value in configured.items() if value is None]
     generated = False
+    stored: dict[str, str] = {}
     if missing:
         if settings.mode is Mode.PRODUCTION:
             names = ", ".join(f"KAVACH_{name.upper()}" for name in missing)
@@ -116,9 +125,66 @@ def load_keys(settings: Settings) -> KeyMaterial:
     raw = {name: decode_key(name, value or "") for name, value in configured.items()}
     if len(set(raw.values())) != len(raw):
         raise ConfigurationError("the three keys must be different from each other")
+    old_keys = settings.keys.secret_encryption_old_keys
+    if old_keys is not None:
+        old_text = old_keys.get_secret_value()
+    elif "secret_encryption_key" in missing:
+        old_text = stored.get(OLD_KEYS_NAME, "")
+    else:
+        old_text = ""
+    old = tuple(decode_key(OLD_KEYS_NAME, part) for part in old_text.split(",") if part.strip())
     return KeyMaterial(
         jwt_signing_key=raw["jwt_signing_key"],
         secret_encryption_key=raw["secret_encryption_key"],
         provider_credential_key=raw["provider_credential_key"],
         generated=generated,
+        old_secret_encryption_keys=old,
     )
+
+
+def _write_keys_file(path: Path, data: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def rotate_generated_secret_key(settings: Settings) -> str:
+    """Make a new secret-encryption key active in the generated keys file; return its id."""
+    from filelock import FileLock
+
+    from kavach.server.crypto.envelope import key_id
+
+    if settings.keys.secret_encryption_key or settings.keys.secret_encryption_key_file:
+        raise ConfigurationError(
+            "the secret-encryption key is configured, not generated: put the new key in "
+            "KAVACH_SECRET_ENCRYPTION_KEY and the old one in KAVACH_SECRET_ENCRYPTION_OLD_KEYS, "
+            "restart every instance, then run rotate-key to re-wrap"
+        )
+    path = settings.data_dir / KEYS_FILE_NAME
+    with FileLock(str(path) + ".lock", timeout=30, mode=0o600):
+        stored = _read_or_create_file(path)
+        old = [part for part in stored.get(OLD_KEYS_NAME, "").split(",") if part]
+        old.insert(0, stored["secret_encryption_key"])
+        fresh = generate_key()
+        _write_keys_file(
+            path, {**stored, "secret_encryption_key": fresh, OLD_KEYS_NAME: ",".join(old)}
+        )
+    return key_id(decode_key("secret_encryption_key", fresh))
+
+
+def retire_generated_secret_keys(settings: Settings, keep: set[str]) -> list[str]:
+    """Drop old secret keys whose ids are not in `keep` from the keys file; return dropped ids."""
+    from filelock import FileLock
+
+    from kavach.server.crypto.envelope import key_id
+
+    path = settings.data_dir / KEYS_FILE_NAME
+    with FileLock(str(path) + ".lock", timeout=30, mode=0o600):
+        stored = _read_or_create_file(path)
+        old = [part for part in stored.get(OLD_KEYS_NAME, "").split(",") if part]
+        kept = [k for k in old if key_id(decode_key(OLD_KEYS_NAME, k)) in keep]
+        dropped = [key_id(decode_key(OLD_KEYS_NAME, k)) for k in old if k not in kept]
+        _write_keys_file(path, {**stored, OLD_KEYS_NAME: ",".join(kept)})
+    return dropped

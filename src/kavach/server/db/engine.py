@@ -18,6 +18,8 @@ from kavach.server.settings import Settings
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take over transaction control from the driver so _sqlite_begin decides how BEGIN looks.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the single writer; busy_timeout makes writers queue, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -25,6 +27,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes SQLite's single write lock up front, so a transaction that reads and
+    # then writes can never fail with SQLITE_BUSY_SNAPSHOT: concurrent transactions queue
+    # (busy_timeout) instead. SQLite thus runs one transaction at a time; PostgreSQL is the
+    # choice for concurrency.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _create_private_file(path: str | None) -> None:
@@ -41,6 +51,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         _create_private_file(make_url(url).database)
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     db = settings.db
     server_settings = {"application_name": "kavach"}

@@ -7,6 +7,7 @@ from kavach.server.auth import models as auth_models
 from kavach.server.db.base import Base
 from kavach.server.iam import models as iam_models
 from kavach.server.rbac import models as rbac_models
+from kavach.server.secrets import models as secret_models
 
-MODEL_MODULES = (iam_models, auth_models, audit_models, rbac_models)
+MODEL_MODULES = (iam_models, auth_models, audit_models, rbac_models, secret_models)
 metadata = Base.metadata

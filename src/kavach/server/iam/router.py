@@ -381,7 +381,7 @@ async def delete_environment(
     env = access.resource
     assert isinstance(env, Environment)  # noqa: S101
     env_id, name = env.id, env.name
-    removed = await tree.delete_environment(session, env=env)
+    removed = await tree.delete_environment(session, env=env, cascade=cascade)
     await _audit(
         session,
         access,

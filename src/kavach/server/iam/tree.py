@@ -14,6 +14,7 @@ from kavach.server.iam.models import Environment, Organization, SecretGroup, Use
 from kavach.server.iam.schemas import ResourceUpdate
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.service import ENVIRONMENT, SECRET_GROUP, Scope
+from kavach.server.secrets.models import SecretVersion
 
 TreeNode = TypeVar("TreeNode", Organization, SecretGroup, Environment, UserGroup)
 
@@ -148,14 +149,26 @@ async def _count(session: AsyncSession, query: object) -> int:
     return int(await session.scalar(query) or 0)  # type: ignore[call-overload]
 
 
-async def delete_environment(session: AsyncSession, *, env: Environment) -> dict[str, int]:
-    """Delete an environment and everything in it."""
+async def delete_environment(
+    session: AsyncSession, *, env: Environment, cascade: bool
+) -> dict[str, int]:
+    """Delete an environment; with secret versions only when cascading."""
+    versions = await _count(
+        session,
+        select(func.count())
+        .select_from(SecretVersion)
+        .where(SecretVersion.environment_id == env.id),
+    )
+    if versions and not cascade:
+        raise HasChildren(
+            f"environment {env.name!r} has {versions} secret version(s); pass cascade=true"
+        )
     bindings = await rbac_service.delete_bindings_on(
         session, resource_type=ENVIRONMENT, resource_ids=[env.id]
     )
     await session.delete(env)
     await session.flush()
-    return {"environments": 1, "bindings": bindings}
+    return {"environments": 1, "versions": versions, "bindings": bindings}
 
 
 async def delete_secret_group(

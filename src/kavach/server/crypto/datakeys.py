@@ -1,0 +1,103 @@
+"""Per-environment data keys: created on first use, wrapped by the KEK, cached unwrapped."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.crypto.envelope import DecryptionFailed, Keyring, new_data_key
+from kavach.server.db.base import utcnow
+from kavach.server.errors import ServiceUnavailable
+from kavach.server.secrets.models import DataKey
+
+_CACHE_SIZE = 4096
+
+
+def _wrap_aad(environment_id: uuid.UUID, data_key_id: uuid.UUID) -> bytes:
+    return f"kavach-data-key:{environment_id}:{data_key_id}".encode()
+
+
+class SecretKeys:
+    """The KEK keyring plus an LRU cache of unwrapped data keys (which never change)."""
+
+    def __init__(self, keyring: Keyring, reload: Callable[[], Keyring] | None = None) -> None:
+        self.keyring = keyring
+        self._reload = reload
+        self._cache: OrderedDict[uuid.UUID, bytes] = OrderedDict()
+
+    def _remember(self, data_key_id: uuid.UUID, key: bytes) -> bytes:
+        self._cache[data_key_id] = key
+        self._cache.move_to_end(data_key_id)
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return key
+
+    def unwrap(self, record: DataKey) -> bytes:
+        """Return a data key's plaintext, reloading the keyring once if its KEK is new to us."""
+        cached = self._cache.get(record.id)
+        if cached is not None:
+            return cached
+        aad = _wrap_aad(record.environment_id, record.id)
+        if record.kek_id not in self.keyring.by_id and self._reload is not None:
+            # Another process rotated the key since this one started.
+            self.keyring = self._reload()
+        try:
+            key = self.keyring.unwrap(record.kek_id, record.wrapped_key, aad)
+        except KeyError:
+            raise ServiceUnavailable(
+                "a data key is wrapped by a key this server does not hold; check the keys"
+            ) from None
+        except DecryptionFailed:
+            raise ServiceUnavailable("a data key failed to decrypt; check the keys") from None
+        return self._remember(record.id, key)
+
+    async def for_writing(self, session: AsyncSession, *, environment_id: uuid.UUID) -> DataKey:
+        """Return the environment's data key, creating it on first use."""
+        record = await session.scalar(
+            select(DataKey)
+            .where(DataKey.environment_id == environment_id)
+            .order_by(DataKey.created_at.desc())
+            .limit(1)
+        )
+        if record is not None:
+            return record
+        key = new_data_key()
+        record = DataKey(id=uuid.uuid4(), environment_id=environment_id, kek_id="", wrapped_key=b"")
+        record.kek_id, record.wrapped_key = self.keyring.wrap(
+            key, _wrap_aad(environment_id, record.id)
+        )
+        session.add(record)
+        await session.flush()
+        self._remember(record.id, key)
+        return record
+
+    async def by_ids(self, session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        """Return the plaintext data keys with the given ids."""
+        missing = [i for i in ids if i not in self._cache]
+        if missing:
+            for record in await session.scalars(select(DataKey).where(DataKey.id.in_(missing))):
+                self.unwrap(record)
+        return {i: self._cache[i] for i in ids}
+
+    async def rewrap_all(self, session: AsyncSession, *, batch: int = 500) -> int:
+        """Re-wrap every data key not under the active KEK; values are not touched."""
+        active = self.keyring.active_id
+        count = 0
+        while True:
+            records = list(
+                await session.scalars(select(DataKey).where(DataKey.kek_id != active).limit(batch))
+            )
+            if not records:
+                return count
+            for record in records:
+                key = self.unwrap(record)
+                record.kek_id, record.wrapped_key = self.keyring.wrap(
+                    key, _wrap_aad(record.environment_id, record.id)
+                )
+                record.rewrapped_at = utcnow()
+            await session.flush()
+            count += len(records)

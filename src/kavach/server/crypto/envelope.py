@@ -1,0 +1,70 @@
+"""AES-256-GCM sealing, and the keyring of key-encryption keys (KEKs) addressed by id."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+DATA_KEY_BYTES = 32
+
+
+class DecryptionFailed(Exception):
+    """A ciphertext did not authenticate: wrong key, wrong associated data, or tampering."""
+
+
+def key_id(key: bytes) -> str:
+    """Return a stable, non-secret id for a key (a truncated hash of it)."""
+    return hashlib.sha256(b"kavach-key-id:" + key).hexdigest()[:16]
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt under a fresh random nonce; return nonce + ciphertext + tag."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Decrypt what seal() produced with the same key and associated data."""
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError) as exc:
+        raise DecryptionFailed("ciphertext failed authentication") from exc
+
+
+def new_data_key() -> bytes:
+    """Return a fresh random data key."""
+    return secrets.token_bytes(DATA_KEY_BYTES)
+
+
+@dataclass(frozen=True, repr=False)
+class Keyring:
+    """Key-encryption keys by id: the active one wraps, every one unwraps."""
+
+    active: bytes
+    retired: tuple[bytes, ...] = ()
+    by_id: dict[str, bytes] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for key in (self.active, *self.retired):
+            self.by_id[key_id(key)] = key
+
+    def __repr__(self) -> str:
+        return f"Keyring(active={self.active_id}, known={sorted(self.by_id)})"
+
+    @property
+    def active_id(self) -> str:
+        """Return the id of the key that wraps new data keys."""
+        return key_id(self.active)
+
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Wrap a data key under the active KEK; return (kek id, wrapped)."""
+        return self.active_id, seal(self.active, data_key, aad)
+
+    def unwrap(self, kek_id: str, wrapped: bytes, aad: bytes) -> bytes:
+        """Unwrap a data key; KeyError if this keyring does not hold that KEK."""
+        return unseal(self.by_id[kek_id], wrapped, aad)

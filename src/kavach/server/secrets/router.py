@@ -1,0 +1,218 @@
+"""HTTP routes for an environment's secrets: read, commit, versions, diff, rollback, history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import service as audit
+from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
+from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.secrets import flows, service
+from kavach.server.secrets.flows import summary
+from kavach.server.secrets.schemas import (
+    CommitRequest,
+    DiffResponse,
+    HistoryEntry,
+    RollbackRequest,
+    SecretName,
+    SecretsResponse,
+    VersionDetail,
+    VersionId,
+    VersionPage,
+    VersionSummary,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
+Reader = Annotated[Access, Depends(Requirement("secret.read", "environment"))]
+Writer = Annotated[Access, Depends(Requirement("secret.write", "environment"))]
+
+
+def _env_id(access: Access) -> uuid.UUID:
+    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
+    return access.scope.resource_id
+
+
+async def _record_read(
+    session: SessionDep, access: Access, origin: OriginDep, version_id: str | None, what: str
+) -> None:
+    """Audit a read of secret values: who, which environment, which version; never values."""
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="secret.read",
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(_env_id(access)),
+        details={"version_id": version_id, "what": what},
+    )
+
+
+@router.get("", response_model=Envelope[SecretsResponse])
+async def read_secrets(
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+    version: Annotated[VersionId | None, Query()] = None,
+) -> Envelope[SecretsResponse]:
+    """Return the latest secrets with values, or those of ?version=ID."""
+    env_id = _env_id(access)
+    found = (
+        await service.get_version(session, environment_id=env_id, version_id=version)
+        if version
+        else await service.latest_version(session, environment_id=env_id)
+    )
+    values = await service.read_values(session, runtime.secret_keys, version=found) if found else {}
+    await _record_read(session, access, origin, found.id if found else None, "secrets")
+    return ok(SecretsResponse(version=summary(found) if found else None, secrets=values))
+
+
+@router.post("/versions", status_code=201, response_model=Envelope[VersionSummary])
+async def commit_version(
+    body: CommitRequest,
+    access: Writer,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[VersionSummary]:
+    """Commit a change (set/unset) or a snapshot (replace); 409 if parent_version is stale."""
+    version = await flows.commit(
+        session,
+        runtime.secret_keys,
+        runtime.settings,
+        env_id=_env_id(access),
+        request=body,
+        author=access.principal.actor,
+    )
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="secret.commit",
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(_env_id(access)),
+        details={
+            "version_id": version.id,
+            "seq": version.seq,
+            "set": sorted(body.set),
+            "unset": sorted(body.unset),
+            "replace": body.replace,
+            "secret_count": version.secret_count,
+        },
+    )
+    return ok(summary(version))
+
+
+@router.get("/versions", response_model=Envelope[VersionPage])
+async def list_versions(
+    access: Reader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="a seq: versions older than it")] = None,
+) -> Envelope[VersionPage]:
+    """List versions newest first, with author and secret count; page with ?before=SEQ."""
+    env_id = _env_id(access)
+    versions = await service.list_versions(
+        session, environment_id=env_id, limit=limit, before_seq=before
+    )
+    total = await service.count_versions(session, environment_id=env_id)
+    more = bool(versions) and versions[-1].seq > 1
+    return ok(
+        VersionPage(
+            versions=[summary(v) for v in versions],
+            total=total,
+            next_before=versions[-1].seq if more else None,
+        )
+    )
+
+
+@router.get("/versions/{version_id}", response_model=Envelope[VersionDetail])
+async def get_version(
+    version_id: str,
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[VersionDetail]:
+    """Return one version of this environment with its values."""
+    version = await service.get_version(
+        session, environment_id=_env_id(access), version_id=version_id
+    )
+    values = await service.read_values(session, runtime.secret_keys, version=version)
+    await _record_read(session, access, origin, version.id, "version")
+    return ok(VersionDetail(**summary(version).model_dump(), secrets=values))
+
+
+@router.get("/diff", response_model=Envelope[DiffResponse])
+async def diff_versions(
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+    from_: Annotated[VersionId | None, Query(alias="from")] = None,
+    to: Annotated[VersionId | None, Query()] = None,
+    reveal: bool = False,
+) -> Envelope[DiffResponse]:
+    """Compare two versions (default: latest against its parent); values only with reveal."""
+    result = await flows.compare(
+        session,
+        runtime.secret_keys,
+        env_id=_env_id(access),
+        from_id=from_,
+        to_id=to,
+        reveal=reveal,
+    )
+    if reveal:
+        await _record_read(session, access, origin, result.to_version.id, "diff")
+    return ok(result)
+
+
+@router.post("/rollback", status_code=201, response_model=Envelope[VersionSummary])
+async def rollback(
+    body: RollbackRequest,
+    access: Writer,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[VersionSummary]:
+    """Create a new version equal to an older one."""
+    version = await flows.rollback(
+        session,
+        runtime.secret_keys,
+        env_id=_env_id(access),
+        version_id=body.version_id,
+        message=body.commit_message,
+        author=access.principal.actor,
+    )
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="secret.rollback",
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(_env_id(access)),
+        details={"version_id": version.id, "rollback_of": body.version_id},
+    )
+    return ok(summary(version))
+
+
+@router.get("/{name}/history", response_model=Envelope[list[HistoryEntry]])
+async def secret_history(
+    name: SecretName,
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+    reveal: bool = False,
+) -> Envelope[list[HistoryEntry]]:
+    """Return one secret's changes across versions, newest first (values with reveal)."""
+    entries = await flows.history(
+        session, runtime.secret_keys, env_id=_env_id(access), name=name, reveal=reveal
+    )
+    if reveal:
+        await _record_read(session, access, origin, None, f"history:{name}")
+    return ok(entries)

@@ -1,0 +1,117 @@
+"""Request and response models for secrets, versions, diffs and history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"  # noqa: S105 - a name rule
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+VersionId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
+CommitMessage = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class CommitRequest(BaseModel):
+    """A change on top of the latest version (set/unset) or a whole snapshot (replace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: CommitMessage
+    set: dict[SecretName, str] = Field(default_factory=dict)
+    unset: list[SecretName] = Field(default_factory=list)
+    secrets: dict[SecretName, str] | None = None
+    replace: bool = False
+    parent_version: VersionId | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> CommitRequest:
+        if self.replace != (self.secrets is not None):
+            raise ValueError("send `secrets` together with `replace: true` for a whole snapshot")
+        if self.replace and (self.set or self.unset):
+            raise ValueError("a snapshot (replace) cannot be combined with set or unset")
+        if not self.replace and not (self.set or self.unset):
+            raise ValueError("nothing to change: give set, unset, or secrets with replace")
+        if set(self.set) & set(self.unset):
+            raise ValueError("a name cannot be both set and unset")
+        return self
+
+
+class RollbackRequest(BaseModel):
+    """Make a new version equal to an older one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: VersionId
+    commit_message: CommitMessage
+
+
+class Author(BaseModel):
+    """Who made a version."""
+
+    type: str
+    id: uuid.UUID | None
+    label: str | None
+
+
+class VersionSummary(BaseModel):
+    """A version without its values."""
+
+    id: str
+    seq: int
+    parent_id: str | None
+    message: str
+    author: Author
+    secret_count: int
+    created_at: datetime
+    rollback_of: str | None
+
+
+class VersionDetail(VersionSummary):
+    """A version with its values."""
+
+    secrets: dict[str, str]
+
+
+class SecretsResponse(BaseModel):
+    """An environment's secrets at a version (the latest unless asked)."""
+
+    version: VersionSummary | None
+    secrets: dict[str, str]
+
+
+class VersionPage(BaseModel):
+    """A page of versions, newest first."""
+
+    versions: list[VersionSummary]
+    total: int
+    next_before: int | None
+
+
+class Modified(BaseModel):
+    """A value that changed between two versions."""
+
+    old: str
+    new: str
+
+
+class DiffResponse(BaseModel):
+    """What changed from one version to another; values only when revealed."""
+
+    from_version: VersionSummary | None
+    to_version: VersionSummary
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+    unchanged: int
+    values: dict[str, Modified | str] | None = None
+
+
+class HistoryEntry(BaseModel):
+    """One change to one secret."""
+
+    version: VersionSummary
+    change: Literal["added", "modified", "removed"]
+    value: str | None = None

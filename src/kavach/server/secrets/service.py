@@ -1,0 +1,185 @@
+"""Database work on secret versions: read, write a snapshot, list, per-name history."""
+
+from __future__ import annotations
+
+import secrets as random
+import string
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.audit.service import Actor
+from kavach.server.crypto.datakeys import SecretKeys
+from kavach.server.crypto.envelope import DecryptionFailed, seal, unseal
+from kavach.server.errors import NotFound, ServiceUnavailable
+from kavach.server.iam.models import Environment
+from kavach.server.secrets.models import Secret, SecretVersion
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+ID_LENGTH = 8
+
+
+def value_aad(environment_id: uuid.UUID, version_id: str, name: str) -> bytes:
+    """Bind a ciphertext to its environment, version and name: copied elsewhere, it fails."""
+    return f"kavach-secret:{environment_id}:{version_id}:{name}".encode()
+
+
+async def new_version_id(session: AsyncSession) -> str:
+    """Return an unused 8-character version id (an identifier, not a secret)."""
+    while True:
+        candidate = "".join(random.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
+        if await session.get(SecretVersion, candidate) is None:
+            return candidate
+
+
+async def lock_environment(session: AsyncSession, *, environment_id: uuid.UUID) -> None:
+    """Serialise commits to one environment (SQLite's transactions already are serial)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(Environment.id).where(Environment.id == environment_id).with_for_update()
+        )
+
+
+async def latest_version(
+    session: AsyncSession, *, environment_id: uuid.UUID
+) -> SecretVersion | None:
+    """Return the newest version of an environment."""
+    return await session.scalar(
+        select(SecretVersion)
+        .where(SecretVersion.environment_id == environment_id)
+        .order_by(SecretVersion.seq.desc())
+        .limit(1)
+    )
+
+
+async def get_version(
+    session: AsyncSession, *, environment_id: uuid.UUID, version_id: str
+) -> SecretVersion:
+    """Return a version of this environment; any other id, even another's, is a 404."""
+    version = await session.get(SecretVersion, version_id)
+    if version is None or version.environment_id != environment_id:
+        raise NotFound(f"version {version_id!r} not found in this environment")
+    return version
+
+
+async def read_values(
+    session: AsyncSession,
+    keys: SecretKeys,
+    *,
+    version: SecretVersion,
+    names: set[str] | None = None,
+) -> dict[str, str]:
+    """Decrypt a version's secrets (or only the named ones), sorted by name."""
+    query = select(Secret).where(Secret.version_id == version.id).order_by(Secret.name)
+    if names is not None:
+        query = query.where(Secret.name.in_(names))
+    rows = list(await session.scalars(query))
+    data_keys = await keys.by_ids(session, {row.data_key_id for row in rows})
+    values: dict[str, str] = {}
+    for row in rows:
+        try:
+            plain = unseal(
+                data_keys[row.data_key_id],
+                row.value_encrypted,
+                value_aad(version.environment_id, version.id, row.name),
+            )
+        except DecryptionFailed:
+            raise ServiceUnavailable(f"secret {row.name!r} failed to decrypt") from None
+        values[row.name] = plain.decode("utf-8")
+    return values
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a commit writes: the full snapshot and its provenance."""
+
+    values: dict[str, str]
+    message: str
+    author: Actor
+    parent: SecretVersion | None
+    rollback_of: str | None = None
+
+
+async def write_version(
+    session: AsyncSession, keys: SecretKeys, *, environment_id: uuid.UUID, new: NewVersion
+) -> SecretVersion:
+    """Store a new immutable version holding exactly `new.values`."""
+    data_key = await keys.for_writing(session, environment_id=environment_id)
+    key = keys.unwrap(data_key)
+    version = SecretVersion(
+        id=await new_version_id(session),
+        environment_id=environment_id,
+        seq=(new.parent.seq + 1) if new.parent else 1,
+        parent_id=new.parent.id if new.parent else None,
+        author_type=new.author.type,
+        author_id=new.author.id,
+        author_label=new.author.label,
+        message=new.message,
+        secret_count=len(new.values),
+        rollback_of=new.rollback_of,
+    )
+    session.add(version)
+    await session.flush()
+    if new.values:
+        await session.execute(
+            insert(Secret),
+            [
+                {
+                    "version_id": version.id,
+                    "name": name,
+                    "data_key_id": data_key.id,
+                    "value_encrypted": seal(
+                        key, value.encode("utf-8"), value_aad(environment_id, version.id, name)
+                    ),
+                }
+                for name, value in new.values.items()
+            ],
+        )
+    return version
+
+
+async def list_versions(
+    session: AsyncSession, *, environment_id: uuid.UUID, limit: int, before_seq: int | None
+) -> list[SecretVersion]:
+    """Return versions newest first, a page at a time."""
+    query = select(SecretVersion).where(SecretVersion.environment_id == environment_id)
+    if before_seq is not None:
+        query = query.where(SecretVersion.seq < before_seq)
+    return list(await session.scalars(query.order_by(SecretVersion.seq.desc()).limit(limit)))
+
+
+async def count_versions(session: AsyncSession, *, environment_id: uuid.UUID) -> int:
+    """Count an environment's versions."""
+    total = await session.scalar(
+        select(func.count())
+        .select_from(SecretVersion)
+        .where(SecretVersion.environment_id == environment_id)
+    )
+    return int(total or 0)
+
+
+async def versions_with_name(
+    session: AsyncSession, keys: SecretKeys, *, environment_id: uuid.UUID, name: str
+) -> list[tuple[SecretVersion, str | None]]:
+    """Return every version, oldest first, with the value `name` had in it (None: absent)."""
+    rows = await session.execute(
+        select(SecretVersion, Secret)
+        .outerjoin(Secret, (Secret.version_id == SecretVersion.id) & (Secret.name == name))
+        .where(SecretVersion.environment_id == environment_id)
+        .order_by(SecretVersion.seq)
+    )
+    pairs = [(version, secret) for version, secret in rows]
+    data_keys = await keys.by_ids(session, {s.data_key_id for _, s in pairs if s is not None})
+    result: list[tuple[SecretVersion, str | None]] = []
+    for version, secret in pairs:
+        value = None
+        if secret is not None:
+            value = unseal(
+                data_keys[secret.data_key_id],
+                secret.value_encrypted,
+                value_aad(environment_id, version.id, name),
+            ).decode("utf-8")
+        result.append((version, value))
+    return result
