@@ -109,7 +109,8 @@ class InProcessServer:
         return runtime
 
 
-async def _truncate_all(runtime: Runtime) -> None:
+async def truncate_all(runtime: Runtime) -> None:
+    """Empty every table of the shared PostgreSQL test database (SQLite starts empty)."""
     if runtime.engine.dialect.name != "postgresql":
         return
     names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
@@ -138,6 +139,6 @@ async def server(
                 base_url="http://127.0.0.1:8080",
             ),
         )
-        await _truncate_all(in_process.runtime)
+        await truncate_all(in_process.runtime)
         async with in_process.client:
             yield in_process

@@ -70,3 +70,38 @@ def deny(
 ) -> None:
     """Deny a pending login."""
     _decide(user_code, approve=False, login=None)
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Activate a new secret-encryption key and re-wrap every data key (values stay as they are)."""
+    from kavach.server.admin import rotate_secret_key
+    from kavach.server.errors import KavachError
+
+    try:
+        key_id, count = rotate_secret_key()
+    except KavachError as error:
+        raise _fail(error.message) from None
+    typer.echo(f"Active secret-encryption key is {key_id}; re-wrapped {count} data key(s).")
+    typer.echo("Run `kavach server retire-keys` to drop old keys no data key uses any more.")
+
+
+@app.command("retire-keys")
+def retire_keys() -> None:
+    """Remove old secret-encryption keys that no data key is wrapped with any more."""
+    from kavach.server.admin import retire_secret_keys
+    from kavach.server.errors import KavachError
+
+    try:
+        dropped, busy, configured = retire_secret_keys()
+    except KavachError as error:
+        raise _fail(error.message) from None
+    if configured:
+        typer.echo(
+            "Unused, safe to remove from KAVACH_SECRET_ENCRYPTION_OLD_KEYS: "
+            f"{', '.join(dropped) or 'none'}."
+        )
+    else:
+        typer.echo(f"Retired: {', '.join(dropped) or 'none'}.")
+    if busy:
+        typer.echo(f"Still in use (run rotate-key first): {', '.join(busy)}.")
