@@ -21,10 +21,12 @@ from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
 from kavach.server.logging import configure_logging, get_logger
 from kavach.server.middleware import RequestContextMiddleware
+from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
 from kavach.server.runtime import build_runtime
 from kavach.server.secrets import router as secrets_router
 from kavach.server.settings import Settings, check_startable, get_settings
+from kavach.server.sync import router as sync_router
 
 log = get_logger(__name__)
 
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         user_groups_router.router,
         service_tokens.router,
         secrets_router.router,
+        providers_router.router,
+        sync_router.router,
     ):
         app.include_router(api_router)
     app.include_router(health.router)

@@ -22,6 +22,7 @@ KavachError
 ├── RateLimited                 429 rate_limited
 ├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
 ├── IdentityProviderError       502 identity_provider_error
+├── ProviderError               502 provider_error (a sync target failed)
 └── ServiceUnavailable          503 service_unavailable
 """
 
@@ -179,6 +180,20 @@ class IdentityProviderError(KavachError):
     error_code = "identity_provider_error"
 
 
+class ProviderError(KavachError):
+    """A sync target (GitHub, GCP, Azure) refused or failed; says whether retrying may help."""
+
+    error_code = "provider_error"
+    persist_changes = True  # keep the audit event and run record of the failure
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(KavachError):
     """A dependency (usually the database) is unreachable."""
 
@@ -195,6 +210,7 @@ HTTP_STATUS: dict[type[KavachError], int] = {
     RateLimited: 429,
     DeviceFlowError: 400,
     IdentityProviderError: 502,
+    ProviderError: 502,
     ServiceUnavailable: 503,
 }
 

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
     max_secrets_per_version: int = Field(default=5000, ge=1)
     auto_migrate: bool = True
+    sync_max_attempts: int = Field(default=4, ge=1, le=10)
+    sync_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    sync_max_retry_after_seconds: float = Field(default=30.0, ge=0)
     trusted_proxies: str = "127.0.0.1"
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)

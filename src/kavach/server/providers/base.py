@@ -1,0 +1,96 @@
+"""The contract every sync target implements, and the registry of targets by name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httpx
+from pydantic import BaseModel
+
+MANAGED_BY_KEY = "managed-by"
+MANAGED_BY_VALUE = "kavach"
+
+
+@dataclass(frozen=True)
+class RemoteSecret:
+    """A secret that exists on the target, and whether it carries Kavach's managed-by mark."""
+
+    name: str
+    managed: bool = False
+
+
+class SyncProvider(ABC):
+    """One configured target: maps names, lists, writes and deletes secrets there.
+
+    Implementations raise `kavach.server.errors.ProviderError` for every failure, with
+    `retryable=True` (and `retry_after` when the target said so) for 429, 5xx and timeouts,
+    and messages that never contain a secret value or credential. They do not retry
+    themselves: the sync engine owns retries, backoff and concurrency.
+    """
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+    credentials_model: ClassVar[type[BaseModel]]
+    # How many writes the engine may run against this target at once.
+    max_concurrency: ClassVar[int] = 4
+
+    def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
+        self.config = config
+        self.credentials = credentials
+        self.http = http
+
+    @abstractmethod
+    def target_key(self) -> str:
+        """Identify the target (e.g. `github:owner/repo[:env]`) for the ledger and locks."""
+
+    @abstractmethod
+    def remote_name(self, name: str) -> str:
+        """Map a Kavach secret name to the target's rules (ValidationFailed if impossible)."""
+
+    @abstractmethod
+    async def test(self) -> None:
+        """Check the credentials and target without writing anything."""
+
+    @abstractmethod
+    async def list_remote(self) -> dict[str, RemoteSecret]:
+        """Return the secrets that exist on the target now, by remote name."""
+
+    @abstractmethod
+    async def put(self, remote_name: str, value: str) -> None:
+        """Create or update one secret (marking it managed by Kavach where the target can)."""
+
+    @abstractmethod
+    async def delete(self, remote_name: str) -> None:
+        """Delete one secret; deleting one that is already gone is not an error."""
+
+    async def aclose(self) -> None:
+        """Release clients; the shared `http` client is not closed here."""
+        return None
+
+
+_REGISTRY: dict[str, type[SyncProvider]] = {}
+
+
+def register(provider: type[SyncProvider]) -> type[SyncProvider]:
+    """Register a provider class under its name (used as a class decorator)."""
+    _REGISTRY[provider.name] = provider
+    return provider
+
+
+def provider_class(name: str) -> type[SyncProvider]:
+    """Return the provider class for a name; KeyError if unknown."""
+    _load_builtin()
+    return _REGISTRY[name]
+
+
+def provider_names() -> list[str]:
+    """Return the registered provider names."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    # Imported for their @register side effect; lazily, so the server starts without them.
+    from kavach.server.providers import azure, gcp, github  # noqa: F401

@@ -1,0 +1,149 @@
+"""HTTP routes for an environment's provider configurations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import service as audit
+from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
+from kavach.server.errors import ProviderError
+from kavach.server.iam.schemas import Removed
+from kavach.server.providers import service
+from kavach.server.providers.schemas import (
+    ProviderCreate,
+    ProviderPublic,
+    ProviderTestResult,
+    ProviderUpdate,
+)
+from kavach.server.rbac.deps import Access, Requirement
+
+router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/providers", tags=["providers"])
+Viewer = Annotated[Access, Depends(Requirement("provider.read", "environment"))]
+Manager = Annotated[Access, Depends(Requirement("provider.manage", "environment"))]
+
+
+def _env_id(access: Access) -> uuid.UUID:
+    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
+    return access.scope.resource_id
+
+
+async def _audit(
+    session: SessionDep,
+    access: Access,
+    origin: OriginDep,
+    action: str,
+    provider: str,
+    **details: object,
+) -> None:
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action=action,
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(_env_id(access)),
+        details={"provider": provider, **details},
+    )
+
+
+@router.get("/", response_model=Envelope[list[ProviderPublic]])
+async def list_providers(access: Viewer, session: SessionDep) -> Envelope[list[ProviderPublic]]:
+    """List the environment's sync targets (config only, never credentials)."""
+    records = await service.list_for(session, environment_id=_env_id(access))
+    return ok([service.public(record) for record in records])
+
+
+@router.post("/", status_code=201, response_model=Envelope[ProviderPublic])
+async def configure_provider(
+    body: ProviderCreate,
+    access: Manager,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[ProviderPublic]:
+    """Configure a sync target; credentials are encrypted and never returned."""
+    record = await service.create(
+        session,
+        key=runtime.keys.provider_credential_key,
+        environment_id=_env_id(access),
+        provider=body.provider,
+        config=body.config,
+        credentials=body.credentials,
+        creator=access.user.user.id,
+    )
+    await _audit(
+        session,
+        access,
+        origin,
+        "provider.configure",
+        body.provider,
+        config_fields=sorted(record.config),
+    )
+    return ok(service.public(record))
+
+
+@router.get("/{provider}", response_model=Envelope[ProviderPublic])
+async def get_provider(
+    provider: str, access: Viewer, session: SessionDep
+) -> Envelope[ProviderPublic]:
+    """Return one provider configuration."""
+    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    return ok(service.public(record))
+
+
+@router.patch("/{provider}", response_model=Envelope[ProviderPublic])
+async def update_provider(
+    provider: str,
+    body: ProviderUpdate,
+    access: Manager,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[ProviderPublic]:
+    """Change only the given config and credential fields."""
+    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    changed = await service.update(
+        session,
+        key=runtime.keys.provider_credential_key,
+        record=record,
+        config=body.config,
+        credentials=body.credentials,
+    )
+    await _audit(session, access, origin, "provider.update", provider, changed=changed)
+    return ok(service.public(record))
+
+
+@router.delete("/{provider}", response_model=Envelope[Removed])
+async def delete_provider(
+    provider: str, access: Manager, session: SessionDep, origin: OriginDep
+) -> Envelope[Removed]:
+    """Remove a provider configuration (the remote secrets stay where they are)."""
+    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    await session.delete(record)
+    await session.flush()
+    await _audit(session, access, origin, "provider.delete", provider)
+    return ok(Removed())
+
+
+@router.post("/{provider}/test", response_model=Envelope[ProviderTestResult])
+async def test_provider(
+    provider: str, access: Manager, runtime: RuntimeDep, session: SessionDep, origin: OriginDep
+) -> Envelope[ProviderTestResult]:
+    """Check the credentials against the target without writing anything."""
+    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    target = service.build(record, key=runtime.keys.provider_credential_key, http=runtime.http)
+    try:
+        await target.test()
+    except ProviderError as error:
+        await _audit(
+            session, access, origin, "provider.test", provider, ok=False, error=error.message
+        )
+        raise
+    finally:
+        await target.aclose()
+    await _audit(session, access, origin, "provider.test", provider, ok=True)
+    return ok(ProviderTestResult(ok=True, target=target.target_key()))

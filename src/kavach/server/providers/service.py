@@ -1,0 +1,170 @@
+"""Store, validate and load provider configurations; credentials are sealed, never returned."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.crypto.envelope import seal, unseal
+from kavach.server.errors import AlreadyExists, NotFound, ValidationFailed
+from kavach.server.providers.base import SyncProvider, provider_class, provider_names
+from kavach.server.providers.models import ProviderConfig
+from kavach.server.providers.schemas import ProviderPublic
+
+
+def _aad(environment_id: uuid.UUID, provider: str) -> bytes:
+    return f"kavach-provider:{environment_id}:{provider}".encode()
+
+
+def provider_type(name: str) -> type[SyncProvider]:
+    """Return a provider class, or a 422 listing the known ones."""
+    try:
+        return provider_class(name)
+    except KeyError:
+        known = ", ".join(provider_names())
+        raise ValidationFailed(f"unknown provider {name!r}; known: {known}") from None
+
+
+def _validated(model: type[BaseModel], data: dict[str, Any], what: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        # Locations and messages only: inputs may be credentials.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValidationFailed(f"invalid {what}: {problems}") from None
+
+
+def _plain(model: BaseModel) -> dict[str, Any]:
+    """Dump a model with secret fields revealed, for sealing."""
+    data = model.model_dump(mode="json")
+    for key, value in model:
+        if isinstance(value, SecretStr):
+            data[key] = value.get_secret_value()
+    return data
+
+
+def public(record: ProviderConfig) -> ProviderPublic:
+    """Describe a configuration without credentials."""
+    fields = sorted(provider_type(record.provider).credentials_model.model_fields)
+    return ProviderPublic(
+        provider=record.provider,
+        config=record.config,
+        credential_fields=fields,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+async def find(
+    session: AsyncSession, *, environment_id: uuid.UUID, provider: str
+) -> ProviderConfig:
+    """Return an environment's configuration of a provider, or 404."""
+    record = await session.scalar(
+        select(ProviderConfig).where(
+            ProviderConfig.environment_id == environment_id, ProviderConfig.provider == provider
+        )
+    )
+    if record is None:
+        raise NotFound(f"provider {provider!r} is not configured for this environment")
+    return record
+
+
+async def list_for(session: AsyncSession, *, environment_id: uuid.UUID) -> list[ProviderConfig]:
+    """Return an environment's provider configurations."""
+    return list(
+        await session.scalars(
+            select(ProviderConfig)
+            .where(ProviderConfig.environment_id == environment_id)
+            .order_by(ProviderConfig.provider)
+        )
+    )
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    key: bytes,
+    environment_id: uuid.UUID,
+    provider: str,
+    config: dict[str, Any],
+    credentials: dict[str, Any],
+    creator: uuid.UUID | None,
+) -> ProviderConfig:
+    """Validate and store a new configuration."""
+    kind = provider_type(provider)
+    existing = await session.scalar(
+        select(ProviderConfig.id).where(
+            ProviderConfig.environment_id == environment_id, ProviderConfig.provider == provider
+        )
+    )
+    if existing is not None:
+        raise AlreadyExists(f"{provider} is already configured here; update it instead")
+    checked_config = _validated(kind.config_model, config, "config")
+    checked_credentials = _validated(kind.credentials_model, credentials, "credentials")
+    record = ProviderConfig(
+        environment_id=environment_id,
+        provider=provider,
+        config=checked_config.model_dump(mode="json", exclude_none=True),
+        credentials_encrypted=seal(
+            key, json.dumps(_plain(checked_credentials)).encode(), _aad(environment_id, provider)
+        ),
+        created_by=creator,
+    )
+    session.add(record)
+    await session.flush()
+    return record
+
+
+def credentials_of(record: ProviderConfig, key: bytes) -> dict[str, Any]:
+    """Unseal a configuration's credentials."""
+    plain = unseal(key, record.credentials_encrypted, _aad(record.environment_id, record.provider))
+    data: dict[str, Any] = json.loads(plain)
+    return data
+
+
+async def update(
+    session: AsyncSession,
+    *,
+    key: bytes,
+    record: ProviderConfig,
+    config: dict[str, Any] | None,
+    credentials: dict[str, Any] | None,
+) -> list[str]:
+    """Merge changed fields into the configuration (a true partial update); return their names."""
+    kind = provider_type(record.provider)
+    changed: list[str] = []
+    if config:
+        merged = {**record.config, **config}
+        checked = _validated(kind.config_model, merged, "config")
+        record.config = checked.model_dump(mode="json", exclude_none=True)
+        changed += [f"config.{name}" for name in sorted(config)]
+    if credentials:
+        merged = {**credentials_of(record, key), **credentials}
+        checked_credentials = _validated(kind.credentials_model, merged, "credentials")
+        record.credentials_encrypted = seal(
+            key,
+            json.dumps(_plain(checked_credentials)).encode(),
+            _aad(record.environment_id, record.provider),
+        )
+        changed += [f"credentials.{name}" for name in sorted(credentials)]
+    await session.flush()
+    return changed
+
+
+def build(record: ProviderConfig, *, key: bytes, http: httpx.AsyncClient) -> SyncProvider:
+    """Instantiate the provider a configuration describes."""
+    kind = provider_type(record.provider)
+    return kind(
+        config=_validated(kind.config_model, record.config, "config"),
+        credentials=_validated(kind.credentials_model, credentials_of(record, key), "credentials"),
+        http=http,
+    )

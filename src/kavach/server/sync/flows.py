@@ -1,0 +1,136 @@
+"""Sync an environment version to a provider: plan, lock the target, apply, record."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.audit.service import Actor
+from kavach.server.errors import ProviderError, ValidationFailed
+from kavach.server.providers import service as providers
+from kavach.server.providers.base import RemoteSecret, SyncProvider
+from kavach.server.runtime import Runtime
+from kavach.server.secrets import service as secrets
+from kavach.server.sync import ledger, runs
+from kavach.server.sync.apply import Outcome, apply, retrying
+from kavach.server.sync.locks import target_lock
+from kavach.server.sync.plan import DELETE, make_plan, map_names, value_hmac
+from kavach.server.sync.schemas import SyncRequest, SyncRunDetail
+
+
+async def _list_remote(provider: SyncProvider, runtime: Runtime) -> dict[str, RemoteSecret]:
+    async def once() -> dict[str, RemoteSecret]:
+        return await provider.list_remote()
+
+    found: dict[str, RemoteSecret] = await retrying(runtime.settings)(once)
+    return found
+
+
+async def sync(
+    runtime: Runtime,
+    session: AsyncSession,
+    *,
+    environment_id: uuid.UUID,
+    request: SyncRequest,
+    actor: Actor,
+) -> SyncRunDetail:
+    """Run (or, with dry_run, only plan) a sync, recording the run and each secret's result."""
+    record = await providers.find(session, environment_id=environment_id, provider=request.provider)
+    key = runtime.keys.provider_credential_key
+    provider = providers.build(record, key=key, http=runtime.http)
+    try:
+        version = (
+            await secrets.get_version(
+                session, environment_id=environment_id, version_id=request.version_id
+            )
+            if request.version_id
+            else await secrets.latest_version(session, environment_id=environment_id)
+        )
+        if version is None:
+            raise ValidationFailed("nothing to sync: this environment has no versions yet")
+        values = await secrets.read_values(session, runtime.secret_keys, version=version)
+        mapped = map_names(sorted(values), provider.remote_name)
+        target = provider.target_key()
+        owned = await ledger.load(session, environment_id=environment_id, target=target)
+        # No transaction stays open while the target is called (locks, idle connections).
+        await session.commit()
+        async with target_lock(runtime, target):
+            run = runs.new_run(
+                environment_id=environment_id,
+                provider=request.provider,
+                target=target,
+                version_id=version.id,
+                dry_run=request.dry_run,
+                prune=request.prune,
+                adopt=request.adopt,
+                actor=actor,
+            )
+            try:
+                remote = await _list_remote(provider, runtime)
+            except ProviderError as error:
+                await runs.start(runtime.sessionmaker, run=run, items=[])
+                await runs.finish(
+                    runtime.sessionmaker,
+                    run_id=run.id,
+                    status="failed",
+                    outcomes=[],
+                    error=error.message,
+                )
+                raise
+            items = make_plan(
+                values=values,
+                mapped=mapped,
+                remote=remote,
+                ledger=owned,
+                hmac_of=lambda remote_name, value: value_hmac(key, target, remote_name, value),
+                prune=request.prune,
+                adopt=request.adopt,
+            )
+            await runs.start(runtime.sessionmaker, run=run, items=items)
+            if not request.dry_run:
+                outcomes = await apply(
+                    provider,
+                    items,
+                    runtime.settings,
+                    lambda outcome: _record(runtime, environment_id, target, run.id, outcome),
+                )
+                await runs.finish(
+                    runtime.sessionmaker,
+                    run_id=run.id,
+                    status=runs.final_status(items, outcomes),
+                    outcomes=outcomes,
+                )
+    finally:
+        await provider.aclose()
+    return await runs.detail(session, environment_id=environment_id, run_id=run.id)
+
+
+async def _record(
+    runtime: Runtime,
+    environment_id: uuid.UUID,
+    target: str,
+    run_id: uuid.UUID,
+    outcome: Outcome,
+) -> None:
+    """Commit one item's result and, when it worked, the ledger, right away."""
+    item = outcome.item
+    async with runtime.sessionmaker() as session, session.begin():
+        if outcome.ok and item.action == DELETE:
+            await ledger.record_delete(
+                session,
+                environment_id=environment_id,
+                target=target,
+                remote_name=item.remote_name,
+            )
+        elif outcome.ok:
+            assert item.value_hmac is not None  # noqa: S101 - writes carry their hash
+            await ledger.record_write(
+                session,
+                environment_id=environment_id,
+                target=target,
+                remote_name=item.remote_name,
+                name=item.name,
+                value_hmac=item.value_hmac,
+            )
+        await runs.item_done(session, run_id=run_id, outcome=outcome)

@@ -1,0 +1,84 @@
+"""HTTP routes for syncing an environment and reading its sync runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import service as audit
+from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
+from kavach.server.errors import NotFound
+from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.sync import flows, runs
+from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
+
+router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["sync"])
+
+
+def _env_id(access: Access) -> uuid.UUID:
+    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
+    return access.scope.resource_id
+
+
+@router.post("/secrets/sync", response_model=Envelope[SyncRunDetail])
+async def sync_secrets(
+    body: SyncRequest,
+    access: Annotated[Access, Depends(Requirement("sync.run", "environment"))],
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[SyncRunDetail]:
+    """Sync a version to a provider: the plan, then each secret's outcome (dry_run: plan only)."""
+    result = await flows.sync(
+        runtime,
+        session,
+        environment_id=_env_id(access),
+        request=body,
+        actor=access.principal.actor,
+    )
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="secret.sync",
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(_env_id(access)),
+        details={
+            "provider": body.provider,
+            "run_id": str(result.id),
+            "status": result.status,
+            "version_id": result.version_id,
+            "dry_run": body.dry_run,
+            "prune": body.prune,
+            "adopt": body.adopt,
+            "counts": result.counts,
+        },
+    )
+    return ok(result)
+
+
+@router.get("/sync-runs", response_model=Envelope[list[SyncRunPublic]])
+async def list_sync_runs(
+    access: Annotated[Access, Depends(Requirement("provider.read", "environment"))],
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Envelope[list[SyncRunPublic]]:
+    """List the environment's sync runs, newest first."""
+    return ok(await runs.recent(session, environment_id=_env_id(access), limit=limit))
+
+
+@router.get("/sync-runs/{run_id}", response_model=Envelope[SyncRunDetail])
+async def get_sync_run(
+    run_id: str,
+    access: Annotated[Access, Depends(Requirement("provider.read", "environment"))],
+    session: SessionDep,
+) -> Envelope[SyncRunDetail]:
+    """Return a sync run with its per-secret results."""
+    try:
+        wanted = uuid.UUID(run_id)
+    except ValueError:
+        raise NotFound("sync run not found in this environment") from None
+    return ok(await runs.detail(session, environment_id=_env_id(access), run_id=wanted))
