@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class AccessTokens:
             "typ": ACCESS_TOKEN_TYPE,
             "jti": secrets.token_urlsafe(12),
             "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=self._ttl)).timestamp()),
+            # Rounded up, so the token lives at least the advertised expires_in.
+            "exp": math.ceil((now + timedelta(seconds=self._ttl)).timestamp()),
         }
         token = jwt.encode(claims, self._key, algorithm=_ALGORITHM)
         return IssuedAccessToken(token=token, expires_in=self._ttl)

@@ -35,7 +35,7 @@ class _Backoff(tenacity.wait.wait_base):
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
-        self.fallback = tenacity.wait_exponential_jitter(initial=0.2, max=5)
+        self.fallback = tenacity.wait_exponential_jitter(multiplier=0.2, max=5)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome

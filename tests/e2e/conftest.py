@@ -1,0 +1,125 @@
+"""End-to-end fixtures: servers started per test on the test's backend, and CLI users."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (
+    HOST,
+    Cli,
+    KavachServer,
+    ServerFactory,
+    clean_environ,
+    create_database,
+    drop_database,
+    free_port,
+    kavach_command,
+    wait_until_healthy,
+    with_password,
+)
+
+
+@pytest.fixture
+def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
+    """Return a function that starts a real server on the test's backend.
+
+    Keyword arguments name settings without the prefix (`access_token_ttl_seconds=2`) and
+    become KAVACH_* variables; `database_password` puts a password in the PostgreSQL URL.
+    Every server started is stopped at the end of the test and must exit cleanly;
+    PostgreSQL databases are dropped.
+    """
+    servers: list[KavachServer] = []
+    databases: list[str] = []
+
+    def start(*, database_password: str | None = None, **settings: object) -> KavachServer:
+        index = len(servers)
+        root = tmp_path / f"server{index}"
+        root.mkdir()
+        port = free_port()
+        env = clean_environ(
+            KAVACH_DATA_DIR=str(root / "data"),
+            KAVACH_ACCESS_TOKEN_TTL_SECONDS="900",
+            KAVACH_DEVICE_POLL_INTERVAL_SECONDS="1",
+        )
+        env.update({f"KAVACH_{key.upper()}": str(value) for key, value in settings.items()})
+        database_name = None
+        if backend == "postgresql":
+            database_name, url = create_database()
+            databases.append(database_name)
+            env["KAVACH_DATABASE_URL"] = (
+                with_password(url, database_password) if database_password else url
+            )
+        stdout_path, stderr_path = root / "stdout.log", root / "stderr.log"
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            process = subprocess.Popen(
+                [*kavach_command(), "server", "start", "--host", HOST, "--port", str(port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=root,
+            )
+        server = KavachServer(
+            url=f"http://{HOST}:{port}",
+            port=port,
+            data_dir=root / "data",
+            env=env,
+            database_name=database_name,
+            process=process,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+        )
+        servers.append(server)
+        wait_until_healthy(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        unclean = []
+        for running in servers:
+            try:
+                code = running.stop()
+            except pytest.fail.Exception as exc:
+                unclean.append(f"{running.url}: {exc}")
+            else:
+                if problem := running.unclean_exit(code):
+                    unclean.append(f"{running.url}: {problem}:\n{running.stderr()}")
+        for name in databases:
+            drop_database(name)
+        assert not unclean, "servers did not stop cleanly:\n" + "\n".join(unclean)
+
+
+@pytest.fixture
+def server(start_server: ServerFactory) -> KavachServer:
+    """Start one server with the default e2e settings."""
+    return start_server()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    """Return the CLI of one user, with a home directory that does not exist yet."""
+    user = Cli(tmp_path / "user" / ".kavach")
+    user.home.parent.mkdir()
+    yield user
+    user.close()
+
+
+@pytest.fixture
+def make_cli(tmp_path: Path) -> Iterator[Callable[[str], Cli]]:
+    """Return a function creating more CLI users, each with its own home."""
+    made: list[Cli] = []
+
+    def make(name: str) -> Cli:
+        user = Cli(tmp_path / name / ".kavach")
+        user.home.parent.mkdir()
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        user.close()
