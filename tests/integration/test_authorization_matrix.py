@@ -13,6 +13,9 @@ from kavach.server.app import create_app
 from tests.conftest import InProcessServer, make_settings, random_keys
 from tests.integration.routes import api_routes, declared_action, route_key
 from tests.integration.test_resources import Api, user
+from tests.integration.test_sync import TARGETS, Target
+
+_MEMORY: dict[str, Any] = {"provider": "memory", "credentials": {"token": "good"}}
 
 # DESIGN §4, written out independently of the server's policy file.
 ROLES = ["viewer", "editor", "admin", "owner"]
@@ -63,6 +66,15 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
+    "POST /api/v1/environments/{id}/providers/": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/providers/{provider}": Case("env", "viewer"),
+    "PATCH /api/v1/environments/{id}/providers/{provider}": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}/providers/{provider}": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/providers/{provider}/test": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/secrets/sync": Case("env", "editor"),
+    "GET /api/v1/environments/{id}/sync-runs": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/sync-runs/{run_id}": Case("env", "viewer"),
     "GET /api/v1/user-groups/": Case("user_group", "viewer"),
     "POST /api/v1/user-groups/": Case("user_group", "admin"),
     "GET /api/v1/user-groups/{id}": Case("user_group", "viewer"),
@@ -140,7 +152,20 @@ class World:
             {"message": "base", "set": {"BASE": "1"}},
             status=201,
         )
-        return {"org": org, "group": group, "env": env, "user_group": team, "version": version}
+        TARGETS[org["name"]] = Target()
+        provider = f"/environments/{env['id']}/providers/"
+        await call("POST", provider, _MEMORY | {"config": {"target": org["name"]}}, status=201)
+        run = await call(
+            "POST", f"/environments/{env['id']}/secrets/sync", {"provider": "memory"}, status=200
+        )
+        return {
+            "org": org,
+            "group": group,
+            "env": env,
+            "user_group": team,
+            "version": version,
+            "run": run,
+        }
 
     async def bind(
         self, tree: dict[str, dict[str, Any]], login: str, role: str, at: str, via_group: bool
@@ -180,9 +205,23 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     path = path.removeprefix("/api/v1").replace("{version_id}", tree["version"]["id"])
     path = path.replace("{name}", "BASE" if "/secrets" in path else tree["org"]["name"])
     path = path.replace("{id}", tree[level]["id"])
+    path = path.replace("{provider}", "memory").replace("{run_id}", tree["run"]["id"])
     alice = world.alice.call
+    providers = f"/environments/{tree['env']['id']}/providers/"
     body: Any = None
-    if key == "GET /api/v1/user-groups/":
+    if "/providers/" in path and method != "GET":
+        # Each call starts from a configured memory provider (POST: from none).
+        await alice("DELETE", f"{providers}memory")
+        if method == "POST" and path == providers:
+            body = _MEMORY | {"config": {"target": tree["org"]["name"]}}
+        else:
+            await alice(
+                "POST", providers, _MEMORY | {"config": {"target": tree["org"]["name"]}}, status=201
+            )
+            body = {"config": {"target": tree["org"]["name"]}} if method == "PATCH" else None
+    elif path.endswith("/secrets/sync"):
+        body = {"provider": "memory"}
+    elif key == "GET /api/v1/user-groups/":
         path = f"/user-groups/?organization_id={tree['org']['id']}"
     elif key == "POST /api/v1/user-groups/":
         body = {"organization_id": tree["org"]["id"], "name": world.name("ug")}
