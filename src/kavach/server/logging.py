@@ -44,7 +44,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # Uvicorn's access log would repeat our request line with the raw query string.
     logging.getLogger("uvicorn.access").disabled = True
     # Outbound request lines carry URLs; migration and policy-loading chatter is noise.
-    for name in ("httpx", "httpcore", "alembic", "casbin"):
+    for name in ("httpx", "httpcore", "alembic", "casbin", "azure", "msal", "google"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

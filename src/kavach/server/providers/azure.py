@@ -5,8 +5,10 @@ name maps by turning `_` and `.` into `-` and lower-casing (`DB_URL` -> `db-url`
 configured prefix; so names that differ only in case or separator land on one remote name, which
 the sync plan reports as a clash. A name longer than 127 characters after mapping is refused.
 
-Trust: the client speaks HTTPS only and verifies certificates against `ca_file` when given, else
-the file named by `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, else the bundled public CAs.
+Trust: the clients speak HTTPS only, to the vault and to Microsoft Entra alike, and always verify
+certificates: against the `ca_file` option when given, else the CA bundle file named by the
+environment variable `REQUESTS_CA_BUNDLE` or else `SSL_CERT_FILE` (read when the provider is
+built), else the public CAs that `certifi` ships.
 
 Tokens: the vault's `401` challenge names the tenant and resource; the official policy then asks
 Microsoft Entra for a token. It checks that the resource is a parent domain of the vault host; a
@@ -144,8 +146,8 @@ class _KeyVaultTokensOnly:
     def _check(scopes: tuple[str, ...]) -> None:
         for scope in scopes:
             if scope.removesuffix("/.default").rstrip("/").lower() not in KEY_VAULT_RESOURCES:
-                raise ClientAuthenticationError(
-                    message=f"the vault asked for a token for {scope!r}, not a Key Vault resource"
+                raise ValueError(
+                    f"the vault asked for a token for {scope!r}, not a Key Vault resource"
                 )
 
     def get_token(
@@ -294,25 +296,29 @@ class AzureKeyVaultProvider(SyncProvider):
             self._client.set_secret(name, value, tags=tags)
             return
         except HttpResponseError as exc:
-            if _error_codes(exc)[1] != "ObjectIsDeletedButRecoverable":
+            # Key Vault names it as inner code; accept it as the outer code too.
+            if "ObjectIsDeletedButRecoverable" not in _error_codes(exc)[:2]:
                 raise
         self._recover_sync(name)
         self._client.set_secret(name, value, tags=tags)
 
     def _recover_sync(self, name: str) -> None:
+        forbidden = False
         try:
             self._client.begin_recover_deleted_secret(name)
         except ResourceNotFoundError:
             return  # purged meanwhile: the name is free again
         except HttpResponseError as exc:
-            if exc.status_code == 403:
-                raise ProviderError(
-                    f"Azure Key Vault {self._host}: secret {name!r} is soft-deleted and these "
-                    "credentials may not recover it (the 'recover' secret permission is "
-                    "missing); recover or purge it in Azure, or grant that permission",
-                    retryable=False,
-                ) from None
-            raise
+            if exc.status_code != 403:
+                raise
+            forbidden = True
+        if forbidden:  # raised here, outside `except`, so it carries no library exception
+            raise ProviderError(
+                f"Azure Key Vault {self._host}: secret {name!r} is soft-deleted and these "
+                "credentials may not recover it (the 'recover' secret permission is missing); "
+                "recover or purge it in Azure, or grant that permission",
+                retryable=False,
+            )
         # Recovery is asynchronous: the secret reappears when it is done (the official
         # poller's test too; a 403 means it exists but we may not read it).
         deadline = time.monotonic() + self._recovery_timeout
@@ -367,8 +373,10 @@ class AzureKeyVaultProvider(SyncProvider):
         except ProviderError:
             raise
         except Exception as exc:
-            # `from None`: the library's exception text may quote request details.
-            raise self._classify(exc, doing) from None
+            error = self._classify(exc, doing)
+        # Raised outside `except` so that it chains no library exception: those hold the
+        # request (with the value) and its open connection.
+        raise error
 
     def _scrub(self, text: str) -> str:
         text = text.replace(self._secret, "***") if self._secret else text
