@@ -51,6 +51,7 @@ class MemoryProvider(SyncProvider):
     name: ClassVar[str] = "memory"
     config_model: ClassVar[type[BaseModel]] = MemoryConfig
     credentials_model: ClassVar[type[BaseModel]] = MemoryCredentials
+    credential_bound: ClassVar[frozenset[str]] = frozenset({"target"})
 
     @property
     def state(self) -> Target:
@@ -141,6 +142,14 @@ async def test_provider_configuration_never_shows_credentials(server: InProcessS
     assert failed["error_code"] == "provider_error"
     still = await alice.call("GET", f"{base}/memory", status=200)
     assert still["config"] == {"target": "cfg"}  # the partial update kept the config
+    moved = await alice.call("PATCH", f"{base}/memory", {"config": {"target": "evil"}}, status=422)
+    assert "credentials" in moved["error"]
+    await alice.call(
+        "PATCH",
+        f"{base}/memory",
+        {"config": {"target": "cfg"}, "credentials": {"token": "bad"}},
+        status=200,
+    )
     bad = await alice.call("POST", f"{base}/", {"provider": "nope"}, status=422)
     assert "memory" in bad["error"]
     again = await alice.call(

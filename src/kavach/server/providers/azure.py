@@ -181,6 +181,7 @@ class AzureKeyVaultProvider(SyncProvider):
     config_model: ClassVar[type[BaseModel]] = AzureKeyVaultConfig
     credentials_model: ClassVar[type[BaseModel]] = AzureKeyVaultCredentials
     max_concurrency: ClassVar[int] = 4
+    credential_bound: ClassVar[frozenset[str]] = frozenset({"vault_url", "authority_host"})
 
     def __init__(
         self,

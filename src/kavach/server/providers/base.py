@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -35,6 +36,9 @@ class SyncProvider(ABC):
     credentials_model: ClassVar[type[BaseModel]]
     # How many writes the engine may run against this target at once.
     max_concurrency: ClassVar[int] = 4
+    # Config fields that decide where the credentials are sent: changing one requires the
+    # credentials again, so a stored secret can never be redirected to another host.
+    credential_bound: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         self.config = config
@@ -91,6 +95,11 @@ def provider_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+BUILTIN = ("github", "gcp", "azure")
+
+
 def _load_builtin() -> None:
-    # Imported for their @register side effect; lazily, so the server starts without them.
-    from kavach.server.providers import azure, gcp, github  # noqa: F401
+    # Imported for their @register side effect, lazily: their client libraries are heavy and
+    # only a sync or a provider call needs them.
+    for module in BUILTIN:
+        importlib.import_module(f"kavach.server.providers.{module}")

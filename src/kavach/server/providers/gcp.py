@@ -244,6 +244,7 @@ class GCPSecretManager(SyncProvider):
     config_model: ClassVar[type[BaseModel]] = GCPConfig
     credentials_model: ClassVar[type[BaseModel]] = GCPCredentials
     max_concurrency: ClassVar[int] = 4
+    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_endpoint", "project_id"})
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         if not isinstance(config, GCPConfig) or not isinstance(credentials, GCPCredentials):

@@ -149,6 +149,7 @@ class GitHubActionsProvider(SyncProvider):
     credentials_model: ClassVar[type[BaseModel]] = GitHubCredentials
     # GitHub asks integrators to avoid concurrent writes (secondary rate limits).
     max_concurrency: ClassVar[int] = 2
+    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_url"})
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         if not isinstance(config, GitHubConfig) or not isinstance(credentials, GitHubCredentials):

@@ -142,6 +142,16 @@ async def update(
     """Merge changed fields into the configuration (a true partial update); return their names."""
     kind = provider_type(record.provider)
     changed: list[str] = []
+    moved = sorted(
+        name
+        for name in kind.credential_bound
+        if config and name in config and config[name] != record.config.get(name)
+    )
+    if moved and not credentials:
+        raise ValidationFailed(
+            f"changing {', '.join(moved)} redirects the stored credentials; send the credentials "
+            "again in the same update"
+        )
     if config:
         merged = {**record.config, **config}
         checked = _validated(kind.config_model, merged, "config")
