@@ -23,12 +23,6 @@ from kavach.server.rbac.deps import Access, Requirement
 router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
 
 
-def _env_id(access: Access) -> uuid.UUID:
-    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
-    assert access.scope.environment_id is not None  # noqa: S101
-    return access.scope.environment_id
-
-
 @router.post("", status_code=201, response_model=Envelope[ServiceTokenCreated])
 async def create_token(
     body: ServiceTokenCreate,
@@ -39,7 +33,7 @@ async def create_token(
     """Create a service token; its secret is in this response only."""
     secret = new_service_token()
     token = ServiceToken(
-        environment_id=_env_id(access),
+        environment_id=access.environment_id,
         name=body.name,
         role=body.role,
         token_hash=token_hash(secret),
@@ -78,7 +72,7 @@ async def list_tokens(
     """List an environment's service tokens (never their secrets)."""
     tokens = await session.scalars(
         select(ServiceToken)
-        .where(ServiceToken.environment_id == _env_id(access))
+        .where(ServiceToken.environment_id == access.environment_id)
         .order_by(ServiceToken.created_at)
     )
     return ok([ServiceTokenPublic.model_validate(t) for t in tokens])
@@ -97,7 +91,7 @@ async def revoke_token(
     except ValueError:
         raise NotFound("service token not found") from None
     token = await session.get(ServiceToken, wanted)
-    if token is None or token.environment_id != _env_id(access):
+    if token is None or token.environment_id != access.environment_id:
         raise NotFound("service token not found")
     if token.revoked_at is None:
         token.revoked_at = utcnow()

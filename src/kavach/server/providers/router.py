@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -26,11 +25,6 @@ Viewer = Annotated[Access, Depends(Requirement("provider.read", "environment"))]
 Manager = Annotated[Access, Depends(Requirement("provider.manage", "environment"))]
 
 
-def _env_id(access: Access) -> uuid.UUID:
-    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
-    return access.scope.resource_id
-
-
 async def _audit(
     session: SessionDep,
     access: Access,
@@ -45,7 +39,7 @@ async def _audit(
         action=action,
         origin=origin,
         resource_type="environment",
-        resource_id=str(_env_id(access)),
+        resource_id=str(access.environment_id),
         details={"provider": provider, **details},
     )
 
@@ -53,7 +47,7 @@ async def _audit(
 @router.get("/", response_model=Envelope[list[ProviderPublic]])
 async def list_providers(access: Viewer, session: SessionDep) -> Envelope[list[ProviderPublic]]:
     """List the environment's sync targets (config only, never credentials)."""
-    records = await service.list_for(session, environment_id=_env_id(access))
+    records = await service.list_for(session, environment_id=access.environment_id)
     return ok([service.public(record) for record in records])
 
 
@@ -69,7 +63,7 @@ async def configure_provider(
     record = await service.create(
         session,
         key=runtime.keys.provider_credential_key,
-        environment_id=_env_id(access),
+        environment_id=access.environment_id,
         provider=body.provider,
         config=body.config,
         credentials=body.credentials,
@@ -91,7 +85,7 @@ async def get_provider(
     provider: str, access: Viewer, session: SessionDep
 ) -> Envelope[ProviderPublic]:
     """Return one provider configuration."""
-    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    record = await service.find(session, environment_id=access.environment_id, provider=provider)
     return ok(service.public(record))
 
 
@@ -105,7 +99,7 @@ async def update_provider(
     origin: OriginDep,
 ) -> Envelope[ProviderPublic]:
     """Change only the given config and credential fields."""
-    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    record = await service.find(session, environment_id=access.environment_id, provider=provider)
     changed = await service.update(
         session,
         key=runtime.keys.provider_credential_key,
@@ -122,7 +116,7 @@ async def delete_provider(
     provider: str, access: Manager, session: SessionDep, origin: OriginDep
 ) -> Envelope[Removed]:
     """Remove a provider configuration (the remote secrets stay where they are)."""
-    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    record = await service.find(session, environment_id=access.environment_id, provider=provider)
     await session.delete(record)
     await session.flush()
     await _audit(session, access, origin, "provider.delete", provider)
@@ -134,7 +128,7 @@ async def test_provider(
     provider: str, access: Manager, runtime: RuntimeDep, session: SessionDep, origin: OriginDep
 ) -> Envelope[ProviderTestResult]:
     """Check the credentials against the target without writing anything."""
-    record = await service.find(session, environment_id=_env_id(access), provider=provider)
+    record = await service.find(session, environment_id=access.environment_id, provider=provider)
     target = service.build(record, key=runtime.keys.provider_credential_key, http=runtime.http)
     try:
         await target.test()

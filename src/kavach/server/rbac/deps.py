@@ -38,6 +38,13 @@ class Access:
     resource: Resource | None = None
 
     @property
+    def environment_id(self) -> uuid.UUID:
+        """Return the environment a route on an environment acts on."""
+        if self.scope is None or self.scope.environment_id is None:
+            raise NotFound("environment not found")
+        return self.scope.environment_id
+
+    @property
     def user(self) -> UserPrincipal:
         """Return the caller as a user (routes that allow tokens must not call this)."""
         if not isinstance(self.principal, UserPrincipal):

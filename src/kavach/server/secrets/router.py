@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -31,11 +30,6 @@ Reader = Annotated[Access, Depends(Requirement("secret.read", "environment"))]
 Writer = Annotated[Access, Depends(Requirement("secret.write", "environment"))]
 
 
-def _env_id(access: Access) -> uuid.UUID:
-    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
-    return access.scope.resource_id
-
-
 async def _record_read(
     session: SessionDep, access: Access, origin: OriginDep, version_id: str | None, what: str
 ) -> None:
@@ -46,7 +40,7 @@ async def _record_read(
         action="secret.read",
         origin=origin,
         resource_type="environment",
-        resource_id=str(_env_id(access)),
+        resource_id=str(access.environment_id),
         details={"version_id": version_id, "what": what},
     )
 
@@ -60,7 +54,7 @@ async def read_secrets(
     version: Annotated[VersionId | None, Query()] = None,
 ) -> Envelope[SecretsResponse]:
     """Return the latest secrets with values, or those of ?version=ID."""
-    env_id = _env_id(access)
+    env_id = access.environment_id
     found = (
         await service.get_version(session, environment_id=env_id, version_id=version)
         if version
@@ -84,7 +78,7 @@ async def commit_version(
         session,
         runtime.secret_keys,
         runtime.settings,
-        env_id=_env_id(access),
+        env_id=access.environment_id,
         request=body,
         author=access.principal.actor,
     )
@@ -94,7 +88,7 @@ async def commit_version(
         action="secret.commit",
         origin=origin,
         resource_type="environment",
-        resource_id=str(_env_id(access)),
+        resource_id=str(access.environment_id),
         details={
             "version_id": version.id,
             "seq": version.seq,
@@ -115,7 +109,7 @@ async def list_versions(
     before: Annotated[int | None, Query(ge=1, description="a seq: versions older than it")] = None,
 ) -> Envelope[VersionPage]:
     """List versions newest first, with author and secret count; page with ?before=SEQ."""
-    env_id = _env_id(access)
+    env_id = access.environment_id
     versions = await service.list_versions(
         session, environment_id=env_id, limit=limit, before_seq=before
     )
@@ -140,7 +134,7 @@ async def get_version(
 ) -> Envelope[VersionDetail]:
     """Return one version of this environment with its values."""
     version = await service.get_version(
-        session, environment_id=_env_id(access), version_id=version_id
+        session, environment_id=access.environment_id, version_id=version_id
     )
     values = await service.read_values(session, runtime.secret_keys, version=version)
     await _record_read(session, access, origin, version.id, "version")
@@ -161,7 +155,7 @@ async def diff_versions(
     result = await flows.compare(
         session,
         runtime.secret_keys,
-        env_id=_env_id(access),
+        env_id=access.environment_id,
         from_id=from_,
         to_id=to,
         reveal=reveal,
@@ -183,7 +177,7 @@ async def rollback(
     version = await flows.rollback(
         session,
         runtime.secret_keys,
-        env_id=_env_id(access),
+        env_id=access.environment_id,
         version_id=body.version_id,
         message=body.commit_message,
         author=access.principal.actor,
@@ -194,7 +188,7 @@ async def rollback(
         action="secret.rollback",
         origin=origin,
         resource_type="environment",
-        resource_id=str(_env_id(access)),
+        resource_id=str(access.environment_id),
         details={"version_id": version.id, "rollback_of": body.version_id},
     )
     return ok(summary(version))
@@ -211,7 +205,7 @@ async def secret_history(
 ) -> Envelope[list[HistoryEntry]]:
     """Return one secret's changes across versions, newest first (values with reveal)."""
     entries = await flows.history(
-        session, runtime.secret_keys, env_id=_env_id(access), name=name, reveal=reveal
+        session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
     )
     if reveal:
         await _record_read(session, access, origin, None, f"history:{name}")

@@ -18,11 +18,6 @@ from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
 router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["sync"])
 
 
-def _env_id(access: Access) -> uuid.UUID:
-    assert access.scope is not None  # noqa: S101 - Requirement resolved the environment
-    return access.scope.resource_id
-
-
 @router.post("/secrets/sync", response_model=Envelope[SyncRunDetail])
 async def sync_secrets(
     body: SyncRequest,
@@ -35,7 +30,7 @@ async def sync_secrets(
     result = await flows.sync(
         runtime,
         session,
-        environment_id=_env_id(access),
+        environment_id=access.environment_id,
         request=body,
         actor=access.principal.actor,
     )
@@ -45,7 +40,7 @@ async def sync_secrets(
         action="secret.sync",
         origin=origin,
         resource_type="environment",
-        resource_id=str(_env_id(access)),
+        resource_id=str(access.environment_id),
         details={
             "provider": body.provider,
             "run_id": str(result.id),
@@ -67,7 +62,7 @@ async def list_sync_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Envelope[list[SyncRunPublic]]:
     """List the environment's sync runs, newest first."""
-    return ok(await runs.recent(session, environment_id=_env_id(access), limit=limit))
+    return ok(await runs.recent(session, environment_id=access.environment_id, limit=limit))
 
 
 @router.get("/sync-runs/{run_id}", response_model=Envelope[SyncRunDetail])
@@ -81,4 +76,4 @@ async def get_sync_run(
         wanted = uuid.UUID(run_id)
     except ValueError:
         raise NotFound("sync run not found in this environment") from None
-    return ok(await runs.detail(session, environment_id=_env_id(access), run_id=wanted))
+    return ok(await runs.detail(session, environment_id=access.environment_id, run_id=wanted))
