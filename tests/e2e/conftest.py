@@ -28,28 +28,39 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
     """Return a function that starts a real server on the test's backend.
 
     Keyword arguments name settings without the prefix (`access_token_ttl_seconds=2`) and
-    become KAVACH_* variables; `database_password` puts a password in the PostgreSQL URL.
-    Every server started is stopped at the end of the test and must exit cleanly;
-    PostgreSQL databases are dropped.
+    become KAVACH_* variables; `database_password` puts a password in the PostgreSQL URL;
+    `share_data_with` runs another instance on an earlier server's data directory (so its
+    keys) and database. Every server started is stopped at the end of the test and must exit
+    cleanly; PostgreSQL databases are dropped.
     """
     servers: list[KavachServer] = []
     databases: list[str] = []
 
-    def start(*, database_password: str | None = None, **settings: object) -> KavachServer:
+    def start(
+        *,
+        database_password: str | None = None,
+        share_data_with: KavachServer | None = None,
+        **settings: object,
+    ) -> KavachServer:
         index = len(servers)
         root = tmp_path / f"server{index}"
         root.mkdir()
         port = free_port()
+        data_dir = root / "data" if share_data_with is None else share_data_with.data_dir
         env = clean_environ(
-            KAVACH_DATA_DIR=str(root / "data"),
+            KAVACH_DATA_DIR=str(data_dir),
             KAVACH_ACCESS_TOKEN_TTL_SECONDS="900",
             KAVACH_DEVICE_POLL_INTERVAL_SECONDS="1",
         )
         env.update({f"KAVACH_{key.upper()}": str(value) for key, value in settings.items()})
         database_name = None
-        if backend == "postgresql":
+        url: str | None = None
+        if share_data_with is not None:
+            database_name, url = share_data_with.database_name, share_data_with.database_url
+        elif backend == "postgresql":
             database_name, url = create_database()
             databases.append(database_name)
+        if url is not None:
             env["KAVACH_DATABASE_URL"] = (
                 with_password(url, database_password) if database_password else url
             )
@@ -66,7 +77,7 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
         server = KavachServer(
             url=f"http://{HOST}:{port}",
             port=port,
-            data_dir=root / "data",
+            data_dir=data_dir,
             env=env,
             database_name=database_name,
             process=process,

@@ -394,8 +394,50 @@ class KavachServer:
         self.exit_code = self.process.returncode
         return self.exit_code
 
+    def kill(self) -> int:
+        """Send SIGKILL (no shutdown at all), wait for the exit and return its code."""
+        if self.exit_code is None:
+            self.process.kill()
+            self.exit_code = self.process.wait(STOP_TIMEOUT)
+        return self.exit_code
+
 
 ServerFactory = Callable[..., KavachServer]
+
+
+def launch_server(
+    root: Path, env: Mapping[str, str], *, database_name: str | None = None, wait: bool = True
+) -> KavachServer:
+    """Start `kavach server start` on a free port with exactly `env`, logging into `root`.
+
+    `env` is the whole environment (build it with clean_environ). With `wait`, return once
+    the server answers /healthz; otherwise call wait_until_healthy() later.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    stdout_path, stderr_path = root / "stdout.log", root / "stderr.log"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [*kavach_command(), "server", "start", "--host", HOST, "--port", str(port)],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=root,
+        )
+    server = KavachServer(
+        url=f"http://{HOST}:{port}",
+        port=port,
+        data_dir=Path(env.get("KAVACH_DATA_DIR", root / "data")),
+        env=dict(env),
+        database_name=database_name,
+        process=process,
+        stdout_path=stdout_path,
+        stderr_path=stderr_path,
+    )
+    if wait:
+        wait_until_healthy(server)
+    return server
 
 
 def wait_until_healthy(server: KavachServer) -> None:

@@ -41,7 +41,7 @@ def _pool_stats(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/healthz/detailed")
 async def healthz_detailed(runtime: RuntimeDep) -> JSONResponse:
-    """Check the database and migrations; 503 when the database is unreachable."""
+    """Check the database and migrations; 503 when unreachable or not migrated to head."""
     started = time.perf_counter()
     database: dict[str, Any] = {"dialect": runtime.engine.dialect.name}
     migrations: dict[str, Any] = {}
@@ -69,4 +69,6 @@ async def healthz_detailed(runtime: RuntimeDep) -> JSONResponse:
         "pool": _pool_stats(runtime),
         "migrations": migrations,
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    # Not ready until the schema matches this code: a load balancer should not send traffic.
+    ready = healthy and bool(migrations.get("at_head"))
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,1 @@
+"""Developer and operator scripts (run them with the project's .venv)."""
