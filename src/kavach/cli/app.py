@@ -36,6 +36,7 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     open_browser: Callable[[str], object] | None = None  # None: the webbrowser module
     stdin_is_terminal: Callable[[], bool] | None = None  # None: ask sys.stdin
+    stdout_is_terminal: Callable[[], bool] | None = None  # None: ask sys.stdout
 
 
 class App:
@@ -142,6 +143,13 @@ class App:
             return check()
         # sys.stdin is looked up now, not at import: test runners swap it.
         return sys.stdin is not None and sys.stdin.isatty()
+
+    def stdout_is_terminal(self) -> bool:
+        """Tell whether stdout is a terminal (rather than a pipe or a file)."""
+        check = self.runtime.stdout_is_terminal
+        if check is not None:
+            return check()
+        return sys.stdout is not None and sys.stdout.isatty()
 
     def log(self, message: str) -> None:
         """Print a diagnostic line to stderr when --verbose is on."""

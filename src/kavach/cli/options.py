@@ -39,3 +39,11 @@ UserGroupOption = Annotated[
     str | None,
     typer.Option("--user-group", help="The user group, by name.", metavar="NAME"),
 ]
+VersionOption = Annotated[
+    str | None,
+    typer.Option("--version", "-v", help="A version id (default: the latest).", metavar="ID"),
+]
+MessageOption = Annotated[
+    str,
+    typer.Option("--message", "-m", help="The commit message.", metavar="MESSAGE"),
+]

@@ -14,7 +14,9 @@ import typer
 if TYPE_CHECKING:
     from kavach.cli.app import App
 
-MASK = "********"  # fixed width, so the mask does not reveal a value's length
+MASK = "••••••"  # fixed width, so the mask does not reveal a value's length
+# Only values at least this long show their first two characters, to tell them apart.
+MASK_HINT_LENGTH = 16
 EMPTY_CELL = "-"
 ACTIVE_MARK = "*"
 
@@ -22,10 +24,19 @@ Columns = Sequence[tuple[str, str]]  # (key in each row, column header)
 
 
 def mask(value: str | None, *, reveal: bool = False) -> str:
-    """Return `value` for display: itself with --reveal, else a fixed-width mask."""
+    """Return `value` for display: itself with --reveal, else a fixed-width mask.
+
+    A value of MASK_HINT_LENGTH characters or more keeps its first two (`sk••••••`) when
+    they are visible ASCII characters; a shorter value shows nothing but the mask. An empty
+    value is revealed as `""`.
+    """
     if value is None:
         return EMPTY_CELL
-    return value if reveal else MASK
+    if reveal:
+        return value or '""'  # shown, so an empty value is not mistaken for a missing one
+    head = value[:2]
+    visible = head.isascii() and head.isprintable() and not any(c.isspace() for c in head)
+    return head + MASK if len(value) >= MASK_HINT_LENGTH and visible else MASK
 
 
 def cell(value: Any) -> str:

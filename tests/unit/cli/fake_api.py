@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from . import fake_iam_routes
+from . import fake_iam_routes, fake_secrets
 from .fake_iam import FakeIam
+from .fake_secrets import FakeSecrets
 
 USER = {
     "id": "u-1",
@@ -75,12 +76,16 @@ class FakeApi:
     approved: bool = False
     calls: list[Call] = field(default_factory=list)
     iam: FakeIam = field(default_factory=FakeIam)
+    secrets: FakeSecrets = field(init=False)
     reuse_detected: bool = False
     # Hooks the race tests use to line requests up.
     on_expired: Callable[[], object] | None = None
     refresh_delay: float = 0.0
     _counter: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.secrets = FakeSecrets(self.iam)
 
     def issue(self) -> tuple[str, str]:
         """Mint a new valid token pair."""
@@ -144,6 +149,17 @@ class FakeApi:
                 self.valid_access.discard(auth.removeprefix("Bearer "))
             return denied or httpx.Response(200, json=envelope(None))
         relative = path.removeprefix("/api/v1")
+        token = fake_secrets.token_for(self.iam, auth)
+        if relative != path and fake_secrets.owns(relative):
+            denied = None if token else self._authorized(auth)
+            return denied or fake_secrets.handle(
+                self.secrets, token, request.method, relative, params, body
+            )
+        if relative != path and token is not None:
+            # A service token reads its own environment and nothing else of the tree.
+            if (request.method, relative) == ("GET", f"/environments/{token.env.id}"):
+                return httpx.Response(200, json=envelope(self.iam.node_json(token.env)))
+            return failure(404, "not_found", "not found")
         if relative != path and fake_iam_routes.owns(relative):
             denied = self._authorized(auth)
             return denied or fake_iam_routes.handle(

@@ -14,9 +14,21 @@ from kavach.cli.errors import ApiError
 
 
 def test_mask_hides_value_and_length() -> None:
-    assert render.mask("hunter2") == render.mask("a much longer secret value") == "********"
+    assert render.mask("hunter2") == render.mask("a much longer secret value") == "••••••"
+    assert render.mask("") == render.mask("fifteen chars!!") == "••••••"
     assert render.mask("hunter2", reveal=True) == "hunter2"
+    assert render.mask("", reveal=True) == '""'
     assert render.mask(None) == "-"
+
+
+def test_mask_shows_two_characters_of_long_values_only() -> None:
+    assert render.mask("sk_live_0123456789") == "sk••••••"
+    assert render.mask("sk_live_0123456789abcdefghij") == "sk••••••"  # length not revealed
+    assert render.mask("sk_live_0123456") == "••••••"  # 15 characters: too short
+    # Whitespace or non-ASCII at the start is not shown either.
+    assert render.mask("\nsecret-value-long") == "••••••"
+    assert render.mask(" secret-value-long") == "••••••"
+    assert render.mask("ésecret-value-long") == "••••••"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,94 @@
+"""Calls to an environment's secrets API, with the shape of each answer checked."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from kavach.cli.errors import CliError
+from kavach.cli.resources import Object, expect_object, segment
+
+if TYPE_CHECKING:
+    from kavach.cli.client import ApiClient
+    from kavach.cli.target import Target
+
+VERSION_ID = re.compile(r"[a-z0-9]{8}")
+PAGE_MAX = 200  # the server's largest page of versions
+
+
+def check_version_id(value: str, flag: str = "--version") -> str:
+    """Return `value` if it looks like a version id (8 of a-z, 0-9), else fail as usage."""
+    if VERSION_ID.fullmatch(value) is None:
+        raise CliError(f"{flag} {value!r} is not a version id (8 characters, a-z and 0-9)")
+    return value
+
+
+def optional_version_id(value: str | None, flag: str = "--version") -> str | None:
+    """Return `value` checked as a version id, or None when the option was not given."""
+    return check_version_id(value, flag) if value is not None else None
+
+
+def _secrets(data: Any) -> dict[str, str]:
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise CliError("unexpected answer from the server: secrets are not names and strings")
+    return dict(data)
+
+
+def label(version: Object | None) -> str:
+    """Return `v3 (abcd1234)` for a version summary, `no version` for None."""
+    if version is None:
+        return "no version"
+    return f"v{version.get('seq')} ({version.get('id')})"
+
+
+def read(
+    client: ApiClient, target: Target, version: str | None = None
+) -> tuple[Object | None, dict[str, str]]:
+    """Return the latest version (or `version`) and its secrets; (None, {}) if none yet."""
+    params = {"version": version} if version else None
+    data = expect_object(client.get(target.path, params=params))
+    summary = data.get("version")
+    if summary is not None and not isinstance(summary, dict):
+        raise CliError("unexpected answer from the server: a version is not an object")
+    return summary, _secrets(data.get("secrets"))
+
+
+def latest(client: ApiClient, target: Target) -> Object | None:
+    """Return the latest version's summary (no values are read), or None if none yet."""
+    page = expect_object(client.get(f"{target.path}/versions", params={"limit": 1}))
+    versions = page.get("versions")
+    if not isinstance(versions, list):
+        raise CliError("unexpected answer from the server: no list of versions")
+    return expect_object(versions[0]) if versions else None
+
+
+def details(client: ApiClient, target: Target, version: str) -> tuple[Object, dict[str, str]]:
+    """Return one version's summary and its secrets."""
+    data = expect_object(client.get(f"{target.path}/versions/{segment(version)}"))
+    return data, _secrets(data.get("secrets"))
+
+
+def versions(
+    client: ApiClient, target: Target, *, limit: int, before: int | None
+) -> tuple[list[Object], int, int | None]:
+    """Return up to `limit` versions newest first (paging as needed), the total, next cursor."""
+    found: list[Object] = []
+    total = 0
+    cursor = before
+    while len(found) < limit:
+        params: dict[str, int] = {"limit": min(PAGE_MAX, limit - len(found))}
+        if cursor is not None:
+            params["before"] = cursor
+        page = expect_object(client.get(f"{target.path}/versions", params=params))
+        rows = page.get("versions")
+        if not isinstance(rows, list):
+            raise CliError("unexpected answer from the server: no list of versions")
+        found.extend(expect_object(row) for row in rows)
+        total = int(page.get("total") or 0)
+        following = page.get("next_before")
+        cursor = following if isinstance(following, int) else None
+        if cursor is None or not rows:
+            break
+    return found, total, cursor
