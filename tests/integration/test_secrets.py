@@ -196,6 +196,16 @@ async def test_diff_rollback_and_history(server: InProcessServer) -> None:
         (2, "added", None),
     ]
     await alice.call("GET", f"{base}/NEVER/history", status=404)
+    same = await alice.call(
+        "POST",
+        f"{base}/rollback",
+        {"version_id": v1["id"], "commit_message": "again"},
+        status=422,
+    )
+    assert same["error_code"] == "no_changes"
+    await _commit(alice, env["id"], set={"versions": "a name like a route"})
+    named = await alice.call("GET", f"{base}/versions/history", status=200)
+    assert [h["change"] for h in named] == ["added"]
 
 
 async def test_versions_of_another_environment_are_404(server: InProcessServer) -> None:

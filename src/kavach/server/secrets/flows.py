@@ -141,6 +141,8 @@ async def rollback(
     await service.lock_environment(session, environment_id=env_id)
     latest = await service.latest_version(session, environment_id=env_id)
     values = await service.read_values(session, keys, version=target)
+    if latest is not None and values == await service.read_values(session, keys, version=latest):
+        raise NoChanges(f"the latest version already holds the secrets of {version_id}")
     return await service.write_version(
         session,
         keys,

@@ -124,6 +124,26 @@ async def list_versions(
     )
 
 
+@router.get("/{name}/history", response_model=Envelope[list[HistoryEntry]])
+async def secret_history(
+    name: SecretName,
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+    reveal: bool = False,
+) -> Envelope[list[HistoryEntry]]:
+    """Return one secret's changes across versions, newest first (values with reveal)."""
+    # Declared before /versions/{version_id}: a secret may be named "versions", and a
+    # version id (8 characters) is never "history".
+    entries = await flows.history(
+        session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
+    )
+    if reveal:
+        await _record_read(session, access, origin, None, f"history:{name}")
+    return ok(entries)
+
+
 @router.get("/versions/{version_id}", response_model=Envelope[VersionDetail])
 async def get_version(
     version_id: str,
@@ -192,21 +212,3 @@ async def rollback(
         details={"version_id": version.id, "rollback_of": body.version_id},
     )
     return ok(summary(version))
-
-
-@router.get("/{name}/history", response_model=Envelope[list[HistoryEntry]])
-async def secret_history(
-    name: SecretName,
-    access: Reader,
-    runtime: RuntimeDep,
-    session: SessionDep,
-    origin: OriginDep,
-    reveal: bool = False,
-) -> Envelope[list[HistoryEntry]]:
-    """Return one secret's changes across versions, newest first (values with reveal)."""
-    entries = await flows.history(
-        session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
-    )
-    if reveal:
-        await _record_read(session, access, origin, None, f"history:{name}")
-    return ok(entries)
