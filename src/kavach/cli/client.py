@@ -6,9 +6,6 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from kavach.cli import lean_httpx  # noqa: F401 - must come before httpx: see its docstring
-
-# isort: split
 import httpx
 
 from kavach import __version__
