@@ -43,27 +43,3 @@ def test_help_imports_no_heavy_library() -> None:
     loaded = sorted({name.split(".")[0] for name in modules} & HEAVY)
     assert loaded == []
     assert not any(name.startswith("kavach.server.") for name in modules)
-
-
-CLIENT_PROBE = """
-import json, sys
-import kavach.cli.client
-import httpx
-assert httpx.Client is kavach.cli.client.httpx.Client
-print(json.dumps(sorted(sys.modules)))
-"""
-
-
-def test_the_client_skips_httpx_command_line_tool() -> None:
-    """httpx's own CLI (click, pygments, rich.syntax) is ~50 ms of every command's start-up."""
-    result = subprocess.run(
-        [sys.executable, "-c", CLIENT_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    modules = set(json.loads(result.stdout.splitlines()[-1]))
-    assert "httpx" in modules
-    assert not modules & {"click", "pygments", "rich.syntax", "rich.progress"}
