@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run install dev lint typecheck test test-sqlite clean
+.PHONY: run install dev lint typecheck test test-sqlite bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint typecheck
 
 test-sqlite: dev
 	$(BIN)/pytest -k "not postgresql"
+
+bench: dev
+	$(BIN)/python -m bench.secrets_bench
+	$(BIN)/python -m bench.cli_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
