@@ -10,19 +10,32 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from kavach.server.errors import RateLimited
+from kavach.server.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class RateLimiter:
     """Count hits per named rule and key; raise RateLimited when a rule is exceeded."""
 
-    def __init__(self, rules: dict[str, str], storage_url: str = "async+memory://") -> None:
+    def __init__(self, rules: dict[str, str], redis_url: str | None = None) -> None:
         self._rules: dict[str, RateLimitItem] = {name: parse(spec) for name, spec in rules.items()}
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_url))
+        storage = (
+            storage_from_string(f"async+{redis_url}", implementation="redispy")
+            if redis_url
+            else storage_from_string("async+memory://")
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
 
     async def hit(self, rule: str, *keys: str) -> None:
         """Record one hit for rule+keys, raising RateLimited if it is over the limit."""
         item = self._rules[rule]
-        if await self._limiter.hit(item, rule, *keys):
+        try:
+            allowed = await self._limiter.hit(item, rule, *keys)
+        except Exception as exc:  # the shared store is down: serve rather than refuse everyone
+            log.warning("rate_limit_store_unavailable", error=type(exc).__name__)
+            return
+        if allowed:
             return
         stats = await self._limiter.get_window_stats(item, rule, *keys)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))

@@ -62,7 +62,9 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
                 "device_token": auth.rate_limit_device_token,
                 "device_approve": auth.rate_limit_device_approve,
                 "refresh": auth.rate_limit_refresh,
-            }
+                "api": auth.rate_limit_api,
+            },
+            redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
     )

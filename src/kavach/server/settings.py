@@ -75,6 +75,7 @@ class AuthSettings(BaseSettings):
     rate_limit_device_token: str = "120/minute"  # noqa: S105 - a rate, not a credential
     rate_limit_device_approve: str = "10/minute"
     rate_limit_refresh: str = "60/minute"
+    rate_limit_api: str = "1200/minute"
 
     @field_validator("github_url", "github_api_url")
     @classmethod
@@ -107,6 +108,8 @@ class Settings(BaseSettings):
     max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
     max_secrets_per_version: int = Field(default=5000, ge=1)
     auto_migrate: bool = True
+    # Shared rate-limit counters across instances; in-process counters when unset.
+    redis_url: str | None = None
     sync_max_attempts: int = Field(default=4, ge=1, le=10)
     sync_call_timeout_seconds: float = Field(default=30.0, gt=0)
     sync_max_retry_after_seconds: float = Field(default=30.0, ge=0)

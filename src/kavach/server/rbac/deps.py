@@ -9,7 +9,14 @@ from typing import Literal
 from fastapi import Request
 from sqlalchemy import select
 
-from kavach.server.deps import Principal, PrincipalDep, SessionDep, TokenPrincipal, UserPrincipal
+from kavach.server.deps import (
+    Principal,
+    PrincipalDep,
+    RuntimeDep,
+    SessionDep,
+    TokenPrincipal,
+    UserPrincipal,
+)
 from kavach.server.errors import Forbidden, NotFound, ValidationFailed
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
 from kavach.server.rbac import service as rbac_service
@@ -112,6 +119,13 @@ async def authorize(
     raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
 
 
+def _limit_key(principal: Principal) -> str:
+    """Count API requests per login session or per service token."""
+    if isinstance(principal, TokenPrincipal):
+        return f"token:{principal.token.id}"
+    return f"session:{principal.login_session.id}"
+
+
 class Requirement:
     """A route's declared action, and the resource (from path, query or body) it applies to."""
 
@@ -154,9 +168,10 @@ class Requirement:
             raise ValidationFailed(f"{self.param} must be an id") from None
 
     async def __call__(
-        self, request: Request, principal: PrincipalDep, session: SessionDep
+        self, request: Request, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
     ) -> Access:
         """Check the action for this request; the route receives what it may act on."""
+        await runtime.limiter.hit("api", _limit_key(principal))
         if self.resource is None:
             if not isinstance(principal, UserPrincipal):
                 raise Forbidden("service tokens may not do this")
