@@ -32,6 +32,8 @@ typecheck: dev
 
 test: lint typecheck
 	$(BIN)/pytest
+	# Fault tests restart PostgreSQL, so they run on their own, after everything else.
+	$(BIN)/pytest -m faults
 
 test-sqlite: dev
 	$(BIN)/pytest -k "not postgresql"
