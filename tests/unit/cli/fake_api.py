@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 
-from . import fake_iam_routes, fake_secrets
+from . import fake_iam_routes, fake_secrets, fake_sync
 from .fake_iam import FakeIam
 from .fake_secrets import FakeSecrets
+from .fake_sync import FakeSync
 
 USER = {
     "id": "u-1",
@@ -77,6 +78,7 @@ class FakeApi:
     calls: list[Call] = field(default_factory=list)
     iam: FakeIam = field(default_factory=FakeIam)
     secrets: FakeSecrets = field(init=False)
+    sync: FakeSync = field(init=False)
     reuse_detected: bool = False
     # Hooks the race tests use to line requests up.
     on_expired: Callable[[], object] | None = None
@@ -86,6 +88,7 @@ class FakeApi:
 
     def __post_init__(self) -> None:
         self.secrets = FakeSecrets(self.iam)
+        self.sync = FakeSync(self.iam, self.secrets)
 
     def issue(self) -> tuple[str, str]:
         """Mint a new valid token pair."""
@@ -150,6 +153,11 @@ class FakeApi:
             return denied or httpx.Response(200, json=envelope(None))
         relative = path.removeprefix("/api/v1")
         token = fake_secrets.token_for(self.iam, auth)
+        if relative != path and fake_sync.owns(relative):
+            denied = None if token else self._authorized(auth)
+            return denied or fake_sync.handle(
+                self.sync, token, request.method, relative, params, body
+            )
         if relative != path and fake_secrets.owns(relative):
             denied = None if token else self._authorized(auth)
             return denied or fake_secrets.handle(

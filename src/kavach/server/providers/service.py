@@ -142,21 +142,21 @@ async def update(
     """Merge changed fields into the configuration (a true partial update); return their names."""
     kind = provider_type(record.provider)
     changed: list[str] = []
+    new_config = record.config
+    if config:
+        checked = _validated(kind.config_model, {**record.config, **config}, "config")
+        new_config = checked.model_dump(mode="json", exclude_none=True)
+        changed += [f"config.{name}" for name in sorted(config)]
+    # Compared after normalisation, so re-sending the same URL in another spelling is no move.
     moved = sorted(
-        name
-        for name in kind.credential_bound
-        if config and name in config and config[name] != record.config.get(name)
+        name for name in kind.credential_bound if new_config.get(name) != record.config.get(name)
     )
     if moved and not credentials:
         raise ValidationFailed(
             f"changing {', '.join(moved)} redirects the stored credentials; send the credentials "
             "again in the same update"
         )
-    if config:
-        merged = {**record.config, **config}
-        checked = _validated(kind.config_model, merged, "config")
-        record.config = checked.model_dump(mode="json", exclude_none=True)
-        changed += [f"config.{name}" for name in sorted(config)]
+    record.config = new_config
     if credentials:
         merged = {**credentials_of(record, key), **credentials}
         checked_credentials = _validated(kind.credentials_model, merged, "credentials")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from kavach.cli.commands.secret import commit, diff, stage, values, versions
+from kavach.cli.commands.secret import commit, diff, stage, sync, values, versions
 
 app = typer.Typer(
     help="Stage, commit, read and export an environment's secrets (--org/--group/--env or "
@@ -21,3 +21,4 @@ app.add_typer(commit.app)
 app.add_typer(versions.app)
 app.add_typer(diff.app)
 app.add_typer(values.app)
+app.add_typer(sync.app)
