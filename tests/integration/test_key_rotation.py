@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -90,8 +91,26 @@ async def test_rotate_twice_while_reading_then_retire(
         assert record is not None and record.kek_id == ids[1]
         assert after == before  # values were not re-encrypted
 
+        # A server started before the rotation wraps a new environment's data key under
+        # the key that is active now, not the one it started with.
+        fresh_env = await alice.call(
+            "POST", f"/secret-groups/{group['id']}/environments", {"name": "new"}, status=201
+        )
+        await alice.call(
+            "POST",
+            f"/environments/{fresh_env['id']}/secrets/versions",
+            {"message": "m", "set": {"N": "1"}},
+            status=201,
+        )
+        async with first.runtime.sessionmaker() as session:
+            wrapped = await session.scalar(
+                select(DataKey.kek_id).where(DataKey.environment_id == uuid.UUID(fresh_env["id"]))
+            )
+        assert wrapped == ids[1]
+
     dropped, busy, configured = await asyncio.to_thread(admin.retire_secret_keys)
     assert (len(dropped), busy, configured) == (2, [], False)
+    assert ids[1] not in dropped
     stored = json.loads((data_dir / "keys.json").read_text())
     assert stored["secret_encryption_old_keys"] == ""
     async with _instance(data_dir, database_url) as fresh:

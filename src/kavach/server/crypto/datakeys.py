@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kavach.server.crypto.envelope import DecryptionFailed, Keyring, new_data_key
 from kavach.server.db.base import utcnow
 from kavach.server.errors import ServiceUnavailable
+from kavach.server.logging import get_logger
 from kavach.server.secrets.models import DataKey
 
 _CACHE_SIZE = 4096
+log = get_logger(__name__)
 
 
 def _wrap_aad(environment_id: uuid.UUID, data_key_id: uuid.UUID) -> bytes:
@@ -48,10 +50,12 @@ class SecretKeys:
         try:
             key = self.keyring.unwrap(record.kek_id, record.wrapped_key, aad)
         except KeyError:
+            log.error("data_key_unwrap_failed", data_key_id=str(record.id), kek_id=record.kek_id)
             raise ServiceUnavailable(
                 "a data key is wrapped by a key this server does not hold; check the keys"
             ) from None
         except DecryptionFailed:
+            log.error("data_key_unwrap_failed", data_key_id=str(record.id), kek_id=record.kek_id)
             raise ServiceUnavailable("a data key failed to decrypt; check the keys") from None
         return self._remember(record.id, key)
 
@@ -65,6 +69,10 @@ class SecretKeys:
         )
         if record is not None:
             return record
+        if self._reload is not None:
+            # Wrap under the key that is active now: it may have been rotated since start-up,
+            # and a key left behind here could later be retired with this data key under it.
+            self.keyring = self._reload()
         key = new_data_key()
         record = DataKey(id=uuid.uuid4(), environment_id=environment_id, kek_id="", wrapped_key=b"")
         record.kek_id, record.wrapped_key = self.keyring.wrap(
