@@ -104,7 +104,7 @@ def test_sigkill_during_commits_leaves_each_version_whole_or_absent(
         first = launch_server(tmp_path / "one", env)
         client = _login(first)
         env_id = _environment(client, first.url)
-        stop, results = threading.Event(), []
+        stop, results = threading.Event(), list[int]()
         loop = threading.Thread(
             target=_commit_loop, args=(client, first.url, env_id, stop, results)
         )
@@ -186,7 +186,7 @@ def test_the_server_recovers_by_itself_after_postgresql_restarts(
         server = launch_server(tmp_path / "one", env)
         client = _login(server)
         env_id = _environment(client, server.url)
-        stop, results = threading.Event(), []
+        stop, results = threading.Event(), list[int]()
         loop = threading.Thread(
             target=_commit_loop, args=(client, server.url, env_id, stop, results)
         )
