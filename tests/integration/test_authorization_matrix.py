@@ -83,6 +83,9 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/user-groups/{id}/members": Case("user_group", "viewer"),
     "POST /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
     "DELETE /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
+    # The audit trail names its scope in the query: here an environment, held at any level.
+    "GET /api/v1/audit": Case("env", "admin"),
+    "GET /api/v1/audit/verify": Case("org", "admin"),
 }
 # Routes open to any signed-in user (no resource to hold a role on).
 ANY_USER = {"POST /api/v1/organizations/", "GET /api/v1/organizations/"}
@@ -242,6 +245,13 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     elif key.endswith("/secrets/versions") and method == "POST":
         body = {"message": "matrix", "set": {world.name("K"): "v"}}
     elif key.endswith("/rollback"):
+        # Something to undo first: rolling back to what is already latest changes nothing (422).
+        await alice(
+            "POST",
+            f"/environments/{tree['env']['id']}/secrets/versions",
+            {"message": "matrix", "set": {world.name("R"): "v"}},
+            status=201,
+        )
         body = {"version_id": tree["version"]["id"], "commit_message": "matrix"}
     elif key.endswith("/tokens") and method == "POST":
         body = {"name": world.name("t"), "role": "viewer"}
@@ -253,6 +263,9 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             status=201,
         )
         path = path.replace("{token_id}", made["id"])
+    elif key.startswith("GET /api/v1/audit"):
+        scope = {"org": "organization_id", "group": "secret_group_id", "env": "environment_id"}
+        path += f"?{scope[level]}={tree[level]['id']}"
     elif key.startswith("DELETE") and level in ("org", "group", "env"):
         path += "?cascade=true"
     return method, path, body

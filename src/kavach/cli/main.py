@@ -17,7 +17,19 @@ from typer.core import TyperGroup
 
 from kavach.cli import render
 from kavach.cli.app import SERVER_ENV, App, Runtime
-from kavach.cli.commands import auth, env, group, meta, org, secret, server, token, user_group
+from kavach.cli.commands import (
+    audit,
+    auth,
+    env,
+    group,
+    meta,
+    org,
+    provider,
+    secret,
+    server,
+    token,
+    user_group,
+)
 from kavach.cli.commands import run as run_command
 from kavach.cli.config import home_dir
 from kavach.cli.errors import CliError, ExitCode
@@ -107,9 +119,11 @@ app.add_typer(org.app, name="org", rich_help_panel="Resources")
 app.add_typer(group.app, name="group", rich_help_panel="Resources")
 app.add_typer(env.app, name="env", rich_help_panel="Resources")
 app.add_typer(secret.app, name="secret", rich_help_panel="Secrets")
+app.add_typer(provider.app, name="provider", rich_help_panel="Secrets")
 app.add_typer(run_command.app)  # run
 app.add_typer(user_group.app, name="user-group", rich_help_panel="Access")
 app.add_typer(token.app, name="token", rich_help_panel="Access")
+app.add_typer(audit.app, name="audit", rich_help_panel="Access")
 app.add_typer(server.app, name="server")
 
 

@@ -7,10 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from kavach import __version__
 from kavach.server import health
 from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.audit import chain as audit_chain
+from kavach.server.audit import router as audit_router
 from kavach.server.auth import device_page, service_tokens
 from kavach.server.auth import router as auth_router
 from kavach.server.crypto.keys import KeyMaterial, load_keys
@@ -25,6 +29,7 @@ from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
 from kavach.server.runtime import build_runtime
 from kavach.server.secrets import router as secrets_router
+from kavach.server.security_headers import SecurityHeadersMiddleware, parse_cors_origins
 from kavach.server.settings import Settings, check_startable, get_settings
 from kavach.server.sync import router as sync_router
 
@@ -57,16 +62,39 @@ def _meta_router() -> APIRouter:
     return router
 
 
+class KavachAPI(FastAPI):
+    """FastAPI with the security headers outermost, so even an unhandled error carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Wrap the usual stack (error handling included) in the security headers."""
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
+
+
+def _allow_cors(app: FastAPI, origins: list[str]) -> None:
+    """Answer browsers from these origins; bearer tokens only, so no credentials mode."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+        expose_headers=["X-Request-Id", "Retry-After"],
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
 def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = None) -> FastAPI:
     """Validate settings and keys, then assemble the app (the database opens at start-up)."""
     settings = settings or get_settings()
     check_startable(settings)
     keys = keys or load_keys(settings)
+    cors_origins = parse_cors_origins(settings.cors_origins)
     configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings, keys)
+        audit_chain.attach(runtime.sessionmaker, keys)
         try:
             if settings.auto_migrate:
                 await migrate(runtime.engine, settings)
@@ -75,7 +103,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         finally:
             await runtime.close()
 
-    app = FastAPI(
+    app = KavachAPI(
         title="Kavach",
         version=__version__,
         lifespan=lifespan,
@@ -93,10 +121,13 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         secrets_router.router,
         providers_router.router,
         sync_router.router,
+        audit_router.router,
     ):
         app.include_router(api_router)
     app.include_router(health.router)
     app.include_router(device_page.router)
     install_error_handlers(app)
+    if cors_origins:
+        _allow_cors(app, cors_origins)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,11 +41,20 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg"))
+    if error.get("type") == "json_invalid":
+        # The parser's reason ("depth limit exceeded", "str is not valid UTF-8"), never input.
+        reason = (error.get("ctx") or {}).get("error")
+        return f"{message}: {reason}" if reason else message
+    return message
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     # Field locations and messages only: the submitted values may be secrets.
     problems = [
-        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg")}
+        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": _message(err)}
         for err in exc.errors()
     ]
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:10])

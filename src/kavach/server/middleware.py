@@ -7,6 +7,7 @@ import time
 import uuid
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kavach.server.api import error_response
@@ -17,8 +18,15 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 log = get_logger("kavach.request")
 
 
-class _BodyTooLarge(Exception):
-    """Raised inside receive() when the body passes the limit."""
+class _BodyTooLarge(HTTPException):
+    """Raised inside receive() when the body passes the limit.
+
+    An HTTPException, so that the framework code reading the body (which turns other errors
+    into "400 cannot parse") passes it on to the error handlers as a 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 class RequestContextMiddleware:
@@ -45,7 +53,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body_bytes)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -61,7 +69,7 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             if self._declared_length(scope) > self.max_body_bytes:
-                raise _BodyTooLarge
+                raise _BodyTooLarge(self.max_body_bytes)
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             if response_started:

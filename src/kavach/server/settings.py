@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     sync_call_timeout_seconds: float = Field(default=30.0, gt=0)
     sync_max_retry_after_seconds: float = Field(default=30.0, ge=0)
     trusted_proxies: str = "127.0.0.1"
+    # Comma-separated browser origins allowed to call the API; unset: no CORS headers at all.
+    cors_origins: str | None = None
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

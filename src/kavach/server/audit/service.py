@@ -1,4 +1,7 @@
-"""Record audit events; callers pass what happened, never secret values."""
+"""Record audit events on their chain, list a scope's events, verify a chain.
+
+Callers pass what happened, never secret values.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,24 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.audit import scope as scopes
+from kavach.server.audit.chain import (
+    GENESIS,
+    SERVER_CHAIN,
+    Break,
+    ChainReport,
+    Walk,
+    key_for,
+    normalized,
+)
 from kavach.server.audit.models import AuditEvent
+from kavach.server.db.base import utcnow
+
+# An arbitrary constant: the pg_advisory_xact_lock id that serialises audit appends.
+_PG_AUDIT_LOCK_ID = 0x4B415544
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,37 @@ class RequestOrigin:
     request_id: str | None = None
 
 
+def chain_of(organization_id: uuid.UUID | None) -> str:
+    """Name the chain of an organization's events (or of events outside any)."""
+    return SERVER_CHAIN if organization_id is None else str(organization_id)
+
+
+async def _lock_appends(session: AsyncSession) -> None:
+    """Make concurrent appends queue until this transaction ends, so chains never fork."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_AUDIT_LOCK_ID})
+    # SQLite: every transaction here holds the database's write lock from its start
+    # (BEGIN IMMEDIATE), so appends are already serial.
+
+
+async def _last(session: AsyncSession, chain: str) -> tuple[int, str]:
+    """Return the sequence number and hash of the chain's last event."""
+    row = (
+        await session.execute(
+            select(AuditEvent.chain_seq, AuditEvent.hash)
+            .where(AuditEvent.chain == chain, AuditEvent.chain_seq.is_not(None))
+            .order_by(AuditEvent.chain_seq.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return 0, GENESIS
+    # A damaged last event still gets a successor (verification reports the damage);
+    # recording must not start failing because of it.
+    return int(row[0] or 0), str(row[1] or "")
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -43,9 +92,17 @@ async def record(
     resource_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an audit event to the current transaction."""
+    """Append an audit event to its chain, in the current transaction."""
     origin = origin or RequestOrigin()
+    key = key_for(session)
+    await session.flush()  # resources created in this transaction must be findable
+    where = await scopes.resolve(session, resource_type=resource_type, resource_id=resource_id)
+    chain = chain_of(where.organization_id)
+    # The lock is held until commit or rollback: read the chain's end only after taking it.
+    await _lock_appends(session)
+    seq, prev_hash = await _last(session, chain)
     event = AuditEvent(
+        occurred_at=utcnow(),
         actor_type=actor.type,
         actor_id=actor.id,
         actor_label=actor.label,
@@ -55,8 +112,94 @@ async def record(
         request_id=origin.request_id,
         resource_type=resource_type,
         resource_id=resource_id,
-        details=details or {},
+        details=normalized(details),
+        organization_id=where.organization_id,
+        secret_group_id=where.secret_group_id,
+        environment_id=where.environment_id,
+        chain=chain,
+        chain_seq=seq + 1,
+        prev_hash=prev_hash,
+        key_id=key.id,
     )
+    event.hash = key.sign(event)
     session.add(event)
     await session.flush()
     return event
+
+
+def in_scope(
+    *,
+    organization_id: uuid.UUID | None = None,
+    secret_group_id: uuid.UUID | None = None,
+    environment_id: uuid.UUID | None = None,
+) -> ColumnElement[bool]:
+    """Match the events of the most specific level given (and everything below it)."""
+    if environment_id is not None:
+        return AuditEvent.environment_id == environment_id
+    if secret_group_id is not None:
+        return AuditEvent.secret_group_id == secret_group_id
+    return AuditEvent.organization_id == organization_id
+
+
+async def list_events(
+    session: AsyncSession, *, where: ColumnElement[bool], limit: int, before: int | None = None
+) -> tuple[list[AuditEvent], int | None]:
+    """Return up to `limit` events, newest first, and the cursor of the next page (or None)."""
+    query = select(AuditEvent).where(where)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    rows = list(await session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    page = rows[:limit]
+    return page, (page[-1].id if more and page else None)
+
+
+async def verify_chain(session: AsyncSession, *, organization_id: uuid.UUID | None) -> ChainReport:
+    """Recompute an organization's chain (or the server's); report the first broken link."""
+    chain = chain_of(organization_id)
+    report = ChainReport(chain=chain)
+    walk = Walk(key_for(session), report)
+    rows = await session.stream_scalars(
+        select(AuditEvent)
+        .where(AuditEvent.chain == chain)
+        .order_by(AuditEvent.chain_seq)
+        .execution_options(yield_per=500)
+    )
+    async for event in rows:
+        if not walk.step(event):
+            break
+    await rows.close()
+    await _check_unchained(session, report, organization_id)
+    return report
+
+
+async def _check_unchained(
+    session: AsyncSession, report: ChainReport, organization_id: uuid.UUID | None
+) -> None:
+    """Count events from before chaining; one without a chain after the chain began is a break."""
+    owned = (
+        AuditEvent.organization_id.is_(None)
+        if organization_id is None
+        else AuditEvent.organization_id == organization_id
+    )
+    unchained = (owned, AuditEvent.chain.is_(None))
+    report.legacy = int(
+        await session.scalar(select(func.count()).select_from(AuditEvent).where(*unchained)) or 0
+    )
+    first = await session.scalar(
+        select(func.min(AuditEvent.id)).where(AuditEvent.chain == report.chain)
+    )
+    if report.broken is not None or first is None:
+        return
+    stray = (
+        await session.execute(
+            select(AuditEvent.id, AuditEvent.chain_seq)
+            .where(*unchained, AuditEvent.id > first)
+            .order_by(AuditEvent.id)
+            .limit(1)
+        )
+    ).first()
+    if stray is not None:
+        report.broken = Break(
+            stray[1], stray[0], "unchained", f"event id {stray[0]} was taken out of the chain"
+        )

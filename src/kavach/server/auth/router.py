@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.auth import flows
 from kavach.server.auth.schemas import (
     DeviceCodeRequest,
@@ -26,7 +26,7 @@ from kavach.server.deps import (
     UserDep,
 )
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = api_router(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 
 def _client_key(origin: OriginDep) -> str:

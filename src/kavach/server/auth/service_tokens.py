@@ -6,10 +6,10 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from sqlalchemy import select
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.auth.models import ServiceToken
 from kavach.server.auth.schemas import ServiceTokenCreate, ServiceTokenCreated, ServiceTokenPublic
@@ -20,7 +20,7 @@ from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.tree import flush_unique
 from kavach.server.rbac.deps import Access, Requirement
 
-router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
+router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
 
 
 @router.post("", status_code=201, response_model=Envelope[ServiceTokenCreated])

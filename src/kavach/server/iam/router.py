@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from sqlalchemy import select
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam import tree
@@ -25,7 +25,7 @@ from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.rbac.service import Scope
 
-router = APIRouter(prefix=API_PREFIX, tags=["resources"])
+router = api_router(prefix=API_PREFIX, tags=["resources"])
 
 
 def _org(org: Organization, role: str | None) -> OrganizationPublic:

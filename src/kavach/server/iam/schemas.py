@@ -8,9 +8,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kavach.server.api import NUL_FREE
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-Description = Annotated[str, StringConstraints(max_length=500)]
+Description = Annotated[str, StringConstraints(max_length=500, pattern=NUL_FREE)]
 
 
 class ResourceCreate(BaseModel):
@@ -88,7 +90,7 @@ class MemberChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=255)
+    user: str = Field(min_length=1, max_length=255, pattern=NUL_FREE)
 
 
 class Deleted(BaseModel):

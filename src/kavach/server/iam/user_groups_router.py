@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam import tree, user_groups
@@ -22,7 +22,7 @@ from kavach.server.iam.schemas import (
 )
 from kavach.server.rbac.deps import Access, Requirement
 
-router = APIRouter(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])
+router = api_router(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])
 
 
 def _group(access: Access) -> UserGroup:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import ProviderError
@@ -20,7 +20,7 @@ from kavach.server.providers.schemas import (
 )
 from kavach.server.rbac.deps import Access, Requirement
 
-router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/providers", tags=["providers"])
+router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/providers", tags=["providers"])
 Viewer = Annotated[Access, Depends(Requirement("provider.read", "environment"))]
 Manager = Annotated[Access, Depends(Requirement("provider.manage", "environment"))]
 

@@ -7,13 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kavach.server.api import NUL_FREE
+
 
 class ProviderCreate(BaseModel):
     """Configure a sync target for an environment."""
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(min_length=1, max_length=32)
+    provider: str = Field(min_length=1, max_length=32, pattern=NUL_FREE)
     config: dict[str, Any] = Field(default_factory=dict)
     credentials: dict[str, Any] = Field(default_factory=dict)
 

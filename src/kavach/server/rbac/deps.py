@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Request
+from fastapi import Path, Query, Request
 from sqlalchemy import select
 
 from kavach.server.deps import (
@@ -143,6 +144,26 @@ class Requirement:
         self.param = param
         self.source = source
         self.by_name = by_name
+        # FastAPI reads a dependency's parameters from its signature: declare the one this
+        # requirement reads, so the API description names it.
+        self.__signature__ = self._signature()
+
+    def _signature(self) -> inspect.Signature:
+        call = inspect.signature(type(self).__call__, eval_str=True)
+        params = [
+            p
+            for p in list(call.parameters.values())[1:]  # without self
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        if self.resource is not None and self.source != "body":
+            where = Path if self.source == "path" else Query
+            # Not a UUID type: a malformed id in a path is a 404, like an unknown one.
+            shape = None if self.by_name else {"format": "uuid"}
+            declared = Annotated[str, where(json_schema_extra=shape)]
+            params.append(
+                inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, annotation=declared)
+            )
+        return call.replace(parameters=params)
 
     def __repr__(self) -> str:
         return f"Requirement({self.action!r}, {self.resource!r})"
@@ -168,7 +189,12 @@ class Requirement:
             raise ValidationFailed(f"{self.param} must be an id") from None
 
     async def __call__(
-        self, request: Request, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+        self,
+        request: Request,
+        principal: PrincipalDep,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        **_declared: str,
     ) -> Access:
         """Check the action for this request; the route receives what it may act on."""
         await runtime.limiter.hit("api", _limit_key(principal))

@@ -6,9 +6,9 @@ annotations must be evaluated while the loop variable is in scope.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam.schemas import Removed
@@ -16,7 +16,7 @@ from kavach.server.rbac import members
 from kavach.server.rbac.deps import Access, Requirement, ResourceKind
 from kavach.server.rbac.schemas import BindingPublic, Grant, Revoke
 
-router = APIRouter(prefix=API_PREFIX, tags=["members"])
+router = api_router(prefix=API_PREFIX, tags=["members"])
 
 
 def _subject_details(body: Grant | Revoke) -> dict[str, str | None]:

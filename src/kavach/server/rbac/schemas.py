@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kavach.server.api import NUL_FREE
+
 Role = Literal["viewer", "editor", "admin", "owner"]
 
 
@@ -15,8 +17,8 @@ class Subject(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str | None = Field(default=None, min_length=1, max_length=255)
-    user_group: str | None = Field(default=None, min_length=1, max_length=255)
+    user: str | None = Field(default=None, min_length=1, max_length=255, pattern=NUL_FREE)
+    user_group: str | None = Field(default=None, min_length=1, max_length=255, pattern=NUL_FREE)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Subject:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.rbac.deps import Access, Requirement
@@ -25,7 +25,9 @@ from kavach.server.secrets.schemas import (
     VersionSummary,
 )
 
-router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
+router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
+# Version numbers are a 32-bit column; a larger bound is not a query the database can run.
+MAX_SEQ = 2**31 - 1
 Reader = Annotated[Access, Depends(Requirement("secret.read", "environment"))]
 Writer = Annotated[Access, Depends(Requirement("secret.write", "environment"))]
 
@@ -106,7 +108,9 @@ async def list_versions(
     access: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="a seq: versions older than it")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQ, description="a seq: versions older than it")
+    ] = None,
 ) -> Envelope[VersionPage]:
     """List versions newest first, with author and secret count; page with ?before=SEQ."""
     env_id = access.environment_id

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
-from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import NotFound
@@ -15,7 +15,7 @@ from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.sync import flows, runs
 from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
 
-router = APIRouter(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["sync"])
+router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["sync"])
 
 
 @router.post("/secrets/sync", response_model=Envelope[SyncRunDetail])

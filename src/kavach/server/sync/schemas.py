@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kavach.server.api import NUL_FREE
 from kavach.server.secrets.schemas import Author, VersionId
 
 
@@ -16,7 +17,7 @@ class SyncRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str = Field(min_length=1, max_length=32)
+    provider: str = Field(min_length=1, max_length=32, pattern=NUL_FREE)
     version_id: VersionId | None = None
     dry_run: bool = False
     prune: bool = False

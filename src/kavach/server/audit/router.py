@@ -1,0 +1,116 @@
+"""HTTP routes of the audit trail: a scope's events, and the check of an organization's chain."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
+from kavach.server.audit import service
+from kavach.server.audit.schemas import (
+    AuditEventPublic,
+    AuditPage,
+    AuditVerification,
+    ChainBreak,
+)
+from kavach.server.deps import PrincipalDep, RuntimeDep, SessionDep
+from kavach.server.errors import ValidationFailed
+from kavach.server.rbac.deps import Access, Requirement, ResourceKind
+
+router = api_router(prefix=f"{API_PREFIX}/audit", tags=["audit"])
+
+ScopeId = Annotated[str | None, Query(json_schema_extra={"format": "uuid"})]
+_SCOPES: tuple[tuple[str, ResourceKind], ...] = (
+    ("organization_id", "organization"),
+    ("secret_group_id", "secret_group"),
+    ("environment_id", "environment"),
+)
+
+
+class ScopeRequirement(Requirement):
+    """An action on whichever one of organization_id, secret_group_id, environment_id is given."""
+
+    def __init__(self, action: str) -> None:
+        # No fixed resource: each request names its scope; the three ids are declared below.
+        super().__init__(action)
+
+    def __repr__(self) -> str:
+        return f"ScopeRequirement({self.action!r})"
+
+    async def __call__(
+        self,
+        request: Request,
+        principal: PrincipalDep,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        organization_id: ScopeId = None,
+        secret_group_id: ScopeId = None,
+        environment_id: ScopeId = None,
+        **_declared: str,
+    ) -> Access:
+        """Check the action on the one scope the query names."""
+        given = (organization_id, secret_group_id, environment_id)
+        named = [where for where, value in zip(_SCOPES, given, strict=True) if value is not None]
+        if len(named) != 1:
+            raise ValidationFailed(
+                "give exactly one of organization_id, secret_group_id, environment_id"
+            )
+        param, kind = named[0]
+        check = Requirement(self.action, kind, param=param, source="query")
+        return await check(request, principal, session, runtime)
+
+
+@router.get("", response_model=Envelope[AuditPage])
+async def list_audit_events(
+    access: Annotated[Access, Depends(ScopeRequirement("audit.read"))],
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="an event id: older events")] = None,
+) -> Envelope[AuditPage]:
+    """List the events of an organization, secret group or environment and all below it."""
+    scope = access.scope
+    assert scope is not None  # noqa: S101 - a scoped requirement always has one
+    where = service.in_scope(
+        organization_id=scope.organization_id,
+        secret_group_id=scope.secret_group_id,
+        environment_id=scope.environment_id,
+    )
+    events, next_before = await service.list_events(
+        session, where=where, limit=limit, before=before
+    )
+    page = [AuditEventPublic.model_validate(event) for event in events]
+    return ok(AuditPage(events=page, next_before=next_before))
+
+
+@router.get("/verify", response_model=Envelope[AuditVerification])
+async def verify_audit_chain(
+    access: Annotated[
+        Access,
+        Depends(Requirement("audit.read", "organization", param="organization_id", source="query")),
+    ],
+    session: SessionDep,
+) -> Envelope[AuditVerification]:
+    """Recompute the organization's chain of events and report the first broken link."""
+    assert access.scope is not None  # noqa: S101
+    org_id = access.scope.organization_id
+    report = await service.verify_chain(session, organization_id=org_id)
+    broken = report.broken
+    return ok(
+        AuditVerification(
+            organization_id=org_id,
+            intact=report.intact,
+            events=report.events,
+            legacy_events=report.legacy,
+            head_seq=report.head_seq,
+            head_hash=report.head_hash,
+            broken=None
+            if broken is None
+            else ChainBreak(
+                seq=broken.seq,
+                event_id=broken.event_id,
+                reason=broken.reason,
+                message=broken.message,
+            ),
+        )
+    )

@@ -1,0 +1,708 @@
+"""The audit trail: hash chains per organization, the audit API, tampering found, headers, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from sqlalchemy import Uuid, bindparam, delete, select, text, update
+
+from kavach.server.app import create_app
+from kavach.server.audit.chain import SERVER_CHAIN
+from kavach.server.audit.models import AuditEvent
+from kavach.server.audit.offline import verify_all
+from kavach.server.db.base import utcnow
+from kavach.server.db.engine import create_engine
+from kavach.server.db.migrate import alembic_config
+from kavach.server.errors import ConfigurationError
+from kavach.server.settings import Settings
+from tests.conftest import (
+    POSTGRES_ADMIN_URL,
+    InProcessServer,
+    make_settings,
+    random_keys,
+    truncate_all,
+)
+from tests.integration.test_resources import Api, user
+
+SECRET_VALUE = "s3cr3t-never-in-the-audit-trail"
+
+
+async def _tree(alice: Api, org_name: str = "acme") -> dict[str, Any]:
+    org = await alice.call("POST", "/organizations/", {"name": org_name}, status=201)
+    group = await alice.call(
+        "POST", f"/organizations/{org['id']}/secret-groups", {"name": "web"}, status=201
+    )
+    envs = {}
+    for name in ("prod", "dev"):
+        envs[name] = await alice.call(
+            "POST", f"/secret-groups/{group['id']}/environments", {"name": name}, status=201
+        )
+    return {"org": org, "group": group, "prod": envs["prod"], "dev": envs["dev"]}
+
+
+async def _commit(api: Api, env_id: str, values: dict[str, str]) -> None:
+    await api.call(
+        "POST", f"/environments/{env_id}/secrets/versions", {"message": "m", "set": values}, 201
+    )
+
+
+async def _events(api: Api, query: str, status: int = 200) -> Any:
+    return await api.call("GET", f"/audit?{query}", status=status)
+
+
+async def _verify(api: Api, org_id: str) -> dict[str, Any]:
+    report: dict[str, Any] = await api.call(
+        "GET", f"/audit/verify?organization_id={org_id}", status=200
+    )
+    return report
+
+
+async def _chain_rows(server: InProcessServer, chain: str) -> list[AuditEvent]:
+    async with server.runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.chain_seq)
+        )
+        return list(rows)
+
+
+async def _tamper(server: InProcessServer, statement: Any) -> None:
+    """Change the table behind the server's back, as someone with database access could."""
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await session.execute(statement)
+
+
+# --- the chain ----------------------------------------------------------------------------
+
+
+async def test_chain_stays_intact_under_concurrent_requests(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    prod, dev = tree["prod"]["id"], tree["dev"]["id"]
+    for i in range(5):
+        await _commit(alice, prod, {f"K{i}": SECRET_VALUE})
+    reads = [
+        alice.server.client.get(f"/api/v1/environments/{env}/secrets", headers=alice.headers)
+        for env in (prod, dev) * 15
+    ]
+    writes = [
+        alice.server.client.post(
+            f"/api/v1/organizations/{tree['org']['id']}/secret-groups",
+            json={"name": f"g{i}"},
+            headers=alice.headers,
+        )
+        for i in range(10)
+    ]
+    responses = await asyncio.gather(*reads, *writes)
+    assert {r.status_code for r in responses} <= {200, 201}, [r.text for r in responses]
+
+    rows = await _chain_rows(server, tree["org"]["id"])
+    assert [row.chain_seq for row in rows] == list(range(1, len(rows) + 1))
+    assert all(row.prev_hash == before.hash for before, row in itertools.pairwise(rows))
+    # organization, group, 2 environments, 5 commits, 30 reads, 10 groups
+    assert len(rows) == 1 + 1 + 2 + 5 + 30 + 10
+    report = await _verify(alice, tree["org"]["id"])
+    assert report["intact"] is True and report["broken"] is None
+    assert report["events"] == len(rows)
+    assert (report["head_seq"], report["head_hash"]) == (rows[-1].chain_seq, rows[-1].hash)
+    # Logins are outside any organization: they chain on the server's own chain.
+    server_rows = await _chain_rows(server, SERVER_CHAIN)
+    assert [row.action for row in server_rows].count("auth.login") == 1
+    assert all(row.organization_id is None for row in server_rows)
+
+
+async def test_changed_details_are_found_and_named(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    await _commit(alice, tree["prod"]["id"], {"A": "1"})
+    rows = await _chain_rows(server, tree["org"]["id"])
+    victim = rows[2]
+    await _tamper(
+        server,
+        update(AuditEvent).where(AuditEvent.id == victim.id).values(details={"name": "other"}),
+    )
+    report = await _verify(alice, tree["org"]["id"])
+    assert report["intact"] is False
+    broken = report["broken"]
+    assert (broken["reason"], broken["event_id"], broken["seq"]) == ("modified", victim.id, 3)
+    assert f"id {victim.id}" in broken["message"]
+    assert report["events"] == 2  # the events before it were verified
+
+
+async def test_a_deleted_event_is_found_and_named(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    await _commit(alice, tree["prod"]["id"], {"A": "1"})
+    rows = await _chain_rows(server, tree["org"]["id"])
+    gone, after = rows[1], rows[2]
+    await _tamper(server, delete(AuditEvent).where(AuditEvent.id == gone.id))
+    broken = (await _verify(alice, tree["org"]["id"]))["broken"]
+    assert (broken["reason"], broken["seq"], broken["event_id"]) == ("missing", 2, None)
+    assert "event #2 is missing" in broken["message"]
+    assert f"id {after.id}" in broken["message"]
+
+
+async def test_renumbering_or_rehashing_without_the_key_is_found(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    rows = await _chain_rows(server, tree["org"]["id"])
+    # Hide event #2 by closing the gap: #3 becomes #2, but it does not follow #1.
+    await _tamper(server, delete(AuditEvent).where(AuditEvent.id == rows[1].id))
+    await _tamper(server, update(AuditEvent).where(AuditEvent.id == rows[2].id).values(chain_seq=2))
+    broken = (await _verify(alice, tree["org"]["id"]))["broken"]
+    assert (broken["reason"], broken["seq"], broken["event_id"]) == ("relinked", 2, rows[2].id)
+
+    # A forged hash under another key (a plain digest, say) is not this server's.
+    await _tamper(
+        server,
+        update(AuditEvent)
+        .where(AuditEvent.id == rows[0].id)
+        .values(details={"name": "x"}, hash="0" * 64, key_id="forged"),
+    )
+    broken = (await _verify(alice, tree["org"]["id"]))["broken"]
+    assert (broken["reason"], broken["event_id"]) == ("unknown_key", rows[0].id)
+
+
+async def test_an_event_taken_out_of_the_chain_is_found(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    last = (await _chain_rows(server, tree["org"]["id"]))[-1]
+    await _tamper(
+        server,
+        update(AuditEvent)
+        .where(AuditEvent.id == last.id)
+        .values(chain=None, chain_seq=None, hash=None, prev_hash=None),
+    )
+    broken = (await _verify(alice, tree["org"]["id"]))["broken"]
+    assert (broken["reason"], broken["event_id"]) == ("unchained", last.id)
+
+
+async def test_recording_goes_on_after_the_last_event_was_damaged(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    last = (await _chain_rows(server, tree["org"]["id"]))[-1]
+    await _tamper(server, update(AuditEvent).where(AuditEvent.id == last.id).values(hash=None))
+    await alice.call(
+        "POST", f"/organizations/{tree['org']['id']}/secret-groups", {"name": "more"}, status=201
+    )
+    broken = (await _verify(alice, tree["org"]["id"]))["broken"]
+    assert (broken["reason"], broken["event_id"]) == ("modified", last.id)
+
+
+async def test_events_recorded_before_chaining_are_counted_not_failed(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    async with server.runtime.sessionmaker() as session, session.begin():
+        # Shaped like a row the migration left: scope filled in, no chain, an older id.
+        session.add(
+            AuditEvent(
+                id=0,
+                actor_type="user",
+                action="legacy.thing",
+                outcome="success",
+                details={},
+                organization_id=uuid.UUID(tree["org"]["id"]),
+            )
+        )
+    report = await _verify(alice, tree["org"]["id"])
+    assert (report["intact"], report["legacy_events"], report["events"]) == (True, 1, 4)
+    listed = (await _events(alice, f"organization_id={tree['org']['id']}"))["events"]
+    assert listed[-1]["action"] == "legacy.thing" and listed[-1]["seq"] is None
+
+
+# --- the audit API ----------------------------------------------------------------------
+
+
+async def test_owners_and_admins_see_their_scope_others_do_not(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    org, group = tree["org"]["id"], tree["group"]["id"]
+    prod, dev = tree["prod"]["id"], tree["dev"]["id"]
+    await _commit(alice, prod, {"API_KEY": SECRET_VALUE})
+    await _commit(alice, dev, {"API_KEY": SECRET_VALUE})
+    bob, carol, dave, erin = [await user(server, n) for n in ("bob", "carol", "dave", "erin")]
+    for who, role, where in (
+        ("bob", "admin", f"/organizations/{org}"),
+        ("carol", "viewer", f"/organizations/{org}"),
+        ("erin", "admin", f"/environments/{prod}"),
+    ):
+        await alice.call("POST", f"{where}/members", {"user": who, "role": role}, status=200)
+    await alice.call("GET", f"/environments/{prod}/secrets", status=200)
+
+    owner_view = await _events(alice, f"organization_id={org}")
+    admin_view = await _events(bob, f"organization_id={org}")
+    assert owner_view == admin_view
+    actions = [e["action"] for e in owner_view["events"]]
+    assert actions[0] == "secret.read"  # newest first
+    assert {"organization.create", "secret_group.create", "environment.create"} <= set(actions)
+    assert actions.count("member.grant") == 3 and actions.count("secret.commit") == 2
+    assert all(e["organization_id"] == org for e in owner_view["events"])
+    assert SECRET_VALUE not in str(owner_view)
+
+    for caller, status in ((carol, 403), (dave, 404)):
+        body = await _events(caller, f"organization_id={org}", status=status)
+        assert body["error_code"] == ("forbidden" if status == 403 else "not_found")
+        await caller.call("GET", f"/audit/verify?organization_id={org}", status=status)
+
+    # An admin of one environment sees that environment's events and nothing else.
+    env_view = await _events(erin, f"environment_id={prod}")
+    assert {e["environment_id"] for e in env_view["events"]} == {prod}
+    assert [e["action"] for e in env_view["events"]] == [
+        "secret.read",
+        "member.grant",
+        "secret.commit",
+        "environment.create",
+    ]
+    await _events(erin, f"environment_id={dev}", status=404)
+    await _events(erin, f"secret_group_id={group}", status=403)
+    await _events(erin, f"organization_id={org}", status=403)
+    await erin.call("GET", f"/audit/verify?organization_id={org}", status=403)
+
+    group_view = await _events(alice, f"secret_group_id={group}")
+    assert {e["environment_id"] for e in group_view["events"]} == {None, prod, dev}
+    assert {e["secret_group_id"] for e in group_view["events"]} == {group}
+
+
+async def test_pages_newest_first_without_overlap(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    org = tree["org"]["id"]
+    everything = (await _events(alice, f"organization_id={org}&limit=500"))["events"]
+    ids = [e["id"] for e in everything]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 4
+    seen: list[int] = []
+    before = ""
+    while True:
+        page = await _events(alice, f"organization_id={org}&limit=3{before}")
+        seen += [e["id"] for e in page["events"]]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert seen == ids
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "limit=5", "organization_id=nope", "limit=0&organization_id={org}", "limit=501"],
+)
+async def test_bad_queries_are_422(server: InProcessServer, query: str) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    body = await _events(alice, query.format(org=tree["org"]["id"]), status=422)
+    assert body["error_code"] == "validation_failed"
+
+
+async def test_two_scopes_at_once_are_422(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    query = f"organization_id={tree['org']['id']}&environment_id={tree['prod']['id']}"
+    assert (await _events(alice, query, status=422))["error_code"] == "validation_failed"
+
+
+async def test_service_tokens_cannot_read_the_audit_trail(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    prod = tree["prod"]["id"]
+    made = await alice.call(
+        "POST", f"/environments/{prod}/tokens", {"name": "ci", "role": "editor"}, status=201
+    )
+    robot = Api(server, made["token"])
+    await _events(robot, f"environment_id={prod}", status=403)
+    await _events(robot, f"organization_id={tree['org']['id']}", status=404)
+    # The token's own events are in its environment's trail.
+    await robot.call("GET", f"/environments/{prod}/secrets", status=200)
+    events = (await _events(alice, f"environment_id={prod}"))["events"]
+    assert events[0]["actor_type"] == "service_token" and events[0]["actor_label"] == "ci"
+    created = next(e for e in events if e["action"] == "token.create")
+    assert created["resource_type"] == "service_token"
+    assert made["token"] not in str(events)
+
+
+async def test_deleted_resources_keep_their_place(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    dev, group = tree["dev"]["id"], tree["group"]["id"]
+    await alice.call("DELETE", f"/environments/{dev}?cascade=true", status=200)
+    team = await alice.call(
+        "POST", "/user-groups/", {"organization_id": tree["org"]["id"], "name": "t"}, status=201
+    )
+    await alice.call("DELETE", f"/user-groups/{team['id']}", status=200)
+    events = (await _events(alice, f"secret_group_id={group}"))["events"]
+    deleted = next(e for e in events if e["action"] == "environment.delete")
+    assert (deleted["environment_id"], deleted["secret_group_id"]) == (dev, group)
+    org_events = (await _events(alice, f"organization_id={tree['org']['id']}"))["events"]
+    assert {"user_group.create", "user_group.delete"} <= {e["action"] for e in org_events}
+    assert (await _verify(alice, tree["org"]["id"]))["intact"] is True
+
+
+@asynccontextmanager
+async def _generated_keys_instance(
+    data_dir: Path, database_url: str | None
+) -> AsyncIterator[InProcessServer]:
+    """An app reading its keys from the data directory, as `kavach server start` does."""
+    app = create_app(make_settings(data_dir, database_url))
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 1)),
+            base_url="http://127.0.0.1",
+        )
+        async with client:
+            server = InProcessServer(app=app, client=client)
+            await truncate_all(server.runtime)
+            yield server
+
+
+async def test_local_verify_checks_every_chain(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = make_settings(data_dir, database_url)
+    monkeypatch.setenv("KAVACH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAVACH_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("COLUMNS", "250")
+    if database_url:
+        monkeypatch.setenv("KAVACH_DATABASE_URL", database_url)
+    async with _generated_keys_instance(data_dir, database_url) as server:
+        alice = await user(server, "alice")
+        first = await _tree(alice, "first")
+        second = await _tree(alice, "second")
+        reports = await asyncio.to_thread(verify_all, settings)
+        assert [r.chain for r in reports] == [
+            SERVER_CHAIN,
+            *sorted((first["org"]["id"], second["org"]["id"])),
+        ]
+        assert all(r.intact for r in reports) and all(r.events > 0 for r in reports)
+
+        login = (await _chain_rows(server, SERVER_CHAIN))[0]
+        await _tamper(
+            server, update(AuditEvent).where(AuditEvent.id == login.id).values(actor_label="x")
+        )
+        reports = await asyncio.to_thread(verify_all, settings)
+        broken = {r.chain: r.broken for r in reports if r.broken is not None}
+        assert list(broken) == [SERVER_CHAIN]
+        assert broken[SERVER_CHAIN] is not None
+        assert broken[SERVER_CHAIN].event_id == login.id
+
+        # The same from the command line, with the server's settings from the environment.
+        result = await _kavach("audit", "verify", "--local")
+        assert result.exit_code == 2
+        assert (
+            f"the audit trail of chain server is broken: event #1 (id {login.id}) was changed"
+        ) in result.stderr
+        rows = [
+            [cell.strip() for cell in line.strip("│").split("│")]
+            for line in result.stdout.splitlines()
+            if line.startswith("│")
+        ]
+        assert {row[0]: (row[1], row[4]) for row in rows} == {
+            SERVER_CHAIN: ("0", "BROKEN"),
+            first["org"]["id"]: ("4", "intact"),
+            second["org"]["id"]: ("4", "intact"),
+        }
+
+
+async def _kavach(*args: str, runtime: Any = None) -> Any:
+    """Run the CLI in a thread (it blocks; the server under test needs this loop)."""
+    from typer.testing import CliRunner
+
+    from kavach.cli.main import app as cli
+
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), obj=runtime)
+
+
+class _LoopBridge(httpx.BaseTransport):
+    """Carry the CLI's synchronous requests to the in-process server on the test's loop."""
+
+    def __init__(self, server: InProcessServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        skip = {"host", "content-length"}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
+        call = self.server.client.request(
+            request.method,
+            request.url.path,
+            params=request.url.params,
+            headers=headers,
+            content=request.read(),
+        )
+        answer = asyncio.run_coroutine_threadsafe(call, self.loop).result(timeout=60)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+async def test_the_cli_lists_verifies_and_names_a_tampered_event(
+    server: InProcessServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kavach.cli.app import Runtime
+
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    await _commit(alice, tree["prod"]["id"], {"API_KEY": SECRET_VALUE})
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    for name, value in {
+        "KAVACH_HOME": str(tmp_path / "home"),
+        "KAVACH_SERVER": "http://127.0.0.1:8080",
+        "KAVACH_TOKEN": token,
+        "KAVACH_CREDENTIAL_STORE": "file",
+        "COLUMNS": "250",
+    }.items():
+        monkeypatch.setenv(name, value)
+    runtime = Runtime(transport=_LoopBridge(server, asyncio.get_running_loop()))
+
+    async def kavach(*args: str) -> Any:
+        return await _kavach(*args, runtime=runtime)
+
+    intact = await kavach("audit", "verify", "--org", "acme")
+    assert intact.exit_code == 0, intact.output
+    assert "The audit trail of organization acme is intact: 5 events verified" in intact.stdout
+
+    listed = await kavach("audit", "list", "--org", "acme", "--group", "web", "--env", "prod")
+    assert listed.exit_code == 0, listed.output
+    assert "secret.commit" in listed.stdout and "environment.create" in listed.stdout
+    assert "secret_group.create" not in listed.stdout  # a group event, above prod
+    assert SECRET_VALUE not in listed.stdout
+
+    victim = next(
+        row for row in await _chain_rows(server, tree["org"]["id"]) if row.action == "secret.commit"
+    )
+    await _tamper(
+        server,
+        update(AuditEvent).where(AuditEvent.id == victim.id).values(outcome="failure"),
+    )
+    broken = await kavach("audit", "verify", "--org", "acme")
+    assert broken.exit_code == 2
+    assert (
+        f"the audit trail of organization acme is broken: event #{victim.chain_seq} "
+        f"(id {victim.id}) was changed after it was recorded (modified)"
+    ) in broken.stderr
+
+
+@asynccontextmanager
+async def _fresh_database(backend: str) -> AsyncIterator[str | None]:
+    """Yield the URL of an empty database of the backend (None: SQLite in the data dir)."""
+    if backend == "sqlite":
+        yield None
+        return
+    name = f"kavach_audit_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rpartition("/")[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_upgrading_places_earlier_events_in_their_scope(backend: str, tmp_path: Path) -> None:
+    async with _fresh_database(backend) as url:
+        settings = make_settings(tmp_path, url)
+        engine = create_engine(settings)
+
+        async def upgrade(revision: str) -> None:
+            def run(connection: Any) -> None:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+                await connection.commit()
+
+        try:
+            await upgrade("0004")
+            org, group, env, gone = (uuid.uuid4() for _ in range(4))
+            ids = {"o": org, "g": group, "e": env}
+            old = [("organization", org), ("environment", env), ("environment", gone)]
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO organizations (id, name, created_at) VALUES (:o, 'acme', :t)"
+                    ).bindparams(bindparam("o", type_=Uuid())),
+                    {"o": org, "t": utcnow()},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO secret_groups (id, organization_id, name, created_at) "
+                        "VALUES (:g, :o, 'web', :t)"
+                    ).bindparams(bindparam("o", type_=Uuid()), bindparam("g", type_=Uuid())),
+                    {**ids, "t": utcnow()},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO environments (id, secret_group_id, name, created_at) "
+                        "VALUES (:e, :g, 'prod', :t)"
+                    ).bindparams(bindparam("e", type_=Uuid()), bindparam("g", type_=Uuid())),
+                    {**ids, "t": utcnow()},
+                )
+                for kind, rid in old:
+                    await conn.execute(
+                        text(
+                            "INSERT INTO audit_events (occurred_at, actor_type, action, "
+                            "resource_type, resource_id, outcome, details) "
+                            "VALUES (:t, 'user', 'x', :k, :r, 'success', '{}')"
+                        ),
+                        {"t": utcnow(), "k": kind, "r": str(rid)},
+                    )
+            await upgrade("head")
+            async with engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(
+                            AuditEvent.organization_id,
+                            AuditEvent.secret_group_id,
+                            AuditEvent.environment_id,
+                            AuditEvent.chain,
+                        ).order_by(AuditEvent.id)
+                    )
+                ).all()
+            assert [tuple(row) for row in rows] == [
+                (org, None, None, None),
+                (org, group, env, None),
+                (None, None, None, None),  # its environment no longer exists
+            ]
+        finally:
+            await engine.dispose()
+
+
+# --- headers ------------------------------------------------------------------------------
+
+
+async def test_security_headers_on_api_and_other_responses(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    responses = {
+        "info": await server.client.get("/api/v1/info"),
+        "denied": await server.client.get("/api/v1/organizations/"),
+        "listed": await server.client.get("/api/v1/organizations/", headers=alice.headers),
+        "health": await server.client.get("/healthz"),
+        "unknown": await server.client.get("/nowhere"),
+    }
+    for name, response in responses.items():
+        headers = response.headers
+        assert headers["x-content-type-options"] == "nosniff", name
+        assert headers["referrer-policy"] == "no-referrer", name
+        assert headers["x-frame-options"] == "DENY", name
+        assert "default-src 'none'" in headers["content-security-policy"], name
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], name
+        assert "strict-transport-security" not in headers, name  # plain HTTP
+        assert not any(h.startswith("access-control-") for h in headers), name
+    for name in ("info", "denied", "listed"):
+        assert responses[name].headers["cache-control"] == "no-store"
+
+    device = await server.client.get("/device")
+    assert "style-src 'unsafe-inline'" in device.headers["content-security-policy"]
+    assert device.headers.get_list("content-security-policy") == [
+        device.headers["content-security-policy"]
+    ]
+    docs = await server.client.get("/api/v1/docs")
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+
+
+async def test_hsts_only_over_https(server: InProcessServer) -> None:
+    secure = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server.app, client=("127.0.0.1", 1)),
+        base_url="https://kavach.example",
+    )
+    async with secure:
+        response = await secure.get("/api/v1/info")
+    assert response.headers["strict-transport-security"] == "max-age=31536000"
+    plain = await server.client.get("/api/v1/info")
+    assert "strict-transport-security" not in plain.headers
+
+
+async def test_an_unhandled_error_still_carries_the_headers(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, None), keys=random_keys())
+
+    async def explode() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/api/v1/explode", explode)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/api/v1/explode")
+    assert response.status_code == 500
+    assert response.json()["error_code"] == "internal_error"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+# --- CORS -----------------------------------------------------------------------------------
+
+ORIGIN = "https://console.example.com"
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization, content-type",
+}
+
+
+@asynccontextmanager
+async def _app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(settings, keys=random_keys())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client
+
+
+async def test_no_cors_headers_unless_configured(server: InProcessServer) -> None:
+    simple = await server.client.get("/api/v1/info", headers={"Origin": ORIGIN})
+    preflight = await server.client.options("/api/v1/organizations/", headers=PREFLIGHT)
+    for response in (simple, preflight):
+        assert not any(name.startswith("access-control-") for name in response.headers)
+    assert preflight.status_code in (404, 405)
+
+
+async def test_configured_origins_get_cors_headers(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None).model_copy(
+        update={"cors_origins": f"{ORIGIN}/, http://localhost:3000"}
+    )
+    async with _app(settings) as client:
+        allowed = await client.get("/api/v1/info", headers={"Origin": ORIGIN})
+        assert allowed.headers["access-control-allow-origin"] == ORIGIN
+        assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
+        assert "access-control-allow-credentials" not in allowed.headers
+        assert allowed.headers["x-content-type-options"] == "nosniff"
+
+        other = await client.get("/api/v1/info", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+        preflight = await client.options("/api/v1/organizations/", headers=PREFLIGHT)
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == ORIGIN
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+        refused = await client.options(
+            "/api/v1/organizations/", headers={**PREFLIGHT, "Origin": "https://evil.example"}
+        )
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+
+
+@pytest.mark.parametrize("value", ["console.example.com", "https://x.example/path", "ftp://x"])
+def test_bad_cors_origins_refuse_to_start(tmp_path: Path, value: str) -> None:
+    settings = make_settings(tmp_path, None).model_copy(update={"cors_origins": value})
+    with pytest.raises(ConfigurationError, match="KAVACH_CORS_ORIGINS"):
+        create_app(settings, keys=random_keys())
+
+
+def test_cors_origins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAVACH_CORS_ORIGINS", ORIGIN)
+    assert Settings().cors_origins == ORIGIN
