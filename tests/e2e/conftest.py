@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,6 +52,8 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
             KAVACH_DATA_DIR=str(data_dir),
             KAVACH_ACCESS_TOKEN_TTL_SECONDS="900",
             KAVACH_DEVICE_POLL_INTERVAL_SECONDS="1",
+            # Debug logging everywhere, so the leak scan below sees the most a server logs.
+            KAVACH_LOG_LEVEL="DEBUG",
         )
         env.update({f"KAVACH_{key.upper()}": str(value) for key, value in settings.items()})
         database_name = None
@@ -100,9 +103,43 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
             else:
                 if problem := running.unclean_exit(code):
                     unclean.append(f"{running.url}: {problem}:\n{running.stderr()}")
+                unclean += [f"{running.url} logged {leak}" for leak in leaks(running.stderr())]
         for name in databases:
             drop_database(name)
         assert not unclean, "servers did not stop cleanly:\n" + "\n".join(unclean)
+
+
+# Shapes of credentials that must never reach a log line: service, refresh and access tokens,
+# bearer headers, private keys, and the GitHub tokens the fakes hand out.
+LEAK_PATTERNS = [
+    re.compile(r"kvt_[A-Za-z0-9_-]{20,}"),
+    re.compile(r"kvr_[A-Za-z0-9_-]{20,}"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}"),
+    re.compile(r"Bearer [A-Za-z0-9._~+/-]{16,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY"),
+    re.compile(r"gh[opsu]_[A-Za-z0-9_]{10,}"),
+]
+SCANNED = {"servers": 0, "lines": 0}
+
+
+def leaks(log: str) -> list[str]:
+    """Return the credential-shaped strings in a server log (shortened, never whole)."""
+    SCANNED["servers"] += 1
+    SCANNED["lines"] += log.count("\n")
+    return [
+        f"{pattern.pattern!r} at line {log[: match.start()].count(chr(10)) + 1}"
+        for pattern in LEAK_PATTERNS
+        for match in pattern.finditer(log)
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report how much server logging the leak scan read."""
+    if SCANNED["servers"]:
+        terminalreporter.write_line(
+            f"log hygiene: scanned {SCANNED['lines']} log lines of {SCANNED['servers']} "
+            "servers for credentials"
+        )
 
 
 @pytest.fixture

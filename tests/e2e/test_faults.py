@@ -70,8 +70,15 @@ def _environment(client: httpx.Client, url: str) -> str:
 
 def _assert_versions_complete(client: httpx.Client, url: str, env_id: str) -> int:
     """Every version holds exactly what it claims; numbers run 1..N without gaps."""
-    page = client.get(f"{url}/api/v1/environments/{env_id}/secrets/versions?limit=200")
-    versions = page.json()["data"]["versions"]
+    versions: list[dict[str, Any]] = []
+    query = "limit=200"
+    while True:
+        page = client.get(f"{url}/api/v1/environments/{env_id}/secrets/versions?{query}")
+        data = page.json()["data"]
+        versions += data["versions"]
+        if data["next_before"] is None:
+            break
+        query = f"limit=200&before={data['next_before']}"
     assert [v["seq"] for v in versions] == list(range(len(versions), 0, -1))
     for version in versions:
         detail = client.get(

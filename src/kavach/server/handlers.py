@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -76,6 +76,29 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     return error_response(503, "service_unavailable", "the database is unavailable; retry later")
 
 
+def _connection_lost(exc: DBAPIError) -> bool:
+    """Say whether a driver error means the database went away (not a bug in a query)."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    # SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown).
+    if isinstance(code, str) and code[:2] in ("08", "57"):
+        return True
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)  # noqa: S101 - registered for DBAPIError only
+    if _connection_lost(exc):
+        return await _database_unavailable(request, exc)
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
@@ -88,4 +111,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for db_error in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError):
         app.add_exception_handler(db_error, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _driver_error)
     app.add_exception_handler(Exception, _unexpected)
