@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +15,7 @@ from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.models import LoginSession, ServiceToken
 from kavach.server.auth.tokens import SERVICE_TOKEN_PREFIX
-from kavach.server.db.base import utcnow
+from kavach.server.db.base import detached_copy, utcnow
 from kavach.server.errors import Forbidden, InvalidToken, KavachError, NotAuthenticated
 from kavach.server.iam.models import User
 from kavach.server.runtime import Runtime
@@ -93,15 +94,43 @@ class TokenPrincipal:
 Principal = UserPrincipal | TokenPrincipal
 
 
-async def _service_token_principal(session: AsyncSession, token: str) -> Principal:
+Authenticated = tuple[Principal, datetime | None]  # the principal, and when it stops being valid
+
+
+async def _service_token_principal(
+    session: AsyncSession, token: str, now: datetime
+) -> Authenticated:
     record = await auth_service.find_service_token(session, token=token)
-    now = utcnow()
     if record is None or record.revoked_at is not None:
         raise InvalidToken("invalid or revoked service token")
     if record.expires_at is not None and record.expires_at <= now:
         raise InvalidToken("the service token has expired")
-    await auth_service.touch_service_token(session, token=record, now=now)
-    return TokenPrincipal(token=record)
+    return TokenPrincipal(token=record), record.expires_at
+
+
+async def _user_principal(
+    runtime: Runtime, session: AsyncSession, token: str, now: datetime
+) -> Authenticated:
+    claims = runtime.access_tokens.verify(token)
+    found = await auth_service.load_session_user(
+        session, user_id=claims.user_id, session_id=claims.session_id
+    )
+    if found is None:
+        raise InvalidToken("invalid access token")
+    user, login = found
+    if login.revoked_at is not None or login.expires_at <= now:
+        raise InvalidToken("the login session has ended; log in again")
+    token_expiry = datetime.fromtimestamp(claims.expires_at, UTC)
+    return UserPrincipal(user=user, login_session=login), min(token_expiry, login.expires_at)
+
+
+def _detached(principal: Principal) -> Principal:
+    """Return a copy of a principal that outlives this request's session."""
+    if isinstance(principal, TokenPrincipal):
+        return TokenPrincipal(token=detached_copy(principal.token))
+    return UserPrincipal(
+        user=detached_copy(principal.user), login_session=detached_copy(principal.login_session)
+    )
 
 
 async def get_principal(
@@ -109,21 +138,24 @@ async def get_principal(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Authenticate the bearer token: a service token, or an access token with a live session."""
+    """Authenticate the bearer token: a service token, or an access token with a live session.
+
+    A token seen before is answered from the access cache, which the epoch keeps exact.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("authentication required: send a bearer access token")
-    if credentials.credentials.startswith(SERVICE_TOKEN_PREFIX):
-        return await _service_token_principal(session, credentials.credentials)
-    claims = runtime.access_tokens.verify(credentials.credentials)
-    found = await auth_service.load_session_user(
-        session, user_id=claims.user_id, session_id=claims.session_id
-    )
-    if found is None:
-        raise InvalidToken("invalid access token")
-    user, login = found
-    if login.revoked_at is not None or login.expires_at <= utcnow():
-        raise InvalidToken("the login session has ended; log in again")
-    return UserPrincipal(user=user, login_session=login)
+    token, cache, now = credentials.credentials, runtime.access_cache, utcnow()
+    epoch = await cache.sync(session)
+    principal = cache.principal(epoch, token, now)
+    if principal is None:
+        if token.startswith(SERVICE_TOKEN_PREFIX):
+            principal, expires_at = await _service_token_principal(session, token, now)
+        else:
+            principal, expires_at = await _user_principal(runtime, session, token, now)
+        cache.remember_principal(epoch, token, _detached(principal), expires_at)
+    if isinstance(principal, TokenPrincipal):
+        await auth_service.touch_service_token(session, token=principal.token, now=now)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

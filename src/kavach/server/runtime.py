@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -13,6 +13,7 @@ from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.db.engine import create_engine, create_sessionmaker
 from kavach.server.ratelimit import RateLimiter
+from kavach.server.rbac.cache import AccessCache
 from kavach.server.settings import Settings
 
 
@@ -28,6 +29,7 @@ class Runtime:
     secret_keys: SecretKeys
     limiter: RateLimiter
     http: httpx.AsyncClient
+    access_cache: AccessCache = field(default_factory=AccessCache)
 
     async def close(self) -> None:
         """Release connections."""

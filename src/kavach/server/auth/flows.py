@@ -314,7 +314,12 @@ async def logout(
     session: AsyncSession, *, user: User, login: LoginSession, origin: RequestOrigin
 ) -> None:
     """Revoke the caller's login session."""
-    await auth_service.revoke_login_session(session, login=login, now=utcnow(), reason="logout")
+    # The caller's session object may come from the access cache, outside this transaction.
+    current = await session.get(LoginSession, login.id, populate_existing=True)
+    if current is not None:
+        await auth_service.revoke_login_session(
+            session, login=current, now=utcnow(), reason="logout"
+        )
     await audit.record(
         session,
         actor=Actor(type="user", id=user.id, label=user.login),

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kavach.server.auth.models import (
     DeviceAuthorization,
@@ -181,5 +182,8 @@ async def find_service_token(session: AsyncSession, *, token: str) -> ServiceTok
 async def touch_service_token(session: AsyncSession, *, token: ServiceToken, now: datetime) -> None:
     """Record when a token was last used, at most once a minute (a write per request is waste)."""
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
-        await session.flush()
+        # By statement, not through the object: a cached token is not in this session.
+        await session.execute(
+            update(ServiceToken).where(ServiceToken.id == token.id).values(last_used_at=now)
+        )
+        set_committed_value(token, "last_used_at", now)

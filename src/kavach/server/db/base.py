@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, Uuid
+from sqlalchemy import DateTime, MetaData, Uuid, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +51,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+RowT = TypeVar("RowT", bound=Base)
+
+
 class UUIDPrimaryKey:
     """Mixin: a random UUID primary key."""
 
@@ -61,3 +64,13 @@ class CreatedAt:
     """Mixin: when the row was created."""
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+def detached_copy(row: RowT) -> RowT:
+    """Copy a loaded row's columns into a new object that belongs to no session.
+
+    A row kept between requests must not be the session's own: a rollback expires every
+    object of the session, and an expired object outside it can no longer be read.
+    """
+    columns = inspect(row).mapper.column_attrs
+    return type(row)(**{column.key: getattr(row, column.key) for column in columns})

@@ -21,6 +21,7 @@ from kavach.server.deps import (
 from kavach.server.errors import Forbidden, NotFound, ValidationFailed
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
 from kavach.server.rbac import service as rbac_service
+from kavach.server.rbac.cache import Grant
 from kavach.server.rbac.policy import ROLES, TOKEN_ACTIONS, role_allows
 from kavach.server.rbac.service import Scope
 
@@ -120,6 +121,13 @@ async def authorize(
     raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
 
 
+def _caller_key(principal: Principal) -> str:
+    """Name whose roles a decision depends on: the user, or the service token."""
+    if isinstance(principal, TokenPrincipal):
+        return f"token:{principal.token.id}"
+    return f"user:{principal.user.id}"
+
+
 def _limit_key(principal: Principal) -> str:
     """Count API requests per login session or per service token."""
     if isinstance(principal, TokenPrincipal):
@@ -138,8 +146,13 @@ class Requirement:
         param: str = "id",
         source: Literal["path", "query", "body"] = "path",
         by_name: bool = False,
+        cached: bool = False,
     ) -> None:
+        if cached and (resource != "environment" or source != "path"):
+            raise ValueError("only checks on an environment named in the path are cached")
         self.action = action
+        # A cached check hands the route no resource object (Access.resource is None).
+        self.cached = cached
         self.resource = resource
         self.param = param
         self.source = source
@@ -211,8 +224,28 @@ class Requirement:
             resource_id = org.id
         else:
             resource_id = await self._resource_id(request)
+        if self.cached:
+            return await self._cached_check(session, runtime, principal, resource_id)
         resource, scope = await load_resource(session, self.resource, resource_id)
         role = await authorize(
             session, principal, scope=scope, action=self.action, kind=self.resource
         )
         return Access(principal=principal, scope=scope, role=role, resource=resource)
+
+    async def _cached_check(
+        self, session: SessionDep, runtime: RuntimeDep, principal: Principal, resource_id: uuid.UUID
+    ) -> Access:
+        """Answer from the access cache, or check in the database and cache a grant."""
+        cache, caller = runtime.access_cache, _caller_key(principal)
+        epoch = await cache.sync(session)
+        grant = cache.grant(epoch, caller, self.action, resource_id)
+        if grant is None:
+            _resource, scope = await load_resource(session, "environment", resource_id)
+            role = await authorize(
+                session, principal, scope=scope, action=self.action, kind="environment"
+            )
+            if role is None:  # allowed without a role here: nothing to cache
+                return Access(principal=principal, scope=scope)
+            grant = Grant(scope=scope, role=role)
+            cache.remember_grant(epoch, caller, self.action, resource_id, grant)
+        return Access(principal=principal, scope=grant.scope, role=grant.role)

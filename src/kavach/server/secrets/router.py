@@ -28,8 +28,8 @@ from kavach.server.secrets.schemas import (
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
 # Version numbers are a 32-bit column; a larger bound is not a query the database can run.
 MAX_SEQ = 2**31 - 1
-Reader = Annotated[Access, Depends(Requirement("secret.read", "environment"))]
-Writer = Annotated[Access, Depends(Requirement("secret.write", "environment"))]
+Reader = Annotated[Access, Depends(Requirement("secret.read", "environment", cached=True))]
+Writer = Annotated[Access, Depends(Requirement("secret.write", "environment", cached=True))]
 
 
 async def _record_read(
