@@ -43,14 +43,19 @@ class Server:
         return body["data"]
 
 
-def _free_port() -> int:
+def pinned(cpu: str | None) -> list[str]:
+    """Return the command prefix that runs a process on the given cores (none for None)."""
+    return ["taskset", "-c", cpu] if cpu else []
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-async def _database(action: str, name: str) -> None:
+async def manage_database(action: str, name: str) -> None:
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
         if action == "create":
@@ -77,8 +82,11 @@ def _login(url: str, env: dict[str, str]) -> str:
 
 
 @contextmanager
-def running_server(backend: str, **settings: str) -> Iterator[Server]:
-    """Run `kavach server start` on a fresh database; stop it and drop the database after."""
+def running_server(backend: str, *, cpu: str | None = None, **settings: str) -> Iterator[Server]:
+    """Run `kavach server start` on a fresh database; stop it and drop the database after.
+
+    With `cpu`, the server is pinned to those cores (taskset), as a benchmark under load needs.
+    """
     with tempfile.TemporaryDirectory(prefix="kavach-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAVACH_")}
         env.update(
@@ -90,12 +98,12 @@ def running_server(backend: str, **settings: str) -> Iterator[Server]:
         database = None
         if backend == "postgresql":
             database = f"kavach_bench_{secrets.token_hex(4)}"
-            asyncio.run(_database("create", database))
+            asyncio.run(manage_database("create", database))
             env["KAVACH_DATABASE_URL"] = POSTGRES_ADMIN_URL.rpartition("/")[0] + f"/{database}"
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
-            [KAVACH, "server", "start", "--port", str(port)],
+            [*pinned(cpu), KAVACH, "server", "start", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -121,4 +129,4 @@ def running_server(backend: str, **settings: str) -> Iterator[Server]:
             process.terminate()
             process.wait(timeout=15)
             if database:
-                asyncio.run(_database("drop", database))
+                asyncio.run(manage_database("drop", database))
