@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.e2e.harness import (
     HOST,
     Cli,
     KavachServer,
+    Launcher,
     ServerFactory,
     clean_environ,
     create_database,
@@ -103,7 +107,8 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
             else:
                 if problem := running.unclean_exit(code):
                     unclean.append(f"{running.url}: {problem}:\n{running.stderr()}")
-                unclean += [f"{running.url} logged {leak}" for leak in leaks(running.stderr())]
+                found = leaks(running.stderr(), server_secrets(running))
+                unclean += [f"{running.url} logged {leak}" for leak in found]
         for name in databases:
             drop_database(name)
         assert not unclean, "servers did not stop cleanly:\n" + "\n".join(unclean)
@@ -119,18 +124,66 @@ LEAK_PATTERNS = [
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY"),
     re.compile(r"gh[opsu]_[A-Za-z0-9_]{10,}"),
 ]
+# Exact values shorter than this are not looked for: they would match unrelated text.
+KNOWN_MIN_LENGTH = 8
 SCANNED = {"servers": 0, "lines": 0}
 
 
-def leaks(log: str) -> list[str]:
-    """Return the credential-shaped strings in a server log (shortened, never whole)."""
+def leaks(log: str, known: Mapping[str, str] | None = None) -> list[str]:
+    """Return the credentials in a server log, described and shortened, never whole.
+
+    Looks for LEAK_PATTERNS and for the exact values in `known` (value -> what it is).
+    """
     SCANNED["servers"] += 1
     SCANNED["lines"] += log.count("\n")
-    return [
+    found = [
         f"{pattern.pattern!r} at line {log[: match.start()].count(chr(10)) + 1}"
         for pattern in LEAK_PATTERNS
         for match in pattern.finditer(log)
     ]
+    for value, what in (known or {}).items():
+        if len(value) >= KNOWN_MIN_LENGTH and (at := log.find(value)) >= 0:
+            line, more = log[:at].count("\n") + 1, log.count(value) - 1
+            found.append(
+                f"{what} ({len(value)} chars) at line {line}"
+                + (f" and {more} more" if more else "")
+            )
+    return found
+
+
+def server_secrets(server: KavachServer) -> dict[str, str]:
+    """Return a server's keys (from its settings or generated keys file) and database password."""
+    found: dict[str, str] = {}
+    for name, value in server.env.items():
+        if name.startswith("KAVACH_") and name.endswith(("_KEY", "_KEYS", "_SECRET")):
+            found.update(dict.fromkeys(value.split(","), name))
+    keys_file = server.data_dir / "keys.json"
+    if keys_file.exists():
+        for name, value in json.loads(keys_file.read_text(encoding="utf-8")).items():
+            found.update(dict.fromkeys(str(value).split(","), f"{name} from keys.json"))
+    if server.database_url and (password := make_url(server.database_url).password):
+        found[str(password)] = "the database password"
+    return found
+
+
+@pytest.fixture
+def launch() -> Iterator[Launcher]:
+    """Return launch_server() for tests that build a server's whole environment themselves.
+
+    At the end every server it started is scanned as start_server's are, killed ones too
+    (their log up to the kill), for LEAK_PATTERNS, the server's own keys and the values the
+    test passed to `known`. A server still running is stopped first, so its whole log is read.
+    """
+    launcher = Launcher()
+    yield launcher
+    found: list[str] = []
+    for server in launcher.servers:
+        if server.exit_code is None:
+            with contextlib.suppress(pytest.fail.Exception):
+                server.stop()
+        known = {**server_secrets(server), **launcher.secrets}
+        found += [f"{server.url} logged {leak}" for leak in leaks(server.stderr(), known)]
+    assert not found, "servers logged credentials:\n" + "\n".join(found)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -440,6 +440,37 @@ def launch_server(
     return server
 
 
+@dataclass
+class Launcher:
+    """launch_server() that keeps every server it started and the secrets a test handled.
+
+    The `launch` fixture scans each started server's log for credentials at the end of the
+    test, including servers the test killed; `known` adds exact values to look for.
+    """
+
+    servers: list[KavachServer] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # value -> what it is
+
+    def __call__(
+        self,
+        root: Path,
+        env: Mapping[str, str],
+        *,
+        database_name: str | None = None,
+        wait: bool = True,
+    ) -> KavachServer:
+        """Start a server as launch_server() does and remember it."""
+        server = launch_server(root, env, database_name=database_name, wait=False)
+        self.servers.append(server)
+        if wait:
+            wait_until_healthy(server)
+        return server
+
+    def known(self, what: str, *values: str) -> None:
+        """Add secret values or tokens (`what` names them) that no server may log."""
+        self.secrets.update(dict.fromkeys(values, what))
+
+
 def wait_until_healthy(server: KavachServer) -> None:
     """Poll GET /healthz until it answers 200; fail with the server's stderr otherwise."""
     deadline = time.monotonic() + START_TIMEOUT

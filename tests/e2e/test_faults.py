@@ -15,10 +15,10 @@ import pytest
 
 from tests.e2e.harness import (
     KavachServer,
+    Launcher,
     clean_environ,
     create_database,
     drop_database,
-    launch_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +30,8 @@ def _cluster_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     env = clean_environ(
         KAVACH_DATA_DIR=str(tmp_path / "data"),
         KAVACH_DB_POOL_TIMEOUT="3",
+        # The `launch` fixture scans the logs for credentials: log as much as possible.
+        KAVACH_LOG_LEVEL="DEBUG",
     )
     name = None
     if backend == "postgresql":
@@ -42,13 +44,16 @@ def _cluster_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
             drop_database(name)
 
 
-def _login(server: KavachServer) -> httpx.Client:
+def _login(server: KavachServer, launch: Launcher) -> httpx.Client:
     started = httpx.post(f"{server.url}/api/v1/auth/device/code", json={}).json()["data"]
     server.approve(started["user_code"], "alice")
     answer = httpx.post(
         f"{server.url}/api/v1/auth/device/token", json={"device_code": started["device_code"]}
     ).json()
     token = answer["data"]["access_token"]
+    launch.known("the device code", started["device_code"])
+    launch.known("the access token", token)
+    launch.known("the refresh token", answer["data"]["refresh_token"])
     return httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
@@ -88,6 +93,9 @@ def _assert_versions_complete(client: httpx.Client, url: str, env_id: str) -> in
     return len(versions)
 
 
+LOOP_VALUE = "v" * 512
+
+
 def _commit_loop(
     client: httpx.Client, url: str, env_id: str, stop: threading.Event, results: list[int]
 ) -> None:
@@ -97,7 +105,7 @@ def _commit_loop(
         try:
             response = client.post(
                 f"{url}/api/v1/environments/{env_id}/secrets/versions",
-                json={"message": f"loop {n}", "set": {f"K{n:04d}": "v" * 512}},
+                json={"message": f"loop {n}", "set": {f"K{n:04d}": LOOP_VALUE}},
             )
             results.append(response.status_code)
         except httpx.TransportError:
@@ -105,11 +113,12 @@ def _commit_loop(
 
 
 def test_sigkill_during_commits_leaves_each_version_whole_or_absent(
-    backend: str, tmp_path: Path
+    backend: str, tmp_path: Path, launch: Launcher
 ) -> None:
+    launch.known("a secret value", LOOP_VALUE)
     with _cluster_env(backend, tmp_path) as env:
-        first = launch_server(tmp_path / "one", env)
-        client = _login(first)
+        first = launch(tmp_path / "one", env)
+        client = _login(first, launch)
         env_id = _environment(client, first.url)
         stop, results = threading.Event(), list[int]()
         loop = threading.Thread(
@@ -121,7 +130,7 @@ def test_sigkill_during_commits_leaves_each_version_whole_or_absent(
         time.sleep(0.3)
         stop.set()
         loop.join(10)
-        second = launch_server(tmp_path / "two", env)
+        second = launch(tmp_path / "two", env)
         try:
             count = _assert_versions_complete(client, second.url, env_id)
             assert count >= results.count(201) >= 5
@@ -132,12 +141,13 @@ def test_sigkill_during_commits_leaves_each_version_whole_or_absent(
             client.close()
 
 
-def test_sigterm_drains_requests_in_flight(backend: str, tmp_path: Path) -> None:
+def test_sigterm_drains_requests_in_flight(backend: str, tmp_path: Path, launch: Launcher) -> None:
     with _cluster_env(backend, tmp_path) as env:
-        server = launch_server(tmp_path / "one", env)
-        client = _login(server)
+        server = launch(tmp_path / "one", env)
+        client = _login(server, launch)
         env_id = _environment(client, server.url)
         big = {f"S{n:04d}": "x" * 256 for n in range(1000)}
+        launch.known("a secret value", "x" * 256)
         outcomes: list[int | str] = []
 
         def commit(n: int) -> None:
@@ -166,7 +176,7 @@ def test_sigterm_drains_requests_in_flight(backend: str, tmp_path: Path) -> None
         assert server.unclean_exit(code) is None
         # Accepted requests finished with an answer; none was cut off half-way.
         assert set(outcomes) <= {201, "refused"}, outcomes
-        again = launch_server(tmp_path / "two", env)
+        again = launch(tmp_path / "two", env)
         try:
             assert _assert_versions_complete_snapshot(client, again.url, env_id) == outcomes.count(
                 201
@@ -187,11 +197,12 @@ def _assert_versions_complete_snapshot(client: httpx.Client, url: str, env_id: s
 @pytest.mark.faults
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_the_server_recovers_by_itself_after_postgresql_restarts(
-    backend: str, tmp_path: Path
+    backend: str, tmp_path: Path, launch: Launcher
 ) -> None:
+    launch.known("a secret value", LOOP_VALUE)
     with _cluster_env(backend, tmp_path) as env:
-        server = launch_server(tmp_path / "one", env)
-        client = _login(server)
+        server = launch(tmp_path / "one", env)
+        client = _login(server, launch)
         env_id = _environment(client, server.url)
         stop, results = threading.Event(), list[int]()
         loop = threading.Thread(

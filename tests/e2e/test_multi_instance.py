@@ -25,11 +25,11 @@ from tests.e2e.harness import (
     HOST,
     Cli,
     KavachServer,
+    Launcher,
     clean_environ,
     create_database,
     drop_database,
     free_port,
-    launch_server,
     run_kavach,
     wait_until_healthy,
 )
@@ -52,6 +52,7 @@ class Cluster:
     servers: list[KavachServer]
     nginx: Nginx
     env: dict[str, str]
+    launch: Launcher  # takes the tokens and values the servers' logs must not contain
 
     @property
     def url(self) -> str:
@@ -60,7 +61,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(backend: str, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(backend: str, tmp_path: Path, launch: Launcher) -> Iterator[Cluster]:
     """Migrate a fresh database once, start three servers on it and nginx in front."""
     assert backend == "postgresql"
     name, url = create_database()
@@ -71,11 +72,13 @@ def cluster(backend: str, tmp_path: Path) -> Iterator[Cluster]:
         env = clean_environ(
             KAVACH_DATA_DIR=str(tmp_path / "data"),
             **shared_environment(database_url=url, public_url=f"http://{HOST}:{port}"),
+            # `launch` scans the logs for credentials once the cluster has stopped.
+            KAVACH_LOG_LEVEL="DEBUG",
         )
         migrated = run_kavach(["server", "migrate"], env)
         assert migrated.code == 0, migrated
         servers = [
-            launch_server(tmp_path / f"kavach-{n}", env, database_name=name, wait=False)
+            launch(tmp_path / f"kavach-{n}", env, database_name=name, wait=False)
             for n in range(1, INSTANCES + 1)
         ]
         for server in servers:
@@ -84,7 +87,7 @@ def cluster(backend: str, tmp_path: Path) -> Iterator[Cluster]:
             nginx = Nginx.start([f"{HOST}:{server.port}" for server in servers], port=port)
         except NginxError as exc:
             pytest.fail(f"{exc} (CI installs it with `apt-get install -y nginx-light`)")
-        yield Cluster(servers=servers, nginx=nginx, env=env)
+        yield Cluster(servers=servers, nginx=nginx, env=env, launch=launch)
     finally:
         problems = []
         if nginx is not None and (code := nginx.stop()) != 0:
@@ -139,7 +142,9 @@ def log_in(cluster: Cluster, cli: Cli, user: str) -> str:
     assert approved.code == 0, approved
     result = pending.wait()
     assert result.code == 0, result
-    access, _refresh = cli.tokens(cluster.url)
+    access, refresh = cli.tokens(cluster.url)
+    cluster.launch.known(f"{user}'s access token", access)
+    cluster.launch.known(f"{user}'s refresh token", refresh)
     return access
 
 
@@ -211,6 +216,7 @@ def test_login_and_changes_through_nginx_are_seen_by_every_instance(
         )
 
     expected = {"DATABASE_URL": "postgres://db/app", "API_KEY": "b"}
+    cluster.launch.known("a secret value", expected["DATABASE_URL"])
     for server in cluster.servers:
         with Api(server.url, bob) as bob_direct, Api(server.url, alice) as alice_direct:
             read = bob_direct.call("GET", secrets_path(env_id))
@@ -284,6 +290,7 @@ def test_concurrent_commits_through_every_instance_lose_nothing(cluster: Cluster
 
     assert [r for r in results if r[1] != 201] == []
     expected = {f"KEY_{n:02d}": f"value-{n}" for n in range(CONCURRENT_COMMITS)}
+    cluster.launch.known("a secret value", *expected.values())
     for server in cluster.servers:
         with Api(server.url, token) as direct:
             versions = versions_of(direct, env_id)
