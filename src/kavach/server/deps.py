@@ -21,7 +21,9 @@ from kavach.server.iam.models import User
 from kavach.server.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` even when they never await: FastAPI runs plain functions in
+# a thread pool, a hand-off that costs more than what these do.
+async def get_runtime(request: Request) -> Runtime:
     """Return the process's runtime."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -53,7 +55,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_origin(request: Request) -> RequestOrigin:
+async def get_origin(request: Request) -> RequestOrigin:
     """Return the caller's address and the request id."""
     return RequestOrigin(
         client_address=request.client.host if request.client else None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kavach.server.audit.batch import AuditBatcher
 from kavach.server.auth.tokens import AccessTokens
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
@@ -29,10 +30,12 @@ class Runtime:
     secret_keys: SecretKeys
     limiter: RateLimiter
     http: httpx.AsyncClient
+    audit_batcher: AuditBatcher
     access_cache: AccessCache = field(default_factory=AccessCache)
 
     async def close(self) -> None:
-        """Release connections."""
+        """Commit the audit events still queued, then release connections."""
+        await self.audit_batcher.close()
         await self.http.aclose()
         await self.engine.dispose()
 
@@ -40,6 +43,7 @@ class Runtime:
 def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     """Create the runtime's parts (no I/O happens until first use)."""
     engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
     auth = settings.auth
 
     def reload_keyring() -> Keyring:
@@ -50,7 +54,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
         settings=settings,
         keys=keys,
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         access_tokens=AccessTokens(
             key=keys.jwt_signing_key,
             issuer=auth.jwt_issuer,
@@ -69,4 +73,5 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
+        audit_batcher=AuditBatcher(sessionmaker),
     )

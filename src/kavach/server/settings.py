@@ -36,6 +36,9 @@ class DatabaseSettings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Off: a ping is a round trip on every checkout. A connection the server lost is
+    # detected on use instead (that request gets a 503, the pool replaces every older one).
+    db_pool_pre_ping: bool = False
 
 
 class KeySettings(BaseSettings):

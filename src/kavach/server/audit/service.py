@@ -81,6 +81,58 @@ async def _last(session: AsyncSession, chain: str) -> tuple[int, str]:
     return int(row[0] or 0), str(row[1] or "")
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append, with its place in the tree already known."""
+
+    actor: Actor
+    action: str
+    where: scopes.EventScope
+    outcome: str = "success"
+    origin: RequestOrigin = RequestOrigin()
+    resource_type: str | None = None
+    resource_id: str | None = None
+    details: dict[str, Any] | None = None
+
+
+async def append(session: AsyncSession, events: list[NewEvent]) -> list[AuditEvent]:
+    """Append events to their chains, in order, in the current transaction."""
+    key = key_for(session)
+    # The lock is held until commit or rollback: read the chains' ends only after taking it.
+    await _lock_appends(session)
+    heads: dict[str, tuple[int, str]] = {}
+    stored = []
+    for new in events:
+        chain = chain_of(new.where.organization_id)
+        seq, prev_hash = heads.get(chain) or await _last(session, chain)
+        event = AuditEvent(
+            occurred_at=utcnow(),
+            actor_type=new.actor.type,
+            actor_id=new.actor.id,
+            actor_label=new.actor.label,
+            action=new.action,
+            outcome=new.outcome,
+            client_address=new.origin.client_address,
+            request_id=new.origin.request_id,
+            resource_type=new.resource_type,
+            resource_id=new.resource_id,
+            details=normalized(new.details),
+            organization_id=new.where.organization_id,
+            secret_group_id=new.where.secret_group_id,
+            environment_id=new.where.environment_id,
+            chain=chain,
+            chain_seq=seq + 1,
+            prev_hash=prev_hash,
+            key_id=key.id,
+        )
+        event.hash = key.sign(event)
+        heads[chain] = (seq + 1, event.hash)
+        stored.append(event)
+    session.add_all(stored)
+    await session.flush()
+    return stored
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -93,38 +145,19 @@ async def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an audit event to its chain, in the current transaction."""
-    origin = origin or RequestOrigin()
-    key = key_for(session)
     await session.flush()  # resources created in this transaction must be findable
     where = await scopes.resolve(session, resource_type=resource_type, resource_id=resource_id)
-    chain = chain_of(where.organization_id)
-    # The lock is held until commit or rollback: read the chain's end only after taking it.
-    await _lock_appends(session)
-    seq, prev_hash = await _last(session, chain)
-    event = AuditEvent(
-        occurred_at=utcnow(),
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_label=actor.label,
+    event = NewEvent(
+        actor=actor,
         action=action,
+        where=where,
         outcome=outcome,
-        client_address=origin.client_address,
-        request_id=origin.request_id,
+        origin=origin or RequestOrigin(),
         resource_type=resource_type,
         resource_id=resource_id,
-        details=normalized(details),
-        organization_id=where.organization_id,
-        secret_group_id=where.secret_group_id,
-        environment_id=where.environment_id,
-        chain=chain,
-        chain_seq=seq + 1,
-        prev_hash=prev_hash,
-        key_id=key.id,
+        details=details,
     )
-    event.hash = key.sign(event)
-    session.add(event)
-    await session.flush()
-    return event
+    return (await append(session, [event]))[0]
 
 
 def in_scope(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -22,16 +23,22 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"kavach-key-id:" + key).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4096)
+def _cipher(key: bytes) -> AESGCM:
+    # Setting up a key schedule costs more than sealing a short value: reuse it per key.
+    return AESGCM(key)
+
+
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt under a fresh random nonce; return nonce + ciphertext + tag."""
     nonce = secrets.token_bytes(NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + _cipher(key).encrypt(nonce, plaintext, aad)
 
 
 def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Decrypt what seal() produced with the same key and associated data."""
     try:
-        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+        return _cipher(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except (InvalidTag, ValueError) as exc:
         raise DecryptionFailed("ciphertext failed authentication") from exc
 

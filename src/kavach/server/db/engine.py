@@ -62,7 +62,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=db.db_pool_size,
         max_overflow=db.db_max_overflow,
         pool_timeout=db.db_pool_timeout,
-        pool_pre_ping=True,
+        pool_pre_ping=db.db_pool_pre_ping,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": db.db_pool_timeout},
     )

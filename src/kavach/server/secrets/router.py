@@ -8,10 +8,14 @@ from fastapi import Depends, Query
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
+from kavach.server.audit.scope import EventScope
+from kavach.server.audit.service import NewEvent, RequestOrigin
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
 from kavach.server.secrets.flows import summary
+from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import (
     CommitRequest,
     DiffResponse,
@@ -32,18 +36,38 @@ Reader = Annotated[Access, Depends(Requirement("secret.read", "environment", cac
 Writer = Annotated[Access, Depends(Requirement("secret.write", "environment", cached=True))]
 
 
+def _event_scope(access: Access) -> EventScope:
+    """Place an event on this environment (known from the access check: no query)."""
+    scope = access.scope
+    assert scope is not None  # noqa: S101 - environment routes always carry their scope
+    return EventScope(scope.organization_id, scope.secret_group_id, scope.environment_id)
+
+
 async def _record_read(
-    session: SessionDep, access: Access, origin: OriginDep, version_id: str | None, what: str
+    session: SessionDep,
+    runtime: Runtime,
+    access: Access,
+    origin: RequestOrigin,
+    version_id: str | None,
+    what: str,
 ) -> None:
-    """Audit a read of secret values: who, which environment, which version; never values."""
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action="secret.read",
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details={"version_id": version_id, "what": what},
+    """Audit a read of secret values (who, where, which version; never values) before answering.
+
+    The read's own transaction ends first: the event commits with other requests' events
+    (see audit.batch), and on SQLite this transaction would otherwise hold the write lock
+    the batch needs.
+    """
+    await session.commit()
+    await runtime.audit_batcher.record(
+        NewEvent(
+            actor=access.principal.actor,
+            action="secret.read",
+            where=_event_scope(access),
+            origin=origin,
+            resource_type="environment",
+            resource_id=str(access.environment_id),
+            details={"version_id": version_id, "what": what},
+        )
     )
 
 
@@ -57,13 +81,15 @@ async def read_secrets(
 ) -> Envelope[SecretsResponse]:
     """Return the latest secrets with values, or those of ?version=ID."""
     env_id = access.environment_id
-    found = (
-        await service.get_version(session, environment_id=env_id, version_id=version)
-        if version
-        else await service.latest_version(session, environment_id=env_id)
-    )
-    values = await service.read_values(session, runtime.secret_keys, version=found) if found else {}
-    await _record_read(session, access, origin, found.id if found else None, "secrets")
+    found: SecretVersion | None
+    if version:
+        found = await service.get_version(session, environment_id=env_id, version_id=version)
+        values = await service.read_values(session, runtime.secret_keys, version=found)
+    else:
+        found, values = await service.read_latest(
+            session, runtime.secret_keys, environment_id=env_id
+        )
+    await _record_read(session, runtime, access, origin, found.id if found else None, "secrets")
     return ok(SecretsResponse(version=summary(found) if found else None, secrets=values))
 
 
@@ -84,10 +110,10 @@ async def commit_version(
         request=body,
         author=access.principal.actor,
     )
-    await audit.record(
-        session,
+    event = NewEvent(
         actor=access.principal.actor,
         action="secret.commit",
+        where=_event_scope(access),
         origin=origin,
         resource_type="environment",
         resource_id=str(access.environment_id),
@@ -100,6 +126,7 @@ async def commit_version(
             "secret_count": version.secret_count,
         },
     )
+    await audit.append(session, [event])  # in the commit's transaction: both or neither
     return ok(summary(version))
 
 
@@ -144,7 +171,7 @@ async def secret_history(
         session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
     )
     if reveal:
-        await _record_read(session, access, origin, None, f"history:{name}")
+        await _record_read(session, runtime, access, origin, None, f"history:{name}")
     return ok(entries)
 
 
@@ -161,7 +188,7 @@ async def get_version(
         session, environment_id=access.environment_id, version_id=version_id
     )
     values = await service.read_values(session, runtime.secret_keys, version=version)
-    await _record_read(session, access, origin, version.id, "version")
+    await _record_read(session, runtime, access, origin, version.id, "version")
     return ok(VersionDetail(**summary(version).model_dump(), secrets=values))
 
 
@@ -185,7 +212,7 @@ async def diff_versions(
         reveal=reveal,
     )
     if reveal:
-        await _record_read(session, access, origin, result.to_version.id, "diff")
+        await _record_read(session, runtime, access, origin, result.to_version.id, "diff")
     return ok(result)
 
 

@@ -6,8 +6,9 @@ import secrets as random
 import string
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.service import Actor
@@ -42,16 +43,33 @@ async def lock_environment(session: AsyncSession, *, environment_id: uuid.UUID) 
         )
 
 
+# Built once: the read path runs these on every request, and building is what costs.
+_LATEST = (
+    select(SecretVersion)
+    .where(SecretVersion.environment_id == bindparam("environment_id"))
+    .order_by(SecretVersion.seq.desc())
+    .limit(1)
+)
+_VERSION_COLUMNS = list(SecretVersion.__table__.columns)
+SECRETS_TABLE = Secret.metadata.tables[Secret.__tablename__]
+_LATEST_WITH_VALUES = (
+    select(*_VERSION_COLUMNS, Secret.name, Secret.data_key_id, Secret.value_encrypted)
+    .outerjoin(Secret, Secret.version_id == SecretVersion.id)
+    .where(SecretVersion.id == _LATEST.with_only_columns(SecretVersion.id).scalar_subquery())
+    .order_by(Secret.name)
+)
+_ALL_VALUES = (
+    select(Secret.name, Secret.data_key_id, Secret.value_encrypted)
+    .where(Secret.version_id == bindparam("version_id"))
+    .order_by(Secret.name)
+)
+
+
 async def latest_version(
     session: AsyncSession, *, environment_id: uuid.UUID
 ) -> SecretVersion | None:
     """Return the newest version of an environment."""
-    return await session.scalar(
-        select(SecretVersion)
-        .where(SecretVersion.environment_id == environment_id)
-        .order_by(SecretVersion.seq.desc())
-        .limit(1)
-    )
+    return await session.scalar(_LATEST, {"environment_id": environment_id})
 
 
 async def get_version(
@@ -72,10 +90,27 @@ async def read_values(
     names: set[str] | None = None,
 ) -> dict[str, str]:
     """Decrypt a version's secrets (or only the named ones), sorted by name."""
-    query = select(Secret).where(Secret.version_id == version.id).order_by(Secret.name)
-    if names is not None:
-        query = query.where(Secret.name.in_(names))
-    rows = list(await session.scalars(query))
+    query = _ALL_VALUES if names is None else _ALL_VALUES.where(Secret.name.in_(names))
+    rows = list(await session.execute(query, {"version_id": version.id}))
+    return await _decrypt(session, keys, version, rows)
+
+
+async def read_latest(
+    session: AsyncSession, keys: SecretKeys, *, environment_id: uuid.UUID
+) -> tuple[SecretVersion | None, dict[str, str]]:
+    """Return the newest version and its decrypted secrets, in one query."""
+    rows = list(await session.execute(_LATEST_WITH_VALUES, {"environment_id": environment_id}))
+    if not rows:
+        return None, {}
+    # A copy outside the session: it is only read, and loading it as an entity costs more.
+    version = SecretVersion(**{c.key: getattr(rows[0], c.key) for c in _VERSION_COLUMNS})
+    with_values = [row for row in rows if row.name is not None]
+    return version, await _decrypt(session, keys, version, with_values)
+
+
+async def _decrypt(
+    session: AsyncSession, keys: SecretKeys, version: SecretVersion, rows: list[Any]
+) -> dict[str, str]:
     data_keys = await keys.by_ids(session, {row.data_key_id for row in rows})
     values: dict[str, str] = {}
     for row in rows:
@@ -123,8 +158,9 @@ async def write_version(
     session.add(version)
     await session.flush()
     if new.values:
+        # The table, not the entity: a plain executemany, without the ORM's bulk bookkeeping.
         await session.execute(
-            insert(Secret),
+            insert(SECRETS_TABLE),
             [
                 {
                     "version_id": version.id,

@@ -1,0 +1,74 @@
+"""Group commit for audit events of reads: many requests' events, one transaction.
+
+Every read of secret values is audited, and a read is answered only once its event is
+committed. Appending is serialised (one chain, one lock), so a transaction per read would
+make reads queue behind each other's commits; instead the events that arrive while one
+batch commits go together in the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kavach.server.audit.service import NewEvent, append
+from kavach.server.errors import ServiceUnavailable
+from kavach.server.logging import get_logger
+
+log = get_logger(__name__)
+MAX_BATCH = 500
+
+
+class AuditBatcher:
+    """Append events from concurrent requests in shared transactions; callers await theirs."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._pending: list[tuple[NewEvent, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def record(self, event: NewEvent) -> None:
+        """Return once the event is committed; raise ServiceUnavailable if it cannot be."""
+        if self._closing:
+            raise ServiceUnavailable("the server is shutting down")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="audit-batcher")
+        self._wake.set()
+        await done
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[None]]]) -> None:
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await append(session, [event for event, _ in batch])
+        except Exception as error:  # whatever went wrong, every waiting request must hear it
+            # The type only: a driver's message may quote the values it was given.
+            log.error("audit_batch_failed", events=len(batch), error=type(error).__name__)
+            failure = ServiceUnavailable("the audit trail cannot be written; try again")
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(failure)
+            return
+        for _, done in batch:
+            if not done.done():  # a caller that went away no longer waits
+                done.set_result(None)
+
+    async def close(self) -> None:
+        """Let the events already queued commit, then stop."""
+        self._closing = True
+        if self._task is not None and not self._task.done():
+            self._wake.set()
+            await self._task
