@@ -25,6 +25,15 @@ from kavach.server.runtime import Runtime
 # a thread pool, a hand-off that costs more than what these do.
 async def get_runtime(request: Request) -> Runtime:
     """Return the process's runtime."""
+    return runtime_of(request)
+
+
+def runtime_of(request: Request) -> Runtime:
+    """Return the process's runtime, for dependencies that already take the request.
+
+    Every dependency FastAPI solves costs time on every request, so the dependencies on
+    every route read the runtime from the request instead of declaring it.
+    """
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -32,9 +41,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Open the request's one transaction; commit if the route succeeds, else roll back."""
-    async with runtime.sessionmaker() as session:
+    async with runtime_of(request).sessionmaker() as session:
         try:
             yield session
         except KavachError as error:
@@ -57,6 +66,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 async def get_origin(request: Request) -> RequestOrigin:
     """Return the caller's address and the request id."""
+    return origin_of(request)
+
+
+def origin_of(request: Request) -> RequestOrigin:
+    """Return the caller's address and the request id (see runtime_of for why)."""
     return RequestOrigin(
         client_address=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
@@ -136,7 +150,7 @@ def _detached(principal: Principal) -> Principal:
 
 
 async def get_principal(
-    runtime: RuntimeDep,
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -146,6 +160,7 @@ async def get_principal(
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("authentication required: send a bearer access token")
+    runtime = runtime_of(request)
     token, cache, now = credentials.credentials, runtime.access_cache, utcnow()
     epoch = await cache.sync(session)
     principal = cache.principal(epoch, token, now)

@@ -14,7 +14,7 @@ from kavach.server.audit.schemas import (
     AuditVerification,
     ChainBreak,
 )
-from kavach.server.deps import PrincipalDep, RuntimeDep, SessionDep
+from kavach.server.deps import PrincipalDep, SessionDep
 from kavach.server.errors import ValidationFailed
 from kavach.server.rbac.deps import Access, Requirement, ResourceKind
 
@@ -43,7 +43,6 @@ class ScopeRequirement(Requirement):
         request: Request,
         principal: PrincipalDep,
         session: SessionDep,
-        runtime: RuntimeDep,
         organization_id: ScopeId = None,
         secret_group_id: ScopeId = None,
         environment_id: ScopeId = None,
@@ -58,7 +57,7 @@ class ScopeRequirement(Requirement):
             )
         param, kind = named[0]
         check = Requirement(self.action, kind, param=param, source="query")
-        return await check(request, principal, session, runtime)
+        return await check(request, principal, session)
 
 
 @router.get("", response_model=Envelope[AuditPage])

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from kavach.server.deps import (
     Principal,
     PrincipalDep,
-    RuntimeDep,
     SessionDep,
     TokenPrincipal,
     UserPrincipal,
+    runtime_of,
 )
 from kavach.server.errors import Forbidden, NotFound, ValidationFailed
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
@@ -24,6 +24,7 @@ from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.cache import Grant
 from kavach.server.rbac.policy import ROLES, TOKEN_ACTIONS, role_allows
 from kavach.server.rbac.service import Scope
+from kavach.server.runtime import Runtime
 
 ResourceKind = Literal["organization", "secret_group", "environment", "user_group"]
 Resource = Organization | SecretGroup | Environment | UserGroup
@@ -206,10 +207,10 @@ class Requirement:
         request: Request,
         principal: PrincipalDep,
         session: SessionDep,
-        runtime: RuntimeDep,
         **_declared: str,
     ) -> Access:
         """Check the action for this request; the route receives what it may act on."""
+        runtime = runtime_of(request)
         await runtime.limiter.hit("api", _limit_key(principal))
         if self.resource is None:
             if not isinstance(principal, UserPrincipal):
@@ -233,7 +234,7 @@ class Requirement:
         return Access(principal=principal, scope=scope, role=role, resource=resource)
 
     async def _cached_check(
-        self, session: SessionDep, runtime: RuntimeDep, principal: Principal, resource_id: uuid.UUID
+        self, session: SessionDep, runtime: Runtime, principal: Principal, resource_id: uuid.UUID
     ) -> Access:
         """Answer from the access cache, or check in the database and cache a grant."""
         cache, caller = runtime.access_cache, _caller_key(principal)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import NewEvent, RequestOrigin
-from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
+from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, origin_of, runtime_of
 from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
@@ -74,12 +74,13 @@ async def _record_read(
 @router.get("", response_model=Envelope[SecretsResponse])
 async def read_secrets(
     access: Reader,
-    runtime: RuntimeDep,
     session: SessionDep,
-    origin: OriginDep,
+    request: Request,
     version: Annotated[VersionId | None, Query()] = None,
 ) -> Envelope[SecretsResponse]:
     """Return the latest secrets with values, or those of ?version=ID."""
+    # The hottest route: runtime and origin come from the request, not as dependencies.
+    runtime, origin = runtime_of(request), origin_of(request)
     env_id = access.environment_id
     found: SecretVersion | None
     if version:
