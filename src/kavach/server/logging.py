@@ -43,8 +43,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(level.upper())
     # Uvicorn's access log would repeat our request line with the raw query string.
     logging.getLogger("uvicorn.access").disabled = True
-    # Outbound request lines carry URLs; migration and policy-loading chatter is noise.
-    for name in ("httpx", "httpcore", "alembic", "casbin", "azure", "msal", "google"):
+    # Outbound request lines carry URLs; migration and policy-loading chatter is noise; the
+    # database driver at DEBUG logs every statement with its parameters.
+    noisy = ("httpx", "httpcore", "alembic", "casbin", "azure", "msal", "google", "aiosqlite")
+    for name in noisy:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
