@@ -54,6 +54,19 @@ async def _setup(alice: Api) -> dict[str, Any]:
     return {"org": org, "group": group, "env": env, "secrets": f"/environments/{env['id']}/secrets"}
 
 
+async def _bob_with_role(
+    server: InProcessServer, on_level: str, role: str
+) -> tuple[Api, Api, dict[str, Any], str]:
+    """Alice's tree, and Bob holding `role` on its group or environment; returns the members URL."""
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    bob = await user(server, "bob")
+    kind = {"group": "secret-groups", "env": "environments"}[on_level]
+    members = f"/{kind}/{tree[on_level]['id']}/members"
+    await alice.call("POST", members, {"user": "bob", "role": role}, status=200)
+    return alice, bob, tree, members
+
+
 async def _warm(api: Api, path: str, times: int = 3) -> None:
     for _ in range(times):
         body = await api.call("GET", path, status=200)
@@ -63,11 +76,7 @@ async def _warm(api: Api, path: str, times: int = 3) -> None:
 async def test_revoked_role_binding_ends_cached_reads(
     server: InProcessServer, second: InProcessServer
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
-    bob = await user(server, "bob")
-    members = f"/secret-groups/{tree['group']['id']}/members"
-    await alice.call("POST", members, {"user": "bob", "role": "viewer"}, status=200)
+    alice, bob, tree, members = await _bob_with_role(server, "group", "viewer")
     await _warm(bob, tree["secrets"])
     await on(second, alice).call("DELETE", members, {"user": "bob"}, status=200)
     await bob.call("GET", tree["secrets"], status=404)
@@ -76,11 +85,7 @@ async def test_revoked_role_binding_ends_cached_reads(
 async def test_downgraded_role_ends_cached_writes(
     server: InProcessServer, second: InProcessServer
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
-    bob = await user(server, "bob")
-    members = f"/environments/{tree['env']['id']}/members"
-    await alice.call("POST", members, {"user": "bob", "role": "editor"}, status=200)
+    alice, bob, tree, members = await _bob_with_role(server, "env", "editor")
     commit = {"message": "bob", "set": {"A": "1"}}
     await bob.call("POST", f"{tree['secrets']}/versions", commit, status=201)
     await on(second, alice).call("POST", members, {"user": "bob", "role": "viewer"}, status=200)
@@ -152,11 +157,7 @@ async def test_deleted_environment_is_gone_for_cached_callers(
 async def test_without_the_epoch_row_nothing_is_cached(
     server: InProcessServer, second: InProcessServer
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
-    bob = await user(server, "bob")
-    members = f"/environments/{tree['env']['id']}/members"
-    await alice.call("POST", members, {"user": "bob", "role": "viewer"}, status=200)
+    alice, bob, tree, members = await _bob_with_role(server, "env", "viewer")
     async with server.runtime.sessionmaker() as session, session.begin():
         await session.execute(delete(AccessEpoch))
     try:
