@@ -57,10 +57,9 @@ class AuditBatcher:
         except Exception as error:  # whatever went wrong, every waiting request must hear it
             # The type only: a driver's message may quote the values it was given.
             log.error("audit_batch_failed", events=len(batch), error=type(error).__name__)
-            failure = ServiceUnavailable("the audit trail cannot be written; try again")
             for _, done in batch:
-                if not done.done():
-                    done.set_exception(failure)
+                if not done.done():  # one exception each: shared, their tracebacks would mix
+                    done.set_exception(ServiceUnavailable("the audit trail cannot be written"))
             return
         for _, done in batch:
             if not done.done():  # a caller that went away no longer waits
