@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
@@ -36,11 +36,21 @@ Reader = Annotated[Access, Depends(Requirement("secret.read", "environment", cac
 Writer = Annotated[Access, Depends(Requirement("secret.write", "environment", cached=True))]
 
 
-def _event_scope(access: Access) -> EventScope:
-    """Place an event on this environment (known from the access check: no query)."""
+def _environment_event(
+    access: Access, origin: RequestOrigin, action: str, details: dict[str, Any]
+) -> NewEvent:
+    """Describe an event on this environment, placed from the access check (no query)."""
     scope = access.scope
     assert scope is not None  # noqa: S101 - environment routes always carry their scope
-    return EventScope(scope.organization_id, scope.secret_group_id, scope.environment_id)
+    return NewEvent(
+        actor=access.principal.actor,
+        action=action,
+        where=EventScope(scope.organization_id, scope.secret_group_id, scope.environment_id),
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(access.environment_id),
+        details=details,
+    )
 
 
 async def _record_read(
@@ -58,17 +68,8 @@ async def _record_read(
     the batch needs.
     """
     await session.commit()
-    await runtime.audit_batcher.record(
-        NewEvent(
-            actor=access.principal.actor,
-            action="secret.read",
-            where=_event_scope(access),
-            origin=origin,
-            resource_type="environment",
-            resource_id=str(access.environment_id),
-            details={"version_id": version_id, "what": what},
-        )
-    )
+    details = {"version_id": version_id, "what": what}
+    await runtime.audit_batcher.record(_environment_event(access, origin, "secret.read", details))
 
 
 @router.get("", response_model=Envelope[SecretsResponse])
@@ -111,23 +112,16 @@ async def commit_version(
         request=body,
         author=access.principal.actor,
     )
-    event = NewEvent(
-        actor=access.principal.actor,
-        action="secret.commit",
-        where=_event_scope(access),
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details={
-            "version_id": version.id,
-            "seq": version.seq,
-            "set": sorted(body.set),
-            "unset": sorted(body.unset),
-            "replace": body.replace,
-            "secret_count": version.secret_count,
-        },
-    )
-    await audit.append(session, [event])  # in the commit's transaction: both or neither
+    details = {
+        "version_id": version.id,
+        "seq": version.seq,
+        "set": sorted(body.set),
+        "unset": sorted(body.unset),
+        "replace": body.replace,
+        "secret_count": version.secret_count,
+    }
+    # In the commit's transaction: both or neither.
+    await audit.append(session, [_environment_event(access, origin, "secret.commit", details)])
     return ok(summary(version))
 
 
@@ -234,13 +228,6 @@ async def rollback(
         message=body.commit_message,
         author=access.principal.actor,
     )
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action="secret.rollback",
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details={"version_id": version.id, "rollback_of": body.version_id},
-    )
+    details = {"version_id": version.id, "rollback_of": body.version_id}
+    await audit.append(session, [_environment_event(access, origin, "secret.rollback", details)])
     return ok(summary(version))
