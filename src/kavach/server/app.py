@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings, keys)
-        audit_chain.attach(runtime.sessionmaker, keys)
+        for sessions in (runtime.sessionmaker, runtime.read_sessionmaker):
+            audit_chain.attach(sessions, keys)
         try:
             if settings.auto_migrate:
                 await migrate(runtime.engine, settings)

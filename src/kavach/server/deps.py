@@ -41,9 +41,17 @@ def runtime_of(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+# Requests with these methods only read (writes they make, like a service token's last use,
+# stand alone), so they run without a transaction.
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Open the request's one transaction; commit if the route succeeds, else roll back."""
-    async with runtime_of(request).sessionmaker() as session:
+    """Open the request's session: for a change, one transaction, committed if the route
+    succeeds and rolled back if not."""
+    runtime = runtime_of(request)
+    reads = request.method in _READ_METHODS
+    async with (runtime.read_sessionmaker if reads else runtime.sessionmaker)() as session:
         try:
             yield session
         except KavachError as error:

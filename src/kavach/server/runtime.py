@@ -12,7 +12,11 @@ from kavach.server.auth.tokens import AccessTokens
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import KeyMaterial, load_keys
-from kavach.server.db.engine import create_engine, create_sessionmaker
+from kavach.server.db.engine import (
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
 from kavach.server.settings import Settings
@@ -26,6 +30,7 @@ class Runtime:
     keys: KeyMaterial
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]  # GET requests: no transaction
     access_tokens: AccessTokens
     secret_keys: SecretKeys
     limiter: RateLimiter
@@ -55,6 +60,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
         keys=keys,
         engine=engine,
         sessionmaker=sessionmaker,
+        read_sessionmaker=create_read_sessionmaker(engine),
         access_tokens=AccessTokens(
             key=keys.jwt_signing_key,
             issuer=auth.jwt_issuer,

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 
 from kavach.server.settings import Settings
 
+AUTOCOMMIT = "AUTOCOMMIT"
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Take over transaction control from the driver so _sqlite_begin decides how BEGIN looks.
@@ -30,6 +32,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get("isolation_level") == AUTOCOMMIT:
+        return  # a read-only session: each statement is its own transaction
     # IMMEDIATE takes SQLite's single write lock up front, so a transaction that reads and
     # then writes can never fail with SQLITE_BUSY_SNAPSHOT: concurrent transactions queue
     # (busy_timeout) instead. SQLite thus runs one transaction at a time; PostgreSQL is the
@@ -71,6 +75,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Return the session factory; objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return the session factory for requests that only read: no transaction at all.
+
+    Each statement sees what was committed before it, as under READ COMMITTED, but without
+    BEGIN and COMMIT round trips, and on SQLite without taking the write lock.
+    """
+    return create_sessionmaker(engine.execution_options(isolation_level=AUTOCOMMIT))
 
 
 def describe_database(settings: Settings) -> str:
