@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from kavach.server.audit import scope as scopes
 from kavach.server.audit.chain import (
@@ -24,9 +24,7 @@ from kavach.server.audit.chain import (
 )
 from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
-
-# An arbitrary constant: the pg_advisory_xact_lock id that serialises audit appends.
-_PG_AUDIT_LOCK_ID = 0x4B415544
+from kavach.server.db.engine import AUTOCOMMIT
 
 
 @dataclass(frozen=True)
@@ -55,30 +53,39 @@ def chain_of(organization_id: uuid.UUID | None) -> str:
     return SERVER_CHAIN if organization_id is None else str(organization_id)
 
 
-async def _lock_appends(session: AsyncSession) -> None:
-    """Make concurrent appends queue until this transaction ends, so chains never fork."""
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_AUDIT_LOCK_ID})
-    # SQLite: every transaction here holds the database's write lock from its start
-    # (BEGIN IMMEDIATE), so appends are already serial.
+# Locks the chain (migration 0007) and returns its last event, in one round trip.
+_PG_CHAIN_HEAD = text("SELECT head_seq, head_hash FROM kavach_audit_chain_head(:chain)")
+_LAST_IN_CHAIN = (
+    select(AuditEvent.chain_seq, AuditEvent.hash)
+    .where(AuditEvent.chain == bindparam("chain"), AuditEvent.chain_seq.is_not(None))
+    .order_by(AuditEvent.chain_seq.desc())
+    .limit(1)
+)
+_INSERT = insert(AuditEvent)
+_COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
 
 
-async def _last(session: AsyncSession, chain: str) -> tuple[int, str]:
-    """Return the sequence number and hash of the chain's last event."""
-    row = (
-        await session.execute(
-            select(AuditEvent.chain_seq, AuditEvent.hash)
-            .where(AuditEvent.chain == chain, AuditEvent.chain_seq.is_not(None))
-            .order_by(AuditEvent.chain_seq.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None:
-        return 0, GENESIS
-    # A damaged last event still gets a successor (verification reports the damage);
-    # recording must not start failing because of it.
-    return int(row[0] or 0), str(row[1] or "")
+async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str, tuple[int, str]]:
+    """Lock each chain until this transaction ends and return its last (seq, hash).
+
+    PostgreSQL: a lock per chain, taken in one order by every appender so that two never
+    wait on each other. SQLite: every transaction here holds the database's write lock from
+    its start (BEGIN IMMEDIATE), so appends are already serial.
+    """
+    options = (
+        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    )
+    if options.get("isolation_level") == AUTOCOMMIT:
+        raise RuntimeError("audit events are appended inside a transaction")
+    postgres = connection.dialect.name == "postgresql"
+    heads = {}
+    for chain in sorted(chains):
+        query = _PG_CHAIN_HEAD if postgres else _LAST_IN_CHAIN
+        row = (await connection.execute(query, {"chain": chain})).first()
+        # A damaged last event still gets a successor (verification reports the damage);
+        # recording must not start failing because of it.
+        heads[chain] = (0, GENESIS) if row is None else (int(row[0] or 0), str(row[1] or ""))
+    return heads
 
 
 @dataclass(frozen=True)
@@ -95,16 +102,15 @@ class NewEvent:
     details: dict[str, Any] | None = None
 
 
-async def append(session: AsyncSession, events: list[NewEvent]) -> list[AuditEvent]:
+async def append(session: AsyncSession, events: list[NewEvent]) -> None:
     """Append events to their chains, in order, in the current transaction."""
     key = key_for(session)
-    # The lock is held until commit or rollback: read the chains' ends only after taking it.
-    await _lock_appends(session)
-    heads: dict[str, tuple[int, str]] = {}
-    stored = []
+    connection = await session.connection()
+    heads = await _lock_heads(connection, {chain_of(e.where.organization_id) for e in events})
+    rows = []
     for new in events:
         chain = chain_of(new.where.organization_id)
-        seq, prev_hash = heads.get(chain) or await _last(session, chain)
+        seq, prev_hash = heads[chain]
         event = AuditEvent(
             occurred_at=utcnow(),
             actor_type=new.actor.type,
@@ -127,10 +133,9 @@ async def append(session: AsyncSession, events: list[NewEvent]) -> list[AuditEve
         )
         event.hash = key.sign(event)
         heads[chain] = (seq + 1, event.hash)
-        stored.append(event)
-    session.add_all(stored)
-    await session.flush()
-    return stored
+        rows.append({name: getattr(event, name) for name in _COLUMNS})
+    # Inserted as plain rows: the events are not needed as objects in this session.
+    await connection.execute(_INSERT, rows)
 
 
 async def record(
@@ -143,7 +148,7 @@ async def record(
     resource_type: str | None = None,
     resource_id: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
     """Append an audit event to its chain, in the current transaction."""
     await session.flush()  # resources created in this transaction must be findable
     where = await scopes.resolve(session, resource_type=resource_type, resource_id=resource_id)
@@ -157,7 +162,7 @@ async def record(
         resource_id=resource_id,
         details=details,
     )
-    return (await append(session, [event]))[0]
+    await append(session, [event])
 
 
 def in_scope(
@@ -187,21 +192,32 @@ async def list_events(
     return page, (page[-1].id if more and page else None)
 
 
+def _after(seq: int) -> ColumnElement[bool]:
+    """Match a chain's events after `seq`; the first page also takes events without a seq."""
+    later = AuditEvent.chain_seq > seq
+    return or_(later, AuditEvent.chain_seq.is_(None)) if seq == 0 else later
+
+
 async def verify_chain(session: AsyncSession, *, organization_id: uuid.UUID | None) -> ChainReport:
     """Recompute an organization's chain (or the server's); report the first broken link."""
     chain = chain_of(organization_id)
     report = ChainReport(chain=chain)
     walk = Walk(key_for(session), report)
-    rows = await session.stream_scalars(
-        select(AuditEvent)
-        .where(AuditEvent.chain == chain)
-        .order_by(AuditEvent.chain_seq)
-        .execution_options(yield_per=500)
-    )
-    async for event in rows:
-        if not walk.step(event):
+    # Pages by sequence number rather than one cursor: a GET runs outside a transaction,
+    # where a server-side cursor cannot live, and a long chain needs no long transaction.
+    after, page_size = 0, 500
+    while True:
+        page = list(
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.chain == chain, _after(after))
+                .order_by(AuditEvent.chain_seq.nulls_first())
+                .limit(page_size)
+            )
+        )
+        if not all(walk.step(event) for event in page) or len(page) < page_size:
             break
-    await rows.close()
+        after = page[-1].chain_seq or after
     await _check_unchained(session, report, organization_id)
     return report
 

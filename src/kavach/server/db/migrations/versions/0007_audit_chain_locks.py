@@ -1,0 +1,48 @@
+"""audit chain locks: one lock per chain, taken with the chain's head in one round trip
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-29 10:00:00.000000
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+# Servers before this migration serialise every append under one exclusive advisory lock,
+# 1262572868 (0x4B415544). Newer ones hold it shared, so they exclude older ones during a
+# rolling upgrade but not each other, and serialise appends per chain under (that id, hash
+# of the chain). PL/pgSQL runs each statement with a fresh snapshot (READ COMMITTED), so
+# the head is read after the lock is granted and sees the last holder's commit.
+_HEAD = """
+CREATE FUNCTION kavach_audit_chain_head(p_chain text)
+RETURNS TABLE (head_seq bigint, head_hash text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1262572868);
+    PERFORM pg_advisory_xact_lock(1262572868, hashtext(p_chain));
+    RETURN QUERY
+        SELECT e.chain_seq, e.hash::text FROM audit_events AS e
+        WHERE e.chain = p_chain AND e.chain_seq IS NOT NULL
+        ORDER BY e.chain_seq DESC
+        LIMIT 1;
+END
+$$
+"""
+
+
+def upgrade() -> None:
+    """Apply this migration."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_HEAD)
+
+
+def downgrade() -> None:
+    """Revert this migration."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION kavach_audit_chain_head(text)")
