@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.service import Actor, RequestOrigin
@@ -88,6 +89,15 @@ def origin_of(request: Request) -> RequestOrigin:
 OriginDep = Annotated[RequestOrigin, Depends(get_origin)]
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def bearer_token(request: Request) -> str | None:
+    """Return the bearer token of a request's Authorization header, if it has one."""
+    # Parsed as the HTTPBearer dependency parses it, so both find the same cached caller.
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,9 @@ async def get_principal(
             principal, expires_at = await _service_token_principal(session, token, now)
         else:
             principal, expires_at = await _user_principal(runtime, session, token, now)
-        cache.remember_principal(epoch, token, _detached(principal), expires_at)
+        # The copy is what later requests get, so the use recorded below is noted on it.
+        principal = _detached(principal)
+        cache.remember_principal(epoch, token, principal, expires_at)
     if isinstance(principal, TokenPrincipal):
         await auth_service.touch_service_token(session, token=principal.token, now=now)
     return principal

@@ -14,8 +14,8 @@ from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.db.engine import (
     create_engine,
-    create_read_sessionmaker,
     create_sessionmaker,
+    read_only,
 )
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
@@ -30,7 +30,8 @@ class Runtime:
     keys: KeyMaterial
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    read_sessionmaker: async_sessionmaker[AsyncSession]  # GET requests: no transaction
+    read_engine: AsyncEngine  # the same pool, without transactions
+    read_sessionmaker: async_sessionmaker[AsyncSession]  # GET requests
     access_tokens: AccessTokens
     secret_keys: SecretKeys
     limiter: RateLimiter
@@ -49,6 +50,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     """Create the runtime's parts (no I/O happens until first use)."""
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    read_engine = read_only(engine)
     auth = settings.auth
 
     def reload_keyring() -> Keyring:
@@ -60,7 +62,8 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
         keys=keys,
         engine=engine,
         sessionmaker=sessionmaker,
-        read_sessionmaker=create_read_sessionmaker(engine),
+        read_engine=read_engine,
+        read_sessionmaker=create_sessionmaker(read_engine),
         access_tokens=AccessTokens(
             key=keys.jwt_signing_key,
             issuer=auth.jwt_issuer,

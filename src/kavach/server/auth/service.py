@@ -179,9 +179,14 @@ async def find_service_token(session: AsyncSession, *, token: str) -> ServiceTok
     )
 
 
+def touch_due(token: ServiceToken, now: datetime) -> bool:
+    """Say whether a token's last use is over a minute old, so this use should be recorded."""
+    return token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1)
+
+
 async def touch_service_token(session: AsyncSession, *, token: ServiceToken, now: datetime) -> None:
     """Record when a token was last used, at most once a minute (a write per request is waste)."""
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+    if touch_due(token, now):
         # By statement, not through the object: a cached token is not in this session.
         await session.execute(
             update(ServiceToken).where(ServiceToken.id == token.id).values(last_used_at=now)

@@ -83,6 +83,11 @@ class SecretKeys:
         self._remember(record.id, key)
         return record
 
+    def cached(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes] | None:
+        """Return the plaintext data keys with the given ids if all are cached, else None."""
+        found = {i: self._cache.get(i) for i in ids}
+        return None if None in found.values() else {i: k for i, k in found.items() if k}
+
     async def by_ids(self, session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """Return the plaintext data keys with the given ids."""
         missing = [i for i in ids if i not in self._cache]

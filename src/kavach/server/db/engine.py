@@ -77,13 +77,13 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Return the session factory for requests that only read: no transaction at all.
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """Return the engine on the same pool for requests that only read: no transaction at all.
 
     Each statement sees what was committed before it, as under READ COMMITTED, but without
     BEGIN and COMMIT round trips, and on SQLite without taking the write lock.
     """
-    return create_sessionmaker(engine.execution_options(isolation_level=AUTOCOMMIT))
+    return engine.execution_options(isolation_level=AUTOCOMMIT)
 
 
 def describe_database(settings: Settings) -> str:

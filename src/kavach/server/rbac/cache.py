@@ -60,6 +60,11 @@ class AccessCache:
         self._principals: dict[str, tuple[Principal, datetime | None]] = {}
         self._grants: dict[tuple[str, str, uuid.UUID], Grant] = {}
 
+    @property
+    def epoch(self) -> int | None:
+        """Return the epoch the cached answers were made under (None: nothing cached yet)."""
+        return self._epoch
+
     def clear(self) -> None:
         """Forget everything (the epoch moved)."""
         self._principals.clear()
@@ -70,7 +75,7 @@ class AccessCache:
         seen = session.info.get(_SESSION_KEY)
         if isinstance(seen, int):
             return seen
-        value = await session.scalar(_READ_EPOCH)
+        value = await (await session.connection()).scalar(_READ_EPOCH)  # Core: cheaper
         # Without the row nothing could tell this process of changes: cache nothing.
         epoch = NO_EPOCH if value is None else int(value)
         session.info[_SESSION_KEY] = epoch

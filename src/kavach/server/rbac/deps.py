@@ -122,14 +122,14 @@ async def authorize(
     raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
 
 
-def _caller_key(principal: Principal) -> str:
+def caller_key(principal: Principal) -> str:
     """Name whose roles a decision depends on: the user, or the service token."""
     if isinstance(principal, TokenPrincipal):
         return f"token:{principal.token.id}"
     return f"user:{principal.user.id}"
 
 
-def _limit_key(principal: Principal) -> str:
+def limit_key(principal: Principal) -> str:
     """Count API requests per login session or per service token."""
     if isinstance(principal, TokenPrincipal):
         return f"token:{principal.token.id}"
@@ -211,7 +211,7 @@ class Requirement:
     ) -> Access:
         """Check the action for this request; the route receives what it may act on."""
         runtime = runtime_of(request)
-        await runtime.limiter.hit("api", _limit_key(principal))
+        await runtime.limiter.hit("api", limit_key(principal))
         if self.resource is None:
             if not isinstance(principal, UserPrincipal):
                 raise Forbidden("service tokens may not do this")
@@ -237,7 +237,7 @@ class Requirement:
         self, session: SessionDep, runtime: Runtime, principal: Principal, resource_id: uuid.UUID
     ) -> Access:
         """Answer from the access cache, or check in the database and cache a grant."""
-        cache, caller = runtime.access_cache, _caller_key(principal)
+        cache, caller = runtime.access_cache, caller_key(principal)
         epoch = await cache.sync(session)
         grant = cache.grant(epoch, caller, self.action, resource_id)
         if grant is None:

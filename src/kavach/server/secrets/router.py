@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from starlette.responses import Response
 
-from kavach.server.api import API_PREFIX, Envelope, api_router, ok
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok, with_fast_path
 from kavach.server.audit import service as audit
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import NewEvent, RequestOrigin
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, origin_of, runtime_of
 from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.runtime import Runtime
-from kavach.server.secrets import flows, service
+from kavach.server.secrets import fast, flows, service
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import (
@@ -53,6 +54,14 @@ def _environment_event(
     )
 
 
+def _read_event(
+    access: Access, origin: RequestOrigin, version_id: str | None, what: str
+) -> NewEvent:
+    """Describe a read of secret values: who, where, which version; never values."""
+    details = {"version_id": version_id, "what": what}
+    return _environment_event(access, origin, "secret.read", details)
+
+
 async def _record_read(
     session: SessionDep,
     runtime: Runtime,
@@ -61,18 +70,30 @@ async def _record_read(
     version_id: str | None,
     what: str,
 ) -> None:
-    """Audit a read of secret values (who, where, which version; never values) before answering.
+    """Audit a read of secret values before answering.
 
     The read's own transaction ends first: the event commits with other requests' events
     (see audit.batch), and on SQLite this transaction would otherwise hold the write lock
     the batch needs.
     """
     await session.commit()
-    details = {"version_id": version_id, "what": what}
-    await runtime.audit_batcher.record(_environment_event(access, origin, "secret.read", details))
+    await runtime.audit_batcher.record(_read_event(access, origin, version_id, what))
 
 
-@router.get("", response_model=Envelope[SecretsResponse])
+async def _read_latest_fast(request: Request) -> Response | None:
+    """Serve the latest secrets the lean way when it applies (see secrets.fast)."""
+    found = await fast.read_latest(request)
+    if found is None:
+        return None
+    version = found.version
+    event = _read_event(
+        found.access, origin_of(request), version.id if version else None, "secrets"
+    )
+    await runtime_of(request).audit_batcher.record(event)
+    body = ok(SecretsResponse(version=summary(version) if version else None, secrets=found.values))
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 async def read_secrets(
     access: Reader,
     session: SessionDep,
@@ -80,7 +101,6 @@ async def read_secrets(
     version: Annotated[VersionId | None, Query()] = None,
 ) -> Envelope[SecretsResponse]:
     """Return the latest secrets with values, or those of ?version=ID."""
-    # The hottest route: runtime and origin come from the request, not as dependencies.
     runtime, origin = runtime_of(request), origin_of(request)
     env_id = access.environment_id
     found: SecretVersion | None
@@ -93,6 +113,15 @@ async def read_secrets(
         )
     await _record_read(session, runtime, access, origin, found.id if found else None, "secrets")
     return ok(SecretsResponse(version=summary(found) if found else None, secrets=values))
+
+
+router.add_api_route(
+    "",
+    read_secrets,
+    methods=["GET"],
+    response_model=Envelope[SecretsResponse],
+    route_class_override=with_fast_path(_read_latest_fast),
+)
 
 
 @router.post("/versions", status_code=201, response_model=Envelope[VersionSummary])

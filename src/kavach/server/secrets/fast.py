@@ -1,0 +1,155 @@
+"""The hottest request, served lean: a caller the access cache knows reads the latest secrets.
+
+The general path (FastAPI's dependencies, an ORM session, a statement for the access epoch
+and another for the data) costs several times the work itself. On PostgreSQL this one asks
+the driver for the epoch and the data in one statement, and answers only when the epoch is
+the one the cached answers about the caller were made under, so it is exactly as current
+as the general path. Anything else (a caller or grant not cached, a moved epoch, a service
+token due to record its use, a query string, a data key not yet unwrapped, SQLite) returns
+None and goes the general way, which checks everything in the database and fills the cache.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from starlette.requests import Request
+
+from kavach.server.auth.service import touch_due
+from kavach.server.crypto.datakeys import SecretKeys
+from kavach.server.db.base import utcnow
+from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
+from kavach.server.errors import ServiceUnavailable
+from kavach.server.logging import get_logger
+from kavach.server.rbac.cache import AccessEpoch
+from kavach.server.rbac.deps import Access, caller_key, limit_key
+from kavach.server.secrets import service
+from kavach.server.secrets.models import Secret, SecretVersion
+
+log = get_logger(__name__)
+READ_ACTION = "secret.read"
+
+
+def _compile_latest() -> tuple[str, list[Any]]:
+    """Return the SQL of the epoch and the latest version with its secrets, and its arguments.
+
+    The environment's id goes where the arguments hold _ENVIRONMENT; the others are constants.
+    """
+    latest = service.LATEST_ID.scalar_subquery()
+    query = (
+        select(
+            AccessEpoch.value.label("epoch"),
+            *service.VERSION_COLUMNS,
+            Secret.name,
+            Secret.data_key_id,
+            Secret.value_encrypted,
+        )
+        .select_from(AccessEpoch)
+        .outerjoin(SecretVersion, SecretVersion.id == latest)
+        .outerjoin(Secret, Secret.version_id == SecretVersion.id)
+        .where(AccessEpoch.id == 1)
+        .order_by(Secret.name)
+    )
+    compiled = query.compile(
+        dialect=asyncpg_dialect(paramstyle="numeric_dollar"),  # type: ignore[no-untyped-call]
+    )
+    names = compiled.positiontup or []
+    args = [_ENVIRONMENT if name == "environment_id" else compiled.params[name] for name in names]
+    return str(compiled), args
+
+
+_ENVIRONMENT = object()
+# What the driver raises when the database or the connection fails (not a bug here).
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
+_LATEST_SQL, _LATEST_ARGS = _compile_latest()
+_VERSION_KEYS = [column.key for column in service.VERSION_COLUMNS]
+
+
+@dataclass(frozen=True)
+class FastRead:
+    """What the lean path found: the caller's access, the latest version and its values."""
+
+    access: Access
+    version: SecretVersion | None
+    values: dict[str, str]
+
+
+def _environment_id(request: Request) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.path_params["id"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def read_latest(request: Request) -> FastRead | None:
+    """Read the latest secrets for a cached caller, or return None for the general path."""
+    runtime = runtime_of(request)
+    cache = runtime.access_cache
+    epoch, token = cache.epoch, bearer_token(request)
+    environment_id = _environment_id(request)
+    if runtime.engine.dialect.name != "postgresql" or request.scope["query_string"]:
+        return None
+    if epoch is None or token is None or environment_id is None:
+        return None
+    now = utcnow()
+    principal = cache.principal(epoch, token, now)
+    if principal is None:
+        return None
+    if isinstance(principal, TokenPrincipal) and touch_due(principal.token, now):
+        return None
+    grant = cache.grant(epoch, caller_key(principal), READ_ACTION, environment_id)
+    if grant is None:
+        return None
+    await runtime.limiter.hit("api", limit_key(principal))
+    rows = await _fetch(runtime.read_engine, environment_id)
+    if not rows or rows[0]["epoch"] != epoch:
+        return None  # access may have changed since the cache's answers: check in full
+    version, values = _decode(runtime.secret_keys, rows)
+    if values is None:
+        return None
+    access = Access(principal=principal, scope=grant.scope, role=grant.role)
+    return FastRead(access=access, version=version, values=values)
+
+
+async def _fetch(engine: Any, environment_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Run the one statement on a pooled connection's driver, outside any transaction."""
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        try:
+            args = [environment_id if arg is _ENVIRONMENT else arg for arg in _LATEST_ARGS]
+            rows: list[asyncpg.Record] = await driver.fetch(_LATEST_SQL, *args)
+        except _DRIVER_ERRORS as error:
+            # The pool must not hand this connection out again if the server went away.
+            await connection.invalidate()
+            log.warning("database_unavailable", error=type(error).__name__)
+            raise ServiceUnavailable("the database is unavailable; retry later") from None
+        return rows
+
+
+def _decode(
+    keys: SecretKeys, rows: list[asyncpg.Record]
+) -> tuple[SecretVersion | None, dict[str, str] | None]:
+    """Build the version and decrypt its values; values None if a data key is not cached."""
+    first = rows[0]
+    if first["id"] is None:
+        return None, {}
+    version = SecretVersion(**{key: first[key] for key in _VERSION_KEYS})
+    sealed = [
+        (row["name"], row["data_key_id"], row["value_encrypted"])
+        for row in rows
+        if row["name"] is not None
+    ]
+    data_keys = keys.cached({data_key_id for _, data_key_id, _ in sealed})
+    if data_keys is None:
+        return version, None
+    return version, service.decrypt_rows(data_keys, version, sealed)

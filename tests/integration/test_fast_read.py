@@ -1,0 +1,182 @@
+"""The lean read of the latest secrets (PostgreSQL): same answers and checks as the general path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from kavach.server.audit.models import AuditEvent
+from kavach.server.auth.models import ServiceToken
+from kavach.server.db.base import utcnow
+from kavach.server.secrets import fast
+from tests.conftest import InProcessServer
+from tests.integration.test_access_cache import _setup
+from tests.integration.test_resources import Api, user
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record, for every read of the latest secrets, whether the lean path answered it."""
+    answers: list[bool] = []
+    real = fast.read_latest
+
+    async def spy(request: Any) -> fast.FastRead | None:
+        found = await real(request)
+        answers.append(found is not None)
+        return found
+
+    monkeypatch.setattr(fast, "read_latest", spy)
+    return answers
+
+
+async def _read_events(server: InProcessServer) -> list[dict[str, Any]]:
+    async with server.runtime.sessionmaker() as session:
+        events = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "secret.read").order_by(AuditEvent.id)
+        )
+        return [
+            {"actor": e.actor_label, "details": e.details, "env": e.environment_id} for e in events
+        ]
+
+
+async def test_lean_answers_equal_the_general_ones(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    general = await server.client.get(f"/api/v1{tree['secrets']}", headers=alice.headers)
+    lean = await server.client.get(f"/api/v1{tree['secrets']}", headers=alice.headers)
+    assert served == [False, True]
+    assert lean.status_code == general.status_code == 200
+    assert lean.headers["content-type"] == general.headers["content-type"]
+    assert lean.json() == general.json()
+    assert lean.json()["data"]["secrets"] == {"DB_PASSWORD": "hunter2"}
+    first, second = await _read_events(server)
+    assert first == second
+    assert first["details"] == {
+        "version_id": general.json()["data"]["version"]["id"],
+        "what": "secrets",
+    }
+
+
+async def test_an_empty_environment_reads_the_same(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    empty = await alice.call(
+        "POST", f"/secret-groups/{tree['group']['id']}/environments", {"name": "e"}, status=201
+    )
+    path = f"/environments/{empty['id']}/secrets"
+    answers = [await alice.call("GET", path, status=200) for _ in range(2)]
+    assert served == [False, True]
+    assert answers[0] == answers[1] == {"version": None, "secrets": {}}
+
+
+async def test_a_new_commit_is_read_at_once(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    await alice.call("GET", tree["secrets"], status=200)
+    await alice.call(
+        "POST", f"{tree['secrets']}/versions", {"message": "m", "set": {"A": "1"}}, status=201
+    )
+    body = await alice.call("GET", tree["secrets"], status=200)
+    assert body["secrets"] == {"A": "1", "DB_PASSWORD": "hunter2"}
+    assert served[-1] is True
+
+
+async def test_other_queries_and_unknown_callers_take_the_general_path(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    latest = await alice.call("GET", tree["secrets"], status=200)
+    await alice.call("GET", f"{tree['secrets']}?version={latest['version']['id']}", status=200)
+    stranger = await user(server, "mallory")
+    refused = await stranger.call("GET", tree["secrets"], status=404)
+    assert refused["error_code"] == "not_found"
+    nobody = Api(server, "not-a-token")
+    assert (await nobody.call("GET", tree["secrets"], status=401))["error_code"]
+    assert served == [False, False, False, False]
+
+
+async def test_service_tokens_read_lean_between_recorded_uses(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    created = await alice.call(
+        "POST",
+        f"/environments/{tree['env']['id']}/tokens",
+        {"name": "ci", "role": "viewer"},
+        status=201,
+    )
+    ci = Api(server, created["token"])
+    for _ in range(3):
+        assert (await ci.call("GET", tree["secrets"], status=200))["secrets"]
+    assert served == [False, True, True]
+    # Over a minute later the next use must be recorded, which the general path does.
+    long_ago = utcnow() - timedelta(hours=1)
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await session.execute(update(ServiceToken).values(last_used_at=long_ago))
+    server.runtime.access_cache.clear()  # as a restart would: the cached copy is younger
+    await ci.call("GET", tree["secrets"], status=200)
+    await ci.call("GET", tree["secrets"], status=200)
+    async with server.runtime.sessionmaker() as session:
+        used = await session.scalar(select(ServiceToken.last_used_at))
+    assert used is not None and used > long_ago
+    assert served[-2:] == [False, True]
+    await alice.call("DELETE", f"/environments/{tree['env']['id']}/tokens/{created['id']}")
+    refused = await ci.call("GET", tree["secrets"], status=401)
+    assert refused["error_code"] == "invalid_token"
+    assert served[-1] is False
+
+
+@pytest.mark.parametrize("auth_overrides", [{"rate_limit_api": "6/minute"}])
+async def test_the_rate_limit_holds_for_lean_reads(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)  # four requests
+    statuses = [
+        (await server.client.get(f"/api/v1{tree['secrets']}", headers=alice.headers)).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert served == [False, True]  # the third was refused before reading
+
+
+async def test_a_lost_connection_is_a_503_and_the_next_read_works(
+    server: InProcessServer, backend: str, served: list[bool]
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    await alice.call("GET", tree["secrets"], status=200)
+    outside = create_async_engine(server.runtime.settings.database_url, poolclass=NullPool)
+    async with outside.connect() as connection:
+        ended = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'kavach'"
+            )
+        )
+    await outside.dispose()
+    assert ended
+    answers = [await alice.call("GET", tree["secrets"]) for _ in range(3)]
+    assert answers[0]["error_code"] == "service_unavailable"
+    assert "hunter2" not in str(answers[0])
+    assert answers[-1]["secrets"] == {"DB_PASSWORD": "hunter2"}
+    async with server.runtime.sessionmaker() as session:
+        reads = await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "secret.read")
+        )
+    assert reads == sum(1 for a in answers if "secrets" in a) + 1
