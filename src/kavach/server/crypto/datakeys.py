@@ -30,6 +30,7 @@ class SecretKeys:
         self.keyring = keyring
         self._reload = reload
         self._cache: OrderedDict[uuid.UUID, bytes] = OrderedDict()
+        self._writing: dict[uuid.UUID, uuid.UUID] = {}  # environment id -> its data key's id
 
     def _remember(self, data_key_id: uuid.UUID, key: bytes) -> bytes:
         self._cache[data_key_id] = key
@@ -59,16 +60,32 @@ class SecretKeys:
             raise ServiceUnavailable("a data key failed to decrypt; check the keys") from None
         return self._remember(record.id, key)
 
-    async def for_writing(self, session: AsyncSession, *, environment_id: uuid.UUID) -> DataKey:
-        """Return the environment's data key, creating it on first use."""
+    async def for_writing(
+        self, session: AsyncSession, *, environment_id: uuid.UUID
+    ) -> tuple[uuid.UUID, bytes]:
+        """Return the id and plaintext of the environment's data key, creating it on first use.
+
+        An environment keeps its data key for life (rotation re-wraps it), so it is cached.
+        """
+        known = self._writing.get(environment_id)
+        if known is not None and known in self._cache:
+            return known, self._cache[known]
         record = await session.scalar(
             select(DataKey)
             .where(DataKey.environment_id == environment_id)
             .order_by(DataKey.created_at.desc())
             .limit(1)
         )
-        if record is not None:
-            return record
+        if record is None:
+            # Not remembered for writing: this transaction may yet roll back.
+            record = await self._create(session, environment_id)
+            return record.id, self.unwrap(record)
+        if len(self._writing) >= _CACHE_SIZE:
+            self._writing.clear()
+        self._writing[environment_id] = record.id
+        return record.id, self.unwrap(record)
+
+    async def _create(self, session: AsyncSession, environment_id: uuid.UUID) -> DataKey:
         if self._reload is not None:
             # Wrap under the key that is active now: it may have been rotated since start-up,
             # and a key left behind here could later be retired with this data key under it.

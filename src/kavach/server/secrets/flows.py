@@ -93,8 +93,7 @@ async def commit(
     author: Actor,
 ) -> SecretVersion:
     """Write a new version from a change or a snapshot; lose no concurrent update."""
-    await service.lock_environment(session, environment_id=env_id)
-    latest = await service.latest_version(session, environment_id=env_id)
+    latest = await service.lock_latest(session, environment_id=env_id)
     if request.parent_version is not None and (
         latest is None or latest.id != request.parent_version
     ):
@@ -138,8 +137,7 @@ async def rollback(
 ) -> SecretVersion:
     """Write a new version equal to an older one."""
     target = await service.get_version(session, environment_id=env_id, version_id=version_id)
-    await service.lock_environment(session, environment_id=env_id)
-    latest = await service.latest_version(session, environment_id=env_id)
+    latest = await service.lock_latest(session, environment_id=env_id)
     values = await service.read_values(session, keys, version=target)
     if latest is not None and values == await service.read_values(session, keys, version=latest):
         raise NoChanges(f"the latest version already holds the secrets of {version_id}")

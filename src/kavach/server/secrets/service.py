@@ -9,14 +9,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from kavach.server.audit.service import Actor
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import DecryptionFailed, seal, unseal
+from kavach.server.db.base import utcnow
 from kavach.server.errors import NotFound, ServiceUnavailable
-from kavach.server.iam.models import Environment
 from kavach.server.secrets.models import Secret, SecretVersion
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -28,20 +30,27 @@ def value_aad(environment_id: uuid.UUID, version_id: str, name: str) -> bytes:
     return f"kavach-secret:{environment_id}:{version_id}:{name}".encode()
 
 
-async def new_version_id(session: AsyncSession) -> str:
-    """Return an unused 8-character version id (an identifier, not a secret)."""
-    while True:
-        candidate = "".join(random.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
-        if await session.get(SecretVersion, candidate) is None:
-            return candidate
+def _new_version_id() -> str:
+    """Return a random 8-character version id (an identifier, not a secret)."""
+    return "".join(random.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-async def lock_environment(session: AsyncSession, *, environment_id: uuid.UUID) -> None:
-    """Serialise commits to one environment (SQLite's transactions already are serial)."""
+# PostgreSQL: lock the environment, then read its latest version with a fresh snapshot, in
+# one round trip (migration 0007). Commits to one environment thus run one at a time.
+_PG_LOCK_LATEST = select(SecretVersion).from_statement(
+    text("SELECT * FROM kavach_lock_environment(:environment_id)")
+)
+
+
+async def lock_latest(session: AsyncSession, *, environment_id: uuid.UUID) -> SecretVersion | None:
+    """Serialise commits to one environment and return its latest version.
+
+    SQLite's transactions already run one at a time (BEGIN IMMEDIATE).
+    """
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            select(Environment.id).where(Environment.id == environment_id).with_for_update()
-        )
+        found = await session.scalars(_PG_LOCK_LATEST, {"environment_id": environment_id})
+        return found.first()
+    return await latest_version(session, environment_id=environment_id)
 
 
 # Built once: the read path runs these on every request, and building is what costs.
@@ -93,7 +102,8 @@ async def read_values(
 ) -> dict[str, str]:
     """Decrypt a version's secrets (or only the named ones), sorted by name."""
     query = _ALL_VALUES if names is None else _ALL_VALUES.where(Secret.name.in_(names))
-    rows = list(await session.execute(query, {"version_id": version.id}))
+    connection = await session.connection()  # Core: plain rows, less work per statement
+    rows = list(await connection.execute(query, {"version_id": version.id}))
     return await _decrypt(session, keys, version, rows)
 
 
@@ -153,10 +163,34 @@ async def write_version(
     session: AsyncSession, keys: SecretKeys, *, environment_id: uuid.UUID, new: NewVersion
 ) -> SecretVersion:
     """Store a new immutable version holding exactly `new.values`."""
-    data_key = await keys.for_writing(session, environment_id=environment_id)
-    key = keys.unwrap(data_key)
+    data_key_id, key = await keys.for_writing(session, environment_id=environment_id)
+    connection = await session.connection()
+    version = await _insert_version(connection, environment_id, new)
+    if new.values:
+        # The table, not the entity: a plain executemany, without the ORM's bookkeeping.
+        await connection.execute(
+            insert(SECRETS_TABLE),
+            [
+                {
+                    "version_id": version.id,
+                    "name": name,
+                    "data_key_id": data_key_id,
+                    "value_encrypted": seal(
+                        key, value.encode("utf-8"), value_aad(environment_id, version.id, name)
+                    ),
+                }
+                for name, value in new.values.items()
+            ],
+        )
+    return version
+
+
+async def _insert_version(
+    connection: AsyncConnection, environment_id: uuid.UUID, new: NewVersion
+) -> SecretVersion:
+    """Insert the version row under a fresh random id (drawn again on the rare collision)."""
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     version = SecretVersion(
-        id=await new_version_id(session),
         environment_id=environment_id,
         seq=(new.parent.seq + 1) if new.parent else 1,
         parent_id=new.parent.id if new.parent else None,
@@ -166,26 +200,14 @@ async def write_version(
         message=new.message,
         secret_count=len(new.values),
         rollback_of=new.rollback_of,
+        created_at=utcnow(),
     )
-    session.add(version)
-    await session.flush()
-    if new.values:
-        # The table, not the entity: a plain executemany, without the ORM's bulk bookkeeping.
-        await session.execute(
-            insert(SECRETS_TABLE),
-            [
-                {
-                    "version_id": version.id,
-                    "name": name,
-                    "data_key_id": data_key.id,
-                    "value_encrypted": seal(
-                        key, value.encode("utf-8"), value_aad(environment_id, version.id, name)
-                    ),
-                }
-                for name, value in new.values.items()
-            ],
-        )
-    return version
+    while True:
+        version.id = _new_version_id()
+        row = {column.key: getattr(version, column.key) for column in VERSION_COLUMNS}
+        statement = dialect_insert(SecretVersion).values(row).on_conflict_do_nothing()
+        if await connection.scalar(statement.returning(SecretVersion.id)) is not None:
+            return version
 
 
 async def list_versions(

@@ -1,4 +1,7 @@
-"""audit chain locks: one lock per chain, taken with the chain's head in one round trip
+"""serialising functions: take a lock and read what it guards in one round trip
+
+PostgreSQL only: a lock per audit chain returning the chain's head, and the environment's
+lock for commits returning its latest version. (SQLite runs one transaction at a time.)
 
 Revision ID: 0007
 Revises: 0006
@@ -36,13 +39,33 @@ $$
 """
 
 
+# Commits to an environment queue on its row; the latest version is read after the lock is
+# granted, so a commit always builds on the one before it.
+_LOCK_ENVIRONMENT = """
+CREATE FUNCTION kavach_lock_environment(p_environment uuid)
+RETURNS SETOF secret_versions
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM environments WHERE id = p_environment FOR UPDATE;
+    RETURN QUERY
+        SELECT * FROM secret_versions
+        WHERE environment_id = p_environment
+        ORDER BY seq DESC
+        LIMIT 1;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     """Apply this migration."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_HEAD)
+        op.execute(_LOCK_ENVIRONMENT)
 
 
 def downgrade() -> None:
     """Revert this migration."""
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION kavach_lock_environment(uuid)")
         op.execute("DROP FUNCTION kavach_audit_chain_head(text)")
