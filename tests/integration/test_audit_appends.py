@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from kavach.server.audit import service as audit
+from kavach.server.audit.chain import key_for
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import SYSTEM, NewEvent
+from kavach.server.db.driver import driver_connection
 from tests.conftest import InProcessServer
 
 # The lock every append took before per-chain locks (migration 0007).
@@ -26,9 +28,15 @@ def _event(organization_id: uuid.UUID | None, n: int) -> NewEvent:
     )
 
 
-async def _append(server: InProcessServer, events: list[NewEvent]) -> None:
-    async with server.runtime.sessionmaker() as session, session.begin():
-        await audit.append(session, events)
+async def _append(server: InProcessServer, events: list[NewEvent], driver: bool = False) -> None:
+    """Append in a transaction of the ORM's session, or of asyncpg's (as read batches do)."""
+    async with server.runtime.sessionmaker() as session:
+        if driver:
+            async with driver_connection(server.runtime.read_engine) as connection:
+                await audit.append_with_driver(connection, key_for(session), events)
+            return
+        async with session.begin():
+            await audit.append(session, events)
 
 
 async def test_concurrent_appends_to_several_chains_stay_intact(server: InProcessServer) -> None:
@@ -38,7 +46,11 @@ async def test_concurrent_appends_to_several_chains_stay_intact(server: InProces
         [_event(orgs[(i + j) % 3], i) for j in range(3)] + [_event(orgs[i % 3], i)]
         for i in range(30)
     ]
-    await asyncio.gather(*(_append(server, batch) for batch in batches))
+    # On PostgreSQL every other transaction appends through the driver, as read batches do.
+    postgres = server.runtime.engine.dialect.name == "postgresql"
+    await asyncio.gather(
+        *(_append(server, batch, driver=postgres and i % 2 == 1) for i, batch in enumerate(batches))
+    )
     async with server.runtime.sessionmaker() as session:
         reports = [await audit.verify_chain(session, organization_id=org) for org in orgs]
     assert [report.broken for report in reports] == [None, None, None]

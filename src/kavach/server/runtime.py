@@ -82,5 +82,5 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(sessionmaker),
+        audit_batcher=AuditBatcher(sessionmaker, read_engine),
     )

@@ -5,10 +5,12 @@ Callers pass what happened, never secret values.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -16,6 +18,7 @@ from kavach.server.audit import scope as scopes
 from kavach.server.audit.chain import (
     GENESIS,
     SERVER_CHAIN,
+    AuditKey,
     Break,
     ChainReport,
     Walk,
@@ -24,6 +27,7 @@ from kavach.server.audit.chain import (
 )
 from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
+from kavach.server.db.driver import DriverStatement
 from kavach.server.db.engine import AUTOCOMMIT
 
 
@@ -63,6 +67,10 @@ _LAST_IN_CHAIN = (
 )
 _INSERT = insert(AuditEvent)
 _COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
+_DRIVER_HEAD = DriverStatement.compile(_PG_CHAIN_HEAD)
+_DRIVER_INSERT = DriverStatement.compile(
+    insert(AuditEvent).values({name: bindparam(name) for name in _COLUMNS})
+)
 
 
 async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str, tuple[int, str]]:
@@ -81,10 +89,7 @@ async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str
     heads = {}
     for chain in sorted(chains):
         query = _PG_CHAIN_HEAD if postgres else _LAST_IN_CHAIN
-        row = (await connection.execute(query, {"chain": chain})).first()
-        # A damaged last event still gets a successor (verification reports the damage);
-        # recording must not start failing because of it.
-        heads[chain] = (0, GENESIS) if row is None else (int(row[0] or 0), str(row[1] or ""))
+        heads[chain] = _head((await connection.execute(query, {"chain": chain})).first())
     return heads
 
 
@@ -106,7 +111,43 @@ async def append(session: AsyncSession, events: list[NewEvent]) -> None:
     """Append events to their chains, in order, in the current transaction."""
     key = key_for(session)
     connection = await session.connection()
-    heads = await _lock_heads(connection, {chain_of(e.where.organization_id) for e in events})
+    heads = await _lock_heads(connection, _chains(events))
+    # Inserted as plain rows: the events are not needed as objects in this session.
+    await connection.execute(_INSERT, _chained(key, events, heads))
+
+
+async def append_with_driver(
+    driver: asyncpg.Connection, key: AuditKey, events: list[NewEvent]
+) -> None:
+    """Append events in one transaction of their own, on asyncpg directly (PostgreSQL)."""
+    async with driver.transaction():
+        heads = {}
+        for chain in sorted(_chains(events)):  # one order for every appender, as _lock_heads
+            row = await driver.fetchrow(_DRIVER_HEAD.sql, *_DRIVER_HEAD.args({"chain": chain}))
+            heads[chain] = _head(row)
+        rows = _chained(key, events, heads)
+        for row in rows:
+            row["details"] = json.dumps(row["details"])  # the driver takes JSON as text
+        await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
+
+
+def _chains(events: list[NewEvent]) -> set[str]:
+    return {chain_of(event.where.organization_id) for event in events}
+
+
+def _head(row: Any) -> tuple[int, str]:
+    """Return a chain's last (seq, hash) from its row, or the start of an empty chain.
+
+    A damaged last event still gets a successor (verification reports the damage);
+    recording must not start failing because of it.
+    """
+    return (0, GENESIS) if row is None else (int(row[0] or 0), str(row[1] or ""))
+
+
+def _chained(
+    key: AuditKey, events: list[NewEvent], heads: dict[str, tuple[int, str]]
+) -> list[dict[str, Any]]:
+    """Return the events as rows, each linked to the one before it in its chain and signed."""
     rows = []
     for new in events:
         chain = chain_of(new.where.organization_id)
@@ -134,8 +175,7 @@ async def append(session: AsyncSession, events: list[NewEvent]) -> None:
         event.hash = key.sign(event)
         heads[chain] = (seq + 1, event.hash)
         rows.append({name: getattr(event, name) for name in _COLUMNS})
-    # Inserted as plain rows: the events are not needed as objects in this session.
-    await connection.execute(_INSERT, rows)
+    return rows
 
 
 async def record(

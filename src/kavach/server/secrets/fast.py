@@ -13,33 +13,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from kavach.server.auth.service import touch_due
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.db.base import utcnow
+from kavach.server.db.driver import DriverStatement, driver_connection
 from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
-from kavach.server.errors import ServiceUnavailable
-from kavach.server.logging import get_logger
 from kavach.server.rbac.cache import AccessEpoch
 from kavach.server.rbac.deps import Access, caller_key, limit_key
 from kavach.server.secrets import service
 from kavach.server.secrets.models import Secret, SecretVersion
 
-log = get_logger(__name__)
 READ_ACTION = "secret.read"
 
 
-def _compile_latest() -> tuple[str, list[Any]]:
-    """Return the SQL of the epoch and the latest version with its secrets, and its arguments.
-
-    The environment's id goes where the arguments hold _ENVIRONMENT; the others are constants.
-    """
+def _latest_statement() -> DriverStatement:
+    """The access epoch, and the latest version with its secrets, in one statement."""
     latest = service.LATEST_ID.scalar_subquery()
     query = (
         select(
@@ -55,23 +49,10 @@ def _compile_latest() -> tuple[str, list[Any]]:
         .where(AccessEpoch.id == 1)
         .order_by(Secret.name)
     )
-    compiled = query.compile(
-        dialect=asyncpg_dialect(paramstyle="numeric_dollar"),  # type: ignore[no-untyped-call]
-    )
-    names = compiled.positiontup or []
-    args = [_ENVIRONMENT if name == "environment_id" else compiled.params[name] for name in names]
-    return str(compiled), args
+    return DriverStatement.compile(query)
 
 
-_ENVIRONMENT = object()
-# What the driver raises when the database or the connection fails (not a bug here).
-_DRIVER_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,
-)
-_LATEST_SQL, _LATEST_ARGS = _compile_latest()
+_LATEST = _latest_statement()
 _VERSION_KEYS = [column.key for column in service.VERSION_COLUMNS]
 
 
@@ -121,18 +102,11 @@ async def read_latest(request: Request) -> FastRead | None:
     return FastRead(access=access, version=version, values=values)
 
 
-async def _fetch(engine: Any, environment_id: uuid.UUID) -> list[asyncpg.Record]:
+async def _fetch(engine: AsyncEngine, environment_id: uuid.UUID) -> list[asyncpg.Record]:
     """Run the one statement on a pooled connection's driver, outside any transaction."""
-    async with engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        try:
-            args = [environment_id if arg is _ENVIRONMENT else arg for arg in _LATEST_ARGS]
-            rows: list[asyncpg.Record] = await driver.fetch(_LATEST_SQL, *args)
-        except _DRIVER_ERRORS as error:
-            # The pool must not hand this connection out again if the server went away.
-            await connection.invalidate()
-            log.warning("database_unavailable", error=type(error).__name__)
-            raise ServiceUnavailable("the database is unavailable; retry later") from None
+    async with driver_connection(engine) as driver:
+        args = _LATEST.args({"environment_id": environment_id})
+        rows: list[asyncpg.Record] = await driver.fetch(_LATEST.sql, *args)
         return rows
 
 
