@@ -12,7 +12,6 @@ from kavach.server.audit import service as audit
 from kavach.server.audit.chain import key_for
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import SYSTEM, NewEvent
-from kavach.server.db.driver import driver_connection
 from tests.conftest import InProcessServer
 
 # The lock every append took before per-chain locks (migration 0007).
@@ -32,7 +31,9 @@ async def _append(server: InProcessServer, events: list[NewEvent], driver: bool 
     """Append in a transaction of the ORM's session, or of asyncpg's (as read batches do)."""
     async with server.runtime.sessionmaker() as session:
         if driver:
-            async with driver_connection(server.runtime.read_engine) as connection:
+            pool = server.runtime.driver_pool
+            assert pool is not None
+            async with pool.connection() as connection:
                 await audit.append_with_driver(connection, key_for(session), events)
             return
         async with session.begin():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from sqlalchemy.pool import NullPool
 from kavach.server.audit.models import AuditEvent
 from kavach.server.auth.models import ServiceToken
 from kavach.server.db.base import utcnow
+from kavach.server.db.driver import DriverPool
+from kavach.server.errors import ServiceUnavailable
 from kavach.server.secrets import fast
-from tests.conftest import InProcessServer
+from tests.conftest import InProcessServer, make_settings
 from tests.integration.test_access_cache import _setup
 from tests.integration.test_resources import Api, user
 
@@ -155,28 +158,42 @@ async def test_the_rate_limit_holds_for_lean_reads(
     assert served == [False, True]  # the third was refused before reading
 
 
-async def test_a_lost_connection_is_a_503_and_the_next_read_works(
+async def test_reads_go_on_after_the_database_ends_every_connection(
     server: InProcessServer, backend: str, served: list[bool]
 ) -> None:
     alice = await user(server, "alice")
     tree = await _setup(alice)
     await alice.call("GET", tree["secrets"], status=200)
     outside = create_async_engine(server.runtime.settings.database_url, poolclass=NullPool)
-    async with outside.connect() as connection:
-        ended = await connection.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'kavach'"
-            )
-        )
-    await outside.dispose()
-    assert ended
-    answers = [await alice.call("GET", tree["secrets"]) for _ in range(3)]
-    assert answers[0]["error_code"] == "service_unavailable"
-    assert "hunter2" not in str(answers[0])
-    assert answers[-1]["secrets"] == {"DB_PASSWORD": "hunter2"}
-    async with server.runtime.sessionmaker() as session:
-        reads = await session.scalar(
-            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "secret.read")
-        )
+    terminate = text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = 'kavach'"
+    )
+    count = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "secret.read")
+    try:
+        async with outside.connect() as connection:
+            assert await connection.scalar(terminate)
+        answers = [await alice.call("GET", tree["secrets"]) for _ in range(3)]
+        # The driver's pool usually notices the ended connections before the next use; a
+        # read that meets one anyway is a 503 without values, never anything else.
+        for answer in answers:
+            assert "secrets" in answer or answer["error_code"] == "service_unavailable", answer
+            assert "secrets" in answer or "hunter2" not in str(answer)
+        assert answers[-1]["secrets"] == {"DB_PASSWORD": "hunter2"}
+        async with outside.connect() as connection:
+            reads = await connection.scalar(count)
+    finally:
+        await outside.dispose()
     assert reads == sum(1 for a in answers if "secrets" in a) + 1
+
+
+async def test_an_unreachable_database_is_a_503_from_the_driver_pool(
+    tmp_path: Path, backend: str
+) -> None:
+    settings = make_settings(tmp_path, "postgresql://postgres@127.0.0.1:1/none")
+    settings.db.db_pool_timeout = 2
+    pool = DriverPool(settings)
+    with pytest.raises(ServiceUnavailable, match="database is unavailable"):
+        async with pool.connection():
+            pass
+    await pool.close()

@@ -12,6 +12,7 @@ from kavach.server.auth.tokens import AccessTokens
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import KeyMaterial, load_keys
+from kavach.server.db.driver import DriverPool
 from kavach.server.db.engine import (
     create_engine,
     create_sessionmaker,
@@ -30,8 +31,8 @@ class Runtime:
     keys: KeyMaterial
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    read_engine: AsyncEngine  # the same pool, without transactions
-    read_sessionmaker: async_sessionmaker[AsyncSession]  # GET requests
+    read_sessionmaker: async_sessionmaker[AsyncSession]  # GET requests: no transaction
+    driver_pool: DriverPool | None  # PostgreSQL: the driver's pool for the hottest statements
     access_tokens: AccessTokens
     secret_keys: SecretKeys
     limiter: RateLimiter
@@ -43,6 +44,8 @@ class Runtime:
         """Commit the audit events still queued, then release connections."""
         await self.audit_batcher.close()
         await self.http.aclose()
+        if self.driver_pool is not None:
+            await self.driver_pool.close()
         await self.engine.dispose()
 
 
@@ -50,7 +53,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     """Create the runtime's parts (no I/O happens until first use)."""
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
-    read_engine = read_only(engine)
+    driver_pool = DriverPool(settings) if engine.dialect.name == "postgresql" else None
     auth = settings.auth
 
     def reload_keyring() -> Keyring:
@@ -62,8 +65,8 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
         keys=keys,
         engine=engine,
         sessionmaker=sessionmaker,
-        read_engine=read_engine,
-        read_sessionmaker=create_sessionmaker(read_engine),
+        read_sessionmaker=create_sessionmaker(read_only(engine)),
+        driver_pool=driver_pool,
         access_tokens=AccessTokens(
             key=keys.jwt_signing_key,
             issuer=auth.jwt_issuer,
@@ -82,5 +85,5 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(sessionmaker, read_engine),
+        audit_batcher=AuditBatcher(sessionmaker, driver_pool),
     )

@@ -39,6 +39,9 @@ class DatabaseSettings(BaseSettings):
     # Off: a ping is a round trip on every checkout. A connection the server lost is
     # detected on use instead (that request gets a 503, the pool replaces every older one).
     db_pool_pre_ping: bool = False
+    # The driver's own pool, for the hottest statements (reads of the latest secrets, their
+    # audit batches): kept small, as each statement holds a connection for a moment only.
+    db_driver_pool_size: int = Field(default=4, ge=1, le=100)
 
 
 class KeySettings(BaseSettings):

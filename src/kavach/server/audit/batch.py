@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kavach.server.audit.chain import AuditKey, key_for
 from kavach.server.audit.service import NewEvent, append, append_with_driver
-from kavach.server.db.driver import driver_connection
+from kavach.server.db.driver import DriverPool
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
 
@@ -26,11 +26,11 @@ class AuditBatcher:
     """Append events from concurrent requests in shared transactions; callers await theirs."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine | None = None
+        self, sessionmaker: async_sessionmaker[AsyncSession], driver_pool: DriverPool | None = None
     ) -> None:
         self._sessionmaker = sessionmaker
-        # PostgreSQL: batches go to the driver directly (see db.driver), on this engine's pool.
-        self._driver_engine = engine if engine and engine.dialect.name == "postgresql" else None
+        # PostgreSQL: batches go to the driver directly (see db.driver).
+        self._driver_pool = driver_pool
         self._key: AuditKey | None = None
         self._pending: list[tuple[NewEvent, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -60,14 +60,14 @@ class AuditBatcher:
     async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[None]]]) -> None:
         events = [event for event, _ in batch]
         try:
-            if self._driver_engine is None:
+            if self._driver_pool is None:
                 async with self._sessionmaker() as session, session.begin():
                     await append(session, events)
             else:
                 if self._key is None:
                     self._key = key_for(self._sessionmaker())  # what the sessions carry
                 key = self._key
-                async with driver_connection(self._driver_engine) as driver:
+                async with self._driver_pool.connection() as driver:
                     await append_with_driver(driver, key, events)
         except Exception as error:  # whatever went wrong, every waiting request must hear it
             # The type only: a driver's message may quote the values it was given.

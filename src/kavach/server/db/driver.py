@@ -6,6 +6,7 @@ SQL; only their execution skips the ORM and the engine. PostgreSQL only.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,12 +14,14 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import make_url
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from kavach.server.db.engine import server_settings
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
+from kavach.server.settings import Settings
 
 log = get_logger(__name__)
 _DIALECT = asyncpg_dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
@@ -52,17 +55,43 @@ class DriverStatement:
         return [values[n] if n in values else self.constants[n] for n in self.names]
 
 
-@asynccontextmanager
-async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """Lend a pooled connection's driver; a database failure becomes a 503.
+class DriverPool:
+    """asyncpg's own pool, opened on first use, on the same database as the engine."""
 
-    A connection that failed is invalidated, so the pool never hands it out again.
-    """
-    async with engine.connect() as connection:
-        driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    def __init__(self, settings: Settings) -> None:
+        db = settings.db
+        url = make_url(settings.database_url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._size = db.db_driver_pool_size
+        self._server_settings = server_settings(db)
+        self._timeout = db.db_pool_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._size,
+                    server_settings=self._server_settings,
+                    timeout=self._timeout,
+                )
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """Lend a connection; a database failure becomes a 503 (the pool replaces it)."""
         try:
-            yield driver
-        except DRIVER_ERRORS as error:
-            await connection.invalidate()
+            pool = self._pool or await self._open()
+            async with pool.acquire(timeout=self._timeout) as connection:
+                yield connection
+        except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
             raise ServiceUnavailable("the database is unavailable; retry later") from None
+
+    async def close(self) -> None:
+        """Close the pool's connections."""
+        if self._pool is not None:
+            await self._pool.close()

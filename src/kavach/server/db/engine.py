@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from kavach.server.settings import Settings
+from kavach.server.settings import DatabaseSettings, Settings
 
 AUTOCOMMIT = "AUTOCOMMIT"
 
@@ -47,6 +47,14 @@ def _create_private_file(path: str | None) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+def server_settings(db: DatabaseSettings) -> dict[str, str]:
+    """Return the settings every PostgreSQL connection of this server starts with."""
+    found = {"application_name": "kavach"}
+    if db.db_statement_timeout_ms:
+        found["statement_timeout"] = str(db.db_statement_timeout_ms)
+    return found
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """Build the engine the settings describe; SQLite's directory is created if needed."""
     url = settings.database_url
@@ -58,9 +66,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     db = settings.db
-    server_settings = {"application_name": "kavach"}
-    if db.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(db.db_statement_timeout_ms)
     return create_async_engine(
         url,
         pool_size=db.db_pool_size,
@@ -68,7 +73,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=db.db_pool_timeout,
         pool_pre_ping=db.db_pool_pre_ping,
         pool_recycle=1800,
-        connect_args={"server_settings": server_settings, "timeout": db.db_pool_timeout},
+        connect_args={"server_settings": server_settings(db), "timeout": db.db_pool_timeout},
     )
 
 

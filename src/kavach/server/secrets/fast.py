@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
 from kavach.server.auth.service import touch_due
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.db.base import utcnow
-from kavach.server.db.driver import DriverStatement, driver_connection
+from kavach.server.db.driver import DriverPool, DriverStatement
 from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
 from kavach.server.rbac.cache import AccessEpoch
 from kavach.server.rbac.deps import Access, caller_key, limit_key
@@ -78,7 +77,7 @@ async def read_latest(request: Request) -> FastRead | None:
     cache = runtime.access_cache
     epoch, token = cache.epoch, bearer_token(request)
     environment_id = _environment_id(request)
-    if runtime.engine.dialect.name != "postgresql" or request.scope["query_string"]:
+    if runtime.driver_pool is None or request.scope["query_string"]:
         return None
     if epoch is None or token is None or environment_id is None:
         return None
@@ -92,7 +91,7 @@ async def read_latest(request: Request) -> FastRead | None:
     if grant is None:
         return None
     await runtime.limiter.hit("api", limit_key(principal))
-    rows = await _fetch(runtime.read_engine, environment_id)
+    rows = await _fetch(runtime.driver_pool, environment_id)
     if not rows or rows[0]["epoch"] != epoch:
         return None  # access may have changed since the cache's answers: check in full
     version, values = _decode(runtime.secret_keys, rows)
@@ -102,9 +101,9 @@ async def read_latest(request: Request) -> FastRead | None:
     return FastRead(access=access, version=version, values=values)
 
 
-async def _fetch(engine: AsyncEngine, environment_id: uuid.UUID) -> list[asyncpg.Record]:
-    """Run the one statement on a pooled connection's driver, outside any transaction."""
-    async with driver_connection(engine) as driver:
+async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Run the one statement on the driver, outside any transaction."""
+    async with pool.connection() as driver:
         args = _LATEST.args({"environment_id": environment_id})
         rows: list[asyncpg.Record] = await driver.fetch(_LATEST.sql, *args)
         return rows
