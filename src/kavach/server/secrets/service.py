@@ -138,8 +138,9 @@ def decrypt_rows(
 ) -> dict[str, str]:
     """Decrypt a version's secrets, in the order given."""
     values: dict[str, str] = {}
+    environment_id, version_id = version.environment_id, version.id
     for name, data_key_id, ciphertext in sealed:
-        aad = value_aad(version.environment_id, version.id, name)
+        aad = value_aad(environment_id, version_id, name)
         try:
             plain = unseal(data_keys[data_key_id], ciphertext, aad)
         except DecryptionFailed:
