@@ -112,14 +112,15 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
+    # Requests are matched against routers in this order: the hottest route comes first.
     for api_router in (
+        secrets_router.router,
         auth_router.router,
         _meta_router(),
         iam_router.router,
         members_router.router,
         user_groups_router.router,
         service_tokens.router,
-        secrets_router.router,
         providers_router.router,
         sync_router.router,
         audit_router.router,
