@@ -136,6 +136,13 @@ def limit_key(principal: Principal) -> str:
     return f"session:{principal.login_session.id}"
 
 
+async def count_api_request(request: Request, principal: Principal) -> None:
+    """Count the request against the caller's API rate limit, once however it is served."""
+    if not getattr(request.state, "api_request_counted", False):
+        request.state.api_request_counted = True
+        await runtime_of(request).limiter.hit("api", limit_key(principal))
+
+
 class Requirement:
     """A route's declared action, and the resource (from path, query or body) it applies to."""
 
@@ -211,7 +218,7 @@ class Requirement:
     ) -> Access:
         """Check the action for this request; the route receives what it may act on."""
         runtime = runtime_of(request)
-        await runtime.limiter.hit("api", limit_key(principal))
+        await count_api_request(request, principal)
         if self.resource is None:
             if not isinstance(principal, UserPrincipal):
                 raise Forbidden("service tokens may not do this")

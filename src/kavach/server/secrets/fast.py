@@ -24,7 +24,7 @@ from kavach.server.db.base import utcnow
 from kavach.server.db.driver import DriverPool, DriverStatement
 from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
 from kavach.server.rbac.cache import AccessEpoch
-from kavach.server.rbac.deps import Access, caller_key, limit_key
+from kavach.server.rbac.deps import Access, caller_key, count_api_request
 from kavach.server.secrets import service
 from kavach.server.secrets.models import Secret, SecretVersion
 
@@ -90,7 +90,8 @@ async def read_latest(request: Request) -> FastRead | None:
     grant = cache.grant(epoch, caller_key(principal), READ_ACTION, environment_id)
     if grant is None:
         return None
-    await runtime.limiter.hit("api", limit_key(principal))
+    # Counted here once: should this path give way below, the general one does not count again.
+    await count_api_request(request, principal)
     rows = await _fetch(runtime.driver_pool, environment_id)
     if not rows or rows[0]["epoch"] != epoch:
         return None  # access may have changed since the cache's answers: check in full
