@@ -48,8 +48,7 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Open the request's session: for a change, one transaction, committed if the route
-    succeeds and rolled back if not."""
+    """Open the request's session: one transaction for a change, committed on success."""
     runtime = runtime_of(request)
     reads = request.method in _READ_METHODS
     async with (runtime.read_sessionmaker if reads else runtime.sessionmaker)() as session:

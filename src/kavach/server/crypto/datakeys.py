@@ -102,8 +102,13 @@ class SecretKeys:
 
     def cached(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes] | None:
         """Return the plaintext data keys with the given ids if all are cached, else None."""
-        found = {i: self._cache.get(i) for i in ids}
-        return None if None in found.values() else {i: k for i, k in found.items() if k}
+        found: dict[uuid.UUID, bytes] = {}
+        for data_key_id in ids:
+            key = self._cache.get(data_key_id)
+            if key is None:
+                return None
+            found[data_key_id] = key
+        return found
 
     async def by_ids(self, session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """Return the plaintext data keys with the given ids."""

@@ -33,6 +33,8 @@ DRIVER_ERRORS = (
     OSError,
 )
 
+_LIBPQ_PREFIXES = ("ssl", "target_session_attrs", "passfile", "krbsrvname", "gsslib")
+
 
 @dataclass(frozen=True)
 class DriverStatement:
@@ -70,7 +72,10 @@ class DriverPool:
 
     def __init__(self, settings: Settings) -> None:
         db = settings.db
-        url = make_url(settings.database_url).set(drivername="postgresql")
+        url = make_url(settings.database_url)
+        # Only what libpq's URLs mean: the driver would send other options as server settings.
+        query = {k: v for k, v in url.query.items() if k.startswith(_LIBPQ_PREFIXES)}
+        url = url.set(drivername="postgresql", query=query)
         self._dsn = url.render_as_string(hide_password=False)
         self._size = db.db_driver_pool_size
         self._server_settings = server_settings(db)
