@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from kavach.server.audit.models import AuditEvent
+from kavach.server.secrets import service
 from kavach.server.secrets.models import Secret
 from tests.conftest import InProcessServer
 from tests.integration.test_resources import Api, user
@@ -142,6 +143,20 @@ async def test_parent_version_conflict_names_what_changed(server: InProcessServe
     assert conflict["error_code"] == "version_conflict"
     assert conflict["data"]["changed"] == ["B"]
     assert conflict["data"]["latest_version"]["seq"] == 2
+
+
+async def test_a_clashing_version_id_is_drawn_again(
+    server: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    env = await _env(alice)
+    first = await _commit(alice, env["id"], set={"A": "1"})
+    drawn = iter([first["id"], first["id"], "zz9zz9zz"])
+    monkeypatch.setattr(service, "_new_version_id", lambda: next(drawn))
+    second = await _commit(alice, env["id"], set={"A": "2"})
+    assert (second["id"], second["seq"], second["parent_id"]) == ("zz9zz9zz", 2, first["id"])
+    versions = await alice.call("GET", f"/environments/{env['id']}/secrets/versions", status=200)
+    assert [v["id"] for v in versions["versions"]] == ["zz9zz9zz", first["id"]]
 
 
 async def test_parallel_writers_lose_nothing(server: InProcessServer) -> None:

@@ -206,7 +206,9 @@ async def _insert_version(
     while True:
         version.id = _new_version_id()
         row = {column.key: getattr(version, column.key) for column in VERSION_COLUMNS}
-        statement = dialect_insert(SecretVersion).values(row).on_conflict_do_nothing()
+        # Only an id clash is retried; any other conflict (a seq taken) is an error.
+        statement = dialect_insert(SecretVersion).values(row)
+        statement = statement.on_conflict_do_nothing(index_elements=[SecretVersion.id])
         if await connection.scalar(statement.returning(SecretVersion.id)) is not None:
             return version
 
