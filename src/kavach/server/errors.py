@@ -194,6 +194,9 @@ class ProviderError(KavachError):
         self.retry_after = retry_after
 
 
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
 class ServiceUnavailable(KavachError):
     """A dependency (usually the database) is unreachable."""
 

@@ -12,7 +12,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kavach.server.api import error_response
-from kavach.server.errors import KavachError, NotAuthenticated, RateLimited, http_status_for
+from kavach.server.errors import (
+    DATABASE_UNAVAILABLE,
+    KavachError,
+    NotAuthenticated,
+    RateLimited,
+    ServiceUnavailable,
+    http_status_for,
+)
 from kavach.server.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,7 +80,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.warning("database_unavailable", error=type(exc).__name__)
-    return error_response(503, "service_unavailable", "the database is unavailable; retry later")
+    return error_response(503, ServiceUnavailable.error_code, DATABASE_UNAVAILABLE)
 
 
 def _connection_lost(exc: DBAPIError) -> bool:

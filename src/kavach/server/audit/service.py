@@ -28,7 +28,7 @@ from kavach.server.audit.chain import (
 from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
 from kavach.server.db.driver import DriverStatement
-from kavach.server.db.engine import AUTOCOMMIT
+from kavach.server.db.engine import outside_transaction
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,7 @@ async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str
     wait on each other. SQLite: every transaction here holds the database's write lock from
     its start (BEGIN IMMEDIATE), so appends are already serial.
     """
-    options = (
-        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
-    )
-    if options.get("isolation_level") == AUTOCOMMIT:
+    if connection.sync_connection and outside_transaction(connection.sync_connection):
         raise RuntimeError("audit events are appended inside a transaction")
     postgres = connection.dialect.name == "postgresql"
     heads = {}

@@ -19,7 +19,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from kavach.server.db.engine import server_settings
-from kavach.server.errors import ServiceUnavailable
+from kavach.server.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from kavach.server.logging import get_logger
 from kavach.server.settings import Settings
 
@@ -105,7 +105,7 @@ class DriverPool:
                 yield connection
         except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
-            raise ServiceUnavailable("the database is unavailable; retry later") from None
+            raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
 
     async def close(self) -> None:
         """Close the pool's connections."""

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,8 +31,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    if connection.get_execution_options().get("isolation_level") == AUTOCOMMIT:
+def outside_transaction(connection: Connection) -> bool:
+    """Say whether a connection runs each statement on its own (see read_only)."""
+    return connection.get_execution_options().get("isolation_level") == AUTOCOMMIT
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    if outside_transaction(connection):
         return  # a read-only session: each statement is its own transaction
     # IMMEDIATE takes SQLite's single write lock up front, so a transaction that reads and
     # then writes can never fail with SQLITE_BUSY_SNAPSHOT: concurrent transactions queue
