@@ -39,6 +39,21 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return answers
 
 
+Tree = dict[str, Any]
+
+
+@pytest.fixture
+async def alice(server: InProcessServer) -> Api:
+    """Alice, signed in."""
+    return await user(server, "alice")
+
+
+@pytest.fixture
+async def tree(alice: Api) -> Tree:
+    """Alice's organization, group and environment, with one secret committed."""
+    return await _setup(alice)
+
+
 async def _read_events(server: InProcessServer) -> list[dict[str, Any]]:
     async with server.runtime.sessionmaker() as session:
         events = await session.scalars(
@@ -50,10 +65,8 @@ async def _read_events(server: InProcessServer) -> list[dict[str, Any]]:
 
 
 async def test_lean_answers_equal_the_general_ones(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     general = await server.client.get(f"/api/v1{tree['secrets']}", headers=alice.headers)
     lean = await server.client.get(f"/api/v1{tree['secrets']}", headers=alice.headers)
     assert served == [False, True]
@@ -70,10 +83,8 @@ async def test_lean_answers_equal_the_general_ones(
 
 
 async def test_an_empty_environment_reads_the_same(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     empty = await alice.call(
         "POST", f"/secret-groups/{tree['group']['id']}/environments", {"name": "e"}, status=201
     )
@@ -84,10 +95,8 @@ async def test_an_empty_environment_reads_the_same(
 
 
 async def test_a_new_commit_is_read_at_once(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     await alice.call("GET", tree["secrets"], status=200)
     await alice.call(
         "POST", f"{tree['secrets']}/versions", {"message": "m", "set": {"A": "1"}}, status=201
@@ -98,10 +107,8 @@ async def test_a_new_commit_is_read_at_once(
 
 
 async def test_other_queries_and_unknown_callers_take_the_general_path(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     latest = await alice.call("GET", tree["secrets"], status=200)
     await alice.call("GET", f"{tree['secrets']}?version={latest['version']['id']}", status=200)
     stranger = await user(server, "mallory")
@@ -113,10 +120,8 @@ async def test_other_queries_and_unknown_callers_take_the_general_path(
 
 
 async def test_service_tokens_read_lean_between_recorded_uses(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     created = await alice.call(
         "POST",
         f"/environments/{tree['env']['id']}/tokens",
@@ -146,10 +151,9 @@ async def test_service_tokens_read_lean_between_recorded_uses(
 
 @pytest.mark.parametrize("auth_overrides", [{"rate_limit_api": "7/minute"}])
 async def test_the_rate_limit_holds_for_lean_reads_and_counts_each_once(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)  # four requests
+    # Setting up the tree took four of the seven requests allowed.
 
     async def read() -> int:
         url = f"/api/v1{tree['secrets']}"
@@ -165,10 +169,8 @@ async def test_the_rate_limit_holds_for_lean_reads_and_counts_each_once(
 
 
 async def test_reads_go_on_after_the_database_ends_every_connection(
-    server: InProcessServer, backend: str, served: list[bool]
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:
-    alice = await user(server, "alice")
-    tree = await _setup(alice)
     await alice.call("GET", tree["secrets"], status=200)
     outside = create_async_engine(server.runtime.settings.database_url, poolclass=NullPool)
     terminate = text(
