@@ -6,7 +6,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from kavach.server.errors import RateLimited
@@ -25,7 +25,8 @@ class RateLimiter:
             if redis_url
             else storage_from_string("async+memory://")
         )
-        self._limiter = MovingWindowRateLimiter(storage)
+        # O(1) per key (two counters), where a moving window keeps every hit of the window.
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
 
     async def hit(self, rule: str, *keys: str) -> None:
         """Record one hit for rule+keys, raising RateLimited if it is over the limit."""
