@@ -33,7 +33,7 @@ async def _append(server: InProcessServer, events: list[NewEvent], driver: bool 
         if driver:
             pool = server.runtime.driver_pool
             assert pool is not None
-            async with pool.connection() as connection:
+            async with pool.connection() as connection, connection.transaction():
                 await audit.append_with_driver(connection, key_for(session), events)
             return
         async with session.begin():
@@ -79,3 +79,14 @@ async def test_appending_outside_a_transaction_is_refused(server: InProcessServe
     async with server.runtime.read_sessionmaker() as session:
         with pytest.raises(RuntimeError, match="inside a transaction"):
             await audit.append(session, [_event(None, 1)])
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_appending_through_the_driver_outside_a_transaction_is_refused(
+    server: InProcessServer, backend: str
+) -> None:
+    pool = server.runtime.driver_pool
+    assert pool is not None
+    async with server.runtime.sessionmaker() as session, pool.connection() as connection:
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            await audit.append_with_driver(connection, key_for(session), [_event(None, 1)])

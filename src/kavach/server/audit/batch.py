@@ -67,7 +67,7 @@ class AuditBatcher:
                 if self._key is None:
                     self._key = key_for(self._sessionmaker())  # what the sessions carry
                 key = self._key
-                async with self._driver_pool.connection() as driver:
+                async with self._driver_pool.connection() as driver, driver.transaction():
                     await append_with_driver(driver, key, events)
         except Exception as error:  # whatever went wrong, every waiting request must hear it
             # The type only: a driver's message may quote the values it was given.

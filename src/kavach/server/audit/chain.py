@@ -14,8 +14,10 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -31,6 +33,7 @@ GENESIS = "0" * 64  # the prev_hash of a chain's first event
 _KDF_INFO = b"kavach audit chain v1"
 _MAC_PREFIX = b"kavach-audit-event:v1\0"
 _SESSION_INFO_KEY = "kavach.audit_key"
+COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -45,13 +48,13 @@ class AuditKey:
         kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO)
         return cls(kdf.derive(keys.jwt_signing_key))
 
-    @property
+    @cached_property
     def id(self) -> str:
         """Return a stable, non-secret id for the key."""
         return key_id(self.secret)
 
-    def sign(self, event: AuditEvent) -> str:
-        """Return the event's hash: HMAC-SHA-256 of its canonical form."""
+    def sign(self, event: Mapping[str, Any]) -> str:
+        """Return the hash of an event (its columns by name): HMAC-SHA-256 of its canonical form."""
         return hmac.new(self.secret, _MAC_PREFIX + canonical(event), hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
@@ -93,33 +96,38 @@ def normalized(details: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-def canonical(event: AuditEvent) -> bytes:
+def canonical(event: Mapping[str, Any]) -> bytes:
     """Return the bytes an event's hash covers: every field, sorted, compact, ASCII."""
     body = {
         "v": 1,
-        "chain": event.chain,
-        "seq": event.chain_seq,
-        "time": timestamp(event.occurred_at),
+        "chain": event["chain"],
+        "seq": event["chain_seq"],
+        "time": timestamp(event["occurred_at"]),
         "actor": {
-            "type": event.actor_type,
-            "id": _text(event.actor_id),
-            "label": event.actor_label,
+            "type": event["actor_type"],
+            "id": _text(event["actor_id"]),
+            "label": event["actor_label"],
         },
-        "action": event.action,
-        "resource": {"type": event.resource_type, "id": event.resource_id},
+        "action": event["action"],
+        "resource": {"type": event["resource_type"], "id": event["resource_id"]},
         "scope": {
-            "organization_id": _text(event.organization_id),
-            "secret_group_id": _text(event.secret_group_id),
-            "environment_id": _text(event.environment_id),
+            "organization_id": _text(event["organization_id"]),
+            "secret_group_id": _text(event["secret_group_id"]),
+            "environment_id": _text(event["environment_id"]),
         },
-        "outcome": event.outcome,
-        "address": event.client_address,
-        "request_id": event.request_id,
-        "details": event.details,
-        "key_id": event.key_id,
-        "prev": event.prev_hash,
+        "outcome": event["outcome"],
+        "address": event["client_address"],
+        "request_id": event["request_id"],
+        "details": event["details"],
+        "key_id": event["key_id"],
+        "prev": event["prev_hash"],
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def fields(event: AuditEvent) -> dict[str, Any]:
+    """Return a stored event's columns by name, as `sign` takes them."""
+    return {name: getattr(event, name) for name in COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,7 @@ class Walk:
                 f"{self.key.id} (was the JWT signing key changed?)",
             )
         stored = event.hash or ""
-        if not hmac.compare_digest(self.key.sign(event), stored):
+        if not hmac.compare_digest(self.key.sign(fields(event)), stored):
             return self._fail(seq, event.id, "modified", f"{at} was changed after it was recorded")
         self.report.events += 1
         self.report.head_seq, self.report.head_hash = seq, stored

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from kavach.server.audit import scope as scopes
 from kavach.server.audit.chain import (
+    COLUMNS,
     GENESIS,
     SERVER_CHAIN,
     AuditKey,
@@ -66,10 +67,9 @@ _LAST_IN_CHAIN = (
     .limit(1)
 )
 _INSERT = insert(AuditEvent)
-_COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
 _DRIVER_HEAD = DriverStatement.compile(_PG_CHAIN_HEAD)
 _DRIVER_INSERT = DriverStatement.compile(
-    insert(AuditEvent).values({name: bindparam(name) for name in _COLUMNS})
+    insert(AuditEvent).values({name: bindparam(name) for name in COLUMNS})
 )
 
 
@@ -116,16 +116,17 @@ async def append(session: AsyncSession, events: list[NewEvent]) -> None:
 async def append_with_driver(
     driver: asyncpg.Connection, key: AuditKey, events: list[NewEvent]
 ) -> None:
-    """Append events in one transaction of their own, on asyncpg directly (PostgreSQL)."""
-    async with driver.transaction():
-        heads = {}
-        for chain in sorted(_chains(events)):  # one order for every appender, as _lock_heads
-            row = await driver.fetchrow(_DRIVER_HEAD.sql, *_DRIVER_HEAD.args({"chain": chain}))
-            heads[chain] = _head(row)
-        rows = _chained(key, events, heads)
-        for row in rows:
-            row["details"] = json.dumps(row["details"])  # the driver takes JSON as text
-        await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
+    """Append events in the driver connection's transaction, on asyncpg directly (PostgreSQL)."""
+    if not driver.is_in_transaction():
+        raise RuntimeError("audit events are appended inside a transaction")
+    heads = {}
+    for chain in sorted(_chains(events)):  # one order for every appender, as _lock_heads
+        row = await driver.fetchrow(*_DRIVER_HEAD.bound({"chain": chain}))
+        heads[chain] = _head(row)
+    rows = _chained(key, events, heads)
+    for row in rows:
+        row["details"] = json.dumps(row["details"])  # the driver takes JSON as text
+    await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
 
 
 def _chains(events: list[NewEvent]) -> set[str]:
@@ -149,29 +150,29 @@ def _chained(
     for new in events:
         chain = chain_of(new.where.organization_id)
         seq, prev_hash = heads[chain]
-        event = AuditEvent(
-            occurred_at=utcnow(),
-            actor_type=new.actor.type,
-            actor_id=new.actor.id,
-            actor_label=new.actor.label,
-            action=new.action,
-            outcome=new.outcome,
-            client_address=new.origin.client_address,
-            request_id=new.origin.request_id,
-            resource_type=new.resource_type,
-            resource_id=new.resource_id,
-            details=normalized(new.details),
-            organization_id=new.where.organization_id,
-            secret_group_id=new.where.secret_group_id,
-            environment_id=new.where.environment_id,
-            chain=chain,
-            chain_seq=seq + 1,
-            prev_hash=prev_hash,
-            key_id=key.id,
-        )
-        event.hash = key.sign(event)
-        heads[chain] = (seq + 1, event.hash)
-        rows.append({name: getattr(event, name) for name in _COLUMNS})
+        row: dict[str, Any] = {
+            "occurred_at": utcnow(),
+            "actor_type": new.actor.type,
+            "actor_id": new.actor.id,
+            "actor_label": new.actor.label,
+            "action": new.action,
+            "outcome": new.outcome,
+            "client_address": new.origin.client_address,
+            "request_id": new.origin.request_id,
+            "resource_type": new.resource_type,
+            "resource_id": new.resource_id,
+            "details": normalized(new.details),
+            "organization_id": new.where.organization_id,
+            "secret_group_id": new.where.secret_group_id,
+            "environment_id": new.where.environment_id,
+            "chain": chain,
+            "chain_seq": seq + 1,
+            "prev_hash": prev_hash,
+            "key_id": key.id,
+        }
+        row["hash"] = key.sign(row)
+        heads[chain] = (seq + 1, row["hash"])
+        rows.append(row)
     return rows
 
 

@@ -56,6 +56,10 @@ class DriverStatement:
         """Return the positional arguments: named values, else the statement's constants."""
         return [values[n] if n in values else self.constants[n] for n in self.names]
 
+    def bound(self, values: Mapping[str, Any]) -> list[Any]:
+        """Return the SQL followed by its arguments, as the driver's fetch calls take them."""
+        return [self.sql, *self.args(values)]
+
 
 async def _end_transaction(connection: asyncpg.Connection) -> None:
     """Make a returned connection ready for the next user, without a round trip if it is.
