@@ -71,7 +71,8 @@ def error_response(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
+    """Tell whether a Content-Type names JSON (application/json or application/*+json)."""
     if not content_type:
         return False
     message = email.message.Message()
@@ -116,11 +117,12 @@ class ApiRoute(APIRoute):
             query = request.scope["query_string"].decode("latin-1")
             if "\x00" in request.scope["path"] or "\x00" in unquote_plus(query):
                 raise ValidationFailed("the URL holds a NUL character")
-            if fast_path is not None and (answer := await fast_path(request)) is not None:
-                return answer
+            # One request object for both ways: a body the lean way read is read once.
             strict = _StrictJSONRequest(request.scope, request.receive)
+            if fast_path is not None and (answer := await fast_path(strict)) is not None:
+                return answer
             content_type = strict.headers.get("content-type")
-            if takes_body and not _is_json(content_type) and await strict.body():
+            if takes_body and not is_json(content_type) and await strict.body():
                 raise HTTPException(415, "send the request body as application/json")
             return await handler(strict)
 

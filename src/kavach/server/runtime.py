@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kavach.server.audit.batch import AuditBatcher
+from kavach.server.audit.chain import AuditKey, key_for
 from kavach.server.auth.tokens import AccessTokens
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
@@ -39,6 +41,11 @@ class Runtime:
     http: httpx.AsyncClient
     audit_batcher: AuditBatcher
     access_cache: AccessCache = field(default_factory=AccessCache)
+
+    @cached_property
+    def audit_key(self) -> AuditKey:
+        """Return the key this server's sessions hash audit events with."""
+        return key_for(self.sessionmaker())
 
     async def close(self) -> None:
         """Commit the audit events still queued, then release connections."""

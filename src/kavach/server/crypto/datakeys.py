@@ -67,9 +67,9 @@ class SecretKeys:
 
         An environment keeps its data key for life (rotation re-wraps it), so it is cached.
         """
-        known = self._writing.get(environment_id)
-        if known is not None and known in self._cache:
-            return known, self._cache[known]
+        cached = self.cached_for_writing(environment_id)
+        if cached is not None:
+            return cached
         record = await session.scalar(
             select(DataKey)
             .where(DataKey.environment_id == environment_id)
@@ -84,6 +84,12 @@ class SecretKeys:
             self._writing.clear()
         self._writing[environment_id] = record.id
         return record.id, self.unwrap(record)
+
+    def cached_for_writing(self, environment_id: uuid.UUID) -> tuple[uuid.UUID, bytes] | None:
+        """Return the id and plaintext of the environment's data key if cached, else None."""
+        known = self._writing.get(environment_id)
+        key = self._cache.get(known) if known is not None else None
+        return None if known is None or key is None else (known, key)
 
     async def _create(self, session: AsyncSession, environment_id: uuid.UUID) -> DataKey:
         if self._reload is not None:

@@ -52,7 +52,6 @@ def _latest_statement() -> DriverStatement:
 
 
 _LATEST = _latest_statement()
-_VERSION_KEYS = [column.key for column in service.VERSION_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,26 @@ def _environment_id(request: Request) -> uuid.UUID | None:
         return None
 
 
-async def read_latest(request: Request) -> FastRead | None:
-    """Read the latest secrets for a cached caller, or return None for the general path."""
+@dataclass(frozen=True)
+class CachedCaller:
+    """A caller the access cache knows, with its grant, under the epoch the cache holds."""
+
+    access: Access
+    epoch: int
+    environment_id: uuid.UUID
+
+
+async def cached_caller(request: Request, action: str) -> CachedCaller | None:
+    """Return the caller and its grant of `action` on the path's environment, if cached.
+
+    A caller found is counted against the API rate limit here, once: should the lean path
+    give way later, the general one does not count it again.
+    """
     runtime = runtime_of(request)
     cache = runtime.access_cache
     epoch, token = cache.epoch, bearer_token(request)
     environment_id = _environment_id(request)
-    if runtime.driver_pool is None or request.scope["query_string"]:
+    if runtime.driver_pool is None:
         return None
     if epoch is None or token is None or environment_id is None:
         return None
@@ -87,26 +99,37 @@ async def read_latest(request: Request) -> FastRead | None:
         return None
     if isinstance(principal, TokenPrincipal) and touch_due(principal.token, now):
         return None
-    grant = cache.grant(epoch, caller_key(principal), READ_ACTION, environment_id)
+    grant = cache.grant(epoch, caller_key(principal), action, environment_id)
     if grant is None:
         return None
-    # Counted here once: should this path give way below, the general one does not count again.
     await count_api_request(request, principal)
-    rows = await _fetch(runtime.driver_pool, environment_id)
-    if not rows or rows[0]["epoch"] != epoch:
+    access = Access(principal=principal, scope=grant.scope, role=grant.role)
+    return CachedCaller(access, epoch, environment_id)
+
+
+async def read_latest(request: Request) -> FastRead | None:
+    """Read the latest secrets for a cached caller, or return None for the general path."""
+    runtime = runtime_of(request)
+    if runtime.driver_pool is None or request.scope["query_string"]:
+        return None
+    caller = await cached_caller(request, READ_ACTION)
+    if caller is None:
+        return None
+    rows = await _fetch(runtime.driver_pool, caller.environment_id)
+    if not rows or rows[0]["epoch"] != caller.epoch:
         return None  # access may have changed since the cache's answers: check in full
     version, values = _decode(runtime.secret_keys, rows)
     if values is None:
         return None
-    access = Access(principal=principal, scope=grant.scope, role=grant.role)
-    return FastRead(access=access, version=version, values=values)
+    return FastRead(access=caller.access, version=version, values=values)
 
 
 async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Record]:
     """Run the one statement on the driver, outside any transaction."""
     async with pool.connection() as driver:
-        args = _LATEST.args({"environment_id": environment_id})
-        rows: list[asyncpg.Record] = await driver.fetch(_LATEST.sql, *args)
+        rows: list[asyncpg.Record] = await driver.fetch(
+            *_LATEST.bound({"environment_id": environment_id})
+        )
         return rows
 
 
@@ -117,7 +140,7 @@ def _decode(
     first = rows[0]
     if first["id"] is None:
         return None, {}
-    version = SecretVersion(**{key: first[key] for key in _VERSION_KEYS})
+    version = service.version_of(first)
     sealed = [
         (row["name"], row["data_key_id"], row["value_encrypted"])
         for row in rows

@@ -83,24 +83,21 @@ async def _conflict(
     )
 
 
-async def commit(
-    session: AsyncSession,
-    keys: SecretKeys,
-    settings: Settings,
-    *,
-    env_id: uuid.UUID,
+def stale_parent(request: CommitRequest, latest: SecretVersion | None) -> str | None:
+    """Return the parent the commit names if that is no longer the latest version."""
+    parent = request.parent_version
+    if parent is not None and (latest is None or latest.id != parent):
+        return parent
+    return None
+
+
+def next_values(
     request: CommitRequest,
-    author: Actor,
-) -> SecretVersion:
-    """Write a new version from a change or a snapshot; lose no concurrent update."""
-    latest = await service.lock_latest(session, environment_id=env_id)
-    if request.parent_version is not None and (
-        latest is None or latest.id != request.parent_version
-    ):
-        raise await _conflict(
-            session, keys, env_id=env_id, parent_id=request.parent_version, latest=latest
-        )
-    current = await service.read_values(session, keys, version=latest) if latest else {}
+    latest: SecretVersion | None,
+    current: dict[str, str],
+    settings: Settings,
+) -> dict[str, str]:
+    """Return the new version's secrets, sorted by name; refuse a commit that changes nothing."""
     if request.secrets is not None:
         values = dict(request.secrets)
     else:
@@ -113,12 +110,29 @@ async def commit(
     if latest is not None and values == current:
         raise NoChanges("nothing changed: the latest version already holds these secrets")
     check_limits(values, settings)
+    return dict(sorted(values.items()))
+
+
+async def commit(
+    session: AsyncSession,
+    keys: SecretKeys,
+    settings: Settings,
+    *,
+    env_id: uuid.UUID,
+    request: CommitRequest,
+    author: Actor,
+) -> SecretVersion:
+    """Write a new version from a change or a snapshot; lose no concurrent update."""
+    latest = await service.lock_latest(session, environment_id=env_id)
+    if (parent := stale_parent(request, latest)) is not None:
+        raise await _conflict(session, keys, env_id=env_id, parent_id=parent, latest=latest)
+    current = await service.read_values(session, keys, version=latest) if latest else {}
     return await service.write_version(
         session,
         keys,
         environment_id=env_id,
         new=service.NewVersion(
-            values=dict(sorted(values.items())),
+            values=next_values(request, latest, current, settings),
             message=request.message,
             author=author,
             parent=latest,

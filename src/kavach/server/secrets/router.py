@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok, with_fast_path
 from kavach.server.audit import service as audit
-from kavach.server.audit.scope import EventScope
-from kavach.server.audit.service import NewEvent, RequestOrigin
+from kavach.server.audit.service import RequestOrigin
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, origin_of, runtime_of
 from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.runtime import Runtime
-from kavach.server.secrets import fast, flows, service
+from kavach.server.secrets import fast, fast_commit, flows, service
+from kavach.server.secrets.events import commit_event, environment_event, read_event
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import (
@@ -37,31 +37,6 @@ Reader = Annotated[Access, Depends(Requirement("secret.read", "environment", cac
 Writer = Annotated[Access, Depends(Requirement("secret.write", "environment", cached=True))]
 
 
-def _environment_event(
-    access: Access, origin: RequestOrigin, action: str, details: dict[str, Any]
-) -> NewEvent:
-    """Describe an event on this environment, placed from the access check (no query)."""
-    scope = access.scope
-    assert scope is not None  # noqa: S101 - environment routes always carry their scope
-    return NewEvent(
-        actor=access.principal.actor,
-        action=action,
-        where=EventScope(scope.organization_id, scope.secret_group_id, scope.environment_id),
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details=details,
-    )
-
-
-def _read_event(
-    access: Access, origin: RequestOrigin, version_id: str | None, what: str
-) -> NewEvent:
-    """Describe a read of secret values: who, where, which version; never values."""
-    details = {"version_id": version_id, "what": what}
-    return _environment_event(access, origin, "secret.read", details)
-
-
 async def _record_read(
     session: SessionDep,
     runtime: Runtime,
@@ -77,7 +52,7 @@ async def _record_read(
     the batch needs.
     """
     await session.commit()
-    await runtime.audit_batcher.record(_read_event(access, origin, version_id, what))
+    await runtime.audit_batcher.record(read_event(access, origin, version_id, what))
 
 
 async def _read_latest_fast(request: Request) -> Response | None:
@@ -86,12 +61,19 @@ async def _read_latest_fast(request: Request) -> Response | None:
     if found is None:
         return None
     version = found.version
-    event = _read_event(
-        found.access, origin_of(request), version.id if version else None, "secrets"
-    )
+    event = read_event(found.access, origin_of(request), version.id if version else None, "secrets")
     await runtime_of(request).audit_batcher.record(event)
     body = ok(SecretsResponse(version=summary(version) if version else None, secrets=found.values))
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+async def _commit_fast(request: Request) -> Response | None:
+    """Commit the lean way when it applies (see secrets.fast_commit)."""
+    version = await fast_commit.commit(request)
+    if version is None:
+        return None
+    body = ok(summary(version))
+    return Response(body.model_dump_json(), status_code=201, media_type="application/json")
 
 
 async def read_secrets(
@@ -124,7 +106,6 @@ router.add_api_route(
 )
 
 
-@router.post("/versions", status_code=201, response_model=Envelope[VersionSummary])
 async def commit_version(
     body: CommitRequest,
     access: Writer,
@@ -141,17 +122,19 @@ async def commit_version(
         request=body,
         author=access.principal.actor,
     )
-    details = {
-        "version_id": version.id,
-        "seq": version.seq,
-        "set": sorted(body.set),
-        "unset": sorted(body.unset),
-        "replace": body.replace,
-        "secret_count": version.secret_count,
-    }
     # In the commit's transaction: both or neither.
-    await audit.append(session, [_environment_event(access, origin, "secret.commit", details)])
+    await audit.append(session, [commit_event(access, origin, version, body)])
     return ok(summary(version))
+
+
+router.add_api_route(
+    "/versions",
+    commit_version,
+    methods=["POST"],
+    status_code=201,
+    response_model=Envelope[VersionSummary],
+    route_class_override=with_fast_path(_commit_fast),
+)
 
 
 @router.get("/versions", response_model=Envelope[VersionPage])
@@ -258,5 +241,5 @@ async def rollback(
         author=access.principal.actor,
     )
     details = {"version_id": version.id, "rollback_of": body.version_id}
-    await audit.append(session, [_environment_event(access, origin, "secret.rollback", details)])
+    await audit.append(session, [environment_event(access, origin, "secret.rollback", details)])
     return ok(summary(version))

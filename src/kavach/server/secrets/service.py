@@ -5,14 +5,14 @@ from __future__ import annotations
 import secrets as random
 import string
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.service import Actor
 from kavach.server.crypto.datakeys import SecretKeys
@@ -62,6 +62,7 @@ _LATEST = (
 )
 LATEST_ID = _LATEST.with_only_columns(SecretVersion.id)
 VERSION_COLUMNS = list(SecretVersion.__table__.columns)
+VERSION_KEYS = [column.key for column in VERSION_COLUMNS]
 SECRETS_TABLE = Secret.metadata.tables[Secret.__tablename__]
 _LATEST_WITH_VALUES = (
     select(*VERSION_COLUMNS, Secret.name, Secret.data_key_id, Secret.value_encrypted)
@@ -69,7 +70,7 @@ _LATEST_WITH_VALUES = (
     .where(SecretVersion.id == LATEST_ID.scalar_subquery())
     .order_by(Secret.name)
 )
-_ALL_VALUES = (
+ALL_VALUES = (
     select(Secret.name, Secret.data_key_id, Secret.value_encrypted)
     .where(Secret.version_id == bindparam("version_id"))
     .order_by(Secret.name)
@@ -101,7 +102,7 @@ async def read_values(
     names: set[str] | None = None,
 ) -> dict[str, str]:
     """Decrypt a version's secrets (or only the named ones), sorted by name."""
-    query = _ALL_VALUES if names is None else _ALL_VALUES.where(Secret.name.in_(names))
+    query = ALL_VALUES if names is None else ALL_VALUES.where(Secret.name.in_(names))
     connection = await session.connection()  # Core: plain rows, less work per statement
     rows = list(await connection.execute(query, {"version_id": version.id}))
     return await _decrypt(session, keys, version, rows)
@@ -116,10 +117,15 @@ async def read_latest(
     rows = list(await connection.execute(_LATEST_WITH_VALUES, {"environment_id": environment_id}))
     if not rows:
         return None, {}
-    # A copy outside the session: it is only read, and loading it as an entity costs more.
-    version = SecretVersion(**{c.key: getattr(rows[0], c.key) for c in VERSION_COLUMNS})
+    version = version_of(rows[0]._mapping)
     with_values = [row for row in rows if row.name is not None]
     return version, await _decrypt(session, keys, version, with_values)
+
+
+def version_of(row: Mapping[Any, Any]) -> SecretVersion:
+    """Build a version from a row holding its columns (a copy outside any session)."""
+    # Loading it as an entity would cost more, and it is only read.
+    return SecretVersion(**{key: row[key] for key in VERSION_KEYS})
 
 
 async def _decrypt(
@@ -166,31 +172,44 @@ async def write_version(
     """Store a new immutable version holding exactly `new.values`."""
     data_key_id, key = await keys.for_writing(session, environment_id=environment_id)
     connection = await session.connection()
-    version = await _insert_version(connection, environment_id, new)
+    statement = INSERT_VERSION[connection.dialect.name]
+    version = await insert_version(
+        lambda row: connection.scalar(statement, row), environment_id, new
+    )
     if new.values:
         # The table, not the entity: a plain executemany, without the ORM's bookkeeping.
-        await connection.execute(
-            insert(SECRETS_TABLE),
-            [
-                {
-                    "version_id": version.id,
-                    "name": name,
-                    "data_key_id": data_key_id,
-                    "value_encrypted": seal(
-                        key, value.encode("utf-8"), value_aad(environment_id, version.id, name)
-                    ),
-                }
-                for name, value in new.values.items()
-            ],
-        )
+        rows = sealed_rows(version, data_key_id, key, new.values)
+        await connection.execute(_INSERT_SECRETS, rows)
     return version
 
 
-async def _insert_version(
-    connection: AsyncConnection, environment_id: uuid.UUID, new: NewVersion
+def _insert_returning_id(dialect_insert: Any) -> Any:
+    """Insert a version; only an id clash is skipped (any other conflict is an error)."""
+    statement = dialect_insert(SecretVersion).values(
+        {c.key: bindparam(c.key) for c in VERSION_COLUMNS}
+    )
+    statement = statement.on_conflict_do_nothing(index_elements=[SecretVersion.id])
+    return statement.returning(SecretVersion.id)
+
+
+INSERT_VERSION = {
+    "postgresql": _insert_returning_id(pg_insert),
+    "sqlite": _insert_returning_id(sqlite_insert),
+}
+_INSERT_SECRETS = insert(SECRETS_TABLE).values(
+    {c.key: bindparam(c.key) for c in SECRETS_TABLE.columns}
+)
+
+
+async def insert_version(
+    insert_row: Callable[[dict[str, Any]], Awaitable[Any]],
+    environment_id: uuid.UUID,
+    new: NewVersion,
 ) -> SecretVersion:
-    """Insert the version row under a fresh random id (drawn again on the rare collision)."""
-    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    """Insert the version row under a fresh random id (drawn again on the rare collision).
+
+    `insert_row` runs INSERT_VERSION and returns the id, or None when the id was taken.
+    """
     version = SecretVersion(
         environment_id=environment_id,
         seq=(new.parent.seq + 1) if new.parent else 1,
@@ -206,11 +225,34 @@ async def _insert_version(
     while True:
         version.id = _new_version_id()
         row = {column.key: getattr(version, column.key) for column in VERSION_COLUMNS}
-        # Only an id clash is retried; any other conflict (a seq taken) is an error.
-        statement = dialect_insert(SecretVersion).values(row)
-        statement = statement.on_conflict_do_nothing(index_elements=[SecretVersion.id])
-        if await connection.scalar(statement.returning(SecretVersion.id)) is not None:
+        if await insert_row(row) is not None:
             return version
+
+
+def sealed_values(
+    environment_id: uuid.UUID, version_id: str, key: bytes, values: Mapping[str, str]
+) -> list[bytes]:
+    """Encrypt a version's values in order, each bound to its environment, version and name."""
+    return [
+        seal(key, value.encode("utf-8"), value_aad(environment_id, version_id, name))
+        for name, value in values.items()
+    ]
+
+
+def sealed_rows(
+    version: SecretVersion, data_key_id: uuid.UUID, key: bytes, values: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Return a version's secrets as rows of the secrets table."""
+    ciphertexts = sealed_values(version.environment_id, version.id, key, values)
+    return [
+        {
+            "version_id": version.id,
+            "name": name,
+            "data_key_id": data_key_id,
+            "value_encrypted": ciphertext,
+        }
+        for name, ciphertext in zip(values, ciphertexts, strict=True)
+    ]
 
 
 async def list_versions(

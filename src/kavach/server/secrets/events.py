@@ -1,0 +1,51 @@
+"""Audit events about an environment's secrets: who read or changed what; never values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kavach.server.audit.scope import EventScope
+from kavach.server.audit.service import NewEvent, RequestOrigin
+from kavach.server.rbac.deps import Access
+from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.schemas import CommitRequest
+
+
+def environment_event(
+    access: Access, origin: RequestOrigin, action: str, details: dict[str, Any]
+) -> NewEvent:
+    """Describe an event on this environment, placed from the access check (no query)."""
+    scope = access.scope
+    assert scope is not None  # noqa: S101 - environment routes always carry their scope
+    return NewEvent(
+        actor=access.principal.actor,
+        action=action,
+        where=EventScope(scope.organization_id, scope.secret_group_id, scope.environment_id),
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(access.environment_id),
+        details=details,
+    )
+
+
+def read_event(
+    access: Access, origin: RequestOrigin, version_id: str | None, what: str
+) -> NewEvent:
+    """Describe a read of secret values: who, where, which version."""
+    details = {"version_id": version_id, "what": what}
+    return environment_event(access, origin, "secret.read", details)
+
+
+def commit_event(
+    access: Access, origin: RequestOrigin, version: SecretVersion, request: CommitRequest
+) -> NewEvent:
+    """Describe a commit: the new version and the names it set or unset."""
+    details = {
+        "version_id": version.id,
+        "seq": version.seq,
+        "set": sorted(request.set),
+        "unset": sorted(request.unset),
+        "replace": request.replace,
+        "secret_count": version.secret_count,
+    }
+    return environment_event(access, origin, "secret.commit", details)

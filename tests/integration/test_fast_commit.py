@@ -1,0 +1,201 @@
+"""The lean commit (PostgreSQL): the same versions, refusals and audit trail as the general path."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from kavach.server.audit import service as audit
+from kavach.server.audit.models import AuditEvent
+from kavach.server.errors import ServiceUnavailable
+from kavach.server.secrets import fast_commit
+from kavach.server.secrets.models import SecretVersion
+from tests.conftest import InProcessServer
+from tests.integration.test_access_cache import _setup
+from tests.integration.test_resources import Api, user
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+
+Tree = dict[str, Any]
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record, for every commit, whether the lean path answered, refused or gave way."""
+    answers: list[str] = []
+    real = fast_commit.commit
+
+    async def spy(request: Any) -> Any:
+        try:
+            answer = await real(request)
+        except Exception:
+            answers.append("refused")
+            raise
+        answers.append("general" if answer is None else "lean")
+        return answer
+
+    monkeypatch.setattr(fast_commit, "commit", spy)
+    return answers
+
+
+@pytest.fixture
+async def alice(server: InProcessServer) -> Api:
+    """Alice, signed in."""
+    return await user(server, "alice")
+
+
+@pytest.fixture
+async def tree(alice: Api, served: list[str]) -> Tree:
+    """Alice's tree with one version, and a second commit that warms the data key's cache."""
+    made = await _setup(alice)
+    await _commit(alice, made, {"message": "warm", "set": {"WARM": "1"}})
+    assert served == ["general", "general"]  # the grant, then the data key, not yet cached
+    served.clear()
+    return made
+
+
+async def _commit(api: Api, tree: Tree, body: dict[str, Any], status: int = 201) -> Any:
+    return await api.call("POST", f"{tree['secrets']}/versions", body, status=status)
+
+
+async def _versions(server: InProcessServer, env_id: str) -> list[SecretVersion]:
+    async with server.runtime.sessionmaker() as session:
+        found = await session.scalars(
+            select(SecretVersion)
+            .where(SecretVersion.environment_id == env_id)
+            .order_by(SecretVersion.seq)
+        )
+        return list(found)
+
+
+async def _commit_events(server: InProcessServer) -> list[AuditEvent]:
+    async with server.runtime.sessionmaker() as session:
+        found = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "secret.commit").order_by(AuditEvent.id)
+        )
+        return list(found)
+
+
+async def test_a_lean_commit_writes_what_the_general_one_does(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    lean = await _commit(alice, tree, {"message": "rotate", "set": {"DB_PASSWORD": "s3cret"}})
+    assert served == ["lean"]
+    assert lean["message"] == "rotate" and lean["secret_count"] == 2
+    assert lean["author"]["label"] == "alice"
+    versions = await _versions(server, tree["env"]["id"])
+    assert [v.seq for v in versions] == [1, 2, 3]
+    assert lean["id"] == versions[-1].id and lean["parent_id"] == versions[-2].id
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert read["secrets"] == {"DB_PASSWORD": "s3cret", "WARM": "1"}
+    assert read["version"] == lean
+    general, event = (await _commit_events(server))[-2:]
+    assert event.details == {
+        "version_id": lean["id"],
+        "seq": 3,
+        "set": ["DB_PASSWORD"],
+        "unset": [],
+        "replace": False,
+        "secret_count": 2,
+    }
+    same = ("actor_label", "environment_id", "organization_id", "secret_group_id", "chain")
+    assert [getattr(event, k) for k in same] == [getattr(general, k) for k in same]
+    async with server.runtime.sessionmaker() as session:
+        report = await audit.verify_chain(session, organization_id=event.organization_id)
+    assert report.broken is None and report.events == report.head_seq
+
+
+async def test_unset_replace_and_a_matching_parent_commit_lean(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    latest = (await alice.call("GET", tree["secrets"], status=200))["version"]["id"]
+    body = {"message": "m", "unset": ["WARM"], "parent_version": latest}
+    await _commit(alice, tree, body)
+    await _commit(alice, tree, {"message": "m", "replace": True, "secrets": {"ONLY": "this"}})
+    assert served == ["lean", "lean"]
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert read["secrets"] == {"ONLY": "this"}
+    versions = await _versions(server, tree["env"]["id"])
+    assert [v.secret_count for v in versions] == [1, 2, 1, 1]
+    assert versions[2].parent_id == latest
+
+
+async def test_refusals_are_the_general_paths(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    before = await _versions(server, tree["env"]["id"])
+    same = await _commit(alice, tree, {"message": "m", "set": {"WARM": "1"}}, status=422)
+    assert same["error_code"] == "no_changes"
+    missing = await _commit(alice, tree, {"message": "m", "unset": ["NOPE"]}, status=422)
+    assert missing["error_code"] == "validation_failed" and "NOPE" in missing["error"]
+    # A stale parent is left to the general path, whose 409 says what changed since.
+    stale = await _commit(
+        alice, tree, {"message": "m", "set": {"A": "1"}, "parent_version": before[0].id}, 409
+    )
+    assert stale["error_code"] == "version_conflict"
+    assert stale["data"]["changed"] == ["WARM"]
+    unparsed = await server.client.post(
+        f"/api/v1{tree['secrets']}/versions",
+        content=b'{"message": "m", "set": {"A": 1}}',
+        headers={**alice.headers, "content-type": "application/json"},
+    )
+    assert unparsed.status_code == 422
+    assert served == ["refused", "refused", "general", "general"]
+    assert len(await _versions(server, tree["env"]["id"])) == len(before)
+
+
+async def test_concurrent_lean_commits_lose_nothing(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    names = [f"KEY_{n:02d}" for n in range(20)]
+    await asyncio.gather(*(_commit(alice, tree, {"message": n, "set": {n: n}}) for n in names))
+    assert served == ["lean"] * len(names)
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert set(names) <= read["secrets"].keys()
+    versions = await _versions(server, tree["env"]["id"])
+    assert [v.seq for v in versions] == list(range(1, len(names) + 3))
+    assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
+
+
+async def test_moved_access_and_a_lost_role_are_checked_in_full(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    bob = await user(server, "bob")
+    members = f"/environments/{tree['env']['id']}/members"
+    await alice.call("POST", members, {"user": "bob", "role": "editor"}, status=200)
+    await _commit(bob, tree, {"message": "bob", "set": {"BOB": "1"}})
+    await _commit(bob, tree, {"message": "bob", "set": {"BOB": "2"}})
+    # Bob is made a viewer: the epoch moves, so his cached grant to write no longer counts.
+    await alice.call("POST", members, {"user": "bob", "role": "viewer"}, status=200)
+    refused = await _commit(bob, tree, {"message": "bob", "set": {"BOB": "3"}}, status=403)
+    assert refused["error_code"] == "forbidden"
+    # Access changed elsewhere after Alice's grant was cached: the lean path gives way.
+    async with server.runtime.engine.begin() as connection:
+        await connection.execute(text("UPDATE access_epoch SET value = value + 1"))
+    await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})
+    assert served == ["general", "lean", "general", "general"]
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert read["secrets"]["BOB"] == "2"
+
+
+async def test_a_failed_audit_append_writes_no_version(
+    server: InProcessServer,
+    backend: str,
+    served: list[str],
+    alice: Api,
+    tree: Tree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def failing(*_args: Any) -> None:
+        raise ServiceUnavailable("the audit trail cannot be written")
+
+    monkeypatch.setattr(fast_commit, "append_with_driver", failing)
+    refused = await _commit(alice, tree, {"message": "m", "set": {"A": "1"}}, status=503)
+    assert refused["error_code"] == "service_unavailable"
+    assert served == ["refused"]
+    async with server.runtime.sessionmaker() as session:
+        count = select(func.count()).select_from(SecretVersion)
+        assert await session.scalar(count) == 2
