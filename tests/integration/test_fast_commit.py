@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -10,9 +11,9 @@ from sqlalchemy import func, select, text
 
 from kavach.server.audit import service as audit
 from kavach.server.audit.models import AuditEvent
-from kavach.server.errors import ServiceUnavailable
-from kavach.server.secrets import fast_commit
-from kavach.server.secrets.models import SecretVersion
+from kavach.server.audit.service import NewEvent
+from kavach.server.secrets import fast_commit, service
+from kavach.server.secrets.models import Secret, SecretVersion
 from tests.conftest import InProcessServer
 from tests.integration.test_access_cache import _setup
 from tests.integration.test_resources import Api, user
@@ -181,7 +182,7 @@ async def test_moved_access_and_a_lost_role_are_checked_in_full(
     assert read["secrets"]["BOB"] == "2"
 
 
-async def test_a_failed_audit_append_writes_no_version(
+async def test_an_event_the_database_refuses_writes_no_version(
     server: InProcessServer,
     backend: str,
     served: list[str],
@@ -189,13 +190,37 @@ async def test_a_failed_audit_append_writes_no_version(
     tree: Tree,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def failing(*_args: Any) -> None:
-        raise ServiceUnavailable("the audit trail cannot be written")
+    real = fast_commit.commit_event
 
-    monkeypatch.setattr(fast_commit, "append_with_driver", failing)
+    def too_long(*args: Any) -> NewEvent:
+        # The action column holds 64 characters: the event's insert fails in the database.
+        return dataclasses.replace(real(*args), action="x" * 65)
+
+    monkeypatch.setattr(fast_commit, "commit_event", too_long)
     refused = await _commit(alice, tree, {"message": "m", "set": {"A": "1"}}, status=503)
     assert refused["error_code"] == "service_unavailable"
     assert served == ["refused"]
     async with server.runtime.sessionmaker() as session:
-        count = select(func.count()).select_from(SecretVersion)
-        assert await session.scalar(count) == 2
+        assert await session.scalar(select(func.count()).select_from(SecretVersion)) == 2
+        assert await session.scalar(select(func.count()).select_from(Secret)) == 3
+
+
+async def test_a_clashing_version_id_writes_nothing_and_is_drawn_again(
+    server: InProcessServer,
+    backend: str,
+    served: list[str],
+    alice: Api,
+    tree: Tree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = (await _versions(server, tree["env"]["id"]))[-1].id
+    drawn = iter([taken, taken, "zz9zz9zz"])
+    monkeypatch.setattr(service, "_new_version_id", lambda: next(drawn))
+    made = await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})
+    assert served == ["lean"]
+    assert (made["id"], made["seq"], made["parent_id"]) == ("zz9zz9zz", 3, taken)
+    events = await _commit_events(server)
+    assert [e.details["version_id"] for e in events][-1] == "zz9zz9zz"
+    assert len(events) == 3  # one per commit: none for the ids that clashed
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert read["secrets"] == {"A": "1", "DB_PASSWORD": "hunter2", "WARM": "1"}

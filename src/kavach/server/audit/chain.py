@@ -10,7 +10,6 @@ only write to the database cannot compute hashes that would hide the change.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import uuid
@@ -55,7 +54,7 @@ class AuditKey:
 
     def sign(self, event: Mapping[str, Any]) -> str:
         """Return the hash of an event (its columns by name): HMAC-SHA-256 of its canonical form."""
-        return hmac.new(self.secret, _MAC_PREFIX + canonical(event), hashlib.sha256).hexdigest()
+        return hmac.digest(self.secret, _MAC_PREFIX + canonical(event), "sha256").hex()
 
     def __repr__(self) -> str:
         return f"AuditKey(id={self.id})"
@@ -87,7 +86,8 @@ def _text(value: uuid.UUID | None) -> str | None:
 
 def timestamp(value: datetime) -> str:
     """Return the canonical text of a time: UTC, to the microsecond (what both databases keep)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text, at a fraction of the cost.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def normalized(details: dict[str, Any] | None) -> dict[str, Any]:

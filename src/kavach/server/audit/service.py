@@ -86,7 +86,7 @@ async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str
     heads = {}
     for chain in sorted(chains):
         query = _PG_CHAIN_HEAD if postgres else _LAST_IN_CHAIN
-        heads[chain] = _head((await connection.execute(query, {"chain": chain})).first())
+        heads[chain] = chain_head((await connection.execute(query, {"chain": chain})).first())
     return heads
 
 
@@ -122,18 +122,26 @@ async def append_with_driver(
     heads = {}
     for chain in sorted(_chains(events)):  # one order for every appender, as _lock_heads
         row = await driver.fetchrow(*_DRIVER_HEAD.bound({"chain": chain}))
-        heads[chain] = _head(row)
+        heads[chain] = chain_head(row)
+    rows = driver_rows(key, events, heads)
+    await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
+
+
+def driver_rows(
+    key: AuditKey, events: list[NewEvent], heads: dict[str, tuple[int, str]]
+) -> list[dict[str, Any]]:
+    """Return the events as the driver inserts them: chained, signed, details as JSON text."""
     rows = _chained(key, events, heads)
     for row in rows:
-        row["details"] = json.dumps(row["details"])  # the driver takes JSON as text
-    await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
+        row["details"] = json.dumps(row["details"])
+    return rows
 
 
 def _chains(events: list[NewEvent]) -> set[str]:
     return {chain_of(event.where.organization_id) for event in events}
 
 
-def _head(row: Any) -> tuple[int, str]:
+def chain_head(row: Any) -> tuple[int, str]:
     """Return a chain's last (seq, hash) from its row, or the start of an empty chain.
 
     A damaged last event still gets a successor (verification reports the damage);

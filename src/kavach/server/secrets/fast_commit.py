@@ -2,8 +2,9 @@
 
 A commit through the general path runs about a dozen statements through the ORM and the
 engine, each costing more Python than its database work. On PostgreSQL this one runs the
-same transaction on the driver: the environment's lock, its latest version and the access
-epoch in one statement, then its values, the new version, its secrets and the audit event.
+same transaction on the driver in two statements (see secrets.commit_sql): one takes the
+environment's and the audit chain's locks and reads the latest secrets, the chain's head
+and the access epoch; the other writes the version, its secrets and the audit event.
 It answers only when the epoch is the one the cached answers were made under, and it gives
 way to the general path (by returning None, having written nothing) for anything it does
 not decide itself: a caller, grant or data key not cached, a moved epoch, a stale
@@ -12,19 +13,19 @@ parent_version (whose 409 lists what changed), a body that does not parse.
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy import LargeBinary, Text, Uuid, bindparam, func, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from starlette.requests import Request
 
 from kavach.server.api import is_json
-from kavach.server.audit.service import append_with_driver
-from kavach.server.db.driver import DriverStatement
+from kavach.server.audit import service as audit
+from kavach.server.audit.chain import AuditKey
 from kavach.server.deps import origin_of, runtime_of
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
+from kavach.server.secrets.commit_sql import LOCK_FOR_COMMIT, WRITE_VERSION
 from kavach.server.secrets.events import commit_event
 from kavach.server.secrets.fast import CachedCaller, cached_caller
 from kavach.server.secrets.models import SecretVersion
@@ -32,45 +33,19 @@ from kavach.server.secrets.schemas import CommitRequest
 
 WRITE_ACTION = "secret.write"
 
-# The access epoch, and the environment locked with its latest version (migration 0007).
-# No epoch row means no caching: the statement then returns nothing, and the path gives way.
-_LOCK_LATEST = DriverStatement.compile(
-    text(
-        "SELECT e.value AS epoch, v.* FROM access_epoch AS e"
-        " LEFT JOIN LATERAL kavach_lock_environment(:environment_id) AS v ON true"
-        " WHERE e.id = 1"
-    )
-)
-_VALUES = DriverStatement.compile(service.ALL_VALUES)
-
-
-def _write_statement() -> DriverStatement:
-    """The new version and its secrets (given as arrays) in one statement.
-
-    Returns the version's id, or nothing when the id was taken (then nothing is written).
-    """
-    version = service.INSERT_VERSION["postgresql"].cte("new_version")
-    given = (
-        func.unnest(
-            bindparam("names", type_=ARRAY(Text)),
-            bindparam("data_key_ids", type_=ARRAY(Uuid)),
-            bindparam("ciphertexts", type_=ARRAY(LargeBinary)),
-        )
-        .table_valued("name", "data_key_id", "value_encrypted")
-        .render_derived()
-    )
-    secrets = insert(service.SECRETS_TABLE).from_select(
-        ["version_id", "name", "data_key_id", "value_encrypted"],
-        select(version.c.id, given.c.name, given.c.data_key_id, given.c.value_encrypted),
-    )
-    return DriverStatement.compile(select(version.c.id).add_cte(secrets.cte("new_secrets")))
-
-
-_WRITE = _write_statement()
-
 
 class _GiveWay(Exception):
     """The general path must answer this request; the transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class _Locked:
+    """What a commit reads under its locks."""
+
+    latest: SecretVersion | None  # only its id, seq and environment are read
+    current: dict[str, str]
+    chain: str
+    head: tuple[int, str]
 
 
 async def commit(request: Request) -> SecretVersion | None:
@@ -87,55 +62,82 @@ async def commit(request: Request) -> SecretVersion | None:
         body = CommitRequest.model_validate(await request.json())
     except ValueError:  # orjson's and pydantic's errors both are
         return None  # the general path words the error
+    data_key = runtime.secret_keys.cached_for_writing(caller.environment_id)
+    if data_key is None:
+        return None
     try:
         async with pool.connection() as driver, driver.transaction():
-            version = await _write(driver, runtime, caller, body)
-            event = commit_event(caller.access, origin_of(request), version, body)
-            await append_with_driver(driver, runtime.audit_key, [event])
+            locked = await _lock(driver, runtime, caller)
+            if flows.stale_parent(body, locked.latest) is not None:
+                raise _GiveWay
+            new = service.NewVersion(
+                values=flows.next_values(body, locked.latest, locked.current, runtime.settings),
+                message=body.message,
+                author=caller.access.principal.actor,
+                parent=locked.latest,
+            )
+            origin = origin_of(request)
+
+            async def insert(version: SecretVersion) -> str | None:
+                # Sealed and signed for each id drawn: both the values and the event name it.
+                event = commit_event(caller.access, origin, version, body)
+                key = runtime.audit_key
+                return await _write(driver, key, locked, data_key, version, new.values, event)
+
+            return await service.insert_version(insert, caller.environment_id, new)
     except _GiveWay:
         return None
-    return version
 
 
-async def _write(
-    driver: asyncpg.Connection, runtime: Runtime, caller: CachedCaller, body: CommitRequest
-) -> SecretVersion:
-    """Lock the environment, build on its latest version and write the new one."""
-    environment_id = caller.environment_id
-    data_key = runtime.secret_keys.cached_for_writing(environment_id)
-    if data_key is None:
-        raise _GiveWay
-    found = await driver.fetch(*_LOCK_LATEST.bound({"environment_id": environment_id}))
-    if not found or found[0]["epoch"] != caller.epoch:
-        raise _GiveWay  # access may have changed since the cache's answers: check in full
-    latest = service.version_of(found[0]) if found[0]["id"] is not None else None
-    if flows.stale_parent(body, latest) is not None:
-        raise _GiveWay
-    current = await _current_values(driver, runtime, latest) if latest else {}
-    new = service.NewVersion(
-        values=flows.next_values(body, latest, current, runtime.settings),
-        message=body.message,
-        author=caller.access.principal.actor,
-        parent=latest,
+async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCaller) -> _Locked:
+    """Take the commit's locks and read the latest secrets, the chain's head and the epoch."""
+    scope = caller.access.scope
+    assert scope is not None  # noqa: S101 - a cached grant always carries its scope
+    chain = audit.chain_of(scope.organization_id)
+    found = await driver.fetch(
+        *LOCK_FOR_COMMIT.bound({"environment_id": caller.environment_id, "chain": chain})
     )
-    data_key_id, key = data_key
-    names = list(new.values)
-
-    async def insert(row: dict[str, Any]) -> Any:
-        # Sealed for each id drawn: a value's ciphertext is bound to its version's id.
-        ciphertexts = service.sealed_values(environment_id, row["id"], key, new.values)
-        arrays = {"names": names, "data_key_ids": [data_key_id] * len(names)}
-        return await driver.fetchval(*_WRITE.bound({**row, **arrays, "ciphertexts": ciphertexts}))
-
-    return await service.insert_version(insert, environment_id, new)
-
-
-async def _current_values(
-    driver: asyncpg.Connection, runtime: Runtime, latest: SecretVersion
-) -> dict[str, str]:
-    rows = await driver.fetch(*_VALUES.bound({"version_id": latest.id}))
-    sealed = [(row["name"], row["data_key_id"], row["value_encrypted"]) for row in rows]
+    first = found[0]
+    if first["epoch"] != caller.epoch:
+        raise _GiveWay  # access may have changed since the cache's answers: check in full
+    head = audit.chain_head(
+        None if first["head_seq"] is None else (first["head_seq"], first["head_hash"])
+    )
+    if first["version_id"] is None:
+        return _Locked(None, {}, chain, head)
+    latest = SecretVersion(
+        id=first["version_id"], seq=first["version_seq"], environment_id=caller.environment_id
+    )
+    sealed = [
+        (row["name"], row["data_key_id"], row["value_encrypted"])
+        for row in found
+        if row["name"] is not None
+    ]
     data_keys = runtime.secret_keys.cached({data_key_id for _, data_key_id, _ in sealed})
     if data_keys is None:
         raise _GiveWay
-    return service.decrypt_rows(data_keys, latest, sealed)
+    return _Locked(latest, service.decrypt_rows(data_keys, latest, sealed), chain, head)
+
+
+async def _write(
+    driver: asyncpg.Connection,
+    audit_key: AuditKey,
+    locked: _Locked,
+    data_key: tuple[uuid.UUID, bytes],
+    version: SecretVersion,
+    values: dict[str, str],
+    event: audit.NewEvent,
+) -> str | None:
+    """Write a drawn version with its secrets and audit event; None when the id was taken."""
+    data_key_id, key = data_key
+    ciphertexts = service.sealed_values(version.environment_id, version.id, key, values)
+    (event_row,) = audit.driver_rows(audit_key, [event], {locked.chain: locked.head})
+    arguments = {
+        **service.row_of(version),
+        **{f"event_{name}": value for name, value in event_row.items()},
+        "names": list(values),
+        "data_key_ids": [data_key_id] * len(values),
+        "ciphertexts": ciphertexts,
+    }
+    found: str | None = await driver.fetchval(*WRITE_VERSION.bound(arguments))
+    return found

@@ -22,6 +22,7 @@ from kavach.server.errors import NotFound, ServiceUnavailable
 from kavach.server.secrets.models import Secret, SecretVersion
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_RANDOM = random.SystemRandom()
 ID_LENGTH = 8
 
 
@@ -32,7 +33,7 @@ def value_aad(environment_id: uuid.UUID, version_id: str, name: str) -> bytes:
 
 def _new_version_id() -> str:
     """Return a random 8-character version id (an identifier, not a secret)."""
-    return "".join(random.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
+    return "".join(_RANDOM.choices(_ID_ALPHABET, k=ID_LENGTH))
 
 
 # PostgreSQL: lock the environment, then read its latest version with a fresh snapshot, in
@@ -174,7 +175,7 @@ async def write_version(
     connection = await session.connection()
     statement = INSERT_VERSION[connection.dialect.name]
     version = await insert_version(
-        lambda row: connection.scalar(statement, row), environment_id, new
+        lambda drawn: connection.scalar(statement, row_of(drawn)), environment_id, new
     )
     if new.values:
         # The table, not the entity: a plain executemany, without the ORM's bookkeeping.
@@ -202,13 +203,14 @@ _INSERT_SECRETS = insert(SECRETS_TABLE).values(
 
 
 async def insert_version(
-    insert_row: Callable[[dict[str, Any]], Awaitable[Any]],
+    insert_row: Callable[[SecretVersion], Awaitable[Any]],
     environment_id: uuid.UUID,
     new: NewVersion,
 ) -> SecretVersion:
     """Insert the version row under a fresh random id (drawn again on the rare collision).
 
-    `insert_row` runs INSERT_VERSION and returns the id, or None when the id was taken.
+    `insert_row` inserts the version as drawn (INSERT_VERSION, with its row_of) and returns
+    its id, or None when the id was taken.
     """
     version = SecretVersion(
         environment_id=environment_id,
@@ -224,9 +226,13 @@ async def insert_version(
     )
     while True:
         version.id = _new_version_id()
-        row = {column.key: getattr(version, column.key) for column in VERSION_COLUMNS}
-        if await insert_row(row) is not None:
+        if await insert_row(version) is not None:
             return version
+
+
+def row_of(version: SecretVersion) -> dict[str, Any]:
+    """Return a version's columns by name, as INSERT_VERSION takes them."""
+    return {key: getattr(version, key) for key in VERSION_KEYS}
 
 
 def sealed_values(
