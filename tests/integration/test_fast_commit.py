@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from kavach.server.audit import service as audit
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.service import NewEvent
-from kavach.server.secrets import fast_commit, service
+from kavach.server.secrets import events, fast_commit, service
 from kavach.server.secrets.models import Secret, SecretVersion
 from tests.conftest import InProcessServer
 from tests.integration.test_access_cache import _setup
@@ -190,7 +190,7 @@ async def test_an_event_the_database_refuses_writes_no_version(
     tree: Tree,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = fast_commit.commit_event
+    real = events.commit_event
 
     def too_long(*args: Any) -> NewEvent:
         # The action column holds 64 characters: the event's insert fails in the database.

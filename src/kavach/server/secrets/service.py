@@ -28,7 +28,12 @@ ID_LENGTH = 8
 
 def value_aad(environment_id: uuid.UUID, version_id: str, name: str) -> bytes:
     """Bind a ciphertext to its environment, version and name: copied elsewhere, it fails."""
-    return f"kavach-secret:{environment_id}:{version_id}:{name}".encode()
+    return _aad_prefix(environment_id, version_id) + name.encode()
+
+
+def _aad_prefix(environment_id: uuid.UUID, version_id: str) -> bytes:
+    """Return what every value_aad of one version starts with (built once per version)."""
+    return f"kavach-secret:{environment_id}:{version_id}:".encode()
 
 
 def _new_version_id() -> str:
@@ -145,11 +150,10 @@ def decrypt_rows(
 ) -> dict[str, str]:
     """Decrypt a version's secrets, in the order given."""
     values: dict[str, str] = {}
-    environment_id, version_id = version.environment_id, version.id
+    prefix = _aad_prefix(version.environment_id, version.id)
     for name, data_key_id, ciphertext in sealed:
-        aad = value_aad(environment_id, version_id, name)
         try:
-            plain = unseal(data_keys[data_key_id], ciphertext, aad)
+            plain = unseal(data_keys[data_key_id], ciphertext, prefix + name.encode())
         except DecryptionFailed:
             raise ServiceUnavailable(f"secret {name!r} failed to decrypt") from None
         values[name] = plain.decode("utf-8")
@@ -239,9 +243,9 @@ def sealed_values(
     environment_id: uuid.UUID, version_id: str, key: bytes, values: Mapping[str, str]
 ) -> list[bytes]:
     """Encrypt a version's values in order, each bound to its environment, version and name."""
+    prefix = _aad_prefix(environment_id, version_id)
     return [
-        seal(key, value.encode("utf-8"), value_aad(environment_id, version_id, name))
-        for name, value in values.items()
+        seal(key, value.encode("utf-8"), prefix + name.encode()) for name, value in values.items()
     ]
 
 
