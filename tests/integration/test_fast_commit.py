@@ -224,3 +224,39 @@ async def test_a_clashing_version_id_writes_nothing_and_is_drawn_again(
     assert len(events) == 3  # one per commit: none for the ids that clashed
     read = await alice.call("GET", tree["secrets"], status=200)
     assert read["secrets"] == {"A": "1", "DB_PASSWORD": "hunter2", "WARM": "1"}
+
+
+async def test_a_batch_builds_each_commit_on_the_last_and_refuses_one_alone(
+    server: InProcessServer,
+    backend: str,
+    served: list[str],
+    alice: Api,
+    tree: Tree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    real = fast_commit._write_batch
+
+    async def spy(batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return await real(batch)
+
+    monkeypatch.setattr(fast_commit, "_write_batch", spy)
+    bodies = [{"message": f"m{n}", "set": {f"K{n}": str(n)}} for n in range(8)]
+    bodies.insert(4, {"message": "same", "set": {"WARM": "1"}})
+    url = f"/api/v1{tree['secrets']}/versions"
+    answers = await asyncio.gather(
+        *(server.client.post(url, json=body, headers=alice.headers) for body in bodies)
+    )
+    assert [a.status_code for a in answers] == [201] * 4 + [422] + [201] * 4
+    assert answers[4].json()["error_code"] == "no_changes"
+    assert max(sizes) > 1 and sum(sizes) == len(bodies)
+    versions = await _versions(server, tree["env"]["id"])
+    assert [v.seq for v in versions] == list(range(1, 11))
+    assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
+    assert [v.secret_count for v in versions[2:]] == list(range(3, 11))
+    events = await _commit_events(server)
+    assert [e.details["version_id"] for e in events[2:]] == [v.id for v in versions[2:]]
+    async with server.runtime.sessionmaker() as session:
+        report = await audit.verify_chain(session, organization_id=events[-1].organization_id)
+    assert report.broken is None

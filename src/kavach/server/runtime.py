@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kavach.server.audit.batch import AuditBatcher
 from kavach.server.audit.chain import AuditKey, key_for
 from kavach.server.auth.tokens import AccessTokens
+from kavach.server.batching import KeyedBatches
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import KeyMaterial, load_keys
@@ -22,7 +24,11 @@ from kavach.server.db.engine import (
 )
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
+from kavach.server.secrets.models import SecretVersion
 from kavach.server.settings import Settings
+
+# Commits one transaction may write together: it holds the organization's audit chain.
+COMMIT_BATCH = 16
 
 
 @dataclass
@@ -41,6 +47,10 @@ class Runtime:
     http: httpx.AsyncClient
     audit_batcher: AuditBatcher
     access_cache: AccessCache = field(default_factory=AccessCache)
+    # Lean commits, per environment (see secrets.fast_commit).
+    commit_batches: KeyedBatches[Any, SecretVersion | None] = field(
+        default_factory=lambda: KeyedBatches(max_batch=COMMIT_BATCH)
+    )
 
     @cached_property
     def audit_key(self) -> AuditKey:

@@ -5,6 +5,12 @@ engine, each costing more Python than its database work. On PostgreSQL this one 
 same transaction on the driver in two statements (see secrets.commit_sql): one takes the
 environment's and the audit chain's locks and reads the latest secrets, the chain's head
 and the access epoch; the other writes the version, its secrets and the audit event.
+
+Commits to one environment run one at a time under its lock, so those that arrive while
+one is written wait together and are written in the next transaction, each on the one
+before it, each with its own version and event (see batching). A refusal (nothing
+changed, a name to unset that is not set) is that commit's alone.
+
 It answers only when the epoch is the one the cached answers were made under, and it gives
 way to the general path (by returning None, having written nothing) for anything it does
 not decide itself: a caller, grant or data key not cached, a moved epoch, a stale
@@ -22,7 +28,9 @@ from starlette.requests import Request
 from kavach.server.api import is_json
 from kavach.server.audit import service as audit
 from kavach.server.audit.chain import AuditKey
+from kavach.server.audit.service import RequestOrigin
 from kavach.server.deps import origin_of, runtime_of
+from kavach.server.errors import KavachError, ServiceUnavailable
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
 from kavach.server.secrets.commit_sql import LOCK_FOR_COMMIT, WRITE_VERSION
@@ -35,25 +43,39 @@ WRITE_ACTION = "secret.write"
 
 
 class _GiveWay(Exception):
-    """The general path must answer this request; the transaction rolls back."""
+    """The general path must answer these requests; the transaction rolls back."""
 
 
 @dataclass(frozen=True)
-class _Locked:
-    """What a commit reads under its locks."""
+class _Pending:
+    """A commit waiting for its batch."""
 
+    runtime: Runtime
+    caller: CachedCaller
+    body: CommitRequest
+    origin: RequestOrigin
+    data_key: tuple[uuid.UUID, bytes]
+
+
+@dataclass
+class _Locked:
+    """What a batch reads under its locks, advanced by each commit it writes."""
+
+    epoch: int | None
     latest: SecretVersion | None  # only its id, seq and environment are read
     current: dict[str, str]
     chain: str
     head: tuple[int, str]
 
 
+Outcome = SecretVersion | None | Exception  # None: the general path answers
+
+
 async def commit(request: Request) -> SecretVersion | None:
     """Commit for a cached caller and return the new version, or None for the general path."""
     runtime = runtime_of(request)
-    pool = runtime.driver_pool
     content_type = request.headers.get("content-type")
-    if pool is None or request.scope["query_string"] or not is_json(content_type):
+    if runtime.driver_pool is None or request.scope["query_string"] or not is_json(content_type):
         return None
     caller = await cached_caller(request, WRITE_ACTION)
     if caller is None:
@@ -65,28 +87,55 @@ async def commit(request: Request) -> SecretVersion | None:
     data_key = runtime.secret_keys.cached_for_writing(caller.environment_id)
     if data_key is None:
         return None
+    pending = _Pending(runtime, caller, body, origin_of(request), data_key)
+    # Concurrent commits to one environment queue on its lock anyway: wait there together.
+    return await runtime.commit_batches.submit(caller.environment_id, pending, _write_batch)
+
+
+async def _write_batch(batch: list[_Pending]) -> list[Outcome]:
+    """Write a batch of commits to one environment, in order, in one transaction."""
+    runtime = batch[0].runtime
+    assert runtime.driver_pool is not None  # noqa: S101 - commit() checked
+    outcomes: list[Outcome] = [None] * len(batch)
     try:
-        async with pool.connection() as driver, driver.transaction():
-            locked = await _lock(driver, runtime, caller)
-            if flows.stale_parent(body, locked.latest) is not None:
-                raise _GiveWay
-            new = service.NewVersion(
-                values=flows.next_values(body, locked.latest, locked.current, runtime.settings),
-                message=body.message,
-                author=caller.access.principal.actor,
-                parent=locked.latest,
-            )
-            origin = origin_of(request)
-
-            async def insert(version: SecretVersion) -> str | None:
-                # Sealed and signed for each id drawn: both the values and the event name it.
-                event = commit_event(caller.access, origin, version, body)
-                key = runtime.audit_key
-                return await _write(driver, key, locked, data_key, version, new.values, event)
-
-            return await service.insert_version(insert, caller.environment_id, new)
+        async with runtime.driver_pool.connection() as driver, driver.transaction():
+            locked = await _lock(driver, runtime, batch[0].caller)
+            for index, pending in enumerate(batch):
+                outcomes[index] = await _write_one(driver, locked, pending)
     except _GiveWay:
+        return [None] * len(batch)
+    except ServiceUnavailable as error:  # nothing was written: each request hears it
+        return [ServiceUnavailable(error.message) for _ in batch]
+    return outcomes
+
+
+async def _write_one(driver: asyncpg.Connection, locked: _Locked, pending: _Pending) -> Outcome:
+    """Write one commit of a batch on what the ones before it wrote; refusals are its own."""
+    runtime, caller, body = pending.runtime, pending.caller, pending.body
+    if caller.epoch != locked.epoch:
+        return None  # access may have changed since the cache's answers: check in full
+    if flows.stale_parent(body, locked.latest) is not None:
         return None
+    try:
+        values = flows.next_values(body, locked.latest, locked.current, runtime.settings)
+    except KavachError as refusal:
+        return refusal
+    new = service.NewVersion(
+        values=values,
+        message=body.message,
+        author=caller.access.principal.actor,
+        parent=locked.latest,
+    )
+
+    async def insert(version: SecretVersion) -> str | None:
+        # Sealed and signed for each id drawn: both the values and the event name it.
+        event = commit_event(caller.access, pending.origin, version, body)
+        key = runtime.audit_key
+        return await _write(driver, key, locked, pending.data_key, version, values, event)
+
+    version = await service.insert_version(insert, caller.environment_id, new)
+    locked.latest, locked.current = version, values
+    return version
 
 
 async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCaller) -> _Locked:
@@ -98,13 +147,11 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
         *LOCK_FOR_COMMIT.bound({"environment_id": caller.environment_id, "chain": chain})
     )
     first = found[0]
-    if first["epoch"] != caller.epoch:
-        raise _GiveWay  # access may have changed since the cache's answers: check in full
     head = audit.chain_head(
         None if first["head_seq"] is None else (first["head_seq"], first["head_hash"])
     )
     if first["version_id"] is None:
-        return _Locked(None, {}, chain, head)
+        return _Locked(first["epoch"], None, {}, chain, head)
     latest = SecretVersion(
         id=first["version_id"], seq=first["version_seq"], environment_id=caller.environment_id
     )
@@ -116,7 +163,8 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
     data_keys = runtime.secret_keys.cached({data_key_id for _, data_key_id, _ in sealed})
     if data_keys is None:
         raise _GiveWay
-    return _Locked(latest, service.decrypt_rows(data_keys, latest, sealed), chain, head)
+    current = service.decrypt_rows(data_keys, latest, sealed)
+    return _Locked(first["epoch"], latest, current, chain, head)
 
 
 async def _write(
@@ -128,7 +176,10 @@ async def _write(
     values: dict[str, str],
     event: audit.NewEvent,
 ) -> str | None:
-    """Write a drawn version with its secrets and audit event; None when the id was taken."""
+    """Write a drawn version with its secrets and audit event; None when the id was taken.
+
+    The chain's head moves on to the event only once it is written.
+    """
     data_key_id, key = data_key
     ciphertexts = service.sealed_values(version.environment_id, version.id, key, values)
     (event_row,) = audit.driver_rows(audit_key, [event], {locked.chain: locked.head})
@@ -140,4 +191,6 @@ async def _write(
         "ciphertexts": ciphertexts,
     }
     found: str | None = await driver.fetchval(*WRITE_VERSION.bound(arguments))
+    if found is not None:
+        locked.head = (event_row["chain_seq"], event_row["hash"])
     return found
