@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import LargeBinary, Text, Uuid, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -9,6 +11,7 @@ from kavach.server.audit.chain import COLUMNS as EVENT_COLUMNS
 from kavach.server.audit.models import AuditEvent
 from kavach.server.db.driver import DriverStatement
 from kavach.server.secrets import service
+from kavach.server.secrets.models import SecretVersion
 
 # The environment's lock and its latest secrets, the audit chain's lock and head, and the
 # access epoch, all read after the locks are granted (migration 0008).
@@ -20,10 +23,11 @@ LOCK_FOR_COMMIT = DriverStatement.compile(
 def _write_version() -> DriverStatement:
     """The new version, its secrets (given as arrays) and its audit event, in one statement.
 
-    Returns the version's id, or nothing when the id was taken: then nothing is written,
-    since the secrets and the event are inserted only for the version that was.
+    A version id that is taken fails the statement (pk_secret_versions): the batch is then
+    written again under new ids.
     """
-    version = service.INSERT_VERSION["postgresql"].cte("new_version")
+    columns: dict[str, Any] = {key: bindparam(key) for key in service.VERSION_KEYS}
+    version = insert(SecretVersion).values(columns).returning(SecretVersion.id).cte("new_version")
     given = (
         func.unnest(
             bindparam("names", type_=ARRAY(Text)),

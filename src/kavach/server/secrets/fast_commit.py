@@ -1,15 +1,16 @@
 """Commits served lean: a caller the access cache knows commits on the driver directly.
 
 A commit through the general path runs about a dozen statements through the ORM and the
-engine, each costing more Python than its database work. On PostgreSQL this one runs the
-same transaction on the driver in two statements (see secrets.commit_sql): one takes the
-environment's and the audit chain's locks and reads the latest secrets, the chain's head
-and the access epoch; the other writes the version, its secrets and the audit event.
+engine, each costing more Python than its database work. On PostgreSQL this one runs on
+the driver (see secrets.commit_sql): one statement takes the environment's and the audit
+chain's locks and reads the latest secrets, the chain's head and the access epoch; then
+one statement per commit writes its version, secrets and audit event.
 
 Commits to one environment run one at a time under its lock, so those that arrive while
-one is written wait together and are written in the next transaction, each on the one
-before it, each with its own version and event (see batching). A refusal (nothing
-changed, a name to unset that is not set) is that commit's alone.
+one is written wait together and are written in the next transaction (see batching):
+each is made on the one before it, with its own version and event, and their statements
+go to the database in one pipeline. A refusal (nothing changed, a name to unset that is
+not set) is that commit's alone.
 
 It answers only when the epoch is the one the cached answers were made under, and it gives
 way to the general path (by returning None, having written nothing) for anything it does
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from starlette.requests import Request
@@ -44,6 +46,14 @@ WRITE_ACTION = "secret.write"
 
 class _GiveWay(Exception):
     """The general path must answer these requests; the transaction rolls back."""
+
+
+class _IdTaken(Exception):
+    """A drawn version id was taken (about never): the batch is written again."""
+
+
+_ATTEMPTS = 8
+_VERSION_KEY = "pk_secret_versions"
 
 
 @dataclass(frozen=True)
@@ -94,48 +104,63 @@ async def commit(request: Request) -> SecretVersion | None:
 
 async def _write_batch(batch: list[_Pending]) -> list[Outcome]:
     """Write a batch of commits to one environment, in order, in one transaction."""
+    for _ in range(_ATTEMPTS):
+        try:
+            return await _try_batch(batch)
+        except _IdTaken:
+            continue  # nothing was written: draw every id again
+        except _GiveWay:
+            return [None] * len(batch)
+        except ServiceUnavailable as error:  # nothing was written: each request hears it
+            return [ServiceUnavailable(error.message) for _ in batch]
+    return [ServiceUnavailable("no free version id was drawn; retry") for _ in batch]
+
+
+async def _try_batch(batch: list[_Pending]) -> list[Outcome]:
+    """Prepare each commit on the one before it, then write them all in one pipeline."""
     runtime = batch[0].runtime
     assert runtime.driver_pool is not None  # noqa: S101 - commit() checked
-    outcomes: list[Outcome] = [None] * len(batch)
-    try:
-        async with runtime.driver_pool.connection() as driver, driver.transaction():
-            locked = await _lock(driver, runtime, batch[0].caller)
-            for index, pending in enumerate(batch):
-                outcomes[index] = await _write_one(driver, locked, pending)
-    except _GiveWay:
-        return [None] * len(batch)
-    except ServiceUnavailable as error:  # nothing was written: each request hears it
-        return [ServiceUnavailable(error.message) for _ in batch]
-    return outcomes
+    async with runtime.driver_pool.connection() as driver:
+        try:
+            async with driver.transaction():
+                locked = await _lock(driver, runtime, batch[0].caller)
+                prepared = [_prepare(locked, pending) for pending in batch]
+                rows = [arguments for _, arguments in prepared if arguments is not None]
+                if rows:
+                    await driver.executemany(WRITE_VERSION.sql, rows)
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == _VERSION_KEY:
+                raise _IdTaken from None
+            raise
+    return [outcome for outcome, _ in prepared]
 
 
-async def _write_one(driver: asyncpg.Connection, locked: _Locked, pending: _Pending) -> Outcome:
-    """Write one commit of a batch on what the ones before it wrote; refusals are its own."""
+def _prepare(locked: _Locked, pending: _Pending) -> tuple[Outcome, list[Any] | None]:
+    """Make one commit of a batch on the ones before it; return its outcome and row.
+
+    A refusal is this commit's alone, and so is giving way (the general path will then
+    find the environment as the batch left it).
+    """
     runtime, caller, body = pending.runtime, pending.caller, pending.body
     if caller.epoch != locked.epoch:
-        return None  # access may have changed since the cache's answers: check in full
+        return None, None  # access may have changed since the cache's answers: check in full
     if flows.stale_parent(body, locked.latest) is not None:
-        return None
+        return None, None
     try:
         values = flows.next_values(body, locked.latest, locked.current, runtime.settings)
     except KavachError as refusal:
-        return refusal
+        return refusal, None
     new = service.NewVersion(
         values=values,
         message=body.message,
         author=caller.access.principal.actor,
         parent=locked.latest,
     )
-
-    async def insert(version: SecretVersion) -> str | None:
-        # Sealed and signed for each id drawn: both the values and the event name it.
-        event = commit_event(caller.access, pending.origin, version, body)
-        key = runtime.audit_key
-        return await _write(driver, key, locked, pending.data_key, version, values, event)
-
-    version = await service.insert_version(insert, caller.environment_id, new)
+    version = service.draft_version(caller.environment_id, new)
+    event = commit_event(caller.access, pending.origin, version, body)
+    arguments = _arguments(runtime.audit_key, locked, pending.data_key, version, values, event)
     locked.latest, locked.current = version, values
-    return version
+    return version, arguments
 
 
 async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCaller) -> _Locked:
@@ -167,30 +192,30 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
     return _Locked(first["epoch"], latest, current, chain, head)
 
 
-async def _write(
-    driver: asyncpg.Connection,
+def _arguments(
     audit_key: AuditKey,
     locked: _Locked,
     data_key: tuple[uuid.UUID, bytes],
     version: SecretVersion,
     values: dict[str, str],
     event: audit.NewEvent,
-) -> str | None:
-    """Write a drawn version with its secrets and audit event; None when the id was taken.
+) -> list[Any]:
+    """Return WRITE_VERSION's arguments for a version, its values and its event.
 
-    The chain's head moves on to the event only once it is written.
+    The values are sealed and the event signed for this version's id; the chain's head
+    moves on to the event.
     """
     data_key_id, key = data_key
     ciphertexts = service.sealed_values(version.environment_id, version.id, key, values)
-    (event_row,) = audit.driver_rows(audit_key, [event], {locked.chain: locked.head})
-    arguments = {
-        **service.row_of(version),
-        **{f"event_{name}": value for name, value in event_row.items()},
-        "names": list(values),
-        "data_key_ids": [data_key_id] * len(values),
-        "ciphertexts": ciphertexts,
-    }
-    found: str | None = await driver.fetchval(*WRITE_VERSION.bound(arguments))
-    if found is not None:
-        locked.head = (event_row["chain_seq"], event_row["hash"])
-    return found
+    heads = {locked.chain: locked.head}
+    (event_row,) = audit.driver_rows(audit_key, [event], heads)
+    locked.head = heads[locked.chain]
+    return WRITE_VERSION.args(
+        {
+            **service.row_of(version),
+            **{f"event_{name}": value for name, value in event_row.items()},
+            "names": list(values),
+            "data_key_ids": [data_key_id] * len(values),
+            "ciphertexts": ciphertexts,
+        }
+    )

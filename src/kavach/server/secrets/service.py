@@ -216,7 +216,16 @@ async def insert_version(
     `insert_row` inserts the version as drawn (INSERT_VERSION, with its row_of) and returns
     its id, or None when the id was taken.
     """
-    version = SecretVersion(
+    version = draft_version(environment_id, new)
+    while await insert_row(version) is None:
+        version.id = _new_version_id()
+    return version
+
+
+def draft_version(environment_id: uuid.UUID, new: NewVersion) -> SecretVersion:
+    """Return the version a commit makes, under a fresh random id, not yet stored."""
+    return SecretVersion(
+        id=_new_version_id(),
         environment_id=environment_id,
         seq=(new.parent.seq + 1) if new.parent else 1,
         parent_id=new.parent.id if new.parent else None,
@@ -228,10 +237,6 @@ async def insert_version(
         rollback_of=new.rollback_of,
         created_at=utcnow(),
     )
-    while True:
-        version.id = _new_version_id()
-        if await insert_row(version) is not None:
-            return version
 
 
 def row_of(version: SecretVersion) -> dict[str, Any]:
