@@ -219,9 +219,9 @@ async def test_a_clashing_version_id_writes_nothing_and_is_drawn_again(
     made = await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})
     assert served == ["lean"]
     assert (made["id"], made["seq"], made["parent_id"]) == ("zz9zz9zz", 3, taken)
-    events = await _commit_events(server)
-    assert [e.details["version_id"] for e in events][-1] == "zz9zz9zz"
-    assert len(events) == 3  # one per commit: none for the ids that clashed
+    recorded = await _commit_events(server)
+    assert recorded[-1].details["version_id"] == "zz9zz9zz"
+    assert len(recorded) == 3  # one per commit: none for the ids that clashed
     read = await alice.call("GET", tree["secrets"], status=200)
     assert read["secrets"] == {"A": "1", "DB_PASSWORD": "hunter2", "WARM": "1"}
 
@@ -255,8 +255,8 @@ async def test_a_batch_builds_each_commit_on_the_last_and_refuses_one_alone(
     assert [v.seq for v in versions] == list(range(1, 11))
     assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
     assert [v.secret_count for v in versions[2:]] == list(range(3, 11))
-    events = await _commit_events(server)
-    assert [e.details["version_id"] for e in events[2:]] == [v.id for v in versions[2:]]
+    recorded = await _commit_events(server)
+    assert [e.details["version_id"] for e in recorded[2:]] == [v.id for v in versions[2:]]
     async with server.runtime.sessionmaker() as session:
-        report = await audit.verify_chain(session, organization_id=events[-1].organization_id)
+        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
     assert report.broken is None
