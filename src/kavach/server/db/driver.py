@@ -105,8 +105,14 @@ class DriverPool:
         """Lend a connection; a database failure becomes a 503 (the pool replaces it)."""
         try:
             pool = self._pool or await self._open()
-            async with pool.acquire(timeout=self._timeout) as connection:
+            # asyncio.timeout rather than the driver's timeout, which runs the wait as a
+            # task of its own on this Python.
+            async with asyncio.timeout(self._timeout):
+                connection = await pool.acquire()
+            try:
                 yield connection
+            finally:
+                await pool.release(connection, timeout=self._timeout)
         except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
             raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
