@@ -81,7 +81,7 @@ def origin_of(request: Request) -> RequestOrigin:
     """Return the caller's address and the request id (see runtime_of for why)."""
     return RequestOrigin(
         client_address=request.client.host if request.client else None,
-        request_id=getattr(request.state, "request_id", None),
+        request_id=request.scope.get("state", {}).get("request_id"),  # see count_api_request
     )
 
 

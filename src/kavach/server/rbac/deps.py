@@ -138,8 +138,10 @@ def limit_key(principal: Principal) -> str:
 
 async def count_api_request(request: Request, principal: Principal) -> None:
     """Count the request against the caller's API rate limit, once however it is served."""
-    if not getattr(request.state, "api_request_counted", False):
-        request.state.api_request_counted = True
+    # The scope's state dict itself: request.state builds a wrapper on every access.
+    state = request.scope.setdefault("state", {})
+    if not state.get("api_request_counted", False):
+        state["api_request_counted"] = True
         await runtime_of(request).limiter.hit("api", limit_key(principal))
 
 
