@@ -30,6 +30,8 @@ def _cluster_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     env = clean_environ(
         KAVACH_DATA_DIR=str(tmp_path / "data"),
         KAVACH_DB_POOL_TIMEOUT="3",
+        # The commit loops send as fast as the server answers; the API limit is not tested.
+        KAVACH_RATE_LIMIT_API="1000000/minute",
         # The `launch` fixture scans the logs for credentials: log as much as possible.
         KAVACH_LOG_LEVEL="DEBUG",
     )
