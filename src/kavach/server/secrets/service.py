@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets as random
 import string
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,7 @@ _LATEST_WITH_VALUES = (
     .where(SecretVersion.id == LATEST_ID.scalar_subquery())
     .order_by(Secret.name)
 )
-ALL_VALUES = (
+_ALL_VALUES = (
     select(Secret.name, Secret.data_key_id, Secret.value_encrypted)
     .where(Secret.version_id == bindparam("version_id"))
     .order_by(Secret.name)
@@ -108,7 +108,7 @@ async def read_values(
     names: set[str] | None = None,
 ) -> dict[str, str]:
     """Decrypt a version's secrets (or only the named ones), sorted by name."""
-    query = ALL_VALUES if names is None else ALL_VALUES.where(Secret.name.in_(names))
+    query = _ALL_VALUES if names is None else _ALL_VALUES.where(Secret.name.in_(names))
     connection = await session.connection()  # Core: plain rows, less work per statement
     rows = list(await connection.execute(query, {"version_id": version.id}))
     return await _decrypt(session, keys, version, rows)
@@ -177,10 +177,11 @@ async def write_version(
     """Store a new immutable version holding exactly `new.values`."""
     data_key_id, key = await keys.for_writing(session, environment_id=environment_id)
     connection = await session.connection()
-    statement = INSERT_VERSION[connection.dialect.name]
-    version = await insert_version(
-        lambda drawn: connection.scalar(statement, row_of(drawn)), environment_id, new
-    )
+    statement = _INSERT_VERSION[connection.dialect.name]
+    version = draft_version(environment_id, new)
+    # Only an id clash inserts nothing (any other conflict is an error): draw it again.
+    while await connection.scalar(statement, row_of(version)) is None:
+        version.id = _new_version_id()
     if new.values:
         # The table, not the entity: a plain executemany, without the ORM's bookkeeping.
         rows = sealed_rows(version, data_key_id, key, new.values)
@@ -189,7 +190,7 @@ async def write_version(
 
 
 def _insert_returning_id(dialect_insert: Any) -> Any:
-    """Insert a version; only an id clash is skipped (any other conflict is an error)."""
+    """Insert a version, returning its id; an id clash inserts nothing and returns none."""
     statement = dialect_insert(SecretVersion).values(
         {c.key: bindparam(c.key) for c in VERSION_COLUMNS}
     )
@@ -197,29 +198,13 @@ def _insert_returning_id(dialect_insert: Any) -> Any:
     return statement.returning(SecretVersion.id)
 
 
-INSERT_VERSION = {
+_INSERT_VERSION = {
     "postgresql": _insert_returning_id(pg_insert),
     "sqlite": _insert_returning_id(sqlite_insert),
 }
 _INSERT_SECRETS = insert(SECRETS_TABLE).values(
     {c.key: bindparam(c.key) for c in SECRETS_TABLE.columns}
 )
-
-
-async def insert_version(
-    insert_row: Callable[[SecretVersion], Awaitable[Any]],
-    environment_id: uuid.UUID,
-    new: NewVersion,
-) -> SecretVersion:
-    """Insert the version row under a fresh random id (drawn again on the rare collision).
-
-    `insert_row` inserts the version as drawn (INSERT_VERSION, with its row_of) and returns
-    its id, or None when the id was taken.
-    """
-    version = draft_version(environment_id, new)
-    while await insert_row(version) is None:
-        version.id = _new_version_id()
-    return version
 
 
 def draft_version(environment_id: uuid.UUID, new: NewVersion) -> SecretVersion:
@@ -240,7 +225,7 @@ def draft_version(environment_id: uuid.UUID, new: NewVersion) -> SecretVersion:
 
 
 def row_of(version: SecretVersion) -> dict[str, Any]:
-    """Return a version's columns by name, as INSERT_VERSION takes them."""
+    """Return a version's columns by name, as an insert of the row takes them."""
     return {key: getattr(version, key) for key in VERSION_KEYS}
 
 
