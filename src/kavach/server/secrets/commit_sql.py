@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import LargeBinary, Text, Uuid, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -26,8 +24,12 @@ def _write_version() -> DriverStatement:
     A version id that is taken fails the statement (pk_secret_versions): the batch is then
     written again under new ids.
     """
-    columns: dict[str, Any] = {key: bindparam(key) for key in service.VERSION_KEYS}
-    version = insert(SecretVersion).values(columns).returning(SecretVersion.id).cte("new_version")
+    version = (
+        insert(SecretVersion)
+        .values(service.VERSION_VALUES)
+        .returning(SecretVersion.id)
+        .cte("new_version")
+    )
     given = (
         func.unnest(
             bindparam("names", type_=ARRAY(Text)),

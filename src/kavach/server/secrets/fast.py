@@ -141,6 +141,16 @@ def _decode(
     if first["id"] is None:
         return None, {}
     version = service.version_of(first)
+    return version, cached_values(keys, version, rows)
+
+
+def cached_values(
+    keys: SecretKeys, version: SecretVersion, rows: list[asyncpg.Record]
+) -> dict[str, str] | None:
+    """Decrypt a version's secrets from driver rows (name, data_key_id, value_encrypted).
+
+    Returns None if a data key is not cached; a row without a name holds no secret.
+    """
     sealed = [
         (row["name"], row["data_key_id"], row["value_encrypted"])
         for row in rows
@@ -148,5 +158,5 @@ def _decode(
     ]
     data_keys = keys.cached({data_key_id for _, data_key_id, _ in sealed})
     if data_keys is None:
-        return version, None
-    return version, service.decrypt_rows(data_keys, version, sealed)
+        return None
+    return service.decrypt_rows(data_keys, version, sealed)

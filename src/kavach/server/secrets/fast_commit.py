@@ -37,7 +37,7 @@ from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
 from kavach.server.secrets.commit_sql import LOCK_FOR_COMMIT, WRITE_VERSION
 from kavach.server.secrets.events import commit_event
-from kavach.server.secrets.fast import CachedCaller, cached_caller
+from kavach.server.secrets.fast import CachedCaller, cached_caller, cached_values
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
 
@@ -180,15 +180,9 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
     latest = SecretVersion(
         id=first["version_id"], seq=first["version_seq"], environment_id=caller.environment_id
     )
-    sealed = [
-        (row["name"], row["data_key_id"], row["value_encrypted"])
-        for row in found
-        if row["name"] is not None
-    ]
-    data_keys = runtime.secret_keys.cached({data_key_id for _, data_key_id, _ in sealed})
-    if data_keys is None:
+    current = cached_values(runtime.secret_keys, latest, found)
+    if current is None:
         raise _GiveWay
-    current = service.decrypt_rows(data_keys, latest, sealed)
     return _Locked(first["epoch"], latest, current, chain, head)
 
 

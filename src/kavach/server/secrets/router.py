@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
@@ -63,8 +63,9 @@ async def _read_latest_fast(request: Request) -> Response | None:
     version = found.version
     event = read_event(found.access, origin_of(request), version.id if version else None, "secrets")
     await runtime_of(request).audit_batcher.record(event)
-    body = ok(SecretsResponse(version=summary(version) if version else None, secrets=found.values))
-    return Response(body.model_dump_json(), media_type="application/json")
+    return _answer(
+        ok(SecretsResponse(version=summary(version) if version else None, secrets=found.values))
+    )
 
 
 async def _commit_fast(request: Request) -> Response | None:
@@ -72,8 +73,12 @@ async def _commit_fast(request: Request) -> Response | None:
     version = await fast_commit.commit(request)
     if version is None:
         return None
-    body = ok(summary(version))
-    return Response(body.model_dump_json(), status_code=201, media_type="application/json")
+    return _answer(ok(summary(version)), status=201)
+
+
+def _answer(body: Envelope[Any], status: int = 200) -> Response:
+    """Return a lean path's envelope as the general path's JSON answer."""
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
 async def read_secrets(

@@ -69,6 +69,8 @@ _LATEST = (
 LATEST_ID = _LATEST.with_only_columns(SecretVersion.id)
 VERSION_COLUMNS = list(SecretVersion.__table__.columns)
 VERSION_KEYS = [column.key for column in VERSION_COLUMNS]
+# An insert's values: each column from the parameter of its name (see row_of).
+VERSION_VALUES: dict[str, Any] = {key: bindparam(key) for key in VERSION_KEYS}
 SECRETS_TABLE = Secret.metadata.tables[Secret.__tablename__]
 _LATEST_WITH_VALUES = (
     select(*VERSION_COLUMNS, Secret.name, Secret.data_key_id, Secret.value_encrypted)
@@ -191,9 +193,7 @@ async def write_version(
 
 def _insert_returning_id(dialect_insert: Any) -> Any:
     """Insert a version, returning its id; an id clash inserts nothing and returns none."""
-    statement = dialect_insert(SecretVersion).values(
-        {c.key: bindparam(c.key) for c in VERSION_COLUMNS}
-    )
+    statement = dialect_insert(SecretVersion).values(VERSION_VALUES)
     statement = statement.on_conflict_do_nothing(index_elements=[SecretVersion.id])
     return statement.returning(SecretVersion.id)
 
