@@ -72,7 +72,13 @@ async def _end_transaction(connection: asyncpg.Connection) -> None:
 
 
 class DriverPool:
-    """asyncpg's own pool, opened on first use, on the same database as the engine."""
+    """asyncpg's own pool, opened on first use, on the same database as the engine.
+
+    Connections are kept between uses rather than handed back to asyncpg's pool each time:
+    its acquire and release (a task, timers and a reset each) cost several times a query.
+    One goes back to asyncpg's pool when a caller is waiting there for one, when it is
+    closed or inside a transaction (asyncpg replaces or resets it), and on close.
+    """
 
     def __init__(self, settings: Settings) -> None:
         db = settings.db
@@ -86,6 +92,8 @@ class DriverPool:
         self._timeout = db.db_pool_timeout
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._kept: list[asyncpg.Connection] = []  # acquired from the pool, free to lend
+        self._waiting = 0  # callers waiting in asyncpg's pool
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
@@ -105,19 +113,40 @@ class DriverPool:
         """Lend a connection; a database failure becomes a 503 (the pool replaces it)."""
         try:
             pool = self._pool or await self._open()
-            # asyncio.timeout rather than the driver's timeout, which runs the wait as a
-            # task of its own on this Python.
-            async with asyncio.timeout(self._timeout):
-                connection = await pool.acquire()
+            connection = await self._lend(pool)
             try:
                 yield connection
             finally:
-                await pool.release(connection, timeout=self._timeout)
+                await self._take_back(pool, connection)
         except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
             raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
 
+    async def _lend(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        while self._kept:
+            connection = self._kept.pop()
+            if not connection.is_closed():
+                return connection
+            await pool.release(connection, timeout=self._timeout)  # asyncpg replaces it
+        self._waiting += 1
+        try:
+            # asyncio.timeout rather than the driver's timeout, which runs the wait as a
+            # task of its own on this Python.
+            async with asyncio.timeout(self._timeout):
+                return await pool.acquire()
+        finally:
+            self._waiting -= 1
+
+    async def _take_back(self, pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+        if self._waiting or connection.is_closed() or connection.is_in_transaction():
+            await pool.release(connection, timeout=self._timeout)
+        else:
+            self._kept.append(connection)
+
     async def close(self) -> None:
         """Close the pool's connections."""
         if self._pool is not None:
+            kept, self._kept = self._kept, []
+            for connection in kept:
+                await self._pool.release(connection, timeout=self._timeout)
             await self._pool.close()
