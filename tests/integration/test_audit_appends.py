@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from kavach.server.audit import service as audit
-from kavach.server.audit.chain import key_for
+from kavach.server.audit.chain import ChainReport, key_for
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import SYSTEM, NewEvent
 from tests.conftest import InProcessServer
@@ -90,3 +90,83 @@ async def test_appending_through_the_driver_outside_a_transaction_is_refused(
     async with server.runtime.sessionmaker() as session, pool.connection() as connection:
         with pytest.raises(RuntimeError, match="inside a transaction"):
             await audit.append_with_driver(connection, key_for(session), [_event(None, 1)])
+
+
+async def _at_head(
+    server: InProcessServer, chain: str, events: list[NewEvent], heads: dict[str, tuple[int, str]]
+) -> None:
+    pool = server.runtime.driver_pool
+    assert pool is not None
+    async with server.runtime.sessionmaker() as session, pool.connection() as connection:
+        await audit.append_at_head(connection, key_for(session), chain, events, heads)
+
+
+async def _verified(server: InProcessServer, organization_id: uuid.UUID) -> ChainReport:
+    async with server.runtime.sessionmaker() as session:
+        return await audit.verify_chain(session, organization_id=organization_id)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_appends_at_a_head_that_moved_chain_on_the_head_found(
+    server: InProcessServer, backend: str
+) -> None:
+    org = uuid.uuid4()
+    chain = audit.chain_of(org)
+    mine: dict[str, tuple[int, str]] = {}
+    await _at_head(server, chain, [_event(org, 1), _event(org, 2)], mine)
+    assert mine[chain][0] == 2
+    # Another server appends: the head this one last saw is now stale.
+    await _append(server, [_event(org, 3)])
+    await _at_head(server, chain, [_event(org, 4)], mine)
+    report = await _verified(server, org)
+    assert (report.broken, report.events, report.head_seq) == (None, 4, 4)
+    assert mine[chain] == (4, report.head_hash)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_appends_that_keep_missing_the_head_wait_for_the_chain_lock(
+    server: InProcessServer, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = uuid.uuid4()
+    chain = audit.chain_of(org)
+    await _append(server, [_event(org, 1)])
+    monkeypatch.setattr(audit, "AT_HEAD_ATTEMPTS", 0)
+    stale: dict[str, tuple[int, str]] = {chain: (0, "f" * 64)}
+    await _at_head(server, chain, [_event(org, 2)], stale)
+    report = await _verified(server, org)
+    assert (report.broken, report.events) == (None, 2)
+    assert stale[chain] == (2, report.head_hash)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_servers_appending_at_their_own_heads_never_fork_a_chain(
+    server: InProcessServer, backend: str
+) -> None:
+    org = uuid.uuid4()
+    chain = audit.chain_of(org)
+    servers: list[dict[str, tuple[int, str]]] = [{}, {}, {}]
+
+    async def appends(heads: dict[str, tuple[int, str]], start: int) -> None:
+        for n in range(start, start + 10):
+            await _at_head(server, chain, [_event(org, n), _event(org, n)], heads)
+
+    await asyncio.gather(*(appends(heads, 100 * i) for i, heads in enumerate(servers)))
+    report = await _verified(server, org)
+    assert (report.broken, report.events, report.head_seq) == (None, 60, 60)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_appending_at_the_head_inside_a_transaction_is_refused(
+    server: InProcessServer, backend: str
+) -> None:
+    pool = server.runtime.driver_pool
+    assert pool is not None
+    async with (
+        server.runtime.sessionmaker() as session,
+        pool.connection() as connection,
+        connection.transaction(),
+    ):
+        with pytest.raises(RuntimeError, match="transaction of its own"):
+            await audit.append_at_head(
+                connection, key_for(session), "server", [_event(None, 1)], {}
+            )

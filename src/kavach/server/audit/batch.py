@@ -1,25 +1,28 @@
-"""Group commit for audit events of reads: many requests' events, one transaction.
+"""Group commit for audit events of reads: many requests' events, one transaction per chain.
 
 Every read of secret values is audited, and a read is answered only once its event is
 committed. Appending is serialised (one chain, one lock), so a transaction per read would
 make reads queue behind each other's commits; instead the events that arrive while one
-batch commits go together in the next.
+batch commits go together in the next. On PostgreSQL each chain's events are one statement
+chained on the head this server last saw (audit.service.append_at_head): a round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kavach.server.audit.chain import AuditKey, key_for
-from kavach.server.audit.service import NewEvent, append, append_with_driver
+from kavach.server.audit.service import NewEvent, append, append_at_head, chain_of
 from kavach.server.db.driver import DriverPool
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
 
 log = get_logger(__name__)
 MAX_BATCH = 500
+_Entry = tuple[NewEvent, asyncio.Future[None]]
 
 
 class AuditBatcher:
@@ -32,7 +35,8 @@ class AuditBatcher:
         # PostgreSQL: batches go to the driver directly (see db.driver).
         self._driver_pool = driver_pool
         self._key: AuditKey | None = None
-        self._pending: list[tuple[NewEvent, asyncio.Future[None]]] = []
+        self._heads: dict[str, tuple[int, str]] = {}  # each chain's head as last seen
+        self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -57,28 +61,34 @@ class AuditBatcher:
                 del self._pending[:MAX_BATCH]
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[None]]]) -> None:
-        events = [event for event, _ in batch]
+    async def _commit(self, batch: list[_Entry]) -> None:
         try:
             if self._driver_pool is None:
                 async with self._sessionmaker() as session, session.begin():
-                    await append(session, events)
+                    await append(session, [event for event, _ in batch])
+                _settle(batch)
             else:
-                if self._key is None:
-                    self._key = key_for(self._sessionmaker())  # what the sessions carry
-                key = self._key
-                async with self._driver_pool.connection() as driver, driver.transaction():
-                    await append_with_driver(driver, key, events)
+                await self._commit_with_driver(self._driver_pool, batch)
         except Exception as error:  # whatever went wrong, every waiting request must hear it
+            self._heads.clear()  # what was last seen may not have been written
             # The type only: a driver's message may quote the values it was given.
             log.error("audit_batch_failed", events=len(batch), error=type(error).__name__)
             for _, done in batch:
                 if not done.done():  # one exception each: shared, their tracebacks would mix
                     done.set_exception(ServiceUnavailable("the audit trail cannot be written"))
-            return
-        for _, done in batch:
-            if not done.done():  # a caller that went away no longer waits
-                done.set_result(None)
+
+    async def _commit_with_driver(self, pool: DriverPool, batch: list[_Entry]) -> None:
+        """Append each chain's events in a statement of its own; settle each chain's waiters."""
+        if self._key is None:
+            self._key = key_for(self._sessionmaker())  # what the sessions carry
+        by_chain: defaultdict[str, list[_Entry]] = defaultdict(list)
+        for entry in batch:
+            by_chain[chain_of(entry[0].where.organization_id)].append(entry)
+        async with pool.connection() as driver:
+            for chain, entries in by_chain.items():
+                events = [event for event, _ in entries]
+                await append_at_head(driver, self._key, chain, events, self._heads)
+                _settle(entries)
 
     async def close(self) -> None:
         """Let the events already queued commit, then stop."""
@@ -86,3 +96,10 @@ class AuditBatcher:
         if self._task is not None and not self._task.done():
             self._wake.set()
             await self._task
+
+
+def _settle(entries: list[_Entry]) -> None:
+    """Tell each waiter its event is committed."""
+    for _, done in entries:
+        if not done.done():  # a caller that went away no longer waits
+            done.set_result(None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -71,6 +72,15 @@ _DRIVER_HEAD = DriverStatement.compile(_PG_CHAIN_HEAD)
 _DRIVER_INSERT = DriverStatement.compile(
     insert(AuditEvent).values({name: bindparam(name) for name in COLUMNS})
 )
+# Appends a chain's events if its head is the one given, in one statement (migration 0009).
+_DRIVER_AT_HEAD = DriverStatement.compile(
+    text(
+        "SELECT head_seq, head_hash, appended"
+        " FROM kavach_append_at_head(:chain, :seq, :hash, :events)"
+    )
+)
+# Appends that find the head moved this often in a row wait for the chain's lock instead.
+AT_HEAD_ATTEMPTS = 3
 
 
 async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str, tuple[int, str]]:
@@ -115,8 +125,11 @@ async def append(session: AsyncSession, events: list[NewEvent]) -> None:
 
 async def append_with_driver(
     driver: asyncpg.Connection, key: AuditKey, events: list[NewEvent]
-) -> None:
-    """Append events in the driver connection's transaction, on asyncpg directly (PostgreSQL)."""
+) -> dict[str, tuple[int, str]]:
+    """Append events in the driver connection's transaction, on asyncpg directly (PostgreSQL).
+
+    Returns the head of each chain appended to, as it stands after the events.
+    """
     if not driver.is_in_transaction():
         raise RuntimeError("audit events are appended inside a transaction")
     heads = {}
@@ -125,6 +138,40 @@ async def append_with_driver(
         heads[chain] = chain_head(row)
     rows = driver_rows(key, events, heads)
     await driver.executemany(_DRIVER_INSERT.sql, [_DRIVER_INSERT.args(r) for r in rows])
+    return heads
+
+
+async def append_at_head(
+    driver: asyncpg.Connection,
+    key: AuditKey,
+    chain: str,
+    events: list[NewEvent],
+    heads: dict[str, tuple[int, str]],
+) -> None:
+    """Append one chain's events, committed by the time this returns (PostgreSQL).
+
+    The events are chained on the head this server last saw (`heads`, kept current here)
+    and sent in one statement, which is its own transaction: it takes the chain's lock and
+    writes them only if the head is still that one. If another server appended meanwhile,
+    the head it found comes back and the events are chained on it again; after a few such
+    misses the append waits for the chain's lock in a transaction instead.
+    """
+    if driver.is_in_transaction():
+        raise RuntimeError("an append at the head is a transaction of its own")
+    for _ in range(AT_HEAD_ATTEMPTS):
+        expected = heads.get(chain, (0, GENESIS))
+        moved = {chain: expected}
+        rows = _chained(key, events, moved)
+        values = {"chain": chain, "seq": expected[0], "hash": expected[1]}
+        # default=str: ids read by the driver are its own UUID type, which orjson does not know.
+        values["events"] = orjson.dumps(rows, default=str).decode()
+        found = await driver.fetchrow(*_DRIVER_AT_HEAD.bound(values))
+        if found["appended"]:
+            heads[chain] = moved[chain]
+            return
+        heads[chain] = chain_head(found)
+    async with driver.transaction():
+        heads.update(await append_with_driver(driver, key, events))
 
 
 def driver_rows(
