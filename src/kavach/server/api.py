@@ -83,7 +83,7 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
-class _StrictJSONRequest(Request):
+class StrictJSONRequest(Request):
     """A request whose body parses as strict RFC 8259 JSON.
 
     Unlike `json.loads`, orjson refuses invalid UTF-8, unpaired surrogate escapes (text no
@@ -104,23 +104,19 @@ FastPath = Callable[[Request], Awaitable[Response | None]]
 class ApiRoute(APIRoute):
     """An API route: strict JSON bodies, JSON only, no NUL characters in the URL."""
 
-    # Tried before FastAPI solves the route's dependencies; None means "take the usual way".
+    # Tried ahead of routing (see fast_paths); None from it means "take the usual way".
     fast_path: FastPath | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         takes_body = self.body_field is not None
-        fast_path = type(self).fast_path
 
         async def strict_handler(request: Request) -> Response:
             # PostgreSQL text cannot hold NUL, and no id or name contains one.
             query = request.scope["query_string"].decode("latin-1")
             if "\x00" in request.scope["path"] or "\x00" in unquote_plus(query):
                 raise ValidationFailed("the URL holds a NUL character")
-            # One request object for both ways: a body the lean way read is read once.
-            strict = _StrictJSONRequest(request.scope, request.receive)
-            if fast_path is not None and (answer := await fast_path(strict)) is not None:
-                return answer
+            strict = StrictJSONRequest(request.scope, request.receive)
             content_type = strict.headers.get("content-type")
             if takes_body and not is_json(content_type) and await strict.body():
                 raise HTTPException(415, "send the request body as application/json")
@@ -130,7 +126,7 @@ class ApiRoute(APIRoute):
 
 
 def with_fast_path(fast_path: FastPath) -> type[ApiRoute]:
-    """Return a route class that tries `fast_path` first (see ApiRoute.fast_path)."""
+    """Return a route class whose requests try `fast_path` first (see fast_paths)."""
     return type("FastPathRoute", (ApiRoute,), {"fast_path": staticmethod(fast_path)})
 
 
