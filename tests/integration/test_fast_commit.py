@@ -260,3 +260,62 @@ async def test_a_batch_builds_each_commit_on_the_last_and_refuses_one_alone(
     async with server.runtime.sessionmaker() as session:
         report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
     assert report.broken is None
+
+
+async def test_commits_on_what_another_server_changed_are_made_on_what_is_stored(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    """What this server knows of the latest version goes stale; the database says so."""
+    await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})
+    await _commit(alice, tree, {"message": "m", "set": {"A": "2"}})  # made on what it knows
+    bob = await user(server, "bob")
+    members = f"/environments/{tree['env']['id']}/members"
+    await alice.call("POST", members, {"user": "bob", "role": "editor"}, status=200)
+    # Grants changed, so neither Bob's nor Alice's next commit is lean: both go the general
+    # way, which this server does not remember, as if they were made on another server.
+    await _commit(bob, tree, {"message": "bob", "set": {"B": "1"}})
+    general = await _commit(alice, tree, {"message": "m", "set": {"C": "1"}})
+    # Made on what this server knew, B would not be set: the check finds the newer version.
+    unset = await _commit(alice, tree, {"message": "m", "unset": ["B"]})
+    assert served == ["lean", "lean", "general", "general", "lean"]
+    assert unset["parent_id"] == general["id"]
+    read = await alice.call("GET", tree["secrets"], status=200)
+    assert read["secrets"] == {"A": "2", "C": "1", "DB_PASSWORD": "hunter2", "WARM": "1"}
+    versions = await _versions(server, tree["env"]["id"])
+    assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
+    recorded = await _commit_events(server)
+    async with server.runtime.sessionmaker() as session:
+        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+    assert report.broken is None
+
+
+async def test_a_batch_made_on_what_is_known_is_written_whole_or_not_at_all(
+    server: InProcessServer,
+    backend: str,
+    served: list[str],
+    alice: Api,
+    tree: Tree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})  # now known
+    taken = (await _versions(server, tree["env"]["id"]))[-1].id
+    draws = iter(["aaaaaaa1", "aaaaaaa2", taken, "bbbbbbb1", "bbbbbbb2", "bbbbbbb3"])
+    drawn: list[str] = []
+
+    def draw() -> str:
+        drawn.append(next(draws))
+        return drawn[-1]
+
+    monkeypatch.setattr(service, "_new_version_id", draw)
+    url = f"/api/v1{tree['secrets']}/versions"
+    bodies = [{"message": f"m{n}", "set": {f"K{n}": "v"}} for n in range(3)]
+    answers = await asyncio.gather(
+        *(server.client.post(url, json=body, headers=alice.headers) for body in bodies)
+    )
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert taken in drawn  # a batch met a taken id, and was written again under new ones
+    versions = await _versions(server, tree["env"]["id"])
+    assert len(versions) == 6  # two before, the lean one, and three: none of a failed batch
+    assert {v.id for v in versions[3:]} == {a.json()["data"]["id"] for a in answers}
+    assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
+    assert len(await _commit_events(server)) == 6

@@ -24,6 +24,7 @@ from kavach.server.db.engine import (
 )
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
+from kavach.server.secrets.latest import KnownVersions
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.settings import Settings
 
@@ -47,7 +48,10 @@ class Runtime:
     http: httpx.AsyncClient
     audit_batcher: AuditBatcher
     access_cache: AccessCache = field(default_factory=AccessCache)
-    # Lean commits, per environment (see secrets.fast_commit).
+    # Each audit chain's head as this server last wrote or read it (see audit.batch).
+    chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Lean commits, per environment, and what they were last made on (see secrets.fast_commit).
+    known_versions: KnownVersions = field(default_factory=KnownVersions)
     commit_batches: KeyedBatches[Any, SecretVersion | None] = field(
         default_factory=lambda: KeyedBatches(max_batch=COMMIT_BATCH)
     )
@@ -72,6 +76,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     sessionmaker = create_sessionmaker(engine)
     driver_pool = DriverPool(settings) if engine.dialect.name == "postgresql" else None
     auth = settings.auth
+    chain_heads: dict[str, tuple[int, str]] = {}  # shared by read batches and lean commits
 
     def reload_keyring() -> Keyring:
         # A key rotated by `kavach server rotate-key` while this process runs.
@@ -102,5 +107,6 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(sessionmaker, driver_pool),
+        audit_batcher=AuditBatcher(sessionmaker, driver_pool, chain_heads),
+        chain_heads=chain_heads,
     )

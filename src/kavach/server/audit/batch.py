@@ -29,13 +29,17 @@ class AuditBatcher:
     """Append events from concurrent requests in shared transactions; callers await theirs."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], driver_pool: DriverPool | None = None
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        driver_pool: DriverPool | None = None,
+        heads: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         # PostgreSQL: batches go to the driver directly (see db.driver).
         self._driver_pool = driver_pool
         self._key: AuditKey | None = None
-        self._heads: dict[str, tuple[int, str]] = {}  # each chain's head as last seen
+        # Each chain's head as last seen; lean commits share it (Runtime.chain_heads).
+        self._heads = {} if heads is None else heads
         self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -1,8 +1,8 @@
-"""The lean commit's two statements (PostgreSQL), written in SQLAlchemy for the driver."""
+"""The lean commit's statements (PostgreSQL), written in SQLAlchemy for the driver."""
 
 from __future__ import annotations
 
-from sqlalchemy import LargeBinary, Text, Uuid, bindparam, func, insert, select, text
+from sqlalchemy import BigInteger, LargeBinary, Text, Uuid, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from kavach.server.audit.chain import COLUMNS as EVENT_COLUMNS
@@ -18,18 +18,36 @@ LOCK_FOR_COMMIT = DriverStatement.compile(
 )
 
 
-def _write_version() -> DriverStatement:
+# The commit's locks, and a check that the environment's latest version, the chain's head
+# and the access epoch are the expected ones; it fails the transaction if not (0009).
+_CHECK = func.kavach_check_at_head(
+    bindparam("environment_id", type_=Uuid),
+    bindparam("expected_version", type_=Text),
+    bindparam("chain", type_=Text),
+    bindparam("expected_seq", type_=BigInteger),
+    bindparam("expected_hash", type_=Text),
+    bindparam("expected_epoch", type_=BigInteger),
+)
+CHECK_AT_HEAD = DriverStatement.compile(select(_CHECK))
+NOT_AT_HEAD = "KV409"  # the check's SQLSTATE
+
+
+def _write_version(*, checked: bool) -> DriverStatement:
     """The new version, its secrets (given as arrays) and its audit event, in one statement.
 
-    A version id that is taken fails the statement (pk_secret_versions): the batch is then
-    written again under new ids.
+    Checked: only after kavach_check_at_head passes. A version id that is taken fails the
+    statement (pk_secret_versions): the batch is then written again under new ids.
     """
-    version = (
-        insert(SecretVersion)
-        .values(service.VERSION_VALUES)
-        .returning(SecretVersion.id)
-        .cte("new_version")
-    )
+    if checked:
+        table = SecretVersion.__table__.c
+        values = [bindparam(key, type_=table[key].type) for key in service.VERSION_KEYS]
+        guard = select(_CHECK.label("passed")).cte("guard")
+        written = insert(SecretVersion).from_select(
+            service.VERSION_KEYS, select(*values).select_from(guard)
+        )
+    else:
+        written = insert(SecretVersion).values(service.VERSION_VALUES)
+    version = written.returning(SecretVersion.id).cte("new_version")
     given = (
         func.unnest(
             bindparam("names", type_=ARRAY(Text)),
@@ -52,4 +70,5 @@ def _write_version() -> DriverStatement:
     return DriverStatement.compile(statement.add_cte(event.cte("new_event")))
 
 
-WRITE_VERSION = _write_version()
+WRITE_VERSION = _write_version(checked=False)  # under the locks of LOCK_FOR_COMMIT
+WRITE_AT_HEAD = _write_version(checked=True)  # outside a transaction: a pipeline is one

@@ -26,6 +26,7 @@ from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
 from kavach.server.rbac.cache import AccessEpoch
 from kavach.server.rbac.deps import Access, caller_key, count_api_request
 from kavach.server.secrets import service
+from kavach.server.secrets.latest import Sealed
 from kavach.server.secrets.models import Secret, SecretVersion
 
 READ_ACTION = "secret.read"
@@ -141,21 +142,25 @@ def _decode(
     if first["id"] is None:
         return None, {}
     version = service.version_of(first)
-    return version, cached_values(keys, version, rows)
+    return version, cached_values(keys, version, sealed_of(rows))
 
 
-def cached_values(
-    keys: SecretKeys, version: SecretVersion, rows: list[asyncpg.Record]
-) -> dict[str, str] | None:
-    """Decrypt a version's secrets from driver rows (name, data_key_id, value_encrypted).
+def sealed_of(rows: list[asyncpg.Record]) -> list[Sealed]:
+    """Return the sealed secrets of driver rows (name, data_key_id, value_encrypted).
 
-    Returns None if a data key is not cached; a row without a name holds no secret.
+    A row without a name holds no secret (a version without any, or no version).
     """
-    sealed = [
+    return [
         (row["name"], row["data_key_id"], row["value_encrypted"])
         for row in rows
         if row["name"] is not None
     ]
+
+
+def cached_values(
+    keys: SecretKeys, version: SecretVersion, sealed: list[Sealed]
+) -> dict[str, str] | None:
+    """Decrypt a version's sealed secrets; None if a data key is not cached."""
     data_keys = keys.cached({data_key_id for _, data_key_id, _ in sealed})
     if data_keys is None:
         return None

@@ -35,9 +35,16 @@ from kavach.server.deps import origin_of, runtime_of
 from kavach.server.errors import KavachError, ServiceUnavailable
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import flows, service
-from kavach.server.secrets.commit_sql import LOCK_FOR_COMMIT, WRITE_VERSION
+from kavach.server.secrets.commit_sql import (
+    CHECK_AT_HEAD,
+    LOCK_FOR_COMMIT,
+    NOT_AT_HEAD,
+    WRITE_AT_HEAD,
+    WRITE_VERSION,
+)
 from kavach.server.secrets.events import commit_event
-from kavach.server.secrets.fast import CachedCaller, cached_caller, cached_values
+from kavach.server.secrets.fast import CachedCaller, cached_caller, cached_values, sealed_of
+from kavach.server.secrets.latest import KnownVersion, Sealed
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
 
@@ -69,11 +76,12 @@ class _Pending:
 
 @dataclass
 class _Locked:
-    """What a batch reads under its locks, advanced by each commit it writes."""
+    """What a batch is made on (read under its locks, or known), advanced by each commit."""
 
     epoch: int | None
     latest: SecretVersion | None  # only its id, seq and environment are read
     current: dict[str, str]
+    sealed: list[Sealed]  # the latest version's secrets as stored
     chain: str
     head: tuple[int, str]
 
@@ -117,25 +125,107 @@ async def _write_batch(batch: list[_Pending]) -> list[Outcome]:
 
 
 async def _try_batch(batch: list[_Pending]) -> list[Outcome]:
-    """Prepare each commit on the one before it, then write them all in one pipeline."""
+    """Write the batch on what this server knows, or else under the commit's locks."""
     runtime = batch[0].runtime
     assert runtime.driver_pool is not None  # noqa: S101 - commit() checked
     async with runtime.driver_pool.connection() as driver:
         try:
-            async with driver.transaction():
-                locked = await _lock(driver, runtime, batch[0].caller)
-                prepared = [_prepare(locked, pending) for pending in batch]
-                rows = [arguments for _, arguments in prepared if arguments is not None]
-                if rows:
-                    await driver.executemany(WRITE_VERSION.sql, rows)
+            outcomes = await _at_head(driver, runtime, batch)
+            if outcomes is None:
+                outcomes = await _under_locks(driver, runtime, batch)
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == _VERSION_KEY:
                 raise _IdTaken from None
             raise
-    return [outcome for outcome, _ in prepared]
+    return outcomes
 
 
-def _prepare(locked: _Locked, pending: _Pending) -> tuple[Outcome, list[Any] | None]:
+async def _at_head(
+    driver: asyncpg.Connection, runtime: Runtime, batch: list[_Pending]
+) -> list[Outcome] | None:
+    """Make the batch on the latest version and chain head this server knows; one round trip.
+
+    Its statements go outside a transaction, in one pipeline, which the database runs as one
+    transaction: each checks, under the commit's locks, that it is made on what is stored
+    (CHECK_AT_HEAD). If anything moved (another server wrote), nothing is written and None
+    says so. A batch that writes nothing is checked alone, so its refusals hold.
+    """
+    caller = batch[0].caller
+    chain = _chain(caller)
+    known = runtime.known_versions.get(caller.environment_id)
+    head = runtime.chain_heads.get(chain)
+    if known is None or head is None:
+        return None
+    current: dict[str, str] | None = {}
+    if known.version is not None:
+        current = cached_values(runtime.secret_keys, known.version, known.sealed)
+    if current is None:
+        return None
+    locked = _Locked(caller.epoch, known.version, current, known.sealed, chain, head)
+    expected = _expected(locked, caller.environment_id)
+    outcomes, rows = _prepared(locked, batch)
+    try:
+        if rows:
+            await driver.executemany(WRITE_AT_HEAD.sql, [WRITE_AT_HEAD.args(r) for r in rows])
+        elif any(outcome is not None for outcome in outcomes):
+            await driver.fetchval(*CHECK_AT_HEAD.bound(expected))
+    except asyncpg.PostgresError as error:
+        if error.sqlstate == NOT_AT_HEAD:
+            return None
+        raise
+    _remember(runtime, caller.environment_id, locked)
+    return outcomes
+
+
+async def _under_locks(
+    driver: asyncpg.Connection, runtime: Runtime, batch: list[_Pending]
+) -> list[Outcome]:
+    """Take the commit's locks, read what is stored, and write the batch on it."""
+    async with driver.transaction():
+        locked = await _lock(driver, runtime, batch[0].caller)
+        outcomes, rows = _prepared(locked, batch)
+        if rows:
+            await driver.executemany(WRITE_VERSION.sql, [WRITE_VERSION.args(r) for r in rows])
+    _remember(runtime, batch[0].caller.environment_id, locked)
+    return outcomes
+
+
+def _remember(runtime: Runtime, environment_id: uuid.UUID, locked: _Locked) -> None:
+    """Keep what the batch left stored, for the next batch to be made on."""
+    runtime.known_versions.put(environment_id, KnownVersion(locked.latest, locked.sealed))
+    runtime.chain_heads[locked.chain] = locked.head
+
+
+def _chain(caller: CachedCaller) -> str:
+    scope = caller.access.scope
+    assert scope is not None  # noqa: S101 - a cached grant always carries its scope
+    return audit.chain_of(scope.organization_id)
+
+
+def _expected(locked: _Locked, environment_id: uuid.UUID) -> dict[str, Any]:
+    """Return what CHECK_AT_HEAD expects stored before the next commit is written."""
+    return {
+        "environment_id": environment_id,
+        "expected_version": locked.latest.id if locked.latest else None,
+        "chain": locked.chain,
+        "expected_seq": locked.head[0],
+        "expected_hash": locked.head[1],
+        "expected_epoch": locked.epoch,
+    }
+
+
+def _prepared(locked: _Locked, batch: list[_Pending]) -> tuple[list[Outcome], list[dict[str, Any]]]:
+    """Make each commit of the batch on the one before; return the outcomes and rows to write."""
+    outcomes, rows = [], []
+    for pending in batch:
+        outcome, row = _prepare(locked, pending)
+        outcomes.append(outcome)
+        if row is not None:
+            rows.append(row)
+    return outcomes, rows
+
+
+def _prepare(locked: _Locked, pending: _Pending) -> tuple[Outcome, dict[str, Any] | None]:
     """Make one commit of a batch on the ones before it; return its outcome and row.
 
     A refusal is this commit's alone, and so is giving way (the general path will then
@@ -158,16 +248,14 @@ def _prepare(locked: _Locked, pending: _Pending) -> tuple[Outcome, list[Any] | N
     )
     version = service.draft_version(caller.environment_id, new)
     event = commit_event(caller.access, pending.origin, version, body)
-    arguments = _arguments(runtime.audit_key, locked, pending.data_key, version, values, event)
-    locked.latest, locked.current = version, values
-    return version, arguments
+    row = _expected(locked, caller.environment_id)
+    row.update(_written(runtime.audit_key, locked, pending.data_key, version, values, event))
+    return version, row
 
 
 async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCaller) -> _Locked:
     """Take the commit's locks and read the latest secrets, the chain's head and the epoch."""
-    scope = caller.access.scope
-    assert scope is not None  # noqa: S101 - a cached grant always carries its scope
-    chain = audit.chain_of(scope.organization_id)
+    chain = _chain(caller)
     found = await driver.fetch(
         *LOCK_FOR_COMMIT.bound({"environment_id": caller.environment_id, "chain": chain})
     )
@@ -176,40 +264,43 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
         None if first["head_seq"] is None else (first["head_seq"], first["head_hash"])
     )
     if first["version_id"] is None:
-        return _Locked(first["epoch"], None, {}, chain, head)
+        return _Locked(first["epoch"], None, {}, [], chain, head)
     latest = SecretVersion(
         id=first["version_id"], seq=first["version_seq"], environment_id=caller.environment_id
     )
-    current = cached_values(runtime.secret_keys, latest, found)
+    sealed = sealed_of(found)
+    current = cached_values(runtime.secret_keys, latest, sealed)
     if current is None:
         raise _GiveWay
-    return _Locked(first["epoch"], latest, current, chain, head)
+    return _Locked(first["epoch"], latest, current, sealed, chain, head)
 
 
-def _arguments(
+def _written(
     audit_key: AuditKey,
     locked: _Locked,
     data_key: tuple[uuid.UUID, bytes],
     version: SecretVersion,
     values: dict[str, str],
     event: audit.NewEvent,
-) -> list[Any]:
-    """Return WRITE_VERSION's arguments for a version, its values and its event.
+) -> dict[str, Any]:
+    """Return what the write statements take for a version, its values and its event.
 
-    The values are sealed and the event signed for this version's id; the chain's head
-    moves on to the event.
+    The values are sealed and the event signed for this version's id; the latest version,
+    its secrets and the chain's head move on to them.
     """
     data_key_id, key = data_key
     ciphertexts = service.sealed_values(version.environment_id, version.id, key, values)
     heads = {locked.chain: locked.head}
     (event_row,) = audit.driver_rows(audit_key, [event], heads)
-    locked.head = heads[locked.chain]
-    return WRITE_VERSION.args(
-        {
-            **service.row_of(version),
-            **{f"event_{name}": value for name, value in event_row.items()},
-            "names": list(values),
-            "data_key_ids": [data_key_id] * len(values),
-            "ciphertexts": ciphertexts,
-        }
-    )
+    names = list(values)
+    locked.latest, locked.current, locked.head = version, values, heads[locked.chain]
+    locked.sealed = [
+        (name, data_key_id, sealed) for name, sealed in zip(names, ciphertexts, strict=True)
+    ]
+    return {
+        **service.row_of(version),
+        **{f"event_{name}": value for name, value in event_row.items()},
+        "names": names,
+        "data_key_ids": [data_key_id] * len(values),
+        "ciphertexts": ciphertexts,
+    }

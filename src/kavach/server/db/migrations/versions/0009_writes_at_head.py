@@ -1,8 +1,10 @@
-"""append at head: a chain's events appended in one statement, if its head is the one expected
+"""writes at head: appends and commits made on the state a server last saw, in one round trip
 
-PostgreSQL only: the function behind read batches' appends (see audit.batch). A statement
-on its own is its own transaction, so an append that finds the head it expected is locked,
-checked, written and committed in one round trip.
+PostgreSQL only. Read batches append their events with kavach_append_at_head (see
+audit.batch), and lean commits guard their writes with kavach_check_at_head (see
+secrets.fast_commit). A statement, or a pipeline of them, sent outside a transaction is a
+transaction of its own: a write that finds what it expected is locked, checked, written
+and committed in one round trip.
 
 Revision ID: 0009
 Revises: 0008
@@ -55,13 +57,48 @@ $$
 """
 
 
+# Takes a commit's locks in the order every commit takes them (environment, then chain; the
+# functions of 0007) and raises, failing the whole transaction, unless the environment's
+# latest version, the chain's head and the access epoch are the ones the caller expected.
+_CHECK_AT_HEAD = """
+CREATE FUNCTION kavach_check_at_head(
+    p_environment uuid, p_version text, p_chain text, p_seq bigint, p_hash text, p_epoch bigint
+)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    latest secret_versions;
+    found_seq bigint;
+    found_hash text;
+    epoch bigint;
+BEGIN
+    SELECT * INTO latest FROM kavach_lock_environment(p_environment);
+    SELECT h.head_seq, coalesce(h.head_hash, '') INTO found_seq, found_hash
+        FROM kavach_audit_chain_head(p_chain) AS h;
+    IF NOT FOUND THEN
+        found_seq := 0;
+        found_hash := repeat('0', 64);
+    END IF;
+    SELECT a.value INTO epoch FROM access_epoch AS a WHERE a.id = 1;
+    IF latest.id IS DISTINCT FROM p_version OR found_seq <> p_seq OR found_hash <> p_hash
+            OR epoch IS DISTINCT FROM p_epoch THEN
+        RAISE EXCEPTION 'not at the expected head' USING ERRCODE = 'KV409';
+    END IF;
+    RETURN true;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     """Apply this migration."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_APPEND_AT_HEAD)
+        op.execute(_CHECK_AT_HEAD)
 
 
 def downgrade() -> None:
     """Revert this migration."""
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION kavach_check_at_head(uuid, text, text, bigint, text, bigint)")
         op.execute("DROP FUNCTION kavach_append_at_head(text, bigint, text, jsonb)")
