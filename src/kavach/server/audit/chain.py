@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +33,7 @@ GENESIS = "0" * 64  # the prev_hash of a chain's first event
 _KDF_INFO = b"kavach audit chain v1"
 _MAC_PREFIX = b"kavach-audit-event:v1\0"
 _SESSION_INFO_KEY = "kavach.audit_key"
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS  # as json.dumps, keys become strings
 COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
 
 
@@ -92,7 +94,8 @@ def timestamp(value: datetime) -> str:
 
 def normalized(details: dict[str, Any] | None) -> dict[str, Any]:
     """Return details as they read back from the database (tuples become lists, and so on)."""
-    result: dict[str, Any] = json.loads(json.dumps(details or {}, allow_nan=False))
+    # orjson: the same JSON types back, at a fraction of the cost.
+    result: dict[str, Any] = orjson.loads(orjson.dumps(details or {}, option=_NON_STR_KEYS))
     return result
 
 

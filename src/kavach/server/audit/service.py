@@ -5,7 +5,6 @@ Callers pass what happened, never secret values.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -180,7 +179,7 @@ def driver_rows(
     """Return the events as the driver inserts them: chained, signed, details as JSON text."""
     rows = _chained(key, events, heads)
     for row in rows:
-        row["details"] = json.dumps(row["details"])
+        row["details"] = orjson.dumps(row["details"]).decode()
     return rows
 
 

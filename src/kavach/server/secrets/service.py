@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.service import Actor
 from kavach.server.crypto.datakeys import SecretKeys
-from kavach.server.crypto.envelope import DecryptionFailed, seal, unseal
+from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal
 from kavach.server.db.base import utcnow
 from kavach.server.errors import NotFound, ServiceUnavailable
 from kavach.server.secrets.models import Secret, SecretVersion
@@ -234,9 +234,9 @@ def sealed_values(
 ) -> list[bytes]:
     """Encrypt a version's values in order, each bound to its environment, version and name."""
     prefix = _aad_prefix(environment_id, version_id)
-    return [
-        seal(key, value.encode("utf-8"), prefix + name.encode()) for name, value in values.items()
-    ]
+    return seal_all(
+        key, [(value.encode("utf-8"), prefix + name.encode()) for name, value in values.items()]
+    )
 
 
 def sealed_rows(
