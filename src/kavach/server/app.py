@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings, keys)
         for sessions in (runtime.sessionmaker, runtime.read_sessionmaker):
-            audit_chain.attach(sessions, keys)
+            audit_chain.attach(sessions, runtime.audit_key)
         try:
             if settings.auto_migrate:
                 await migrate(runtime.engine, settings)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kavach.server.audit.batch import AuditBatcher
-from kavach.server.audit.chain import AuditKey, key_for
+from kavach.server.audit.chain import AuditKey
 from kavach.server.auth.tokens import AccessTokens
 from kavach.server.batching import KeyedBatches
 from kavach.server.crypto.datakeys import SecretKeys
@@ -47,6 +46,7 @@ class Runtime:
     limiter: RateLimiter
     http: httpx.AsyncClient
     audit_batcher: AuditBatcher
+    audit_key: AuditKey  # what the audit chain's hashes are made with (sessions carry it too)
     access_cache: AccessCache = field(default_factory=AccessCache)
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -55,11 +55,6 @@ class Runtime:
     commit_batches: KeyedBatches[Any, SecretVersion | None] = field(
         default_factory=lambda: KeyedBatches(max_batch=COMMIT_BATCH)
     )
-
-    @cached_property
-    def audit_key(self) -> AuditKey:
-        """Return the key this server's sessions hash audit events with."""
-        return key_for(self.sessionmaker())
 
     async def close(self) -> None:
         """Commit the audit events still queued, then release connections."""
@@ -77,6 +72,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
     driver_pool = DriverPool(settings) if engine.dialect.name == "postgresql" else None
     auth = settings.auth
     chain_heads: dict[str, tuple[int, str]] = {}  # shared by read batches and lean commits
+    audit_key = AuditKey.derive(keys)
 
     def reload_keyring() -> Keyring:
         # A key rotated by `kavach server rotate-key` while this process runs.
@@ -107,6 +103,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
             redis_url=settings.redis_url,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(sessionmaker, driver_pool, chain_heads),
+        audit_batcher=AuditBatcher(sessionmaker, driver_pool, audit_key, chain_heads),
+        audit_key=audit_key,
         chain_heads=chain_heads,
     )

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kavach.server.audit.chain import AuditKey, key_for
+from kavach.server.audit.chain import AuditKey
 from kavach.server.audit.service import NewEvent, append, append_at_head, chain_of
 from kavach.server.db.driver import DriverPool
 from kavach.server.errors import ServiceUnavailable
@@ -32,12 +32,13 @@ class AuditBatcher:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         driver_pool: DriverPool | None = None,
+        key: AuditKey | None = None,
         heads: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         # PostgreSQL: batches go to the driver directly (see db.driver).
         self._driver_pool = driver_pool
-        self._key: AuditKey | None = None
+        self._key = key  # the driver's appends sign with it (PostgreSQL)
         # Each chain's head as last seen; lean commits share it (Runtime.chain_heads).
         self._heads = {} if heads is None else heads
         self._pending: list[_Entry] = []
@@ -84,7 +85,7 @@ class AuditBatcher:
     async def _commit_with_driver(self, pool: DriverPool, batch: list[_Entry]) -> None:
         """Append each chain's events in a statement of its own; settle each chain's waiters."""
         if self._key is None:
-            self._key = key_for(self._sessionmaker())  # what the sessions carry
+            raise RuntimeError("appending through the driver needs the audit key")
         by_chain: defaultdict[str, list[_Entry]] = defaultdict(list)
         for entry in batch:
             by_chain[chain_of(entry[0].where.organization_id)].append(entry)

@@ -62,9 +62,9 @@ class AuditKey:
         return f"AuditKey(id={self.id})"
 
 
-def attach(sessionmaker: async_sessionmaker[AsyncSession], keys: KeyMaterial) -> None:
+def attach(sessionmaker: async_sessionmaker[AsyncSession], key: AuditKey) -> None:
     """Give every session of a running server the audit key."""
-    sessionmaker.configure(info={_SESSION_INFO_KEY: AuditKey.derive(keys)})
+    sessionmaker.configure(info={_SESSION_INFO_KEY: key})
 
 
 def key_for(session: AsyncSession) -> AuditKey:

@@ -21,7 +21,7 @@ async def _verify(settings: Settings) -> list[ChainReport]:
     engine = create_engine(settings)
     try:
         sessions = create_sessionmaker(engine)
-        audit_chain.attach(sessions, keys)
+        audit_chain.attach(sessions, audit_chain.AuditKey.derive(keys))
         async with sessions() as session, session.begin():
             found = await session.scalars(select(AuditEvent.chain).distinct())
             names = {name for name in found if name is not None}
