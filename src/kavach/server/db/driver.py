@@ -7,6 +7,7 @@ SQL; only their execution skips the ORM and the engine. PostgreSQL only.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ DRIVER_ERRORS = (
     OSError,
 )
 
+# How long a connection may sit unused before it goes back to asyncpg, which closes it.
+_IDLE_SECONDS = 300.0
 _LIBPQ_PREFIXES = ("ssl", "target_session_attrs", "passfile", "krbsrvname", "gsslib")
 
 
@@ -76,8 +79,10 @@ class DriverPool:
 
     Connections are kept between uses rather than handed back to asyncpg's pool each time:
     its acquire and release (a task, timers and a reset each) cost several times a query.
-    One goes back to asyncpg's pool when a caller is waiting there for one, when it is
-    closed or inside a transaction (asyncpg replaces or resets it), and on close.
+    One goes back to asyncpg's pool when a caller is waiting there for one, when its user
+    failed, when it is inside a transaction (asyncpg resets it), when it has been idle as
+    long as asyncpg would keep it, and on close. One the database ended is dropped: asyncpg
+    has already taken it back and replaces it.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -92,8 +97,10 @@ class DriverPool:
         self._timeout = db.db_pool_timeout
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._kept: list[asyncpg.Connection] = []  # acquired from the pool, free to lend
+        # Acquired from the pool and free to lend, each with when it was last given back.
+        self._kept: list[tuple[asyncpg.Connection, float]] = []
         self._waiting = 0  # callers waiting in asyncpg's pool
+        self._closing = False
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
@@ -105,6 +112,7 @@ class DriverPool:
                     server_settings=self._server_settings,
                     timeout=self._timeout,
                     reset=_end_transaction,
+                    max_inactive_connection_lifetime=_IDLE_SECONDS,
                 )
         return self._pool
 
@@ -114,20 +122,24 @@ class DriverPool:
         try:
             pool = self._pool or await self._open()
             connection = await self._lend(pool)
+            failed = True
             try:
                 yield connection
+                failed = False
             finally:
-                await self._take_back(pool, connection)
+                await self._take_back(pool, connection, keep=not failed)
         except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
             raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
 
     async def _lend(self, pool: asyncpg.Pool) -> asyncpg.Connection:
-        while self._kept:
-            connection = self._kept.pop()
-            if not connection.is_closed():
+        while self._kept and not self._closing:
+            connection, since = self._kept.pop()
+            if _ended(connection):
+                continue
+            if time.monotonic() - since < _IDLE_SECONDS:
                 return connection
-            await pool.release(connection, timeout=self._timeout)  # asyncpg replaces it
+            await self._release(pool, connection)  # asyncpg closes it if it stays idle
         self._waiting += 1
         try:
             # asyncio.timeout rather than the driver's timeout, which runs the wait as a
@@ -137,16 +149,39 @@ class DriverPool:
         finally:
             self._waiting -= 1
 
-    async def _take_back(self, pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
-        if self._waiting or connection.is_closed() or connection.is_in_transaction():
-            await pool.release(connection, timeout=self._timeout)
+    async def _take_back(
+        self, pool: asyncpg.Pool, connection: asyncpg.Connection, *, keep: bool
+    ) -> None:
+        """Keep the connection for the next user, or give it back to asyncpg; never raise.
+
+        Raising here would turn a statement that committed into an error for its caller.
+        """
+        if _ended(connection):
+            return
+        if keep and not (self._waiting or self._closing or connection.is_in_transaction()):
+            self._kept.append((connection, time.monotonic()))
         else:
-            self._kept.append(connection)
+            await self._release(pool, connection)
+
+    async def _release(self, pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+        try:
+            await pool.release(connection, timeout=self._timeout)
+        except (*DRIVER_ERRORS, TimeoutError) as error:  # asyncpg has dropped the connection
+            log.warning("database_connection_dropped", error=type(error).__name__)
 
     async def close(self) -> None:
-        """Close the pool's connections."""
+        """Close the pool's connections, once those lent out are given back."""
+        self._closing = True
         if self._pool is not None:
             kept, self._kept = self._kept, []
-            for connection in kept:
-                await self._pool.release(connection, timeout=self._timeout)
+            for connection, _ in kept:
+                await self._release(self._pool, connection)
             await self._pool.close()
+
+
+def _ended(connection: asyncpg.Connection) -> bool:
+    """Tell whether the connection is closed, or already taken back by asyncpg's pool."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # what a handle asyncpg took back says to any question
+        return True
