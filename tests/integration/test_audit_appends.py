@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -106,36 +107,38 @@ async def _verified(server: InProcessServer, organization_id: uuid.UUID) -> Chai
         return await audit.verify_chain(session, organization_id=organization_id)
 
 
+@pytest.fixture
+def locked_appends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the appends made under the chain's lock rather than at a known head."""
+    counted: list[int] = []
+    real = audit.append_with_driver
+
+    async def spy(*args: Any) -> dict[str, tuple[int, str]]:
+        counted.append(1)
+        return await real(*args)
+
+    monkeypatch.setattr(audit, "append_with_driver", spy)
+    return counted
+
+
 @pytest.mark.parametrize("backend", ["postgresql"])
-async def test_appends_at_a_head_that_moved_chain_on_the_head_found(
-    server: InProcessServer, backend: str
+async def test_appends_at_the_known_head_fall_back_to_the_lock_when_it_moved(
+    server: InProcessServer, backend: str, locked_appends: list[int]
 ) -> None:
     org = uuid.uuid4()
     chain = audit.chain_of(org)
     mine: dict[str, tuple[int, str]] = {}
-    await _at_head(server, chain, [_event(org, 1), _event(org, 2)], mine)
-    assert mine[chain][0] == 2
-    # Another server appends: the head this one last saw is now stale.
-    await _append(server, [_event(org, 3)])
-    await _at_head(server, chain, [_event(org, 4)], mine)
+    await _at_head(server, chain, [_event(org, 1), _event(org, 2)], mine)  # no head known
+    await _at_head(server, chain, [_event(org, 3)], mine)  # at the head it knows
+    assert (len(locked_appends), mine[chain][0]) == (1, 3)
+    # Another server appends: the head this one knows is now stale, and nothing is written
+    # at it; the events go under the lock, on the head found there.
+    await _append(server, [_event(org, 4)])
+    await _at_head(server, chain, [_event(org, 5), _event(org, 6)], mine)
+    assert len(locked_appends) == 2
     report = await _verified(server, org)
-    assert (report.broken, report.events, report.head_seq) == (None, 4, 4)
-    assert mine[chain] == (4, report.head_hash)
-
-
-@pytest.mark.parametrize("backend", ["postgresql"])
-async def test_appends_that_keep_missing_the_head_wait_for_the_chain_lock(
-    server: InProcessServer, backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    org = uuid.uuid4()
-    chain = audit.chain_of(org)
-    await _append(server, [_event(org, 1)])
-    monkeypatch.setattr(audit, "AT_HEAD_ATTEMPTS", 0)
-    stale: dict[str, tuple[int, str]] = {chain: (0, "f" * 64)}
-    await _at_head(server, chain, [_event(org, 2)], stale)
-    report = await _verified(server, org)
-    assert (report.broken, report.events) == (None, 2)
-    assert stale[chain] == (2, report.head_hash)
+    assert (report.broken, report.events, report.head_seq) == (None, 6, 6)
+    assert mine[chain] == (6, report.head_hash)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

@@ -299,23 +299,68 @@ async def test_a_batch_made_on_what_is_known_is_written_whole_or_not_at_all(
 ) -> None:
     await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})  # now known
     taken = (await _versions(server, tree["env"]["id"]))[-1].id
-    draws = iter(["aaaaaaa1", "aaaaaaa2", taken, "bbbbbbb1", "bbbbbbb2", "bbbbbbb3"])
-    drawn: list[str] = []
+    drawn = iter(["aaaaaaa1", "aaaaaaa2", taken, "bbbbbbb1", "bbbbbbb2", "bbbbbbb3"])
+    monkeypatch.setattr(service, "_new_version_id", lambda: next(drawn))
+    under_locks: list[int] = []
+    real_under_locks = fast_commit._under_locks
 
-    def draw() -> str:
-        drawn.append(next(draws))
-        return drawn[-1]
+    async def counted(*args: Any) -> Any:
+        under_locks.append(1)
+        return await real_under_locks(*args)
 
-    monkeypatch.setattr(service, "_new_version_id", draw)
-    url = f"/api/v1{tree['secrets']}/versions"
+    monkeypatch.setattr(fast_commit, "_under_locks", counted)
+    # Hold the three commits, then write them as one batch.
+    held: list[Any] = []
+    all_held = asyncio.Event()
+    written: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    async def hold(key: Any, pending: Any, run: Any) -> Any:
+        held.append(pending)
+        if len(held) == 3:
+            all_held.set()
+        outcome = (await written)[held.index(pending)]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(server.runtime.commit_batches, "submit", hold)
     bodies = [{"message": f"m{n}", "set": {f"K{n}": "v"}} for n in range(3)]
-    answers = await asyncio.gather(
-        *(server.client.post(url, json=body, headers=alice.headers) for body in bodies)
-    )
-    assert [a.status_code for a in answers] == [201, 201, 201]
-    assert taken in drawn  # a batch met a taken id, and was written again under new ones
+    posts = [asyncio.create_task(_commit(alice, tree, body)) for body in bodies]
+    await asyncio.wait_for(all_held.wait(), timeout=10)
+    written.set_result(await fast_commit._write_batch(held))
+    made = await asyncio.gather(*posts)
+    assert [m["id"] for m in made] == ["bbbbbbb1", "bbbbbbb2", "bbbbbbb3"]
+    assert under_locks == []  # both tries were made on what was known
     versions = await _versions(server, tree["env"]["id"])
-    assert len(versions) == 6  # two before, the lean one, and three: none of a failed batch
-    assert {v.id for v in versions[3:]} == {a.json()["data"]["id"] for a in answers}
+    # The first try met a taken id at its third commit: none of its three was written.
+    assert [v.id for v in versions[3:]] == ["bbbbbbb1", "bbbbbbb2", "bbbbbbb3"]
     assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
     assert len(await _commit_events(server)) == 6
+
+
+async def test_a_refusal_made_on_what_is_known_rests_on_the_epoch_too(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    await _commit(alice, tree, {"message": "m", "set": {"A": "1"}})  # now known
+    # Access changed where this server's cache has not seen it yet.
+    async with server.runtime.engine.begin() as connection:
+        await connection.execute(text("UPDATE access_epoch SET value = value + 1"))
+    refused = await _commit(alice, tree, {"message": "m", "unset": ["NOPE"]}, status=422)
+    assert refused["error_code"] == "validation_failed"
+    # Not refused lean: the check found the epoch moved, so access was checked in full.
+    assert served == ["lean", "general"]
+
+
+async def test_reads_and_commits_on_one_chain_keep_it_whole(
+    server: InProcessServer, backend: str, served: list[str], alice: Api, tree: Tree
+) -> None:
+    await alice.call("GET", tree["secrets"], status=200)
+    commits = [_commit(alice, tree, {"message": f"m{n}", "set": {f"K{n}": "v"}}) for n in range(6)]
+    reads = [alice.call("GET", tree["secrets"], status=200) for _ in range(12)]
+    await asyncio.gather(*commits, *reads)
+    assert served == ["lean"] * 6
+    recorded = await _commit_events(server)
+    async with server.runtime.sessionmaker() as session:
+        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+    assert report.broken is None
+    assert report.events == report.head_seq

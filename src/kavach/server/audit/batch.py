@@ -75,12 +75,7 @@ class AuditBatcher:
             else:
                 await self._commit_with_driver(self._driver_pool, batch)
         except Exception as error:  # whatever went wrong, every waiting request must hear it
-            self._heads.clear()  # what was last seen may not have been written
-            # The type only: a driver's message may quote the values it was given.
-            log.error("audit_batch_failed", events=len(batch), error=type(error).__name__)
-            for _, done in batch:
-                if not done.done():  # one exception each: shared, their tracebacks would mix
-                    done.set_exception(ServiceUnavailable("the audit trail cannot be written"))
+            _fail(batch, error)
 
     async def _commit_with_driver(self, pool: DriverPool, batch: list[_Entry]) -> None:
         """Append each chain's events in a statement of its own; settle each chain's waiters."""
@@ -92,7 +87,11 @@ class AuditBatcher:
         async with pool.connection() as driver:
             for chain, entries in by_chain.items():
                 events = [event for event, _ in entries]
-                await append_at_head(driver, self._key, chain, events, self._heads)
+                try:
+                    await append_at_head(driver, self._key, chain, events, self._heads)
+                except Exception as error:  # this chain's readers hear it; the others go on
+                    _fail(entries, error)
+                    continue
                 _settle(entries)
 
     async def close(self) -> None:
@@ -101,6 +100,15 @@ class AuditBatcher:
         if self._task is not None and not self._task.done():
             self._wake.set()
             await self._task
+
+
+def _fail(entries: list[_Entry], error: Exception) -> None:
+    """Tell each waiter its event could not be committed."""
+    # The type only: a driver's message may quote the values it was given.
+    log.error("audit_batch_failed", events=len(entries), error=type(error).__name__)
+    for _, done in entries:
+        if not done.done():  # one exception each: shared, their tracebacks would mix
+            done.set_exception(ServiceUnavailable("the audit trail cannot be written"))
 
 
 def _settle(entries: list[_Entry]) -> None:

@@ -71,15 +71,23 @@ _DRIVER_HEAD = DriverStatement.compile(_PG_CHAIN_HEAD)
 _DRIVER_INSERT = DriverStatement.compile(
     insert(AuditEvent).values({name: bindparam(name) for name in COLUMNS})
 )
-# Appends a chain's events if its head is the one given, in one statement (migration 0009).
-_DRIVER_AT_HEAD = DriverStatement.compile(
-    text(
-        "SELECT head_seq, head_hash, appended"
-        " FROM kavach_append_at_head(:chain, :seq, :hash, :events)"
+NOT_AT_HEAD = "KV409"  # the SQLSTATE of the checks of migration 0009
+
+
+def _insert_at_head() -> DriverStatement:
+    """Insert an event, once the chain's head is checked to be the one it is chained on."""
+    table = AuditEvent.__table__.c
+    values = {name: bindparam(name, type_=table[name].type) for name in COLUMNS}
+    check = func.kavach_check_chain_head(
+        values["chain"], values["chain_seq"] - 1, values["prev_hash"]
     )
-)
-# Appends that find the head moved this often in a row wait for the chain's lock instead.
-AT_HEAD_ATTEMPTS = 3
+    guard = select(check.label("passed")).cte("guard")
+    return DriverStatement.compile(
+        insert(AuditEvent).from_select(COLUMNS, select(*values.values()).select_from(guard))
+    )
+
+
+_DRIVER_INSERT_AT_HEAD = _insert_at_head()
 
 
 async def _lock_heads(connection: AsyncConnection, chains: set[str]) -> dict[str, tuple[int, str]]:
@@ -150,27 +158,32 @@ async def append_at_head(
     """Append one chain's events, committed by the time this returns (PostgreSQL).
 
     The events are chained on the head this server last saw (`heads`, kept current here)
-    and sent in one statement, which is its own transaction: it takes the chain's lock and
-    writes them only if the head is still that one. If another server appended meanwhile,
-    the head it found comes back and the events are chained on it again; after a few such
-    misses the append waits for the chain's lock in a transaction instead.
+    and sent as one pipeline outside a transaction, which the database runs as one: each
+    insert first checks, under the chain's lock, that the head is the one it is chained on.
+    If another server appended meanwhile, nothing is written and the events are appended
+    under the chain's lock in a transaction instead, as they are when no head is known.
     """
     if driver.is_in_transaction():
         raise RuntimeError("an append at the head is a transaction of its own")
-    for _ in range(AT_HEAD_ATTEMPTS):
-        expected = heads.get(chain, (0, GENESIS))
-        moved = {chain: expected}
-        rows = _chained(key, events, moved)
-        values = {"chain": chain, "seq": expected[0], "hash": expected[1]}
-        # default=str: ids read by the driver are its own UUID type, which orjson does not know.
-        values["events"] = orjson.dumps(rows, default=str).decode()
-        found = await driver.fetchrow(*_DRIVER_AT_HEAD.bound(values))
-        if found["appended"]:
+    known = heads.get(chain)
+    if known is not None:
+        moved = {chain: known}
+        rows = driver_rows(key, events, moved)
+        statement = _DRIVER_INSERT_AT_HEAD
+        try:
+            await driver.executemany(statement.sql, [statement.args(row) for row in rows])
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != NOT_AT_HEAD:
+                raise
+        else:
             heads[chain] = moved[chain]
             return
-        heads[chain] = chain_head(found)
     async with driver.transaction():
-        heads.update(await append_with_driver(driver, key, events))
+        found = await append_with_driver(driver, key, events)
+    # What was just found under the lock, even if an earlier head was recorded since: a
+    # stale entry costs one miss, where keeping only later ones could keep one forever
+    # (after a restore from backup, say).
+    heads[chain] = found[chain]
 
 
 def driver_rows(
@@ -179,7 +192,7 @@ def driver_rows(
     """Return the events as the driver inserts them: chained, signed, details as JSON text."""
     rows = _chained(key, events, heads)
     for row in rows:
-        row["details"] = orjson.dumps(row["details"]).decode()
+        row["details"] = orjson.dumps(row["details"]).decode()  # the driver takes JSON as text
     return rows
 
 

@@ -19,7 +19,8 @@ LOCK_FOR_COMMIT = DriverStatement.compile(
 
 
 # The commit's locks, and a check that the environment's latest version, the chain's head
-# and the access epoch are the expected ones; it fails the transaction if not (0009).
+# (unless expected_seq is None) and the access epoch are the expected ones; it fails the
+# transaction with audit.service.NOT_AT_HEAD if not (migration 0009).
 _CHECK = func.kavach_check_at_head(
     bindparam("environment_id", type_=Uuid),
     bindparam("expected_version", type_=Text),
@@ -29,7 +30,6 @@ _CHECK = func.kavach_check_at_head(
     bindparam("expected_epoch", type_=BigInteger),
 )
 CHECK_AT_HEAD = DriverStatement.compile(select(_CHECK))
-NOT_AT_HEAD = "KV409"  # the check's SQLSTATE
 
 
 def _write_version(*, checked: bool) -> DriverStatement:

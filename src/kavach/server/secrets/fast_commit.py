@@ -38,7 +38,6 @@ from kavach.server.secrets import flows, service
 from kavach.server.secrets.commit_sql import (
     CHECK_AT_HEAD,
     LOCK_FOR_COMMIT,
-    NOT_AT_HEAD,
     WRITE_AT_HEAD,
     WRITE_VERSION,
 )
@@ -168,12 +167,13 @@ async def _at_head(
         if rows:
             await driver.executemany(WRITE_AT_HEAD.sql, [WRITE_AT_HEAD.args(r) for r in rows])
         elif any(outcome is not None for outcome in outcomes):
-            await driver.fetchval(*CHECK_AT_HEAD.bound(expected))
+            # Refusals write no event: the version and the epoch are what they rest on.
+            await driver.fetchval(*CHECK_AT_HEAD.bound({**expected, "expected_seq": None}))
     except asyncpg.PostgresError as error:
-        if error.sqlstate == NOT_AT_HEAD:
+        if error.sqlstate == audit.NOT_AT_HEAD:
             return None
         raise
-    _remember(runtime, caller.environment_id, locked)
+    _remember(runtime, caller.environment_id, locked, head_checked=bool(rows))
     return outcomes
 
 
@@ -186,14 +186,17 @@ async def _under_locks(
         outcomes, rows = _prepared(locked, batch)
         if rows:
             await driver.executemany(WRITE_VERSION.sql, [WRITE_VERSION.args(r) for r in rows])
-    _remember(runtime, batch[0].caller.environment_id, locked)
+    _remember(runtime, batch[0].caller.environment_id, locked, head_checked=True)
     return outcomes
 
 
-def _remember(runtime: Runtime, environment_id: uuid.UUID, locked: _Locked) -> None:
+def _remember(
+    runtime: Runtime, environment_id: uuid.UUID, locked: _Locked, *, head_checked: bool
+) -> None:
     """Keep what the batch left stored, for the next batch to be made on."""
     runtime.known_versions.put(environment_id, KnownVersion(locked.latest, locked.sealed))
-    runtime.chain_heads[locked.chain] = locked.head
+    if head_checked:  # else the head is what was known, and may have moved on since
+        runtime.chain_heads[locked.chain] = locked.head
 
 
 def _chain(caller: CachedCaller) -> str:

@@ -1,10 +1,10 @@
 """writes at head: appends and commits made on the state a server last saw, in one round trip
 
-PostgreSQL only. Read batches append their events with kavach_append_at_head (see
-audit.batch), and lean commits guard their writes with kavach_check_at_head (see
-secrets.fast_commit). A statement, or a pipeline of them, sent outside a transaction is a
-transaction of its own: a write that finds what it expected is locked, checked, written
-and committed in one round trip.
+PostgreSQL only. Read batches guard their events' inserts with kavach_check_chain_head
+(see audit.service.append_at_head), and lean commits their writes with kavach_check_at_head
+(see secrets.fast_commit). A pipeline of statements sent outside a transaction is one
+transaction: writes that find what they expected are locked, checked, written and
+committed in one round trip.
 
 Revision ID: 0009
 Revises: 0008
@@ -20,46 +20,34 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-# The lock and the head are those of kavach_audit_chain_head (0007): no head is (0, the
-# genesis hash), as audit.service.chain_head reads it. The events arrive signed, chained
-# on the head the caller expects; if the head has moved (another server appended), nothing
-# is written and the head found is returned, to chain and sign the events again on.
-_APPEND_AT_HEAD = """
-CREATE FUNCTION kavach_append_at_head(
-    p_chain text, p_seq bigint, p_hash text, p_events jsonb
-)
-RETURNS TABLE (head_seq bigint, head_hash text, appended boolean)
+# Each raises, failing the whole transaction it runs in, unless what it checks is what the
+# caller expected. The locks are those of 0007, taken in the order every writer takes them
+# (environment, then chain); no head is (0, the genesis hash), as audit.service.chain_head
+# reads it. NULL expectations never pass by accident: comparisons are IS DISTINCT FROM.
+_CHECK_CHAIN_HEAD = """
+CREATE FUNCTION kavach_check_chain_head(p_chain text, p_seq bigint, p_hash text)
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    found_seq bigint;
+    found_hash text;
 BEGIN
-    SELECT h.head_seq, coalesce(h.head_hash, '') INTO head_seq, head_hash
+    SELECT h.head_seq, coalesce(h.head_hash, '') INTO found_seq, found_hash
         FROM kavach_audit_chain_head(p_chain) AS h;
     IF NOT FOUND THEN
-        head_seq := 0;
-        head_hash := repeat('0', 64);
+        found_seq := 0;
+        found_hash := repeat('0', 64);
     END IF;
-    appended := head_seq = p_seq AND head_hash = p_hash;
-    IF appended THEN
-        INSERT INTO audit_events (
-            occurred_at, actor_type, actor_id, actor_label, action, resource_type,
-            resource_id, outcome, client_address, request_id, details, organization_id,
-            secret_group_id, environment_id, chain, chain_seq, prev_hash, hash, key_id
-        )
-        SELECT
-            e.occurred_at, e.actor_type, e.actor_id, e.actor_label, e.action, e.resource_type,
-            e.resource_id, e.outcome, e.client_address, e.request_id, e.details,
-            e.organization_id, e.secret_group_id, e.environment_id, e.chain, e.chain_seq,
-            e.prev_hash, e.hash, e.key_id
-        FROM jsonb_populate_recordset(NULL::audit_events, p_events) AS e;
+    IF found_seq IS DISTINCT FROM p_seq OR found_hash IS DISTINCT FROM p_hash THEN
+        RAISE EXCEPTION 'not at the expected head' USING ERRCODE = 'KV409';
     END IF;
-    RETURN NEXT;
+    RETURN true;
 END
 $$
 """
 
-
-# Takes a commit's locks in the order every commit takes them (environment, then chain; the
-# functions of 0007) and raises, failing the whole transaction, unless the environment's
-# latest version, the chain's head and the access epoch are the ones the caller expected.
+# A commit's check: the environment's latest version and the access epoch, and the chain's
+# head unless p_seq is NULL (a batch that only refuses writes no event).
 _CHECK_AT_HEAD = """
 CREATE FUNCTION kavach_check_at_head(
     p_environment uuid, p_version text, p_chain text, p_seq bigint, p_hash text, p_epoch bigint
@@ -68,21 +56,15 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     latest secret_versions;
-    found_seq bigint;
-    found_hash text;
     epoch bigint;
 BEGIN
     SELECT * INTO latest FROM kavach_lock_environment(p_environment);
-    SELECT h.head_seq, coalesce(h.head_hash, '') INTO found_seq, found_hash
-        FROM kavach_audit_chain_head(p_chain) AS h;
-    IF NOT FOUND THEN
-        found_seq := 0;
-        found_hash := repeat('0', 64);
+    IF p_seq IS NOT NULL THEN
+        PERFORM kavach_check_chain_head(p_chain, p_seq, p_hash);
     END IF;
     SELECT a.value INTO epoch FROM access_epoch AS a WHERE a.id = 1;
-    IF latest.id IS DISTINCT FROM p_version OR found_seq <> p_seq OR found_hash <> p_hash
-            OR epoch IS DISTINCT FROM p_epoch THEN
-        RAISE EXCEPTION 'not at the expected head' USING ERRCODE = 'KV409';
+    IF latest.id IS DISTINCT FROM p_version OR epoch IS DISTINCT FROM p_epoch THEN
+        RAISE EXCEPTION 'not at the expected version' USING ERRCODE = 'KV409';
     END IF;
     RETURN true;
 END
@@ -93,7 +75,7 @@ $$
 def upgrade() -> None:
     """Apply this migration."""
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_APPEND_AT_HEAD)
+        op.execute(_CHECK_CHAIN_HEAD)
         op.execute(_CHECK_AT_HEAD)
 
 
@@ -101,4 +83,4 @@ def downgrade() -> None:
     """Revert this migration."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION kavach_check_at_head(uuid, text, text, bigint, text, bigint)")
-        op.execute("DROP FUNCTION kavach_append_at_head(text, bigint, text, jsonb)")
+        op.execute("DROP FUNCTION kavach_check_chain_head(text, bigint, text)")
