@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         redoc_url=None,
     )
     # Requests are matched against routers in this order: the hottest route comes first.
-    for api_router in (
+    api_routers = (
         secrets_router.router,
         auth_router.router,
         _meta_router(),
@@ -125,15 +125,15 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         providers_router.router,
         sync_router.router,
         audit_router.router,
-    ):
+    )
+    for api_router in api_routers:
         app.include_router(api_router)
     app.include_router(health.router)
     app.include_router(device_page.router)
     install_error_handlers(app)
     # Innermost of the middleware: lean paths still get the request id, log line and headers.
-    app.add_middleware(
-        FastPaths, routes=lean_routes(secrets_router.router.routes), handlers=app.exception_handlers
-    )
+    routes = lean_routes(route for api_router in api_routers for route in api_router.routes)
+    app.add_middleware(FastPaths, routes=routes, handlers=app.exception_handlers)
     if cors_origins:
         _allow_cors(app, cors_origins)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
