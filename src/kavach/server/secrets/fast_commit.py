@@ -2,9 +2,12 @@
 
 A commit through the general path runs about a dozen statements through the ORM and the
 engine, each costing more Python than its database work. On PostgreSQL this one runs on
-the driver (see secrets.commit_sql): one statement takes the environment's and the audit
-chain's locks and reads the latest secrets, the chain's head and the access epoch; then
-one statement per commit writes its version, secrets and audit event.
+the driver (see secrets.commit_sql). When this server knows the environment's latest
+version and the chain's head (secrets.latest, Runtime.chain_heads), the commits are made on
+them and sent in one round trip, each statement checking under the locks that they are
+still what is stored; otherwise, or if they are not, one statement takes the environment's
+and the audit chain's locks and reads the latest secrets, the chain's head and the access
+epoch, then one statement per commit writes its version, secrets and audit event.
 
 Commits to one environment run one at a time under its lock, so those that arrive while
 one is written wait together and are written in the next transaction (see batching):
