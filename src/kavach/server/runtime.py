@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +24,15 @@ from kavach.server.db.engine import (
 )
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
-from kavach.server.secrets.latest import KnownVersions
+from kavach.server.recent import Recent
+from kavach.server.secrets.latest import KnownVersion
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.settings import Settings
 
 # Commits one transaction may write together: it holds the organization's audit chain.
 COMMIT_BATCH = 16
+# Environments whose latest version a server remembers for lean commits.
+KNOWN_VERSIONS = 1024
 
 
 @dataclass
@@ -51,7 +55,9 @@ class Runtime:
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     # Lean commits, per environment, and what they were last made on (see secrets.fast_commit).
-    known_versions: KnownVersions = field(default_factory=KnownVersions)
+    known_versions: Recent[uuid.UUID, KnownVersion] = field(
+        default_factory=lambda: Recent(KNOWN_VERSIONS)
+    )
     commit_batches: KeyedBatches[Any, SecretVersion | None] = field(
         default_factory=lambda: KeyedBatches(max_batch=COMMIT_BATCH)
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from kavach.server.crypto.envelope import DecryptionFailed, Keyring, new_data_ke
 from kavach.server.db.base import utcnow
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
+from kavach.server.recent import Recent
 from kavach.server.secrets.models import DataKey
 
 _CACHE_SIZE = 4096
@@ -29,14 +29,11 @@ class SecretKeys:
     def __init__(self, keyring: Keyring, reload: Callable[[], Keyring] | None = None) -> None:
         self.keyring = keyring
         self._reload = reload
-        self._cache: OrderedDict[uuid.UUID, bytes] = OrderedDict()
+        self._cache: Recent[uuid.UUID, bytes] = Recent(_CACHE_SIZE)
         self._writing: dict[uuid.UUID, uuid.UUID] = {}  # environment id -> its data key's id
 
     def _remember(self, data_key_id: uuid.UUID, key: bytes) -> bytes:
-        self._cache[data_key_id] = key
-        self._cache.move_to_end(data_key_id)
-        while len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._cache.put(data_key_id, key)
         return key
 
     def unwrap(self, record: DataKey) -> bytes:
