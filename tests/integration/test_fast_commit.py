@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from kavach.server.audit import service as audit
+from kavach.server.audit.chain import ChainReport
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.service import NewEvent
 from kavach.server.secrets import events, fast_commit, service
@@ -78,6 +79,13 @@ async def _commit_events(server: InProcessServer) -> list[AuditEvent]:
             select(AuditEvent).where(AuditEvent.action == "secret.commit").order_by(AuditEvent.id)
         )
         return list(found)
+
+
+async def _last_commits_chain(server: InProcessServer) -> ChainReport:
+    """Verify the chain of the organization the last commit was made in."""
+    recorded = await _commit_events(server)
+    async with server.runtime.sessionmaker() as session:
+        return await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
 
 
 async def test_a_lean_commit_writes_what_the_general_one_does(
@@ -257,8 +265,7 @@ async def test_a_batch_builds_each_commit_on_the_last_and_refuses_one_alone(
     assert [v.secret_count for v in versions[2:]] == list(range(3, 11))
     recorded = await _commit_events(server)
     assert [e.details["version_id"] for e in recorded[2:]] == [v.id for v in versions[2:]]
-    async with server.runtime.sessionmaker() as session:
-        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+    report = await _last_commits_chain(server)
     assert report.broken is None
 
 
@@ -283,9 +290,7 @@ async def test_commits_on_what_another_server_changed_are_made_on_what_is_stored
     assert read["secrets"] == {"A": "2", "C": "1", "DB_PASSWORD": "hunter2", "WARM": "1"}
     versions = await _versions(server, tree["env"]["id"])
     assert [v.parent_id for v in versions[1:]] == [v.id for v in versions[:-1]]
-    recorded = await _commit_events(server)
-    async with server.runtime.sessionmaker() as session:
-        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+    report = await _last_commits_chain(server)
     assert report.broken is None
 
 
@@ -359,8 +364,6 @@ async def test_reads_and_commits_on_one_chain_keep_it_whole(
     reads = [alice.call("GET", tree["secrets"], status=200) for _ in range(12)]
     await asyncio.gather(*commits, *reads)
     assert served == ["lean"] * 6
-    recorded = await _commit_events(server)
-    async with server.runtime.sessionmaker() as session:
-        report = await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+    report = await _last_commits_chain(server)
     assert report.broken is None
     assert report.events == report.head_seq
