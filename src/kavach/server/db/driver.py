@@ -81,8 +81,8 @@ class DriverPool:
     its acquire and release (a task, timers and a reset each) cost several times a query.
     One goes back to asyncpg's pool when a caller is waiting there for one, when its user
     failed, when it is inside a transaction (asyncpg resets it), when it has been idle as
-    long as asyncpg would keep it, and on close. One the database ended is dropped: asyncpg
-    has already taken it back and replaces it.
+    long as asyncpg would keep it, when it is closed, and on close. One asyncpg has already
+    taken back (the database ended it) is dropped: asyncpg replaces it.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -135,11 +135,12 @@ class DriverPool:
     async def _lend(self, pool: asyncpg.Pool) -> asyncpg.Connection:
         while self._kept and not self._closing:
             connection, since = self._kept.pop()
-            if _ended(connection):
+            if _taken_back(connection):
                 continue
-            if time.monotonic() - since < _IDLE_SECONDS:
+            if not connection.is_closed() and time.monotonic() - since < _IDLE_SECONDS:
                 return connection
-            await self._release(pool, connection)  # asyncpg closes it if it stays idle
+            # asyncpg replaces a closed one, and closes one that stays idle.
+            await self._release(pool, connection)
         self._waiting += 1
         try:
             # asyncio.timeout rather than the driver's timeout, which runs the wait as a
@@ -156,9 +157,14 @@ class DriverPool:
 
         Raising here would turn a statement that committed into an error for its caller.
         """
-        if _ended(connection):
+        if _taken_back(connection):
             return
-        if keep and not (self._waiting or self._closing or connection.is_in_transaction()):
+        if keep and not (
+            self._waiting
+            or self._closing
+            or connection.is_closed()
+            or connection.is_in_transaction()
+        ):
             self._kept.append((connection, time.monotonic()))
         else:
             await self._release(pool, connection)
@@ -179,9 +185,14 @@ class DriverPool:
             await self._pool.close()
 
 
-def _ended(connection: asyncpg.Connection) -> bool:
-    """Tell whether the connection is closed, or already taken back by asyncpg's pool."""
+def _taken_back(connection: asyncpg.Connection) -> bool:
+    """Tell whether asyncpg's pool already took the connection back (the database ended it).
+
+    A closed connection it has not taken back must still be released to it, or its slot
+    is lost and closing the pool waits for it forever.
+    """
     try:
-        return bool(connection.is_closed())
+        connection.is_closed()
     except asyncpg.InterfaceError:  # what a handle asyncpg took back says to any question
         return True
+    return False
