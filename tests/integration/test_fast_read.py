@@ -98,6 +98,24 @@ async def test_an_empty_environment_reads_the_same(
     assert answers[0] == answers[1] == {"version": None, "secrets": {}}
 
 
+async def test_a_lean_read_whose_event_cannot_be_written_sends_no_values(
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
+) -> None:
+    await alice.call("GET", tree["secrets"], status=200)
+    async with server.runtime.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_away"))
+    try:
+        # The values are decrypted while the event commits; they are sent only if it does.
+        refused = await alice.call("GET", tree["secrets"], status=503)
+    finally:
+        async with server.runtime.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE audit_events_away RENAME TO audit_events"))
+    assert served == [False, True]
+    assert refused["error_code"] == "service_unavailable"
+    assert "hunter2" not in str(refused)
+    assert len(await _read_events(server)) == 1
+
+
 async def test_a_new_commit_is_read_at_once(
     server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -84,6 +86,18 @@ def _allow_cors(app: FastAPI, origins: list[str]) -> None:
     )
 
 
+@functools.cache
+def _freeze_start_up_objects() -> None:
+    """Keep what start-up built out of the cyclic collector's scans, once per process.
+
+    Modules, routes, models and the runtime live as long as the process. Scanned in every
+    full collection, they cost reads under load about a tenth of their throughput, and more
+    when requests hold their data across an await.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = None) -> FastAPI:
     """Validate settings and keys, then assemble the app (the database opens at start-up)."""
     settings = settings or get_settings()
@@ -101,6 +115,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
             if settings.auto_migrate:
                 await migrate(runtime.engine, settings)
             app.state.runtime = runtime
+            _freeze_start_up_objects()
             yield
         finally:
             await runtime.close()

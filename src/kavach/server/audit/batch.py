@@ -45,9 +45,23 @@ class AuditBatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._committing = False
 
     async def record(self, event: NewEvent) -> None:
         """Return once the event is committed; raise ServiceUnavailable if it cannot be."""
+        await self.submit(event)
+
+    @property
+    def committing(self) -> bool:
+        """Whether a batch is being committed (a new event waits for the next one)."""
+        return self._committing
+
+    def submit(self, event: NewEvent) -> asyncio.Future[None]:
+        """Queue the event; the future returned settles when it is committed (or cannot be).
+
+        The batch goes out the next time the caller yields, so work done between that and
+        awaiting the future overlaps the commit.
+        """
         if self._closing:
             raise ServiceUnavailable("the server is shutting down")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -55,16 +69,18 @@ class AuditBatcher:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="audit-batcher")
         self._wake.set()
-        await done
+        return done
 
     async def _run(self) -> None:
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            self._committing = True
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 await self._commit(batch)
+            self._committing = False
 
     async def _commit(self, batch: list[_Entry]) -> None:
         try:

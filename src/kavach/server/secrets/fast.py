@@ -12,6 +12,7 @@ None and goes the general way, which checks everything in the database and fills
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -57,11 +58,18 @@ _LATEST = _latest_statement()
 
 @dataclass(frozen=True)
 class FastRead:
-    """What the lean path found: the caller's access, the latest version and its values."""
+    """What the lean path found: the caller's access, the latest version, its sealed values."""
 
     access: Access
     version: SecretVersion | None
-    values: dict[str, str]
+    sealed: list[Sealed]
+    data_keys: Mapping[uuid.UUID, bytes]  # every key the sealed values need, unwrapped
+
+    def values(self) -> dict[str, str]:
+        """Decrypt the values, sorted by name."""
+        if self.version is None:
+            return {}
+        return service.decrypt_rows(self.data_keys, self.version, self.sealed)
 
 
 def _environment_id(request: Request) -> uuid.UUID | None:
@@ -119,10 +127,14 @@ async def read_latest(request: Request) -> FastRead | None:
     rows = await _fetch(runtime.driver_pool, caller.environment_id)
     if not rows or rows[0]["epoch"] != caller.epoch:
         return None  # access may have changed since the cache's answers: check in full
-    version, values = _decode(runtime.secret_keys, rows)
-    if values is None:
+    if rows[0]["id"] is None:
+        return FastRead(access=caller.access, version=None, sealed=[], data_keys={})
+    sealed = sealed_of(rows)
+    data_keys = runtime.secret_keys.cached({data_key_id for _, data_key_id, _ in sealed})
+    if data_keys is None:
         return None
-    return FastRead(access=caller.access, version=version, values=values)
+    version = service.version_of(rows[0])
+    return FastRead(access=caller.access, version=version, sealed=sealed, data_keys=data_keys)
 
 
 async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -132,17 +144,6 @@ async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Re
             *_LATEST.bound({"environment_id": environment_id})
         )
         return rows
-
-
-def _decode(
-    keys: SecretKeys, rows: list[asyncpg.Record]
-) -> tuple[SecretVersion | None, dict[str, str] | None]:
-    """Build the version and decrypt its values; values None if a data key is not cached."""
-    first = rows[0]
-    if first["id"] is None:
-        return None, {}
-    version = service.version_of(first)
-    return version, cached_values(keys, version, sealed_of(rows))
 
 
 def sealed_of(rows: list[asyncpg.Record]) -> list[Sealed]:
