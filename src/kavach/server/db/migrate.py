@@ -45,6 +45,24 @@ def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+        if broken is not None:
+            raise RuntimeError(f"migrating left a row of {broken[0]} with a broken reference")
+
+
+def without_foreign_keys(connection: Connection) -> None:
+    """Stop SQLite enforcing foreign keys on this connection, before any transaction.
+
+    SQLite alters most tables by copying them, and dropping the old copy with enforcement
+    on would delete, by cascade, the rows that reference it. _upgrade checks every
+    reference before the migration commits instead.
+    """
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("PRAGMA foreign_keys=OFF")
+    finally:
+        cursor.close()
 
 
 def _state(connection: Connection) -> MigrationState:
@@ -69,21 +87,26 @@ async def migrate(engine: AsyncEngine, settings: Settings) -> MigrationState:
     """Upgrade the database to head; concurrent callers wait for each other."""
     with _file_lock(settings):
         async with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
+            postgresql = connection.dialect.name == "postgresql"
+            if postgresql:
                 # Session-level lock: released when this connection returns to the pool.
                 await connection.execute(
                     text("SELECT pg_advisory_lock(:id)"), {"id": _PG_MIGRATION_LOCK_ID}
                 )
+            else:
+                await connection.run_sync(without_foreign_keys)
             try:
                 await connection.run_sync(_upgrade)
                 await connection.commit()
                 return await migration_state(connection)
             finally:
-                if connection.dialect.name == "postgresql":
+                if postgresql:
                     await connection.execute(
                         text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_MIGRATION_LOCK_ID}
                     )
                     await connection.commit()
+                else:
+                    await connection.invalidate()  # enforcement is off: never lend it again
 
 
 def migrate_blocking(settings: Settings) -> MigrationState:
