@@ -29,8 +29,8 @@ from kavach.server.secrets.service import value_aad
 from kavach.server.settings import get_settings
 
 _LATEST = """
-SELECT v.id, v.seq, s.name, s.value_encrypted, s.data_key_id
-FROM (SELECT id, seq FROM secret_versions WHERE environment_id = $1
+SELECT v.id, v.seq, s.name, s.value_encrypted, v.data_key_id
+FROM (SELECT id, seq, data_key_id FROM secret_versions WHERE environment_id = $1
       ORDER BY seq DESC LIMIT 1) AS v
 JOIN secrets AS s ON s.version_id = v.id
 ORDER BY s.name

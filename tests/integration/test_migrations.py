@@ -7,17 +7,29 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kavach.server.db.engine import create_engine
-from kavach.server.db.migrate import alembic_config, migrate, migration_state
+from kavach.server.db.migrate import (
+    alembic_config,
+    migrate,
+    migration_state,
+    without_foreign_keys,
+)
 from kavach.server.db.registry import metadata
-from tests.conftest import POSTGRES_ADMIN_URL, make_settings
+from tests.conftest import POSTGRES_ADMIN_URL, InProcessServer, make_settings
+from tests.integration.test_access_cache import _setup
+from tests.integration.test_resources import user
 
 _MIGRATE = "from kavach.server.admin import run_migrations; print(run_migrations()[1].current)"
 
@@ -90,3 +102,88 @@ async def test_migrations_create_exactly_the_models_tables(
         assert (await migrate(engine, settings)).current == state.current
     finally:
         await engine.dispose()
+
+
+async def _downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Downgrade to `revision`, with SQLite's foreign keys off as migrate() has them."""
+    config = alembic_config()
+
+    def run(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            await connection.run_sync(without_foreign_keys)
+        await connection.run_sync(run)
+        await connection.commit()
+        if sqlite:
+            await connection.invalidate()
+
+
+async def _scalars(engine: AsyncEngine, sql: str) -> list[Any]:
+    async with engine.connect() as connection:
+        return list((await connection.execute(text(sql))).all())
+
+
+async def test_data_keys_move_to_versions_and_back_losing_nothing(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    base = tree["secrets"]
+    await alice.call("POST", f"{base}/versions", {"message": "m", "unset": ["DB_PASSWORD"]}, 201)
+    await alice.call("POST", f"{base}/versions", {"message": "m", "set": {"A": "1", "B": "2"}}, 201)
+    engine, settings = server.runtime.engine, server.runtime.settings
+
+    await _downgrade(engine, "0009")
+    # Every secret is still there (no cascade from copying its version's table) with its key.
+    assert await _scalars(engine, "SELECT COUNT(*), COUNT(data_key_id) FROM secrets") == [(3, 3)]
+
+    await migrate(engine, settings)
+    keyed = "SELECT seq, data_key_id IS NOT NULL FROM secret_versions ORDER BY seq"
+    assert await _scalars(engine, keyed) == [(1, True), (2, False), (3, True)]
+    versions = await alice.call("GET", f"{base}/versions", status=200)
+    read = [
+        (await alice.call("GET", f"{base}?version={v['id']}", status=200))["secrets"]
+        for v in sorted(versions["versions"], key=lambda v: v["seq"])
+    ]
+    assert read == [{"DB_PASSWORD": "hunter2"}, {}, {"A": "1", "B": "2"}]
+
+
+async def test_a_version_sealed_with_two_data_keys_stops_the_migration(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    base = tree["secrets"]
+    await alice.call("POST", f"{base}/versions", {"message": "m", "set": {"A": "1"}}, 201)
+    other = await alice.call(
+        "POST", f"/secret-groups/{tree['group']['id']}/environments", {"name": "dev"}, 201
+    )
+    await alice.call(
+        "POST",
+        f"/environments/{other['id']}/secrets/versions",
+        {"message": "m", "set": {"X": "1"}},
+        201,
+    )
+    engine, settings = server.runtime.engine, server.runtime.settings
+    await _downgrade(engine, "0009")
+    # Secret A's row names the other environment's data key: not what any commit writes.
+    mixed = (
+        "UPDATE secrets SET data_key_id = (SELECT d.id FROM data_keys AS d"
+        " JOIN environments AS e ON e.id = d.environment_id WHERE e.name = 'dev')"
+        " WHERE name = 'A'"
+    )
+    async with engine.begin() as connection:
+        await connection.execute(text(mixed))
+    try:
+        with pytest.raises(RuntimeError, match="sealed with different data keys"):
+            await migrate(engine, settings)
+        async with engine.connect() as connection:
+            assert (await migration_state(connection)).current == ("0009",)
+    finally:  # the database is shared with later tests: leave it whole and at head
+        async with engine.begin() as connection:
+            await connection.execute(text(mixed.replace("'dev'", "'prod'")))
+        await migrate(engine, settings)

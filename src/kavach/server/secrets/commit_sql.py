@@ -51,15 +51,14 @@ def _write_version(*, checked: bool) -> DriverStatement:
     given = (
         func.unnest(
             bindparam("names", type_=ARRAY(Text)),
-            bindparam("data_key_ids", type_=ARRAY(Uuid)),
             bindparam("ciphertexts", type_=ARRAY(LargeBinary)),
         )
-        .table_valued("name", "data_key_id", "value_encrypted")
+        .table_valued("name", "value_encrypted")
         .render_derived()
     )
     secrets = insert(service.SECRETS_TABLE).from_select(
-        ["version_id", "name", "data_key_id", "value_encrypted"],
-        select(version.c.id, given.c.name, given.c.data_key_id, given.c.value_encrypted),
+        ["version_id", "name", "value_encrypted"],
+        select(version.c.id, given.c.name, given.c.value_encrypted),
     )
     table = AuditEvent.__table__.c
     event_values = [bindparam(f"event_{name}", type_=table[name].type) for name in EVENT_COLUMNS]

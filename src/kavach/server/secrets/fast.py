@@ -41,7 +41,6 @@ def _latest_statement() -> DriverStatement:
             AccessEpoch.value.label("epoch"),
             *service.VERSION_COLUMNS,
             Secret.name,
-            Secret.data_key_id,
             Secret.value_encrypted,
         )
         .select_from(AccessEpoch)

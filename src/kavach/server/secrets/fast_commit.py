@@ -252,7 +252,7 @@ def _prepare(locked: _Locked, pending: _Pending) -> tuple[Outcome, dict[str, Any
         author=caller.access.principal.actor,
         parent=locked.latest,
     )
-    version = service.draft_version(caller.environment_id, new)
+    version = service.draft_version(caller.environment_id, new, pending.data_key[0])
     event = commit_event(caller.access, pending.origin, version, body)
     row = _expected(locked, caller.environment_id)
     row.update(_written(runtime.audit_key, locked, pending.data_key, version, values, event))
@@ -307,6 +307,5 @@ def _written(
         **service.row_of(version),
         **{f"event_{name}": value for name, value in event_row.items()},
         "names": names,
-        "data_key_ids": [data_key_id] * len(values),
         "ciphertexts": ciphertexts,
     }

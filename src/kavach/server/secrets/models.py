@@ -43,10 +43,20 @@ class SecretVersion(CreatedAt, Base):
     message: Mapped[str] = mapped_column(String(500), nullable=False)
     secret_count: Mapped[int] = mapped_column(Integer, nullable=False)
     rollback_of: Mapped[str | None] = mapped_column(String(8))
+    # The data key every secret of the version is sealed with: one per version, so a commit
+    # checks one reference, not one per secret. None only for versions from before 0010
+    # that hold no secrets.
+    data_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        # Deferred: deleting an environment cascades to its data keys and its versions in
+        # one statement, in no guaranteed order; the check waits until commit.
+        Uuid,
+        ForeignKey("data_keys.id", deferrable=True, initially="DEFERRED"),
+        index=True,
+    )
 
 
 class Secret(Base):
-    """One secret of one version, encrypted with its environment's data key."""
+    """One secret of one version, sealed with the version's data key."""
 
     __tablename__ = "secrets"
 
@@ -54,12 +64,4 @@ class Secret(Base):
         String(8), ForeignKey("secret_versions.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(256), primary_key=True)
-    data_key_id: Mapped[uuid.UUID] = mapped_column(
-        # Deferred: deleting an environment cascades to its data keys and its secrets in one
-        # statement, in no guaranteed order; the check waits until commit.
-        Uuid,
-        ForeignKey("data_keys.id", deferrable=True, initially="DEFERRED"),
-        nullable=False,
-        index=True,
-    )
     value_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -73,13 +73,13 @@ VERSION_KEYS = [column.key for column in VERSION_COLUMNS]
 VERSION_VALUES: dict[str, Any] = {key: bindparam(key) for key in VERSION_KEYS}
 SECRETS_TABLE = Secret.metadata.tables[Secret.__tablename__]
 _LATEST_WITH_VALUES = (
-    select(*VERSION_COLUMNS, Secret.name, Secret.data_key_id, Secret.value_encrypted)
+    select(*VERSION_COLUMNS, Secret.name, Secret.value_encrypted)
     .outerjoin(Secret, Secret.version_id == SecretVersion.id)
     .where(SecretVersion.id == LATEST_ID.scalar_subquery())
     .order_by(Secret.name)
 )
 _ALL_VALUES = (
-    select(Secret.name, Secret.data_key_id, Secret.value_encrypted)
+    select(Secret.name, Secret.value_encrypted)
     .where(Secret.version_id == bindparam("version_id"))
     .order_by(Secret.name)
 )
@@ -139,9 +139,19 @@ def version_of(row: Mapping[Any, Any]) -> SecretVersion:
 async def _decrypt(
     session: AsyncSession, keys: SecretKeys, version: SecretVersion, rows: list[Any]
 ) -> dict[str, str]:
-    data_keys = await keys.by_ids(session, {row.data_key_id for row in rows})
-    sealed = [(row.name, row.data_key_id, row.value_encrypted) for row in rows]
+    if not rows:
+        return {}
+    data_key_id = data_key_of(version)
+    data_keys = await keys.by_ids(session, {data_key_id})
+    sealed = [(row.name, data_key_id, row.value_encrypted) for row in rows]
     return decrypt_rows(data_keys, version, sealed)
+
+
+def data_key_of(version: SecretVersion) -> uuid.UUID:
+    """Return the id of the data key a version's secrets are sealed with."""
+    if version.data_key_id is None:  # only versions without secrets have none
+        raise ServiceUnavailable(f"version {version.id!r} names no data key for its secrets")
+    return version.data_key_id
 
 
 Sealed = tuple[str, uuid.UUID, bytes]  # a secret's name, data key id and ciphertext
@@ -180,13 +190,13 @@ async def write_version(
     data_key_id, key = await keys.for_writing(session, environment_id=environment_id)
     connection = await session.connection()
     statement = _INSERT_VERSION[connection.dialect.name]
-    version = draft_version(environment_id, new)
+    version = draft_version(environment_id, new, data_key_id)
     # Only an id clash inserts nothing (any other conflict is an error): draw it again.
     while await connection.scalar(statement, row_of(version)) is None:
         version.id = _new_version_id()
     if new.values:
         # The table, not the entity: a plain executemany, without the ORM's bookkeeping.
-        rows = sealed_rows(version, data_key_id, key, new.values)
+        rows = sealed_rows(version, key, new.values)
         await connection.execute(_INSERT_SECRETS, rows)
     return version
 
@@ -207,8 +217,10 @@ _INSERT_SECRETS = insert(SECRETS_TABLE).values(
 )
 
 
-def draft_version(environment_id: uuid.UUID, new: NewVersion) -> SecretVersion:
-    """Return the version a commit makes, under a fresh random id, not yet stored."""
+def draft_version(
+    environment_id: uuid.UUID, new: NewVersion, data_key_id: uuid.UUID
+) -> SecretVersion:
+    """Return the version a commit makes, sealed with the given data key, not yet stored."""
     return SecretVersion(
         id=_new_version_id(),
         environment_id=environment_id,
@@ -221,6 +233,7 @@ def draft_version(environment_id: uuid.UUID, new: NewVersion) -> SecretVersion:
         secret_count=len(new.values),
         rollback_of=new.rollback_of,
         created_at=utcnow(),
+        data_key_id=data_key_id,
     )
 
 
@@ -240,17 +253,12 @@ def sealed_values(
 
 
 def sealed_rows(
-    version: SecretVersion, data_key_id: uuid.UUID, key: bytes, values: Mapping[str, str]
+    version: SecretVersion, key: bytes, values: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """Return a version's secrets as rows of the secrets table."""
+    """Return a version's secrets, sealed with its data key `key`, as rows of the table."""
     ciphertexts = sealed_values(version.environment_id, version.id, key, values)
     return [
-        {
-            "version_id": version.id,
-            "name": name,
-            "data_key_id": data_key_id,
-            "value_encrypted": ciphertext,
-        }
+        {"version_id": version.id, "name": name, "value_encrypted": ciphertext}
         for name, ciphertext in zip(values, ciphertexts, strict=True)
     ]
 
@@ -286,13 +294,13 @@ async def versions_with_name(
         .order_by(SecretVersion.seq)
     )
     pairs = [(version, secret) for version, secret in rows]
-    data_keys = await keys.by_ids(session, {s.data_key_id for _, s in pairs if s is not None})
+    data_keys = await keys.by_ids(session, {data_key_of(v) for v, s in pairs if s is not None})
     result: list[tuple[SecretVersion, str | None]] = []
     for version, secret in pairs:
         value = None
         if secret is not None:
             value = unseal(
-                data_keys[secret.data_key_id],
+                data_keys[data_key_of(version)],
                 secret.value_encrypted,
                 value_aad(environment_id, version.id, name),
             ).decode("utf-8")
