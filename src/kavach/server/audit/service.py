@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
@@ -30,6 +30,9 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
 from kavach.server.db.driver import DriverStatement
 from kavach.server.db.engine import outside_transaction
+
+if TYPE_CHECKING:  # rbac.deps imports this module (through kavach.server.deps)
+    from kavach.server.rbac.deps import Access
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,28 @@ async def record(
         details=details,
     )
     await append(session, [event])
+
+
+async def record_request(
+    session: AsyncSession,
+    access: Access,
+    origin: RequestOrigin,
+    action: str,
+    resource_type: str,
+    resource_id: object,
+    /,
+    **details: object,
+) -> None:
+    """Record what an authorized request did to a resource, as `record` does."""
+    await record(
+        session,
+        actor=access.principal.actor,
+        action=action,
+        origin=origin,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        details=details,
+    )
 
 
 def in_scope(

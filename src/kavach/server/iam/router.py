@@ -1,11 +1,18 @@
-"""HTTP routes of the resource tree: organizations, secret groups, environments."""
+"""HTTP routes of the resource tree: organizations, secret groups, environments.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the routes the levels share are built in
+functions, and their annotations must be evaluated while those functions' arguments are in
+scope.
+"""
 
-from typing import Annotated
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
@@ -22,10 +29,12 @@ from kavach.server.iam.schemas import (
     SecretGroupPublic,
 )
 from kavach.server.rbac import service as rbac_service
-from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.rbac.deps import Access, Requirement, ResourceKind
 from kavach.server.rbac.service import Scope
 
 router = api_router(prefix=API_PREFIX, tags=["resources"])
+Node = TypeVar("Node", Organization, SecretGroup, Environment)
+Public = TypeVar("Public", bound=OrganizationPublic)
 
 
 def _org(org: Organization, role: str | None) -> OrganizationPublic:
@@ -49,23 +58,198 @@ def _env(env: Environment, org_id: object, role: str | None) -> EnvironmentPubli
     )
 
 
-async def _audit(
-    session: SessionDep,
-    access: Access,
-    origin: OriginDep,
-    action: str,
-    kind: str,
-    resource_id: object,
-    **details: object,
-) -> None:
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action=action,
-        origin=origin,
-        resource_type=kind,
-        resource_id=str(resource_id),
-        details=details,
+@dataclass(frozen=True)
+class _Level(Generic[Node, Public]):
+    """What sets one level of the tree apart in the routes that all levels have."""
+
+    kind: ResourceKind  # also the resource type of its audit events
+    path: str
+    actions: str  # what its actions start with: "org" for org.read, org.update, ...
+    label: str  # what errors call a node: "secret group"
+    noun: str  # what route descriptions call a node: "a secret group"
+    node: type[Node]
+    envelope: type[Envelope[Public]]
+    # The arguments: (node, its organization's id, the caller's role).
+    public: Callable[[Node, uuid.UUID, str | None], Public]
+    # (session, node, cascade), returning what was removed, by kind.
+    delete: Callable[[AsyncSession, Node, bool], Awaitable[dict[str, int]]]
+    delete_description: str
+    # (session, parent node, request body, creator): a node below one of the level above.
+    create: Callable[[AsyncSession, Any, ResourceCreate, uuid.UUID], Awaitable[Node]] | None = None
+
+    def node_of(self, access: Access) -> Node:
+        """Return the node the route's Requirement loaded."""
+        assert isinstance(access.resource, self.node)  # noqa: S101
+        return access.resource
+
+    def to_public(self, node: Node, access: Access, role: str | None) -> Public:
+        """Return a node as the API shows it, in the organization the request acts in."""
+        assert access.scope is not None  # noqa: S101
+        return self.public(node, access.scope.organization_id, role)
+
+
+_ORGANIZATIONS = _Level(
+    kind="organization",
+    path="organizations",
+    actions="org",
+    label="organization",
+    noun="an organization",
+    node=Organization,
+    envelope=Envelope[OrganizationPublic],
+    public=lambda org, _org_id, role: _org(org, role),
+    delete=lambda session, org, cascade: tree.delete_organization(
+        session, org=org, cascade=cascade
+    ),
+    delete_description="Delete an organization; with children only when cascade=true.",
+)
+_SECRET_GROUPS = _Level(
+    kind="secret_group",
+    path="secret-groups",
+    actions="group",
+    label="secret group",
+    noun="a secret group",
+    node=SecretGroup,
+    envelope=Envelope[SecretGroupPublic],
+    public=lambda group, _org_id, role: _group(group, role),
+    delete=lambda session, group, cascade: tree.delete_secret_group(
+        session, group=group, cascade=cascade
+    ),
+    delete_description="Delete a secret group; with environments only when cascade=true.",
+    create=lambda session, org, body, creator: tree.create_secret_group(
+        session, org=org, name=body.name, description=body.description, creator=creator
+    ),
+)
+_ENVIRONMENTS = _Level(
+    kind="environment",
+    path="environments",
+    actions="env",
+    label="environment",
+    noun="an environment",
+    node=Environment,
+    envelope=Envelope[EnvironmentPublic],
+    public=_env,
+    delete=lambda session, env, cascade: tree.delete_environment(session, env=env, cascade=cascade),
+    delete_description="Delete an environment.",
+    create=lambda session, group, body, creator: tree.create_environment(
+        session, group=group, name=body.name, description=body.description, creator=creator
+    ),
+)
+
+
+def _add_node_routes(level: _Level[Node, Public]) -> None:
+    """Register get, update and delete for a level's nodes, named after the level."""
+
+    async def get_node(
+        access: Annotated[Access, Depends(Requirement(f"{level.actions}.read", level.kind))],
+    ) -> Envelope[Public]:
+        """Return the node."""
+        return ok(level.to_public(level.node_of(access), access, access.role))
+
+    async def update_node(
+        body: ResourceUpdate,
+        access: Annotated[Access, Depends(Requirement(f"{level.actions}.update", level.kind))],
+        session: SessionDep,
+        origin: OriginDep,
+    ) -> Envelope[Public]:
+        """Rename or describe the node."""
+        node = level.node_of(access)
+        before = await tree.update_node(session, node=node, changes=body, what=level.label)
+        await audit.record_request(
+            session,
+            access,
+            origin,
+            f"{level.kind}.update",
+            level.kind,
+            node.id,
+            changed=sorted(before),
+        )
+        return ok(level.to_public(node, access, access.role))
+
+    async def delete_node(
+        access: Annotated[Access, Depends(Requirement(f"{level.actions}.delete", level.kind))],
+        session: SessionDep,
+        origin: OriginDep,
+        cascade: bool = False,
+    ) -> Envelope[Deleted]:
+        """Delete the node, and what is below it only when cascade=true."""
+        node = level.node_of(access)
+        node_id, name = node.id, node.name
+        removed = await level.delete(session, node, cascade)
+        await audit.record_request(
+            session,
+            access,
+            origin,
+            f"{level.kind}.delete",
+            level.kind,
+            node_id,
+            name=name,
+            cascade=cascade,
+            removed=removed,
+        )
+        return ok(Deleted(id=node_id))
+
+    path, kind, envelope = f"/{level.path}/{{id}}", level.kind, level.envelope
+    router.add_api_route(
+        path,
+        get_node,
+        methods=["GET"],
+        name=f"get_{kind}",
+        response_model=envelope,
+        description=f"Return {level.noun}.",
+    )
+    router.add_api_route(
+        path,
+        update_node,
+        methods=["PATCH"],
+        name=f"update_{kind}",
+        response_model=envelope,
+        description=f"Rename or describe {level.noun}.",
+    )
+    router.add_api_route(
+        path,
+        delete_node,
+        methods=["DELETE"],
+        name=f"delete_{kind}",
+        response_model=Envelope[Deleted],
+        description=level.delete_description,
+    )
+
+
+def _add_create_route(parent: _Level[Any, Any], level: _Level[Node, Public]) -> None:
+    """Register the route that creates a level's nodes below those of the level above."""
+    create = level.create
+    assert create is not None  # noqa: S101
+
+    async def create_node(
+        body: ResourceCreate,
+        access: Annotated[Access, Depends(Requirement(f"{level.actions}.create", parent.kind))],
+        session: SessionDep,
+        origin: OriginDep,
+    ) -> Envelope[Public]:
+        """Create a node below the parent; the caller becomes its owner."""
+        above = parent.node_of(access)
+        node = await create(session, above, body, access.user.user.id)
+        parent_id = {f"{parent.kind}_id": str(above.id)}  # organization_id, secret_group_id
+        await audit.record_request(
+            session,
+            access,
+            origin,
+            f"{level.kind}.create",
+            level.kind,
+            node.id,
+            name=node.name,
+            **parent_id,
+        )
+        return ok(level.to_public(node, access, "owner"))
+
+    router.add_api_route(
+        f"/{parent.path}/{{id}}/{level.path}",
+        create_node,
+        methods=["POST"],
+        name=f"create_{level.kind}",
+        status_code=201,
+        response_model=level.envelope,
+        description=f"Create {level.noun} in {parent.noun}; the caller becomes its owner.",
     )
 
 
@@ -83,7 +267,7 @@ async def create_organization(
     org = await tree.create_organization(
         session, name=body.name, description=body.description, creator=access.user.user.id
     )
-    await _audit(
+    await audit.record_request(
         session, access, origin, "organization.create", "organization", org.id, name=org.name
     )
     return ok(_org(org, "owner"))
@@ -113,62 +297,9 @@ async def get_organization_by_name(
     return ok(_org(access.resource, access.role))
 
 
-@router.get("/organizations/{id}", response_model=Envelope[OrganizationPublic])
-async def get_organization(
-    access: Annotated[Access, Depends(Requirement("org.read", "organization"))],
-) -> Envelope[OrganizationPublic]:
-    """Return an organization."""
-    assert isinstance(access.resource, Organization)  # noqa: S101
-    return ok(_org(access.resource, access.role))
-
-
-@router.patch("/organizations/{id}", response_model=Envelope[OrganizationPublic])
-async def update_organization(
-    body: ResourceUpdate,
-    access: Annotated[Access, Depends(Requirement("org.update", "organization"))],
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[OrganizationPublic]:
-    """Rename or describe an organization."""
-    org = access.resource
-    assert isinstance(org, Organization)  # noqa: S101
-    before = await tree.update_node(session, node=org, changes=body, what="organization")
-    await _audit(
-        session,
-        access,
-        origin,
-        "organization.update",
-        "organization",
-        org.id,
-        changed=sorted(before),
-    )
-    return ok(_org(org, access.role))
-
-
-@router.delete("/organizations/{id}", response_model=Envelope[Deleted])
-async def delete_organization(
-    access: Annotated[Access, Depends(Requirement("org.delete", "organization"))],
-    session: SessionDep,
-    origin: OriginDep,
-    cascade: bool = False,
-) -> Envelope[Deleted]:
-    """Delete an organization; with children only when cascade=true."""
-    org = access.resource
-    assert isinstance(org, Organization)  # noqa: S101
-    org_id, name = org.id, org.name
-    removed = await tree.delete_organization(session, org=org, cascade=cascade)
-    await _audit(
-        session,
-        access,
-        origin,
-        "organization.delete",
-        "organization",
-        org_id,
-        name=name,
-        cascade=cascade,
-        removed=removed,
-    )
-    return ok(Deleted(id=org_id))
+# Each level's routes are added in its section: the order of routes is the order of the API
+# description, and of matching (by-name above is tried before /{id}).
+_add_node_routes(_ORGANIZATIONS)
 
 
 # --- secret groups ---------------------------------------------------------------------------
@@ -195,94 +326,8 @@ async def list_secret_groups(
     return ok(result)
 
 
-@router.post(
-    "/organizations/{id}/secret-groups", status_code=201, response_model=Envelope[SecretGroupPublic]
-)
-async def create_secret_group(
-    body: ResourceCreate,
-    access: Annotated[Access, Depends(Requirement("group.create", "organization"))],
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[SecretGroupPublic]:
-    """Create a secret group in an organization; the caller becomes its owner."""
-    org = access.resource
-    assert isinstance(org, Organization)  # noqa: S101
-    group = await tree.create_secret_group(
-        session,
-        org=org,
-        name=body.name,
-        description=body.description,
-        creator=access.user.user.id,
-    )
-    await _audit(
-        session,
-        access,
-        origin,
-        "secret_group.create",
-        "secret_group",
-        group.id,
-        name=group.name,
-        organization_id=str(org.id),
-    )
-    return ok(_group(group, "owner"))
-
-
-@router.get("/secret-groups/{id}", response_model=Envelope[SecretGroupPublic])
-async def get_secret_group(
-    access: Annotated[Access, Depends(Requirement("group.read", "secret_group"))],
-) -> Envelope[SecretGroupPublic]:
-    """Return a secret group."""
-    assert isinstance(access.resource, SecretGroup)  # noqa: S101
-    return ok(_group(access.resource, access.role))
-
-
-@router.patch("/secret-groups/{id}", response_model=Envelope[SecretGroupPublic])
-async def update_secret_group(
-    body: ResourceUpdate,
-    access: Annotated[Access, Depends(Requirement("group.update", "secret_group"))],
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[SecretGroupPublic]:
-    """Rename or describe a secret group."""
-    group = access.resource
-    assert isinstance(group, SecretGroup)  # noqa: S101
-    before = await tree.update_node(session, node=group, changes=body, what="secret group")
-    await _audit(
-        session,
-        access,
-        origin,
-        "secret_group.update",
-        "secret_group",
-        group.id,
-        changed=sorted(before),
-    )
-    return ok(_group(group, access.role))
-
-
-@router.delete("/secret-groups/{id}", response_model=Envelope[Deleted])
-async def delete_secret_group(
-    access: Annotated[Access, Depends(Requirement("group.delete", "secret_group"))],
-    session: SessionDep,
-    origin: OriginDep,
-    cascade: bool = False,
-) -> Envelope[Deleted]:
-    """Delete a secret group; with environments only when cascade=true."""
-    group = access.resource
-    assert isinstance(group, SecretGroup)  # noqa: S101
-    group_id, name = group.id, group.name
-    removed = await tree.delete_secret_group(session, group=group, cascade=cascade)
-    await _audit(
-        session,
-        access,
-        origin,
-        "secret_group.delete",
-        "secret_group",
-        group_id,
-        name=name,
-        cascade=cascade,
-        removed=removed,
-    )
-    return ok(Deleted(id=group_id))
+_add_create_route(_ORGANIZATIONS, _SECRET_GROUPS)
+_add_node_routes(_SECRET_GROUPS)
 
 
 # --- environments ----------------------------------------------------------------------------
@@ -310,87 +355,5 @@ async def list_environments(
     return ok(result)
 
 
-@router.post(
-    "/secret-groups/{id}/environments", status_code=201, response_model=Envelope[EnvironmentPublic]
-)
-async def create_environment(
-    body: ResourceCreate,
-    access: Annotated[Access, Depends(Requirement("env.create", "secret_group"))],
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[EnvironmentPublic]:
-    """Create an environment in a secret group; the caller becomes its owner."""
-    group = access.resource
-    assert isinstance(group, SecretGroup)  # noqa: S101
-    env = await tree.create_environment(
-        session,
-        group=group,
-        name=body.name,
-        description=body.description,
-        creator=access.user.user.id,
-    )
-    await _audit(
-        session,
-        access,
-        origin,
-        "environment.create",
-        "environment",
-        env.id,
-        name=env.name,
-        secret_group_id=str(group.id),
-    )
-    return ok(_env(env, group.organization_id, "owner"))
-
-
-@router.get("/environments/{id}", response_model=Envelope[EnvironmentPublic])
-async def get_environment(
-    access: Annotated[Access, Depends(Requirement("env.read", "environment"))],
-) -> Envelope[EnvironmentPublic]:
-    """Return an environment."""
-    assert isinstance(access.resource, Environment)  # noqa: S101
-    assert access.scope is not None  # noqa: S101
-    return ok(_env(access.resource, access.scope.organization_id, access.role))
-
-
-@router.patch("/environments/{id}", response_model=Envelope[EnvironmentPublic])
-async def update_environment(
-    body: ResourceUpdate,
-    access: Annotated[Access, Depends(Requirement("env.update", "environment"))],
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[EnvironmentPublic]:
-    """Rename or describe an environment."""
-    env = access.resource
-    assert isinstance(env, Environment)  # noqa: S101
-    assert access.scope is not None  # noqa: S101
-    before = await tree.update_node(session, node=env, changes=body, what="environment")
-    await _audit(
-        session, access, origin, "environment.update", "environment", env.id, changed=sorted(before)
-    )
-    return ok(_env(env, access.scope.organization_id, access.role))
-
-
-@router.delete("/environments/{id}", response_model=Envelope[Deleted])
-async def delete_environment(
-    access: Annotated[Access, Depends(Requirement("env.delete", "environment"))],
-    session: SessionDep,
-    origin: OriginDep,
-    cascade: bool = False,
-) -> Envelope[Deleted]:
-    """Delete an environment."""
-    env = access.resource
-    assert isinstance(env, Environment)  # noqa: S101
-    env_id, name = env.id, env.name
-    removed = await tree.delete_environment(session, env=env, cascade=cascade)
-    await _audit(
-        session,
-        access,
-        origin,
-        "environment.delete",
-        "environment",
-        env_id,
-        name=name,
-        cascade=cascade,
-        removed=removed,
-    )
-    return ok(Deleted(id=env_id))
+_add_create_route(_SECRET_GROUPS, _ENVIRONMENTS)
+_add_node_routes(_ENVIRONMENTS)

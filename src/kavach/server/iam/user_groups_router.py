@@ -38,14 +38,9 @@ async def _audit(
     group: UserGroup,
     **details: object,
 ) -> None:
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action=action,
-        origin=origin,
-        resource_type="user_group",
-        resource_id=str(group.id),
-        details={"name": group.name, **details},
+    """Record an event on the user group, naming it."""
+    await audit.record_request(
+        session, access, origin, action, "user_group", group.id, name=group.name, **details
     )
 
 

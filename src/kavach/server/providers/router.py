@@ -33,14 +33,10 @@ async def _audit(
     provider: str,
     **details: object,
 ) -> None:
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action=action,
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details={"provider": provider, **details},
+    """Record an event on the environment, naming which of its providers it concerns."""
+    env_id = access.environment_id
+    await audit.record_request(
+        session, access, origin, action, "environment", env_id, provider=provider, **details
     )
 
 
