@@ -8,7 +8,7 @@ import typer
 
 from kavach.cli import actions, bindings
 from kavach.cli.app import get_app
-from kavach.cli.context import resolve_env, resolve_group
+from kavach.cli.commands import hierarchy
 from kavach.cli.options import (
     CascadeFlag,
     DescriptionOption,
@@ -21,14 +21,7 @@ from kavach.cli.options import (
     UserOption,
     YesFlag,
 )
-from kavach.cli.resources import (
-    Resource,
-    expect_list,
-    expect_object,
-    find_env,
-    load_env,
-    load_group,
-)
+from kavach.cli.resources import find_env
 
 app = typer.Typer(
     help="Manage environments (in --org/--group or the active secret group).",
@@ -49,12 +42,8 @@ def create(
 ) -> None:
     """Create an environment in the secret group; you become its owner."""
     cli = get_app(ctx, json=json)
-    ref = resolve_group(cli.config.context, org, group)
-    parent = load_group(cli.client, ref)
-    body = {"name": name} if description is None else {"name": name, "description": description}
-    data = expect_object(cli.client.post(f"{parent.path}/environments", body))
-    created = Resource("environment", data, parent)
-    actions.say(cli, created.data, f"Created {created.label}.")
+    parent = hierarchy.secret_group(cli, org, group)
+    hierarchy.create(cli, parent, "environment", name, description)
 
 
 @app.command("list")
@@ -64,13 +53,9 @@ def list_(
     """List the secret group's environments, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
     active = cli.config.context
-    ref = resolve_group(active, org, group)
-    parent = load_group(cli.client, ref)
-    rows = expect_list(cli.client.get(f"{parent.path}/environments"))
+    parent = hierarchy.secret_group(cli, org, group)
     same = parent.names == [active.organization, active.secret_group]
-    current = active.environment if same else None
-    empty = f"No environments in {parent.label}."
-    actions.show_list(cli, rows, current, title=f"Environments in {parent.label}", empty=empty)
+    hierarchy.show_children(cli, parent, "environment", active.environment if same else None)
 
 
 @app.command()
@@ -83,8 +68,8 @@ def activate(
 ) -> None:
     """Make an environment (and its secret group and organization) the default."""
     cli = get_app(ctx, json=json)
-    ref = resolve_group(cli.config.context, org, group)
-    actions.activate(cli, find_env(cli.client, load_group(cli.client, ref), name))
+    parent = hierarchy.secret_group(cli, org, group)
+    actions.activate(cli, find_env(cli.client, parent, name))
 
 
 @app.command()
@@ -99,9 +84,8 @@ def delete(
 ) -> None:
     """Delete an environment (owners only)."""
     cli = get_app(ctx, json=json)
-    ref = resolve_group(cli.config.context, org, group)
-    target = find_env(cli.client, load_group(cli.client, ref), name)
-    actions.delete(cli, target, cascade=cascade, yes=yes)
+    parent = hierarchy.secret_group(cli, org, group)
+    actions.delete(cli, find_env(cli.client, parent, name), cascade=cascade, yes=yes)
 
 
 @app.command()
@@ -118,8 +102,7 @@ def grant(
     """Give a user or user group a role on the environment."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_env(cli.config.context, org, group, env)
-    bindings.grant(cli, load_env(cli.client, ref), who, role)
+    bindings.grant(cli, hierarchy.environment(cli, org, group, env), who, role)
 
 
 @app.command()
@@ -136,8 +119,7 @@ def revoke(
     """Remove a user's or user group's role on the environment."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_env(cli.config.context, org, group, env)
-    bindings.revoke(cli, load_env(cli.client, ref), who, yes=yes)
+    bindings.revoke(cli, hierarchy.environment(cli, org, group, env), who, yes=yes)
 
 
 @app.command("list-bindings")
@@ -150,5 +132,4 @@ def list_bindings(
 ) -> None:
     """List who has which role on the environment, directly or from its parents."""
     cli = get_app(ctx, json=json)
-    ref = resolve_env(cli.config.context, org, group, env)
-    bindings.show(cli, load_env(cli.client, ref))
+    bindings.show(cli, hierarchy.environment(cli, org, group, env))

@@ -8,7 +8,7 @@ import typer
 
 from kavach.cli import actions, bindings
 from kavach.cli.app import get_app
-from kavach.cli.context import resolve_group, resolve_org
+from kavach.cli.commands import hierarchy
 from kavach.cli.options import (
     CascadeFlag,
     DescriptionOption,
@@ -20,14 +20,7 @@ from kavach.cli.options import (
     UserOption,
     YesFlag,
 )
-from kavach.cli.resources import (
-    Resource,
-    expect_list,
-    expect_object,
-    find_group,
-    load_group,
-    load_org,
-)
+from kavach.cli.resources import find_group
 
 app = typer.Typer(
     help="Manage secret groups (in --org or the active organization).", no_args_is_help=True
@@ -46,12 +39,8 @@ def create(
 ) -> None:
     """Create a secret group in the organization; you become its owner."""
     cli = get_app(ctx, json=json)
-    ref = resolve_org(cli.config.context, org)
-    parent = load_org(cli.client, ref)
-    body = {"name": name} if description is None else {"name": name, "description": description}
-    data = expect_object(cli.client.post(f"{parent.path}/secret-groups", body))
-    created = Resource("secret_group", data, parent)
-    actions.say(cli, created.data, f"Created {created.label}.")
+    parent = hierarchy.organization(cli, org)
+    hierarchy.create(cli, parent, "secret_group", name, description)
 
 
 @app.command("list")
@@ -59,12 +48,9 @@ def list_(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> 
     """List the organization's secret groups, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
     active = cli.config.context
-    ref = resolve_org(active, org)
-    parent = load_org(cli.client, ref)
-    rows = expect_list(cli.client.get(f"{parent.path}/secret-groups"))
+    parent = hierarchy.organization(cli, org)
     current = active.secret_group if active.organization == parent.name else None
-    empty = f"No secret groups in {parent.label}."
-    actions.show_list(cli, rows, current, title=f"Secret groups in {parent.label}", empty=empty)
+    hierarchy.show_children(cli, parent, "secret_group", current)
 
 
 @app.command()
@@ -73,8 +59,8 @@ def activate(
 ) -> None:
     """Make a secret group (and its organization) the default for other commands."""
     cli = get_app(ctx, json=json)
-    ref = resolve_org(cli.config.context, org)
-    actions.activate(cli, find_group(cli.client, load_org(cli.client, ref), name))
+    parent = hierarchy.organization(cli, org)
+    actions.activate(cli, find_group(cli.client, parent, name))
 
 
 @app.command()
@@ -88,9 +74,8 @@ def delete(
 ) -> None:
     """Delete a secret group (owners only)."""
     cli = get_app(ctx, json=json)
-    ref = resolve_org(cli.config.context, org)
-    target = find_group(cli.client, load_org(cli.client, ref), name)
-    actions.delete(cli, target, cascade=cascade, yes=yes)
+    parent = hierarchy.organization(cli, org)
+    actions.delete(cli, find_group(cli.client, parent, name), cascade=cascade, yes=yes)
 
 
 @app.command()
@@ -106,8 +91,7 @@ def grant(
     """Give a user or user group a role on the secret group (and its environments)."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_group(cli.config.context, org, group)
-    bindings.grant(cli, load_group(cli.client, ref), who, role)
+    bindings.grant(cli, hierarchy.secret_group(cli, org, group), who, role)
 
 
 @app.command()
@@ -123,8 +107,7 @@ def revoke(
     """Remove a user's or user group's role on the secret group."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_group(cli.config.context, org, group)
-    bindings.revoke(cli, load_group(cli.client, ref), who, yes=yes)
+    bindings.revoke(cli, hierarchy.secret_group(cli, org, group), who, yes=yes)
 
 
 @app.command("list-bindings")
@@ -133,5 +116,4 @@ def list_bindings(
 ) -> None:
     """List who has which role on the secret group, directly or from its organization."""
     cli = get_app(ctx, json=json)
-    ref = resolve_group(cli.config.context, org, group)
-    bindings.show(cli, load_group(cli.client, ref))
+    bindings.show(cli, hierarchy.secret_group(cli, org, group))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import typer
 
 from kavach.cli import actions, providers_api, render
-from kavach.cli.app import App, get_app
+from kavach.cli.app import App
 from kavach.cli.commands.provider import options as opts
 from kavach.cli.errors import ApiError, CliError
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption
 from kavach.cli.resources import Object, expect_object
 from kavach.cli.sensitive import read_key_file, read_secret
-from kavach.cli.target import Target, resolve_target
+from kavach.cli.target import resolve_target
 
 app = typer.Typer(
     help="Configure a sync target for the environment (needs admin).", no_args_is_help=True
@@ -24,8 +24,9 @@ app = typer.Typer(
 
 
 def _configure(
-    cli: App, target: Target, provider: str, config: Object, credentials: Object
+    cli: App, names: opts.TargetNames, provider: str, config: Object, credentials: Object
 ) -> None:
+    target = resolve_target(cli, *names)
     body = {"provider": provider, "config": config, "credentials": credentials}
     try:
         created = expect_object(cli.client.post(providers_api.collection(target), body))
@@ -61,14 +62,10 @@ def github(
     json: JsonFlag = False,
 ) -> None:
     """Sync to GitHub Actions secrets of a repository or of one of its environments."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
+    cli = opts.start(ctx, json)
     secret = read_secret(cli, opts.TOKEN, token, token_stdin, required=True)
-    target = resolve_target(cli, org, group, env)
-    config = opts.given(
-        owner=owner, repository=repository, environment=environment, api_url=api_url
-    )
-    _configure(cli, target, "github", config, {"token": secret})
+    config = opts.github_config(owner, repository, environment, api_url)
+    _configure(cli, (org, group, env), "github", config, {"token": secret})
 
 
 @app.command("gcp", context_settings=opts.EXTRA)
@@ -87,23 +84,16 @@ def gcp(
     json: JsonFlag = False,
 ) -> None:
     """Sync to GCP Secret Manager with a service account's key file."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
+    cli = opts.start(ctx, json)
     labels = opts.labels(label)
     key = read_key_file(cli, key_file)
     project = project_id or key.get("project_id")
     if not isinstance(project, str) or not project:
         raise CliError("the key file names no project: pass --project-id")
-    target = resolve_target(cli, org, group, env)
-    config = opts.given(
-        project_id=project,
-        location=location,
-        prefix=prefix,
-        labels=labels,
-        disable_older_versions=True if disable_older_versions else None,
-        api_endpoint=api_endpoint,
-    )
-    _configure(cli, target, "gcp", config, key)
+    # The flag left off is not sent, like any option not given.
+    disable = True if disable_older_versions else None
+    config = opts.gcp_config(project, location, prefix, labels, disable, api_endpoint)
+    _configure(cli, (org, group, env), "gcp", config, key)
 
 
 @app.command("azure", context_settings=opts.EXTRA)
@@ -122,10 +112,8 @@ def azure(
     json: JsonFlag = False,
 ) -> None:
     """Sync to Azure Key Vault as a service principal."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
+    cli = opts.start(ctx, json)
     secret = read_secret(cli, opts.CLIENT_SECRET, client_secret, client_secret_stdin, required=True)
-    target = resolve_target(cli, org, group, env)
-    config = opts.given(vault_url=vault_url, prefix=prefix, authority_host=authority_host)
-    credentials = {"tenant_id": tenant_id, "client_id": client_id, "client_secret": secret}
-    _configure(cli, target, "azure", config, credentials)
+    config = opts.azure_config(vault_url, prefix, authority_host)
+    credentials = opts.azure_credentials(tenant_id, client_id, secret)
+    _configure(cli, (org, group, env), "azure", config, credentials)

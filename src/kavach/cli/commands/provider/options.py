@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kavach.cli.app import App, get_app
 from kavach.cli.errors import CliError
 from kavach.cli.resources import Object
 from kavach.cli.sensitive import Secret
@@ -30,6 +31,8 @@ BOUND = {
 # and refused by no_stray() without echoing them: one may be a credential typed without its
 # option.
 EXTRA = {"allow_extra_args": True}
+# --org, --group and --env: which environment's provider a command works on.
+TargetNames = tuple[str | None, str | None, str | None]
 
 
 def _opt(name: str, help: str, metavar: str | None = None) -> Any:
@@ -112,6 +115,13 @@ ClientSecretStdin = Annotated[
 ]
 
 
+def start(ctx: typer.Context, json: bool) -> App:
+    """Return the App for a command, after refusing the arguments it does not take."""
+    cli = get_app(ctx, json=json)
+    no_stray(ctx.args)
+    return cli
+
+
 def no_stray(stray: list[str]) -> None:
     """Refuse arguments a command does not take, without repeating them."""
     if stray:
@@ -137,3 +147,41 @@ def labels(items: list[str] | None) -> dict[str, str] | None:
 def given(**fields: Any) -> Object:
     """Return the fields that were given (not None): what a request sends."""
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def github_config(
+    owner: str | None, repository: str | None, environment: str | None, api_url: str | None
+) -> Object:
+    """Return the GitHub settings that were given."""
+    return given(owner=owner, repository=repository, environment=environment, api_url=api_url)
+
+
+def gcp_config(
+    project_id: str | None,
+    location: str | None,
+    prefix: str | None,
+    labels: dict[str, str] | None,
+    disable_older_versions: bool | None,
+    api_endpoint: str | None,
+) -> Object:
+    """Return the GCP settings that were given."""
+    return given(
+        project_id=project_id,
+        location=location,
+        prefix=prefix,
+        labels=labels,
+        disable_older_versions=disable_older_versions,
+        api_endpoint=api_endpoint,
+    )
+
+
+def azure_config(vault_url: str | None, prefix: str | None, authority_host: str | None) -> Object:
+    """Return the Azure settings that were given."""
+    return given(vault_url=vault_url, prefix=prefix, authority_host=authority_host)
+
+
+def azure_credentials(
+    tenant_id: str | None, client_id: str | None, client_secret: str | None
+) -> Object:
+    """Return the Azure service principal's credentials that were given."""
+    return given(tenant_id=tenant_id, client_id=client_id, client_secret=client_secret)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import typer
 
 from kavach.cli import actions, providers_api
-from kavach.cli.app import App, get_app
+from kavach.cli.app import App
 from kavach.cli.commands.provider import options as opts
 from kavach.cli.errors import ApiError, CliError
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption
 from kavach.cli.resources import Object, expect_object
 from kavach.cli.sensitive import read_key_file, read_secret
-from kavach.cli.target import Target, resolve_target
+from kavach.cli.target import resolve_target
 
 app = typer.Typer(
     help="Change a provider's settings or credentials: only the options given are sent.",
@@ -30,7 +30,11 @@ def _nothing_given(config: Object, credentials: Object) -> None:
         raise CliError("nothing to update: give at least one option (`--help` lists them)")
 
 
-def _update(cli: App, target: Target, provider: str, config: Object, credentials: Object) -> None:
+def _update(
+    cli: App, names: opts.TargetNames, provider: str, config: Object, credentials: Object
+) -> None:
+    _nothing_given(config, credentials)
+    target = resolve_target(cli, *names)
     body: Object = {}
     if config:
         body["config"] = config
@@ -67,16 +71,10 @@ def github(
     json: JsonFlag = False,
 ) -> None:
     """Change the GitHub target or token; only the options given are sent."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
+    cli = opts.start(ctx, json)
     secret = read_secret(cli, opts.TOKEN, token, token_stdin, required=False)
-    config = opts.given(
-        owner=owner, repository=repository, environment=environment, api_url=api_url
-    )
-    credentials = opts.given(token=secret)
-    _nothing_given(config, credentials)
-    target = resolve_target(cli, org, group, env)
-    _update(cli, target, "github", config, credentials)
+    config = opts.github_config(owner, repository, environment, api_url)
+    _update(cli, (org, group, env), "github", config, opts.given(token=secret))
 
 
 @app.command("gcp", context_settings=opts.EXTRA)
@@ -95,20 +93,13 @@ def gcp(
     json: JsonFlag = False,
 ) -> None:
     """Change the GCP target or key file; only the options given are sent."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
-    config = opts.given(
-        project_id=project_id,
-        location=location,
-        prefix=prefix,
-        labels=opts.labels(label),
-        disable_older_versions=disable_older_versions,
-        api_endpoint=api_endpoint,
+    cli = opts.start(ctx, json)
+    labels = opts.labels(label)
+    config = opts.gcp_config(
+        project_id, location, prefix, labels, disable_older_versions, api_endpoint
     )
     credentials = read_key_file(cli, key_file) if key_file is not None else {}
-    _nothing_given(config, credentials)
-    target = resolve_target(cli, org, group, env)
-    _update(cli, target, "gcp", config, credentials)
+    _update(cli, (org, group, env), "gcp", config, credentials)
 
 
 @app.command("azure", context_settings=opts.EXTRA)
@@ -127,13 +118,10 @@ def azure(
     json: JsonFlag = False,
 ) -> None:
     """Change the vault or the service principal; only the options given are sent."""
-    cli = get_app(ctx, json=json)
-    opts.no_stray(ctx.args)
+    cli = opts.start(ctx, json)
     secret = read_secret(
         cli, opts.CLIENT_SECRET, client_secret, client_secret_stdin, required=False
     )
-    config = opts.given(vault_url=vault_url, prefix=prefix, authority_host=authority_host)
-    credentials = opts.given(tenant_id=tenant_id, client_id=client_id, client_secret=secret)
-    _nothing_given(config, credentials)
-    target = resolve_target(cli, org, group, env)
-    _update(cli, target, "azure", config, credentials)
+    config = opts.azure_config(vault_url, prefix, authority_host)
+    credentials = opts.azure_credentials(tenant_id, client_id, secret)
+    _update(cli, (org, group, env), "azure", config, credentials)
