@@ -41,7 +41,8 @@ UPDATE secrets SET data_key_id = (
 )
 """
 
-# 0008's function, reading the data key from the version rather than from each secret.
+# 0008's function, with SOURCE for where it reads the data key: the version after this
+# migration, each secret before it.
 _LOCK_FOR_COMMIT = """
 CREATE FUNCTION kavach_lock_for_commit(p_environment uuid, p_chain text)
 RETURNS TABLE (
