@@ -103,15 +103,9 @@ class SecretKeys:
         self._remember(record.id, key)
         return record
 
-    def cached(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes] | None:
-        """Return the plaintext data keys with the given ids if all are cached, else None."""
-        found: dict[uuid.UUID, bytes] = {}
-        for data_key_id in ids:
-            key = self._cache.get(data_key_id)
-            if key is None:
-                return None
-            found[data_key_id] = key
-        return found
+    def cached(self, data_key_id: uuid.UUID) -> bytes | None:
+        """Return the plaintext of the data key with this id if cached, else None."""
+        return self._cache.get(data_key_id)
 
     async def by_ids(self, session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """Return the plaintext data keys with the given ids."""

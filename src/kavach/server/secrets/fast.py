@@ -12,7 +12,6 @@ None and goes the general way, which checks everything in the database and fills
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,8 +26,8 @@ from kavach.server.deps import TokenPrincipal, bearer_token, runtime_of
 from kavach.server.rbac.cache import AccessEpoch
 from kavach.server.rbac.deps import Access, caller_key, count_api_request
 from kavach.server.secrets import service
-from kavach.server.secrets.latest import Sealed
 from kavach.server.secrets.models import Secret, SecretVersion
+from kavach.server.secrets.service import Sealed
 
 READ_ACTION = "secret.read"
 
@@ -62,13 +61,13 @@ class FastRead:
     access: Access
     version: SecretVersion | None
     sealed: list[Sealed]
-    data_keys: Mapping[uuid.UUID, bytes]  # every key the sealed values need, unwrapped
+    key: bytes | None  # the version's data key, unwrapped (None: nothing to decrypt)
 
     def values(self) -> dict[str, str]:
         """Decrypt the values, sorted by name."""
-        if self.version is None:
+        if self.version is None or self.key is None:
             return {}
-        return service.decrypt_rows(self.data_keys, self.version, self.sealed)
+        return service.decrypt_rows(self.key, self.version, self.sealed)
 
 
 def _environment_id(request: Request) -> uuid.UUID | None:
@@ -127,13 +126,12 @@ async def read_latest(request: Request) -> FastRead | None:
     if not rows or rows[0]["epoch"] != caller.epoch:
         return None  # access may have changed since the cache's answers: check in full
     if rows[0]["id"] is None:
-        return FastRead(access=caller.access, version=None, sealed=[], data_keys={})
-    sealed = sealed_of(rows)
-    data_keys = runtime.secret_keys.cached({data_key_id for _, data_key_id, _ in sealed})
-    if data_keys is None:
+        return FastRead(access=caller.access, version=None, sealed=[], key=None)
+    version, sealed = service.version_of(rows[0]), sealed_of(rows)
+    key = cached_key(runtime.secret_keys, version) if sealed else None
+    if sealed and key is None:
         return None
-    version = service.version_of(rows[0])
-    return FastRead(access=caller.access, version=version, sealed=sealed, data_keys=data_keys)
+    return FastRead(access=caller.access, version=version, sealed=sealed, key=key)
 
 
 async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -146,22 +144,23 @@ async def _fetch(pool: DriverPool, environment_id: uuid.UUID) -> list[asyncpg.Re
 
 
 def sealed_of(rows: list[asyncpg.Record]) -> list[Sealed]:
-    """Return the sealed secrets of driver rows (name, data_key_id, value_encrypted).
+    """Return the sealed secrets of driver rows (name, value_encrypted).
 
     A row without a name holds no secret (a version without any, or no version).
     """
-    return [
-        (row["name"], row["data_key_id"], row["value_encrypted"])
-        for row in rows
-        if row["name"] is not None
-    ]
+    return [(row["name"], row["value_encrypted"]) for row in rows if row["name"] is not None]
+
+
+def cached_key(keys: SecretKeys, version: SecretVersion) -> bytes | None:
+    """Return the data key of a version holding secrets, if cached."""
+    return keys.cached(service.data_key_of(version))
 
 
 def cached_values(
     keys: SecretKeys, version: SecretVersion, sealed: list[Sealed]
 ) -> dict[str, str] | None:
-    """Decrypt a version's sealed secrets; None if a data key is not cached."""
-    data_keys = keys.cached({data_key_id for _, data_key_id, _ in sealed})
-    if data_keys is None:
-        return None
-    return service.decrypt_rows(data_keys, version, sealed)
+    """Decrypt a version's sealed secrets; None if its data key is not cached."""
+    if not sealed:
+        return {}
+    key = cached_key(keys, version)
+    return None if key is None else service.decrypt_rows(key, version, sealed)

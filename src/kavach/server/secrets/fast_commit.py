@@ -46,9 +46,10 @@ from kavach.server.secrets.commit_sql import (
 )
 from kavach.server.secrets.events import commit_event
 from kavach.server.secrets.fast import CachedCaller, cached_caller, cached_values, sealed_of
-from kavach.server.secrets.latest import KnownVersion, Sealed
+from kavach.server.secrets.latest import KnownVersion
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
+from kavach.server.secrets.service import Sealed
 
 WRITE_ACTION = "secret.write"
 
@@ -272,7 +273,10 @@ async def _lock(driver: asyncpg.Connection, runtime: Runtime, caller: CachedCall
     if first["version_id"] is None:
         return _Locked(first["epoch"], None, {}, [], chain, head)
     latest = SecretVersion(
-        id=first["version_id"], seq=first["version_seq"], environment_id=caller.environment_id
+        id=first["version_id"],
+        seq=first["version_seq"],
+        environment_id=caller.environment_id,
+        data_key_id=first["data_key_id"],
     )
     sealed = sealed_of(found)
     current = cached_values(runtime.secret_keys, latest, sealed)
@@ -294,15 +298,13 @@ def _written(
     The values are sealed and the event signed for this version's id; the latest version,
     its secrets and the chain's head move on to them.
     """
-    data_key_id, key = data_key
+    _, key = data_key
     ciphertexts = service.sealed_values(version.environment_id, version.id, key, values)
     heads = {locked.chain: locked.head}
     (event_row,) = audit.driver_rows(audit_key, [event], heads)
     names = list(values)
     locked.latest, locked.current, locked.head = version, values, heads[locked.chain]
-    locked.sealed = [
-        (name, data_key_id, sealed) for name, sealed in zip(names, ciphertexts, strict=True)
-    ]
+    locked.sealed = list(zip(names, ciphertexts, strict=True))
     return {
         **service.row_of(version),
         **{f"event_{name}": value for name, value in event_row.items()},

@@ -7,17 +7,15 @@ wrong version. Only what the database holds is kept: ids and sealed values, no p
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from kavach.server.secrets.models import SecretVersion
-
-Sealed = tuple[str, uuid.UUID, bytes]  # a secret's name, data key id and ciphertext
+from kavach.server.secrets.service import Sealed
 
 
 @dataclass(frozen=True)
 class KnownVersion:
     """An environment's latest version (None: it has none) and its sealed secrets."""
 
-    version: SecretVersion | None  # its id, seq and environment only
+    version: SecretVersion | None  # its id, seq, environment and data key only
     sealed: list[Sealed]

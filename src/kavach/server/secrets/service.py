@@ -142,9 +142,8 @@ async def _decrypt(
     if not rows:
         return {}
     data_key_id = data_key_of(version)
-    data_keys = await keys.by_ids(session, {data_key_id})
-    sealed = [(row.name, data_key_id, row.value_encrypted) for row in rows]
-    return decrypt_rows(data_keys, version, sealed)
+    key = (await keys.by_ids(session, {data_key_id}))[data_key_id]
+    return decrypt_rows(key, version, [(row.name, row.value_encrypted) for row in rows])
 
 
 def data_key_of(version: SecretVersion) -> uuid.UUID:
@@ -154,18 +153,17 @@ def data_key_of(version: SecretVersion) -> uuid.UUID:
     return version.data_key_id
 
 
-Sealed = tuple[str, uuid.UUID, bytes]  # a secret's name, data key id and ciphertext
+# A secret as stored: its name and ciphertext (the data key is its version's).
+Sealed = tuple[str, bytes]
 
 
-def decrypt_rows(
-    data_keys: Mapping[uuid.UUID, bytes], version: SecretVersion, sealed: Iterable[Sealed]
-) -> dict[str, str]:
-    """Decrypt a version's secrets, in the order given."""
+def decrypt_rows(key: bytes, version: SecretVersion, sealed: Iterable[Sealed]) -> dict[str, str]:
+    """Decrypt a version's secrets with its data key `key`, in the order given."""
     values: dict[str, str] = {}
     prefix = _aad_prefix(version.environment_id, version.id)
-    for name, data_key_id, ciphertext in sealed:
+    for name, ciphertext in sealed:
         try:
-            plain = unseal(data_keys[data_key_id], ciphertext, prefix + name.encode())
+            plain = unseal(key, ciphertext, prefix + name.encode())
         except DecryptionFailed:
             raise ServiceUnavailable(f"secret {name!r} failed to decrypt") from None
         values[name] = plain.decode("utf-8")
