@@ -222,7 +222,7 @@ async def test_an_event_added_outside_the_chain_is_found_and_marked(
     alice = await user(server, "alice")
     tree = await _tree(alice)
     org, prod = uuid.UUID(tree["org"]["id"]), uuid.UUID(tree["prod"]["id"])
-    columns: dict[str, Any] = {
+    shapes: dict[str, dict[str, Any]] = {
         # Shaped like an event from before chaining: an id below every chained one.
         "older_id": {"id": 0, "organization_id": org},
         "next_id": {"organization_id": org},
@@ -236,7 +236,8 @@ async def test_an_event_added_outside_the_chain_is_found_and_marked(
             "prev_hash": "0" * 64,
             "hash": "1" * 64,
         },
-    }[shape]
+    }
+    columns = shapes[shape]
     forged = await _forge(server, **columns)
 
     report = await _verify(alice, tree["org"]["id"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, union
+from sqlalchemy import ColumnElement, CompoundSelect, and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit.chain import Break, ChainReport, Walk, key_for
@@ -53,13 +53,13 @@ def _owned(organization_id: uuid.UUID | None) -> ColumnElement[bool]:
         return AuditEvent.organization_id.is_(None)
     chain = chain_of(organization_id)
     # Its groups and environments, present and deleted (deleted ones are named by its chain).
-    groups = union(
+    groups: CompoundSelect[tuple[uuid.UUID | None]] = union(
         select(SecretGroup.id).where(SecretGroup.organization_id == organization_id),
         select(AuditEvent.secret_group_id).where(
             AuditEvent.chain == chain, AuditEvent.secret_group_id.is_not(None)
         ),
     )
-    environments = union(
+    environments: CompoundSelect[tuple[uuid.UUID | None]] = union(
         select(Environment.id)
         .join(SecretGroup, SecretGroup.id == Environment.secret_group_id)
         .where(SecretGroup.organization_id == organization_id),
