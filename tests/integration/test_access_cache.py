@@ -7,15 +7,20 @@ changes through `second`, and the very next read through `first` must see the ch
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from kavach.server.app import create_app
+from kavach.server.auth.models import LoginSession, ServiceToken
+from kavach.server.db.base import utcnow
+from kavach.server.iam.models import User
 from kavach.server.rbac.cache import AccessEpoch
 from tests.conftest import InProcessServer
+from tests.integration.helpers import login
 from tests.integration.test_resources import Api, user
 
 
@@ -168,3 +173,79 @@ async def test_without_the_epoch_row_nothing_is_cached(
     finally:
         async with server.runtime.sessionmaker() as session, session.begin():
             session.add(AccessEpoch(id=1, value=1))
+
+
+async def _epoch(server: InProcessServer) -> int:
+    async with server.runtime.sessionmaker() as session:
+        value = await session.scalar(select(AccessEpoch.value).where(AccessEpoch.id == 1))
+    assert value is not None
+    return int(value)
+
+
+async def test_a_refresh_elsewhere_keeps_cached_access(
+    server: InProcessServer, second: InProcessServer
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    bob = await login(server, "bob")
+    await alice.call(
+        "POST", f"/environments/{tree['env']['id']}/members", {"user": "bob", "role": "viewer"}
+    )
+    await _warm(alice, tree["secrets"])
+    cache = server.runtime.access_cache
+    stored, cached = await _epoch(server), cache.epoch
+    assert cached is not None
+
+    refreshed = await second.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": bob["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert await _epoch(server) == stored
+    # The first instance's next read needs no fresh check: its caches were kept.
+    await _warm(alice, tree["secrets"], times=1)
+    assert cache.epoch == cached
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    assert cache.principal(cached, token, utcnow()) is not None
+    bob_api = Api(server, refreshed.json()["data"]["access_token"])
+    await _warm(bob_api, tree["secrets"], times=1)
+
+
+# Updates of a session or token, and whether each ends or narrows someone's access.
+_UPDATES: dict[str, tuple[type[LoginSession | ServiceToken], str, str, bool]] = {
+    "session revoked": (LoginSession, "revoked_at", "earlier", True),
+    "session expiry earlier": (LoginSession, "expires_at", "earlier", True),
+    "session expiry later": (LoginSession, "expires_at", "later", False),
+    "session given to another user": (LoginSession, "user_id", "bob", True),
+    "token revoked": (ServiceToken, "revoked_at", "earlier", True),
+    "token expiry set": (ServiceToken, "expires_at", "earlier", True),
+    "token expiry later": (ServiceToken, "expires_at", "later", False),
+    "token role changed": (ServiceToken, "role", "editor", True),
+    "token last use noted": (ServiceToken, "last_used_at", "earlier", False),
+}
+
+
+@pytest.mark.parametrize("change", list(_UPDATES))
+async def test_the_epoch_moves_only_when_access_ends_or_narrows(
+    server: InProcessServer, change: str
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _setup(alice)
+    await user(server, "bob")
+    tokens = f"/environments/{tree['env']['id']}/tokens"
+    await alice.call("POST", tokens, {"name": "ci", "role": "viewer"}, status=201)
+    model, column, to, narrows = _UPDATES[change]
+    now = utcnow()
+    async with server.runtime.sessionmaker() as session, session.begin():
+        bob = await session.scalar(select(User.id).where(User.login == "bob"))
+        start = None if change == "token expiry set" else now
+        await session.execute(update(model).values(expires_at=start))
+    values = {
+        "earlier": now - timedelta(seconds=1),
+        "later": now + timedelta(days=1),
+        "bob": bob,
+        "editor": "editor",
+    }
+    before = await _epoch(server)
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await session.execute(update(model).values({column: values[to]}))
+    assert (await _epoch(server) > before) is narrows

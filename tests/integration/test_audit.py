@@ -17,8 +17,10 @@ import pytest
 from alembic import command
 from fastapi import FastAPI
 from sqlalchemy import Uuid, bindparam, delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kavach.server.app import create_app
+from kavach.server.audit import integrity
 from kavach.server.audit.chain import SERVER_CHAIN
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.offline import verify_all
@@ -202,27 +204,129 @@ async def test_recording_goes_on_after_the_last_event_was_damaged(
     assert (broken["reason"], broken["event_id"]) == ("modified", last.id)
 
 
-async def test_events_recorded_before_chaining_are_counted_not_failed(
-    server: InProcessServer,
+async def _forge(server: InProcessServer, **columns: Any) -> int:
+    """Insert an event without a chain behind the server's back; return its id."""
+    async with server.runtime.sessionmaker() as session, session.begin():
+        event = AuditEvent(actor_type="user", action="forged", outcome="success", details={})
+        for name, value in columns.items():
+            setattr(event, name, value)
+        session.add(event)
+        await session.flush()
+        return event.id
+
+
+@pytest.mark.parametrize("shape", ["older_id", "next_id", "environment_only", "other_chain"])
+async def test_an_event_added_outside_the_chain_is_found_and_marked(
+    server: InProcessServer, shape: str
 ) -> None:
     alice = await user(server, "alice")
     tree = await _tree(alice)
-    async with server.runtime.sessionmaker() as session, session.begin():
-        # Shaped like a row the migration left: scope filled in, no chain, an older id.
-        session.add(
-            AuditEvent(
-                id=0,
-                actor_type="user",
-                action="legacy.thing",
-                outcome="success",
-                details={},
-                organization_id=uuid.UUID(tree["org"]["id"]),
-            )
-        )
+    org, prod = uuid.UUID(tree["org"]["id"]), uuid.UUID(tree["prod"]["id"])
+    shapes: dict[str, dict[str, Any]] = {
+        # Shaped like an event from before chaining: an id below every chained one.
+        "older_id": {"id": 0, "organization_id": org},
+        "next_id": {"organization_id": org},
+        # Listed under the environment only: its organization left blank.
+        "environment_only": {"environment_id": prod},
+        # Claiming a chain that is not its organization's, with a made-up place and hash.
+        "other_chain": {
+            "organization_id": org,
+            "chain": str(uuid.uuid4()),
+            "chain_seq": 1,
+            "prev_hash": "0" * 64,
+            "hash": "1" * 64,
+        },
+    }
+    columns = shapes[shape]
+    forged = await _forge(server, **columns)
+
     report = await _verify(alice, tree["org"]["id"])
-    assert (report["intact"], report["legacy_events"], report["events"]) == (True, 1, 4)
-    listed = (await _events(alice, f"organization_id={tree['org']['id']}"))["events"]
-    assert listed[-1]["action"] == "legacy.thing" and listed[-1]["seq"] is None
+    assert report["intact"] is False and report["legacy_events"] == 0
+    broken = report["broken"]
+    assert (broken["reason"], broken["event_id"]) == ("unchained", forged)
+    assert f"event id {forged} is not on the chain" in broken["message"]
+
+    scope = f"environment_id={prod}" if shape == "environment_only" else f"organization_id={org}"
+    listed = {e["id"]: e for e in (await _events(alice, scope))["events"]}
+    assert listed[forged]["chain_status"] == "unchained"
+    assert {e["chain_status"] for i, e in listed.items() if i != forged} == {"chained"}
+
+
+async def test_events_recorded_before_chaining_are_counted_and_marked(
+    backend: str, tmp_path: Path
+) -> None:
+    async with _fresh_database(backend) as url:
+        settings = make_settings(tmp_path / "data", url)
+        engine = create_engine(settings)
+        try:
+            await _upgrade(engine, "0004")
+            org = uuid.uuid4()
+            async with engine.begin() as conn:
+                for _ in range(2):  # as recorded then: no scope, no chain
+                    await conn.execute(
+                        text(
+                            "INSERT INTO audit_events (occurred_at, actor_type, action, "
+                            "resource_type, resource_id, outcome, details) "
+                            "VALUES (:t, 'user', 'organization.create', 'organization', :r, "
+                            "'success', '{}')"
+                        ),
+                        {"t": utcnow(), "r": str(org)},
+                    )
+            await _upgrade(engine, "head")
+        finally:
+            await engine.dispose()
+        async with _instance(settings) as server:
+            alice = await user(server, "alice")
+            await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
+            async with server.runtime.sessionmaker() as session:
+                assert (await integrity.verify_chain(session, organization_id=None)).intact
+                report = await integrity.verify_chain(session, organization_id=org)
+            # The events of an organization that existed then: outside any chain, counted.
+            assert (report.intact, report.legacy, report.events) == (True, 2, 0)
+            async with server.runtime.sessionmaker() as session:
+                stored = list(await session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+            first = await _first_chained(server)
+            statuses = [integrity.chain_status(e, first) for e in stored]
+            assert statuses[:2] == ["legacy", "legacy"]
+            assert set(statuses[2:]) == {"chained"}
+
+            # One more shaped like them, added now: its id comes after the chain began.
+            forged = await _forge(server, organization_id=org)
+            async with server.runtime.sessionmaker() as session:
+                report = await integrity.verify_chain(session, organization_id=org)
+            assert report.broken is not None and report.legacy == 2
+            assert (report.broken.reason, report.broken.event_id) == ("unchained", forged)
+
+
+async def _first_chained(server: InProcessServer) -> int | None:
+    async with server.runtime.sessionmaker() as session:
+        return await integrity.first_chained_id(session)
+
+
+@asynccontextmanager
+async def _instance(settings: Settings) -> AsyncIterator[InProcessServer]:
+    """An app on a database as it stands (nothing emptied first)."""
+    app = create_app(settings, keys=random_keys())
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 1)),
+            base_url="http://127.0.0.1",
+        )
+        async with client:
+            yield InProcessServer(app=app, client=client)
+
+
+async def _upgrade(engine: AsyncEngine, revision: str) -> None:
+    """Migrate the engine's database to a revision."""
+
+    def run(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.connect() as connection:
+        await connection.run_sync(run)
+        await connection.commit()
 
 
 # --- the audit API ----------------------------------------------------------------------
@@ -416,6 +520,29 @@ async def test_local_verify_checks_every_chain(
         }
 
 
+async def test_local_verify_names_an_event_added_outside_the_chain(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("KAVACH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAVACH_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("COLUMNS", "250")
+    if database_url:
+        monkeypatch.setenv("KAVACH_DATABASE_URL", database_url)
+    async with _generated_keys_instance(data_dir, database_url) as server:
+        alice = await user(server, "alice")
+        tree = await _tree(alice)
+        # A login nobody made, shaped like one from before chaining, and an organization's.
+        await _forge(server, id=0, action="auth.login")
+        forged = await _forge(server, id=-1, organization_id=uuid.UUID(tree["org"]["id"]))
+        result = await _kavach("audit", "verify", "--local")
+    assert result.exit_code == 2, result.output
+    assert "the audit trail of chain server is broken: event id 0 is not on the chain" in (
+        result.stderr
+    )
+    assert f"chain {tree['org']['id']} is broken: event id {forged} is not on" in result.stderr
+
+
 async def _kavach(*args: str, runtime: Any = None) -> Any:
     """Run the CLI in a thread (it blocks; the server under test needs this loop)."""
     from typer.testing import CliRunner
@@ -513,19 +640,8 @@ async def test_upgrading_places_earlier_events_in_their_scope(backend: str, tmp_
     async with _fresh_database(backend) as url:
         settings = make_settings(tmp_path, url)
         engine = create_engine(settings)
-
-        async def upgrade(revision: str) -> None:
-            def run(connection: Any) -> None:
-                config = alembic_config()
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-
-            async with engine.connect() as connection:
-                await connection.run_sync(run)
-                await connection.commit()
-
         try:
-            await upgrade("0004")
+            await _upgrade(engine, "0004")
             org, group, env, gone = (uuid.uuid4() for _ in range(4))
             ids = {"o": org, "g": group, "e": env}
             old = [("organization", org), ("environment", env), ("environment", gone)]
@@ -559,7 +675,7 @@ async def test_upgrading_places_earlier_events_in_their_scope(backend: str, tmp_
                         ),
                         {"t": utcnow(), "k": kind, "r": str(rid)},
                     )
-            await upgrade("head")
+            await _upgrade(engine, "head")
             async with engine.connect() as conn:
                 rows = (
                     await conn.execute(

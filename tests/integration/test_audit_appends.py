@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from kavach.server.audit import integrity
 from kavach.server.audit import service as audit
 from kavach.server.audit.chain import ChainReport, key_for
 from kavach.server.audit.scope import EventScope
@@ -54,7 +55,7 @@ async def test_concurrent_appends_to_several_chains_stay_intact(server: InProces
         *(_append(server, batch, driver=postgres and i % 2 == 1) for i, batch in enumerate(batches))
     )
     async with server.runtime.sessionmaker() as session:
-        reports = [await audit.verify_chain(session, organization_id=org) for org in orgs]
+        reports = [await integrity.verify_chain(session, organization_id=org) for org in orgs]
     assert [report.broken for report in reports] == [None, None, None]
     assert [report.events for report in reports] == [40, 40, 40]
     assert [report.head_seq for report in reports] == [40, 40, 40]
@@ -104,7 +105,7 @@ async def _at_head(
 
 async def _verified(server: InProcessServer, organization_id: uuid.UUID) -> ChainReport:
     async with server.runtime.sessionmaker() as session:
-        return await audit.verify_chain(session, organization_id=organization_id)
+        return await integrity.verify_chain(session, organization_id=organization_id)
 
 
 @pytest.fixture

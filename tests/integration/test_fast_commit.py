@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from kavach.server.audit import service as audit
+from kavach.server.audit import integrity
 from kavach.server.audit.chain import ChainReport
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.service import NewEvent
@@ -85,7 +85,7 @@ async def _last_commits_chain(server: InProcessServer) -> ChainReport:
     """Verify the chain of the organization the last commit was made in."""
     recorded = await _commit_events(server)
     async with server.runtime.sessionmaker() as session:
-        return await audit.verify_chain(session, organization_id=recorded[-1].organization_id)
+        return await integrity.verify_chain(session, organization_id=recorded[-1].organization_id)
 
 
 async def test_a_lean_commit_writes_what_the_general_one_does(
@@ -113,7 +113,7 @@ async def test_a_lean_commit_writes_what_the_general_one_does(
     same = ("actor_label", "environment_id", "organization_id", "secret_group_id", "chain")
     assert [getattr(event, k) for k in same] == [getattr(general, k) for k in same]
     async with server.runtime.sessionmaker() as session:
-        report = await audit.verify_chain(session, organization_id=event.organization_id)
+        report = await integrity.verify_chain(session, organization_id=event.organization_id)
     assert report.broken is None and report.events == report.head_seq
 
 

@@ -19,6 +19,7 @@ from kavach.server.errors import ServiceUnavailable
 from kavach.server.secrets import fast
 from tests.conftest import InProcessServer, make_settings
 from tests.integration.test_access_cache import _setup
+from tests.integration.test_read_audit import _unreadable, read_events
 from tests.integration.test_resources import Api, user
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
@@ -228,3 +229,16 @@ async def test_an_unreachable_database_is_a_503_from_the_driver_pool(
         async with pool.connection():
             pass
     await pool.close()
+
+
+async def test_a_lean_read_that_fails_to_decrypt_is_recorded_as_the_general_one_is(
+    server: InProcessServer, backend: str, served: list[bool], alice: Api, tree: Tree
+) -> None:
+    failed = await _unreadable(server, alice, tree["secrets"])
+    # A query string always goes the general way, which fills the caches (data key too).
+    general = await alice.call("GET", f"{tree['secrets']}?version={failed['version_id']}", 503)
+    lean = await alice.call("GET", tree["secrets"], status=503)
+    assert served == [True]
+    assert lean == general and lean["error_code"] == "decryption_failed"
+    assert "alpha" not in str(lean)
+    assert await read_events(server) == [("failure", failed), ("failure", failed)]

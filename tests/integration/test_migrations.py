@@ -187,3 +187,27 @@ async def test_a_version_sealed_with_two_data_keys_stops_the_migration(
         async with engine.begin() as connection:
             await connection.execute(text(mixed.replace("'dev'", "'prod'")))
         await migrate(engine, settings)
+
+
+async def test_touching_a_session_expiry_moves_the_epoch_only_before_0011(
+    server: InProcessServer,
+) -> None:
+    await user(server, "alice")
+    engine, settings = server.runtime.engine, server.runtime.settings
+    later = "UPDATE login_sessions SET expires_at = expires_at"
+    epoch = "SELECT value FROM access_epoch"
+
+    async def moved_by_touching_the_expiry() -> bool:
+        (before,) = await _scalars(engine, epoch)
+        async with engine.begin() as connection:
+            await connection.execute(text(later))
+        (after,) = await _scalars(engine, epoch)
+        return bool(after[0] > before[0])
+
+    assert await moved_by_touching_the_expiry() is False
+    await _downgrade(engine, "0010")
+    try:
+        assert await moved_by_touching_the_expiry() is True
+    finally:  # the database is shared with later tests: leave it at head
+        await migrate(engine, settings)
+    assert await moved_by_touching_the_expiry() is False

@@ -24,6 +24,7 @@ KavachError
 ├── IdentityProviderError       502 identity_provider_error
 ├── ProviderError               502 provider_error (a sync target failed)
 └── ServiceUnavailable          503 service_unavailable
+    └── CannotDecrypt           503 decryption_failed
 """
 
 from __future__ import annotations
@@ -201,6 +202,16 @@ class ServiceUnavailable(KavachError):
     """A dependency (usually the database) is unreachable."""
 
     error_code = "service_unavailable"
+
+
+class CannotDecrypt(ServiceUnavailable):
+    """Stored secrets (or their data key) do not decrypt with this server's keys."""
+
+    error_code = "decryption_failed"
+
+    def __init__(self, message: str, *, version_id: str | None = None) -> None:
+        super().__init__(message)
+        self.version_id = version_id  # the version being read, when known
 
 
 HTTP_STATUS: dict[type[KavachError], int] = {

@@ -37,6 +37,8 @@ def _event(event_id: int, action: str, **extra: Any) -> dict[str, Any]:
         "resource_type": "environment",
         "resource_id": "env-3",
         "details": {},
+        "seq": event_id,
+        "chain_status": "chained",
         **extra,
     }
 
@@ -110,7 +112,14 @@ def audit(api: FakeApi) -> FakeAudit:
         events=[
             _event(3, "secret.read", details={"version_id": "abcd1234", "what": "all"}),
             _event(2, "secret.commit", actor_type="service_token", actor_label="ci"),
-            _event(1, "environment.create", resource_type=None, resource_id=None),
+            _event(
+                1,
+                "environment.create",
+                resource_type=None,
+                resource_id=None,
+                seq=None,
+                chain_status="legacy",
+            ),
         ],
         report={
             "organization_id": "org-1",
@@ -142,6 +151,7 @@ def test_list_shows_the_active_organizations_events(
         "Action",
         "Resource",
         "Outcome",
+        "Chain",
         "Details",
     ]
     rows = table_rows(result.stdout)
@@ -151,7 +161,19 @@ def test_list_shows_the_active_organizations_events(
         ["1", "2026-01-01T10:00:00+00:00", "alice", "environment.create"],
     ]
     assert rows[0][4] == "environment env-3" and rows[2][4] == "-"
+    assert [row[6] for row in rows] == ["#3", "#2", "before chaining"]
     assert "Audit events of organization acme" in result.stdout
+
+
+def test_list_marks_an_event_that_is_not_on_its_chain(
+    audit: FakeAudit, invoke: Invoke, clock: FakeClock, tree: dict[str, Node]
+) -> None:
+    audit.events.insert(0, _event(4, "member.grant", seq=None, chain_status="unchained"))
+    result = invoke(["audit", "list"], runtime=audit.runtime(clock))
+
+    assert result.exit_code == 0, result.output
+    newest = table_rows(result.stdout)[0]
+    assert (newest[0], newest[6]) == ("4", "NOT CHAINED")
 
 
 def test_list_picks_the_most_specific_scope_and_pages(

@@ -37,6 +37,7 @@ COLUMNS = [
     ("action", "Action"),
     ("resource", "Resource"),
     ("outcome", "Outcome"),
+    ("chain_mark", "Chain"),
     ("details", "Details"),
 ]
 CHAIN_COLUMNS = [
@@ -105,6 +106,16 @@ def _actor(event: Object) -> str:
     return str(label) if kind == "user" else f"{label} ({kind})"
 
 
+def _chain_mark(event: Object) -> str | None:
+    """Show an event's place in its chain: #seq, before chaining, or NOT CHAINED (altered)."""
+    status = event.get("chain_status")
+    if status == "chained":
+        return f"#{event.get('seq')}"
+    if status == "legacy":
+        return "before chaining"
+    return "NOT CHAINED" if status == "unchained" else None
+
+
 def _row(event: Object) -> Object:
     parts = (event.get("resource_type"), event.get("resource_id"))
     resource = " ".join(str(part) for part in parts if part)
@@ -114,6 +125,7 @@ def _row(event: Object) -> Object:
         "occurred_at": render.when(event.get("occurred_at")),
         "actor": _actor(event),
         "resource": resource,
+        "chain_mark": _chain_mark(event),
         "details": jsonlib.dumps(details, sort_keys=True, ensure_ascii=False) if details else None,
     }
 

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 
 from kavach.server.audit import chain as audit_chain
-from kavach.server.audit import service
+from kavach.server.audit import integrity
 from kavach.server.audit.chain import SERVER_CHAIN, Break, ChainReport
 from kavach.server.audit.models import AuditEvent
 from kavach.server.crypto.keys import load_keys
@@ -33,7 +33,7 @@ async def _verify(settings: Settings) -> list[ChainReport]:
                     broken = Break(None, None, "unknown_chain", f"no such chain {name!r}")
                     reports.append(ChainReport(chain=name, broken=broken))
                     continue
-                reports.append(await service.verify_chain(session, organization_id=org_id))
+                reports.append(await integrity.verify_chain(session, organization_id=org_id))
             return reports
     finally:
         await engine.dispose()

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.audit import service
+from kavach.server.audit import integrity, service
 from kavach.server.audit.schemas import (
     AuditEventPublic,
     AuditPage,
@@ -78,7 +78,8 @@ async def list_audit_events(
     events, next_before = await service.list_events(
         session, where=where, limit=limit, before=before
     )
-    page = [AuditEventPublic.model_validate(event) for event in events]
+    first = await integrity.first_chained_id(session)
+    page = [AuditEventPublic.of(e, integrity.chain_status(e, first)) for e in events]
     return ok(AuditPage(events=page, next_before=next_before))
 
 
@@ -93,7 +94,7 @@ async def verify_audit_chain(
     """Recompute the organization's chain of events and report the first broken link."""
     assert access.scope is not None  # noqa: S101
     org_id = access.scope.organization_id
-    report = await service.verify_chain(session, organization_id=org_id)
+    report = await integrity.verify_chain(session, organization_id=org_id)
     broken = report.broken
     return ok(
         AuditVerification(

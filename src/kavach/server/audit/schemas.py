@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kavach.server.audit.integrity import ChainStatus
+from kavach.server.audit.models import AuditEvent
+
 
 class AuditEventPublic(BaseModel):
     """One audit event as the API shows it (events never hold secret values)."""
@@ -32,6 +35,14 @@ class AuditEventPublic(BaseModel):
     chain: str | None
     seq: int | None = Field(validation_alias="chain_seq")
     hash: str | None
+    # chained: on its organization's chain, which verification checks; legacy: recorded
+    # before chaining began; unchained: neither, so added or taken out of the chain since.
+    chain_status: ChainStatus = "unchained"
+
+    @classmethod
+    def of(cls, event: AuditEvent, status: ChainStatus) -> AuditEventPublic:
+        """Show a stored event with its place relative to its chain."""
+        return cls.model_validate(event).model_copy(update={"chain_status": status})
 
 
 class AuditPage(BaseModel):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from kavach.server.audit import scope as scopes
@@ -20,9 +20,6 @@ from kavach.server.audit.chain import (
     GENESIS,
     SERVER_CHAIN,
     AuditKey,
-    Break,
-    ChainReport,
-    Walk,
     key_for,
     normalized,
 )
@@ -320,65 +317,3 @@ async def list_events(
     more = len(rows) > limit
     page = rows[:limit]
     return page, (page[-1].id if more and page else None)
-
-
-def _after(seq: int) -> ColumnElement[bool]:
-    """Match a chain's events after `seq`; the first page also takes events without a seq."""
-    later = AuditEvent.chain_seq > seq
-    return or_(later, AuditEvent.chain_seq.is_(None)) if seq == 0 else later
-
-
-async def verify_chain(session: AsyncSession, *, organization_id: uuid.UUID | None) -> ChainReport:
-    """Recompute an organization's chain (or the server's); report the first broken link."""
-    chain = chain_of(organization_id)
-    report = ChainReport(chain=chain)
-    walk = Walk(key_for(session), report)
-    # Pages by sequence number rather than one cursor: a GET runs outside a transaction,
-    # where a server-side cursor cannot live, and a long chain needs no long transaction.
-    after, page_size = 0, 500
-    while True:
-        page = list(
-            await session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.chain == chain, _after(after))
-                .order_by(AuditEvent.chain_seq.nulls_first())
-                .limit(page_size)
-            )
-        )
-        if not all(walk.step(event) for event in page) or len(page) < page_size:
-            break
-        after = page[-1].chain_seq or after
-    await _check_unchained(session, report, organization_id)
-    return report
-
-
-async def _check_unchained(
-    session: AsyncSession, report: ChainReport, organization_id: uuid.UUID | None
-) -> None:
-    """Count events from before chaining; one without a chain after the chain began is a break."""
-    owned = (
-        AuditEvent.organization_id.is_(None)
-        if organization_id is None
-        else AuditEvent.organization_id == organization_id
-    )
-    unchained = (owned, AuditEvent.chain.is_(None))
-    report.legacy = int(
-        await session.scalar(select(func.count()).select_from(AuditEvent).where(*unchained)) or 0
-    )
-    first = await session.scalar(
-        select(func.min(AuditEvent.id)).where(AuditEvent.chain == report.chain)
-    )
-    if report.broken is not None or first is None:
-        return
-    stray = (
-        await session.execute(
-            select(AuditEvent.id, AuditEvent.chain_seq)
-            .where(*unchained, AuditEvent.id > first)
-            .order_by(AuditEvent.id)
-            .limit(1)
-        )
-    ).first()
-    if stray is not None:
-        report.broken = Break(
-            stray[1], stray[0], "unchained", f"event id {stray[0]} was taken out of the chain"
-        )

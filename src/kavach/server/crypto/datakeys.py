@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.crypto.envelope import DecryptionFailed, Keyring, new_data_key
 from kavach.server.db.base import utcnow
-from kavach.server.errors import ServiceUnavailable
+from kavach.server.errors import CannotDecrypt
 from kavach.server.logging import get_logger
 from kavach.server.recent import Recent
 from kavach.server.secrets.models import DataKey
@@ -49,12 +49,12 @@ class SecretKeys:
             key = self.keyring.unwrap(record.kek_id, record.wrapped_key, aad)
         except KeyError:
             log.error("data_key_unwrap_failed", data_key_id=str(record.id), kek_id=record.kek_id)
-            raise ServiceUnavailable(
+            raise CannotDecrypt(
                 "a data key is wrapped by a key this server does not hold; check the keys"
             ) from None
         except DecryptionFailed:
             log.error("data_key_unwrap_failed", data_key_id=str(record.id), kek_id=record.kek_id)
-            raise ServiceUnavailable("a data key failed to decrypt; check the keys") from None
+            raise CannotDecrypt("a data key failed to decrypt; check the keys") from None
         return self._remember(record.id, key)
 
     async def for_writing(

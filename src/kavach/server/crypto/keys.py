@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from kavach.server.crypto.envelope import Keyring
+from kavach.server.datadir import private_data_dir
 from kavach.server.errors import ConfigurationError
 from kavach.server.settings import Mode, Settings
 
@@ -84,7 +85,7 @@ def _configured(settings: Settings, name: str) -> str | None:
 
 def _read_or_create_file(path: Path) -> dict[str, str]:
     """Read the generated keys file, creating it (0600, atomically) if absent."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_data_dir(path.parent)
     if not path.exists():
         fresh = {name: generate_key() for name in _KEY_NAMES}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

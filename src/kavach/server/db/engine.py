@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kavach.server.datadir import private_data_dir
 from kavach.server.settings import DatabaseSettings, Settings
 
 AUTOCOMMIT = "AUTOCOMMIT"
@@ -64,7 +65,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     """Build the engine the settings describe; SQLite's directory is created if needed."""
     url = settings.database_url
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_data_dir(settings.data_dir)
         _create_private_file(make_url(url).database)
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

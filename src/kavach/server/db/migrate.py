@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kavach.server.datadir import private_data_dir
 from kavach.server.settings import Settings
 
 # An arbitrary constant: the pg_advisory lock id that serialises migrations.
@@ -79,8 +80,8 @@ async def migration_state(connection: AsyncConnection) -> MigrationState:
 def _file_lock(settings: Settings) -> AbstractContextManager[object]:
     if not settings.is_sqlite:
         return nullcontext()
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return FileLock(str(settings.data_dir / "migrate.lock"), timeout=120, mode=0o600)
+    lock = private_data_dir(settings.data_dir) / "migrate.lock"
+    return FileLock(str(lock), timeout=120, mode=0o600)
 
 
 async def migrate(engine: AsyncEngine, settings: Settings) -> MigrationState:

@@ -2,7 +2,9 @@
 
 Every change that can end or narrow access (a role binding, a group membership, a revoked
 session or token, a deleted resource) moves `access_epoch.value` in its own transaction,
-by database triggers (migration 0006). A request that wants a cached answer first reads the
+by database triggers (migrations 0006 and 0011). Changes that only widen access, such as
+a refresh sliding a session's expiry forward, leave it alone: no cached grant becomes
+wrong by them. A request that wants a cached answer first reads the
 epoch, one row by primary key; when it moved, this process's caches are emptied. A cached
 answer is therefore never older than the request's own read of the epoch, on any instance,
 and no message between instances can be lost or late. Only grants are cached: refusals and

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import NewEvent, RequestOrigin
+from kavach.server.errors import CannotDecrypt
 from kavach.server.rbac.deps import Access
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
@@ -29,11 +31,20 @@ def environment_event(
 
 
 def read_event(
-    access: Access, origin: RequestOrigin, version_id: str | None, what: str
+    access: Access,
+    origin: RequestOrigin,
+    version_id: str | None,
+    what: str,
+    *,
+    failure: CannotDecrypt | None = None,
 ) -> NewEvent:
-    """Describe a read of secret values: who, where, which version."""
+    """Describe a read of secret values: who, where, which version; failed if it did."""
     details = {"version_id": version_id, "what": what}
-    return environment_event(access, origin, "secret.read", details)
+    event = environment_event(access, origin, "secret.read", details)
+    if failure is None:
+        return event
+    details["error"] = failure.error_code
+    return dataclasses.replace(event, outcome="failure")
 
 
 def commit_event(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -12,6 +14,7 @@ from kavach.server.api import API_PREFIX, Envelope, api_router, ok, with_fast_pa
 from kavach.server.audit import service as audit
 from kavach.server.audit.service import RequestOrigin
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, origin_of, runtime_of
+from kavach.server.errors import CannotDecrypt
 from kavach.server.rbac.deps import Access, Requirement
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import fast, fast_commit, flows, service
@@ -45,15 +48,36 @@ async def _record_read(
     origin: RequestOrigin,
     version_id: str | None,
     what: str,
+    failure: CannotDecrypt | None = None,
 ) -> None:
-    """Audit a read of secret values before answering.
+    """Audit a read of secret values (or its failure) before answering.
 
     The read's own transaction ends first: the event commits with other requests' events
     (see audit.batch), and on SQLite this transaction would otherwise hold the write lock
     the batch needs.
     """
     await session.commit()
-    await runtime.audit_batcher.record(read_event(access, origin, version_id, what))
+    event = read_event(access, origin, version_id, what, failure=failure)
+    await runtime.audit_batcher.record(event)
+
+
+@asynccontextmanager
+async def _failed_reads_recorded(
+    session: SessionDep,
+    runtime: Runtime,
+    access: Access,
+    origin: RequestOrigin,
+    what: str,
+    *,
+    values_read: bool = True,
+) -> AsyncIterator[None]:
+    """Record a failed read event when the values of a read do not decrypt."""
+    try:
+        yield
+    except CannotDecrypt as failure:
+        if values_read:
+            await _record_read(session, runtime, access, origin, failure.version_id, what, failure)
+        raise
 
 
 async def _read_latest_fast(request: Request) -> Response | None:
@@ -62,16 +86,24 @@ async def _read_latest_fast(request: Request) -> Response | None:
     if found is None:
         return None
     version = found.version
-    event = read_event(found.access, origin_of(request), version.id if version else None, "secrets")
+    version_id = version.id if version else None
     batcher = runtime_of(request).audit_batcher
+    try:
+        # Before the event: its outcome is whether the values decrypt.
+        values = found.values()
+    except CannotDecrypt as failure:
+        event = read_event(found.access, origin_of(request), version_id, "secrets", failure=failure)
+        await batcher.record(event)
+        raise
+    event = read_event(found.access, origin_of(request), version_id, "secrets")
     committed = batcher.submit(event)
     try:
         if not batcher.committing:
-            # Let the event's batch go out, then decrypt while it commits: the answer is
+            # Let the event's batch go out, then build the answer while it commits: it is
             # still sent only once the event is committed.
             await asyncio.sleep(0)
         described = summary(version) if version else None
-        answer = _answer(ok(SecretsResponse(version=described, secrets=found.values())))
+        answer = _answer(ok(SecretsResponse(version=described, secrets=values)))
     finally:
         await committed
     return answer
@@ -100,13 +132,14 @@ async def read_secrets(
     runtime, origin = runtime_of(request), origin_of(request)
     env_id = access.environment_id
     found: SecretVersion | None
-    if version:
-        found = await service.get_version(session, environment_id=env_id, version_id=version)
-        values = await service.read_values(session, runtime.secret_keys, version=found)
-    else:
-        found, values = await service.read_latest(
-            session, runtime.secret_keys, environment_id=env_id
-        )
+    async with _failed_reads_recorded(session, runtime, access, origin, "secrets"):
+        if version:
+            found = await service.get_version(session, environment_id=env_id, version_id=version)
+            values = await service.read_values(session, runtime.secret_keys, version=found)
+        else:
+            found, values = await service.read_latest(
+                session, runtime.secret_keys, environment_id=env_id
+            )
     await _record_read(session, runtime, access, origin, found.id if found else None, "secrets")
     return ok(SecretsResponse(version=summary(found) if found else None, secrets=values))
 
@@ -188,11 +221,13 @@ async def secret_history(
     """Return one secret's changes across versions, newest first (values with reveal)."""
     # Declared before /versions/{version_id}: a secret may be named "versions", and a
     # version id (8 characters) is never "history".
-    entries = await flows.history(
-        session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
-    )
+    what = f"history:{name}"
+    async with _failed_reads_recorded(session, runtime, access, origin, what, values_read=reveal):
+        entries = await flows.history(
+            session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
+        )
     if reveal:
-        await _record_read(session, runtime, access, origin, None, f"history:{name}")
+        await _record_read(session, runtime, access, origin, None, what)
     return ok(entries)
 
 
@@ -208,7 +243,8 @@ async def get_version(
     version = await service.get_version(
         session, environment_id=access.environment_id, version_id=version_id
     )
-    values = await service.read_values(session, runtime.secret_keys, version=version)
+    async with _failed_reads_recorded(session, runtime, access, origin, "version"):
+        values = await service.read_values(session, runtime.secret_keys, version=version)
     await _record_read(session, runtime, access, origin, version.id, "version")
     return ok(VersionDetail(**summary(version).model_dump(), secrets=values))
 
@@ -224,14 +260,15 @@ async def diff_versions(
     reveal: bool = False,
 ) -> Envelope[DiffResponse]:
     """Compare two versions (default: latest against its parent); values only with reveal."""
-    result = await flows.compare(
-        session,
-        runtime.secret_keys,
-        env_id=access.environment_id,
-        from_id=from_,
-        to_id=to,
-        reveal=reveal,
-    )
+    async with _failed_reads_recorded(session, runtime, access, origin, "diff", values_read=reveal):
+        result = await flows.compare(
+            session,
+            runtime.secret_keys,
+            env_id=access.environment_id,
+            from_id=from_,
+            to_id=to,
+            reveal=reveal,
+        )
     if reveal:
         await _record_read(session, runtime, access, origin, result.to_version.id, "diff")
     return ok(result)

@@ -18,7 +18,7 @@ from kavach.server.audit.service import Actor
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal
 from kavach.server.db.base import utcnow
-from kavach.server.errors import NotFound, ServiceUnavailable
+from kavach.server.errors import CannotDecrypt, NotFound
 from kavach.server.secrets.models import Secret, SecretVersion
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -142,14 +142,20 @@ async def _decrypt(
     if not rows:
         return {}
     data_key_id = data_key_of(version)
-    key = (await keys.by_ids(session, {data_key_id}))[data_key_id]
+    try:
+        key = (await keys.by_ids(session, {data_key_id}))[data_key_id]
+    except CannotDecrypt as error:
+        error.version_id = version.id
+        raise
     return decrypt_rows(key, version, [(row.name, row.value_encrypted) for row in rows])
 
 
 def data_key_of(version: SecretVersion) -> uuid.UUID:
     """Return the id of the data key a version's secrets are sealed with."""
     if version.data_key_id is None:  # only versions without secrets have none
-        raise ServiceUnavailable(f"version {version.id!r} names no data key for its secrets")
+        raise CannotDecrypt(
+            f"version {version.id!r} names no data key for its secrets", version_id=version.id
+        )
     return version.data_key_id
 
 
@@ -165,7 +171,9 @@ def decrypt_rows(key: bytes, version: SecretVersion, sealed: Iterable[Sealed]) -
         try:
             plain = unseal(key, ciphertext, prefix + name.encode())
         except DecryptionFailed:
-            raise ServiceUnavailable(f"secret {name!r} failed to decrypt") from None
+            raise CannotDecrypt(
+                f"secret {name!r} failed to decrypt", version_id=version.id
+            ) from None
         values[name] = plain.decode("utf-8")
     return values
 
@@ -297,10 +305,7 @@ async def versions_with_name(
     for version, secret in pairs:
         value = None
         if secret is not None:
-            value = unseal(
-                data_keys[data_key_of(version)],
-                secret.value_encrypted,
-                value_aad(environment_id, version.id, name),
-            ).decode("utf-8")
+            sealed = [(name, secret.value_encrypted)]
+            value = decrypt_rows(data_keys[data_key_of(version)], version, sealed)[name]
         result.append((version, value))
     return result
