@@ -182,6 +182,8 @@ class AzureKeyVaultProvider(SyncProvider):
     credentials_model: ClassVar[type[BaseModel]] = AzureKeyVaultCredentials
     max_concurrency: ClassVar[int] = 4
     credential_bound: ClassVar[frozenset[str]] = frozenset({"vault_url", "authority_host"})
+    # The client secret is posted to `<authority_host>/<tenant_id>/…`.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset({"tenant_id"})
 
     def __init__(
         self,

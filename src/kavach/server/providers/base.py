@@ -36,9 +36,13 @@ class SyncProvider(ABC):
     credentials_model: ClassVar[type[BaseModel]]
     # How many writes the engine may run against this target at once.
     max_concurrency: ClassVar[int] = 4
-    # Config fields that decide where the credentials are sent: changing one requires the
-    # credentials again, so a stored secret can never be redirected to another host.
+    # Config fields that decide where the credentials are sent or what they act on: changing
+    # one requires the complete credential set again, so stored credentials can never be
+    # redirected to another host or target.
     credential_bound: ClassVar[frozenset[str]] = frozenset()
+    # The same for fields of the credentials themselves (e.g. a token endpoint): a partial
+    # credential update that changes one is refused, as stored secrets would follow it.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         self.config = config

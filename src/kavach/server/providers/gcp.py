@@ -244,7 +244,12 @@ class GCPSecretManager(SyncProvider):
     config_model: ClassVar[type[BaseModel]] = GCPConfig
     credentials_model: ClassVar[type[BaseModel]] = GCPCredentials
     max_concurrency: ClassVar[int] = 4
-    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_endpoint", "project_id"})
+    # The location picks the regional endpoint when no api_endpoint is set.
+    credential_bound: ClassVar[frozenset[str]] = frozenset(
+        {"api_endpoint", "project_id", "location"}
+    )
+    # Where signed assertions go, and the domain the endpoints are derived from.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset({"token_uri", "universe_domain"})
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         if not isinstance(config, GCPConfig) or not isinstance(credentials, GCPCredentials):

@@ -149,7 +149,10 @@ class GitHubActionsProvider(SyncProvider):
     credentials_model: ClassVar[type[BaseModel]] = GitHubCredentials
     # GitHub asks integrators to avoid concurrent writes (secondary rate limits).
     max_concurrency: ClassVar[int] = 2
-    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_url"})
+    # The host the token goes to, and the repository and environment it acts on.
+    credential_bound: ClassVar[frozenset[str]] = frozenset(
+        {"api_url", "owner", "repository", "environment"}
+    )
 
     def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
         if not isinstance(config, GitHubConfig) or not isinstance(credentials, GitHubCredentials):
