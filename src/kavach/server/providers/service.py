@@ -21,6 +21,7 @@ from kavach.server.errors import (
     ValidationFailed,
 )
 from kavach.server.providers.base import SyncProvider, provider_class, provider_names
+from kavach.server.providers.egress import Egress
 from kavach.server.providers.models import ProviderConfig
 from kavach.server.providers.schemas import ProviderPublic
 
@@ -104,6 +105,7 @@ async def create(
     config: dict[str, Any],
     credentials: dict[str, Any],
     creator: uuid.UUID | None,
+    egress: Egress,
 ) -> ProviderConfig:
     """Validate and store a new configuration."""
     kind = provider_type(provider)
@@ -116,6 +118,7 @@ async def create(
         raise AlreadyExists(f"{provider} is already configured here; update it instead")
     checked_config = _validated(kind.config_model, config, "config")
     checked_credentials = _validated(kind.credentials_model, credentials, "credentials")
+    await _check_destinations(kind, checked_config, checked_credentials, egress)
     record = ProviderConfig(
         environment_id=environment_id,
         provider=provider,
@@ -128,6 +131,14 @@ async def create(
     session.add(record)
     await session.flush()
     return record
+
+
+async def _check_destinations(
+    kind: type[SyncProvider], config: BaseModel, credentials: BaseModel, egress: Egress
+) -> None:
+    """Refuse early a target the connection check would refuse (422 target_not_allowed)."""
+    for url in kind.destinations(config, credentials):
+        await egress.check_url(url)
 
 
 def credentials_of(record: ProviderConfig, key: bytes) -> dict[str, Any]:
@@ -197,13 +208,14 @@ async def update(
     record: ProviderConfig,
     config: dict[str, Any] | None,
     credentials: dict[str, Any] | None,
+    egress: Egress,
 ) -> list[str]:
     """Apply a partial update; changing where credentials go needs the complete set again."""
     kind = provider_type(record.provider)
     changed: list[str] = []
     new_config = record.config
+    checked = _validated(kind.config_model, {**record.config, **(config or {})}, "config")
     if config:
-        checked = _validated(kind.config_model, {**record.config, **config}, "config")
         new_config = checked.model_dump(mode="json", exclude_none=True)
         changed += [f"config.{name}" for name in sorted(config)]
     # Compared after normalisation, so re-sending the same URL in another spelling is no move.
@@ -215,6 +227,7 @@ async def update(
     replacement = None
     if credentials or moved:
         replacement = _replacement(kind, record, key, credentials or {}, moved)
+        await _check_destinations(kind, checked, replacement, egress)
     record.config = new_config
     if replacement is not None:
         record.credentials_encrypted = seal(
@@ -227,11 +240,14 @@ async def update(
     return changed
 
 
-def build(record: ProviderConfig, *, key: bytes, http: httpx.AsyncClient) -> SyncProvider:
+def build(
+    record: ProviderConfig, *, key: bytes, http: httpx.AsyncClient, egress: Egress
+) -> SyncProvider:
     """Instantiate the provider a configuration describes."""
     kind = provider_type(record.provider)
     return kind(
         config=_validated(kind.config_model, record.config, "config"),
         credentials=_validated(kind.credentials_model, credentials_of(record, key), "credentials"),
         http=http,
+        egress=egress,
     )
