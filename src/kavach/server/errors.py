@@ -4,7 +4,8 @@ KavachError
 ├── ConfigurationError          (start-up only; never reaches HTTP)
 ├── ValidationFailed            422 validation_failed
 │   ├── NoChanges               422 no_changes
-│   └── TooManySecrets          422 too_many_secrets
+│   ├── TooManySecrets          422 too_many_secrets
+│   └── CredentialsRequired     422 credentials_required
 ├── NotAuthenticated            401 not_authenticated
 │   ├── InvalidToken            401 invalid_token
 │   ├── TokenExpired            401 token_expired
@@ -23,8 +24,10 @@ KavachError
 ├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
 ├── IdentityProviderError       502 identity_provider_error
 ├── ProviderError               502 provider_error (a sync target failed)
+│   └── TargetNotAllowed        422 target_not_allowed
 └── ServiceUnavailable          503 service_unavailable
-    └── CannotDecrypt           503 decryption_failed
+    ├── CannotDecrypt           503 decryption_failed
+    └── CredentialsUnreadable   503 credentials_unreadable
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ class TooManySecrets(ValidationFailed):
     """A version would hold more secrets than allowed."""
 
     error_code = "too_many_secrets"
+
+
+class CredentialsRequired(ValidationFailed):
+    """An update needs the complete credential set; `data["missing"]` names the absent fields."""
+
+    error_code = "credentials_required"
 
 
 class NotAuthenticated(KavachError):
@@ -195,6 +204,12 @@ class ProviderError(KavachError):
         self.retry_after = retry_after
 
 
+class TargetNotAllowed(ProviderError):
+    """A sync target resolves to an address this server may not call (loopback, private, …)."""
+
+    error_code = "target_not_allowed"
+
+
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
 
 
@@ -214,7 +229,14 @@ class CannotDecrypt(ServiceUnavailable):
         self.version_id = version_id  # the version being read, when known
 
 
+class CredentialsUnreadable(ServiceUnavailable):
+    """Stored provider credentials no longer decrypt (the provider-credential key changed)."""
+
+    error_code = "credentials_unreadable"
+
+
 HTTP_STATUS: dict[type[KavachError], int] = {
+    TargetNotAllowed: 422,
     ValidationFailed: 422,
     NotAuthenticated: 401,
     Forbidden: 403,

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     sync_max_attempts: int = Field(default=4, ge=1, le=10)
     sync_call_timeout_seconds: float = Field(default=30.0, gt=0)
     sync_max_retry_after_seconds: float = Field(default=30.0, ge=0)
+    # Sync targets on loopback, private or link-local addresses; unset: allowed outside
+    # production mode only (local test doubles), see private_targets_allowed.
+    sync_allow_private_targets: bool | None = None
     trusted_proxies: str = "127.0.0.1"
     # Comma-separated browser origins allowed to call the API; unset: no CORS headers at all.
     cors_origins: str | None = None
@@ -140,6 +143,13 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url[len(plain) :]
         return url
+
+    @property
+    def private_targets_allowed(self) -> bool:
+        """Say whether sync providers may connect to non-public addresses."""
+        if self.sync_allow_private_targets is not None:
+            return self.sync_allow_private_targets
+        return self.mode is not Mode.PRODUCTION
 
     @property
     def is_sqlite(self) -> bool:

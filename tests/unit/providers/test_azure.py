@@ -31,6 +31,7 @@ from kavach.server.providers.azure import (
     AzureKeyVaultCredentials,
     AzureKeyVaultProvider,
 )
+from kavach.server.providers.egress import Egress
 from tests.fakes.azure import FakeAzure, FakeAzureState, make_tls_files, serve_fake_azure
 
 VALUE = "postgres://app:correct-horse-battery@db.internal/app"
@@ -74,7 +75,11 @@ def make(
     )
     options = {"ca_file": fake.ca_file, "recovery_poll_interval": 0.02, **options}
     return AzureKeyVaultProvider(
-        config=config, credentials=credentials, http=httpx.AsyncClient(), **options
+        config=config,
+        credentials=credentials,
+        http=httpx.AsyncClient(),
+        egress=Egress(allow_private=True),  # the fake listens on loopback
+        **options,
     )
 
 

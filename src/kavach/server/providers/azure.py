@@ -17,7 +17,8 @@ the provider instead refuses tokens for anything but the Key Vault resources of 
 
 Soft delete: `delete` soft-deletes (never purges). Writing a name that is soft-deleted answers
 `409 ObjectIsDeletedButRecoverable`; `put` then recovers the secret, waits until the recovery is
-visible and writes again. The clients never retry; the sync engine does.
+visible and writes again. The clients never retry (the sync engine does) nor follow redirects, and
+connect only where the egress policy allows; errors repeat the service's codes, never its text.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -55,8 +57,10 @@ from kavach.server.providers.base import (
     MANAGED_BY_VALUE,
     RemoteSecret,
     SyncProvider,
+    error_code,
     register,
 )
+from kavach.server.providers.egress import Egress
 
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 # What vaults of the public and sovereign clouds name as resource in their challenge.
@@ -71,6 +75,7 @@ KEY_VAULT_RESOURCES = frozenset(
 MAX_NAME_LENGTH = 127
 PAGE_SIZE = 25  # Key Vault's largest page
 _REMOTE_NAME = re.compile(r"[0-9a-z-]+")
+_AADSTS = re.compile(r"\bAADSTS\d{1,10}\b")
 _SEPARATORS = str.maketrans({"_": "-", ".": "-"})
 _T = TypeVar("_T")
 
@@ -182,6 +187,8 @@ class AzureKeyVaultProvider(SyncProvider):
     credentials_model: ClassVar[type[BaseModel]] = AzureKeyVaultCredentials
     max_concurrency: ClassVar[int] = 4
     credential_bound: ClassVar[frozenset[str]] = frozenset({"vault_url", "authority_host"})
+    # The client secret is posted to `<authority_host>/<tenant_id>/…`.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset({"tenant_id"})
 
     def __init__(
         self,
@@ -189,13 +196,14 @@ class AzureKeyVaultProvider(SyncProvider):
         config: BaseModel,
         credentials: BaseModel,
         http: httpx.AsyncClient,
+        egress: Egress,
         ca_file: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         recovery_poll_interval: float = 2.0,
         recovery_timeout: float = 60.0,
     ) -> None:
-        super().__init__(config=config, credentials=credentials, http=http)
+        super().__init__(config=config, credentials=credentials, http=http, egress=egress)
         if not isinstance(config, AzureKeyVaultConfig) or not isinstance(
             credentials, AzureKeyVaultCredentials
         ):
@@ -211,12 +219,16 @@ class AzureKeyVaultProvider(SyncProvider):
             or os.environ.get("SSL_CERT_FILE")
             or True
         )
-        transport: dict[str, Any] = {
+        connection: dict[str, Any] = {
             "connection_verify": verify,
             "connection_timeout": connect_timeout,
             "read_timeout": read_timeout,
-            "retry_total": 0,
         }
+
+        def transport() -> RequestsTransport:
+            # Each client owns (and closes) its checked session.
+            return RequestsTransport(session=egress.session(), **connection)
+
         self._credential = ClientSecretCredential(
             credentials.tenant_id,
             credentials.client_id,
@@ -226,15 +238,25 @@ class AzureKeyVaultProvider(SyncProvider):
             # authority; a loopback authority is a local stand-in it cannot know.
             disable_instance_discovery=_is_loopback(config.authority_host),
             raw_response_hook=self._observe_entra,
-            **transport,
+            transport=transport(),
+            retry_total=0,
         )
         local_vault = _is_loopback(config.vault_url)
         self._client = SecretClient(
             config.vault_url,
             _KeyVaultTokensOnly(self._credential) if local_vault else self._credential,
             verify_challenge_resource=not local_vault,
-            **transport,
+            transport=transport(),
+            retry_total=0,
+            permit_redirects=False,
         )
+
+    @classmethod
+    def destinations(cls, config: BaseModel, credentials: BaseModel) -> list[str]:
+        """Return the vault and the Microsoft Entra authority."""
+        if not isinstance(config, AzureKeyVaultConfig):
+            raise TypeError("AzureKeyVaultProvider needs an AzureKeyVaultConfig")
+        return [config.vault_url, config.authority_host]
 
     def target_key(self) -> str:
         """Return `azure:<vault host[:port]>[/<prefix>]`."""
@@ -415,7 +437,7 @@ class AzureKeyVaultProvider(SyncProvider):
             status, until = self._entra_failure
             wait = None if until is None else max(0.0, until - time.time())
         code, inner, message = _error_codes(exc)
-        detail = self._scrub(" ".join(p for p in (code, inner, message) if p) or str(exc))
+        detail = " ".join(p for p in (code, inner, message) if p) or "no error code"
         if status is not None and (status in (408, 429) or status >= 500):
             return ProviderError(
                 f"{where}: {side} answered HTTP {status} ({detail})",
@@ -460,20 +482,22 @@ def _response_url(exc: Exception) -> str:
 
 
 def _error_codes(exc: HttpResponseError) -> tuple[str, str, str]:
-    """Return (code, inner code, message) from a Key Vault or Entra error body."""
+    """Return (code, inner code, Entra `AADSTS…` code) of an error, never its message text."""
     try:
         body = json.loads(exc.response.text()) if exc.response is not None else None
     except Exception:  # a body that is not JSON (or not readable) has no codes
         body = None
     if not isinstance(body, dict):
-        return "", "", ""
+        body = {}
     error = body.get("error")
     if isinstance(error, dict):
         inner = error.get("innererror")
         inner_code = inner.get("code") if isinstance(inner, dict) else None
-        return str(error.get("code") or ""), str(inner_code or ""), str(error.get("message") or "")
-    # Microsoft Entra: {"error": "invalid_client", "error_description": "AADSTS7000215: ..."}
-    return str(error or ""), "", str(body.get("error_description") or "").split(" Trace ID:")[0]
+        return error_code(error.get("code")), error_code(inner_code), ""
+    # Microsoft Entra: {"error": "invalid_client", "error_description": "AADSTS7000215: ..."};
+    # azure-identity may keep only that description, in the exception's message.
+    described = _AADSTS.search(str(body.get("error_description") or exc.message or ""))
+    return error_code(error), "", described.group(0) if described else ""
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -10,8 +11,18 @@ from typing import ClassVar
 import httpx
 from pydantic import BaseModel
 
+from kavach.server.providers.egress import Egress
+
 MANAGED_BY_KEY = "managed-by"
 MANAGED_BY_VALUE = "kavach"
+# What of a remote's error answer may be repeated: a machine-readable code, never free text
+# (a target's body can hold anything, up to the data of an internal service).
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def error_code(value: object) -> str:
+    """Return a remote's error code when it looks like one (`PERMISSION_DENIED`), else ""."""
+    return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else ""
 
 
 @dataclass(frozen=True)
@@ -36,14 +47,26 @@ class SyncProvider(ABC):
     credentials_model: ClassVar[type[BaseModel]]
     # How many writes the engine may run against this target at once.
     max_concurrency: ClassVar[int] = 4
-    # Config fields that decide where the credentials are sent: changing one requires the
-    # credentials again, so a stored secret can never be redirected to another host.
+    # Config fields that decide where the credentials are sent or what they act on: changing
+    # one requires the complete credential set again, so stored credentials can never be
+    # redirected to another host or target.
     credential_bound: ClassVar[frozenset[str]] = frozenset()
+    # The same for fields of the credentials themselves (e.g. a token endpoint): a partial
+    # credential update that changes one is refused, as stored secrets would follow it.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
+    def __init__(
+        self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient, egress: Egress
+    ):
         self.config = config
         self.credentials = credentials
         self.http = http
+        self.egress = egress
+
+    @classmethod
+    def destinations(cls, config: BaseModel, credentials: BaseModel) -> list[str]:
+        """Return the URLs (or hosts) the credentials are sent to, checked when configured."""
+        return []
 
     @abstractmethod
     def target_key(self) -> str:

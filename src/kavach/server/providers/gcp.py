@@ -21,6 +21,7 @@ from ipaddress import ip_address
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import google.auth.transport.requests
 import google_crc32c
 import httpx
 import requests
@@ -29,8 +30,14 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import secretmanager_v1
+from google.cloud.secretmanager_v1.services.secret_manager_service.transports.rest import (
+    DEFAULT_CLIENT_INFO,
+    SecretManagerServiceRestTransport,
+)
 from google.oauth2 import service_account
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from kavach.server.errors import ProviderError, ValidationFailed
@@ -39,8 +46,10 @@ from kavach.server.providers.base import (
     MANAGED_BY_VALUE,
     RemoteSecret,
     SyncProvider,
+    error_code,
     register,
 )
+from kavach.server.providers.egress import Egress, NoRedirects
 
 T = TypeVar("T")
 
@@ -48,6 +57,7 @@ MAX_NAME = 255
 MAX_VALUE_BYTES = 64 * 1024  # GCP refuses larger payloads
 PAGE_SIZE = 1000
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - an address
+DEFAULT_API_ENDPOINT = "secretmanager.googleapis.com"
 _MAPPABLE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -155,6 +165,13 @@ class GCPCredentials(BaseModel):
         return info
 
 
+def _api_endpoint(config: GCPConfig) -> str | None:
+    """Return the configured endpoint, the location's regional one, or None for the default."""
+    if config.api_endpoint is None and config.location:
+        return f"secretmanager.{config.location}.rep.googleapis.com"
+    return config.api_endpoint
+
+
 def _retry_after(response: Any) -> float | None:
     """Return the wait a Retry-After header asks for (seconds or an HTTP date), if any."""
     headers = getattr(response, "headers", None)
@@ -171,16 +188,13 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-def _status(exc: api_exceptions.GoogleAPICallError) -> tuple[str, str]:
-    """Return the google.rpc status name and message of an API error (never a value)."""
-    status, message = "", str(exc.message or "")
+def _status(exc: api_exceptions.GoogleAPICallError) -> str:
+    """Return the google.rpc status name of an API error (`NOT_FOUND`), never its message."""
     try:
         error = exc.response.json()["error"] if exc.response is not None else {}
-        status = str(error.get("status") or "")
-        message = str(error.get("message") or message)
+        return error_code(error.get("status"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return status, "".join(c for c in message if c.isprintable())[:300]
+        return ""
 
 
 def _api_error(
@@ -188,8 +202,8 @@ def _api_error(
 ) -> ProviderError:
     """Classify an API error: 429/5xx/408 retryable, auth and not-found not."""
     code = int(exc.code or 0)
-    status, message = _status(exc)
-    detail = f"HTTP {code}{f' {status}' if status else ''}: {message}"
+    status = _status(exc)
+    detail = f"HTTP {code}{f' {status}' if status else ''}"
     retry_after = _retry_after(exc.response)
     if code == 429:
         return ProviderError(
@@ -228,6 +242,48 @@ def _api_error(
     return ProviderError(f"GCP Secret Manager refused to {action} ({detail})")
 
 
+class _CheckedAuthorizedSession(NoRedirects, AuthorizedSession):
+    """google-auth's session, for which a redirect is an error (the client would parse it)."""
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        """Send a request; refuse a 3xx answer instead of following it."""
+        send = super().request
+        response: requests.Response = send(method, url, *args, **kwargs)  # type: ignore[no-untyped-call]
+        if 300 <= response.status_code < 400:
+            response.close()
+            raise ProviderError(
+                f"GCP Secret Manager answered HTTP {response.status_code}, a redirect, "
+                "which is not followed"
+            )
+        return response
+
+
+class _CheckedTransport(SecretManagerServiceRestTransport):
+    """The REST transport, with API and token requests sent through the egress policy."""
+
+    def __init__(self, *, egress: Egress, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._token_session = egress.session()
+        session = _CheckedAuthorizedSession(  # type: ignore[no-untyped-call]
+            self._credentials,
+            auth_request=google.auth.transport.requests.Request(self._token_session),
+            default_host=self.DEFAULT_HOST,
+        )
+        egress.prepare(session)
+        self._session.close()  # type: ignore[no-untyped-call]  # the unchecked one made above
+        self._session = session
+        # The wrapped methods are keyed by the session they were made with: make them again.
+        client_info = kwargs.get("client_info", DEFAULT_CLIENT_INFO)
+        self._prep_wrapped_messages(client_info)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        """Close the API and token sessions."""
+        super().close()  # type: ignore[no-untyped-call]
+        self._token_session.close()
+
+
 class _NotFound(ProviderError):
     """A 404; callers for which "gone" is fine catch it."""
 
@@ -244,19 +300,24 @@ class GCPSecretManager(SyncProvider):
     config_model: ClassVar[type[BaseModel]] = GCPConfig
     credentials_model: ClassVar[type[BaseModel]] = GCPCredentials
     max_concurrency: ClassVar[int] = 4
-    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_endpoint", "project_id"})
+    # The location picks the regional endpoint when no api_endpoint is set.
+    credential_bound: ClassVar[frozenset[str]] = frozenset(
+        {"api_endpoint", "project_id", "location"}
+    )
+    # Where signed assertions go, and the domain the endpoints are derived from.
+    bound_credential_fields: ClassVar[frozenset[str]] = frozenset({"token_uri", "universe_domain"})
 
-    def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
+    def __init__(
+        self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient, egress: Egress
+    ):
         if not isinstance(config, GCPConfig) or not isinstance(credentials, GCPCredentials):
             raise TypeError("GCPSecretManager needs a GCPConfig and GCPCredentials")
-        super().__init__(config=config, credentials=credentials, http=http)
+        super().__init__(config=config, credentials=credentials, http=http, egress=egress)
         self._cfg = config
         self._parent = f"projects/{config.project_id}"
         if config.location:
             self._parent += f"/locations/{config.location}"
-        endpoint = config.api_endpoint
-        if endpoint is None and config.location:
-            endpoint = f"secretmanager.{config.location}.rep.googleapis.com"
+        endpoint = _api_endpoint(config)
         try:
             keys = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
                 credentials.key_file()
@@ -265,7 +326,7 @@ class GCPSecretManager(SyncProvider):
             raise ValidationFailed("the GCP service-account key cannot be loaded") from None
         self._client = secretmanager_v1.SecretManagerServiceClient(
             credentials=keys,
-            transport="rest",
+            transport=partial(_CheckedTransport, egress=egress),
             client_options=ClientOptions(api_endpoint=endpoint),
         )
         # No retries in the library: the engine owns them (and honours Retry-After).
@@ -273,6 +334,13 @@ class GCPSecretManager(SyncProvider):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target_key()}>"
+
+    @classmethod
+    def destinations(cls, config: BaseModel, credentials: BaseModel) -> list[str]:
+        """Return the API endpoint and the token endpoint."""
+        if not isinstance(config, GCPConfig) or not isinstance(credentials, GCPCredentials):
+            raise TypeError("GCPSecretManager needs a GCPConfig and GCPCredentials")
+        return [_api_endpoint(config) or DEFAULT_API_ENDPOINT, credentials.token_uri]
 
     def target_key(self) -> str:
         """Return `gcp:<project>` or `gcp:<project>/<location>` (the secrets' namespace)."""
@@ -322,6 +390,11 @@ class GCPSecretManager(SyncProvider):
             return call()
         except api_exceptions.GoogleAPICallError as exc:
             raise _api_error(action, exc, conflict_ok) from None
+        except json_format.ParseError:
+            raise ProviderError(
+                f"GCP Secret Manager answered with something other than its API's JSON while "
+                f"trying to {action}"
+            ) from None
         except requests.exceptions.Timeout:
             raise ProviderError(
                 f"GCP Secret Manager did not answer in time while trying to {action}",

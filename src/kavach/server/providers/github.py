@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers.base import RemoteSecret, SyncProvider, register
+from kavach.server.providers.egress import Egress
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -112,7 +113,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _github_message(response: httpx.Response) -> str:
-    """Return GitHub's own error message (it never echoes values), shortened."""
+    """Return GitHub's error message, to classify the answer (never repeated: it is free text)."""
     try:
         body = response.json()
     except ValueError:
@@ -149,13 +150,19 @@ class GitHubActionsProvider(SyncProvider):
     credentials_model: ClassVar[type[BaseModel]] = GitHubCredentials
     # GitHub asks integrators to avoid concurrent writes (secondary rate limits).
     max_concurrency: ClassVar[int] = 2
-    credential_bound: ClassVar[frozenset[str]] = frozenset({"api_url"})
+    # The host the token goes to, and the repository and environment it acts on.
+    credential_bound: ClassVar[frozenset[str]] = frozenset(
+        {"api_url", "owner", "repository", "environment"}
+    )
 
-    def __init__(self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient):
+    def __init__(
+        self, *, config: BaseModel, credentials: BaseModel, http: httpx.AsyncClient, egress: Egress
+    ):
         if not isinstance(config, GitHubConfig) or not isinstance(credentials, GitHubCredentials):
             raise TypeError("GitHubActionsProvider needs a GitHubConfig and GitHubCredentials")
-        super().__init__(config=config, credentials=credentials, http=http)
+        super().__init__(config=config, credentials=credentials, http=http, egress=egress)
         self._cfg = config
+        self._host = urlsplit(config.api_url).hostname or ""
         self._token = credentials.token
         self._repo = f"{config.owner}/{config.repository}"
         repo_base = f"/repos/{quote(config.owner, safe='')}/{quote(config.repository, safe='')}"
@@ -173,6 +180,13 @@ class GitHubActionsProvider(SyncProvider):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target_key()}>"
+
+    @classmethod
+    def destinations(cls, config: BaseModel, credentials: BaseModel) -> list[str]:
+        """Return the API URL: the token goes nowhere else."""
+        if not isinstance(config, GitHubConfig):
+            raise TypeError("GitHubActionsProvider needs a GitHubConfig")
+        return [config.api_url]
 
     def target_key(self) -> str:
         """Return `github:owner/repo[:env]`, with the host first for GitHub Enterprise Server."""
@@ -311,7 +325,13 @@ class GitHubActionsProvider(SyncProvider):
         url = f"{self._cfg.api_url}{path}"
         try:
             return await self.http.request(
-                method, url, headers=headers, json=json, params=params, follow_redirects=False
+                method,
+                url,
+                headers=headers,
+                json=json,
+                params=params,
+                follow_redirects=False,
+                extensions=self.egress.extensions(self._host),
             )
         except httpx.TimeoutException:
             raise ProviderError(f"GitHub timed out {what}", retryable=True) from None
@@ -325,7 +345,7 @@ class GitHubActionsProvider(SyncProvider):
         """Raise the ProviderError an unwanted answer stands for."""
         status = response.status_code
         message = _github_message(response)
-        detail = f"GitHub answered HTTP {status} {what}" + (f": {message}" if message else "")
+        detail = f"GitHub answered HTTP {status} {what}"
         if status in (403, 429):
             wait = _rate_limit_wait(response, message)
             if wait is not None:

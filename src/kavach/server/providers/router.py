@@ -12,6 +12,7 @@ from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import ProviderError
 from kavach.server.iam.schemas import Removed
 from kavach.server.providers import service
+from kavach.server.providers.egress import Egress
 from kavach.server.providers.schemas import (
     ProviderCreate,
     ProviderPublic,
@@ -64,6 +65,7 @@ async def configure_provider(
         config=body.config,
         credentials=body.credentials,
         creator=access.user.user.id,
+        egress=Egress.of(runtime.settings),
     )
     await _audit(
         session,
@@ -102,6 +104,7 @@ async def update_provider(
         record=record,
         config=body.config,
         credentials=body.credentials,
+        egress=Egress.of(runtime.settings),
     )
     await _audit(session, access, origin, "provider.update", provider, changed=changed)
     return ok(service.public(record))
@@ -125,7 +128,12 @@ async def test_provider(
 ) -> Envelope[ProviderTestResult]:
     """Check the credentials against the target without writing anything."""
     record = await service.find(session, environment_id=access.environment_id, provider=provider)
-    target = service.build(record, key=runtime.keys.provider_credential_key, http=runtime.http)
+    target = service.build(
+        record,
+        key=runtime.keys.provider_credential_key,
+        http=runtime.http,
+        egress=Egress.of(runtime.settings),
+    )
     try:
         await target.test()
     except ProviderError as error:

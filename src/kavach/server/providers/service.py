@@ -12,9 +12,16 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.crypto.envelope import seal, unseal
-from kavach.server.errors import AlreadyExists, NotFound, ValidationFailed
+from kavach.server.crypto.envelope import DecryptionFailed, seal, unseal
+from kavach.server.errors import (
+    AlreadyExists,
+    CredentialsRequired,
+    CredentialsUnreadable,
+    NotFound,
+    ValidationFailed,
+)
 from kavach.server.providers.base import SyncProvider, provider_class, provider_names
+from kavach.server.providers.egress import Egress
 from kavach.server.providers.models import ProviderConfig
 from kavach.server.providers.schemas import ProviderPublic
 
@@ -98,6 +105,7 @@ async def create(
     config: dict[str, Any],
     credentials: dict[str, Any],
     creator: uuid.UUID | None,
+    egress: Egress,
 ) -> ProviderConfig:
     """Validate and store a new configuration."""
     kind = provider_type(provider)
@@ -110,6 +118,7 @@ async def create(
         raise AlreadyExists(f"{provider} is already configured here; update it instead")
     checked_config = _validated(kind.config_model, config, "config")
     checked_credentials = _validated(kind.credentials_model, credentials, "credentials")
+    await _check_destinations(kind, checked_config, checked_credentials, egress)
     record = ProviderConfig(
         environment_id=environment_id,
         provider=provider,
@@ -124,11 +133,72 @@ async def create(
     return record
 
 
+async def _check_destinations(
+    kind: type[SyncProvider], config: BaseModel, credentials: BaseModel, egress: Egress
+) -> None:
+    """Refuse early a target the connection check would refuse (422 target_not_allowed)."""
+    for url in kind.destinations(config, credentials):
+        await egress.check_url(url)
+
+
 def credentials_of(record: ProviderConfig, key: bytes) -> dict[str, Any]:
-    """Unseal a configuration's credentials."""
-    plain = unseal(key, record.credentials_encrypted, _aad(record.environment_id, record.provider))
+    """Unseal a configuration's credentials (503 credentials_unreadable if they do not decrypt)."""
+    aad = _aad(record.environment_id, record.provider)
+    try:
+        plain = unseal(key, record.credentials_encrypted, aad)
+    except DecryptionFailed:
+        raise CredentialsUnreadable(
+            f"the stored credentials of provider {record.provider!r} cannot be decrypted (was "
+            "the provider-credential key replaced?); configure them again with the complete set"
+        ) from None
     data: dict[str, Any] = json.loads(plain)
     return data
+
+
+def _required(kind: type[SyncProvider]) -> list[str]:
+    model = kind.credentials_model
+    return sorted(name for name, field in model.model_fields.items() if field.is_required())
+
+
+def _replacement(
+    kind: type[SyncProvider],
+    record: ProviderConfig,
+    key: bytes,
+    given: dict[str, Any],
+    moved: list[str],
+) -> BaseModel:
+    """Return the credentials an update leaves: a complete set replaces, a partial one merges.
+
+    Stored secrets are merged only into an update that sends them nowhere new.
+    """
+    required = _required(kind)
+    missing = [name for name in required if name not in given]
+    if not missing:
+        return _validated(kind.credentials_model, given, "credentials")
+
+    def refuse(reason: str) -> CredentialsRequired:
+        return CredentialsRequired(
+            f"{reason}; send the complete credential set ({', '.join(required)}) in the same "
+            f"update (missing: {', '.join(missing)})",
+            data={"missing": missing},
+        )
+
+    if moved:
+        raise refuse(f"changing {', '.join(moved)} would send the stored credentials elsewhere")
+    try:
+        stored = credentials_of(record, key)
+    except CredentialsUnreadable:
+        raise refuse("the stored credentials cannot be decrypted") from None
+    merged = _validated(kind.credentials_model, {**stored, **given}, "credentials")
+    previous = _validated(kind.credentials_model, stored, "credentials")
+    shifted = [
+        f"credentials.{name}"
+        for name in sorted(kind.bound_credential_fields)
+        if getattr(merged, name) != getattr(previous, name)
+    ]
+    if shifted:
+        raise refuse(f"changing {', '.join(shifted)} would send the stored credentials elsewhere")
+    return merged
 
 
 async def update(
@@ -138,43 +208,46 @@ async def update(
     record: ProviderConfig,
     config: dict[str, Any] | None,
     credentials: dict[str, Any] | None,
+    egress: Egress,
 ) -> list[str]:
-    """Merge changed fields into the configuration (a true partial update); return their names."""
+    """Apply a partial update; changing where credentials go needs the complete set again."""
     kind = provider_type(record.provider)
     changed: list[str] = []
     new_config = record.config
+    checked = _validated(kind.config_model, {**record.config, **(config or {})}, "config")
     if config:
-        checked = _validated(kind.config_model, {**record.config, **config}, "config")
         new_config = checked.model_dump(mode="json", exclude_none=True)
         changed += [f"config.{name}" for name in sorted(config)]
     # Compared after normalisation, so re-sending the same URL in another spelling is no move.
-    moved = sorted(
-        name for name in kind.credential_bound if new_config.get(name) != record.config.get(name)
-    )
-    if moved and not credentials:
-        raise ValidationFailed(
-            f"changing {', '.join(moved)} redirects the stored credentials; send the credentials "
-            "again in the same update"
-        )
+    moved = [
+        f"config.{name}"
+        for name in sorted(kind.credential_bound)
+        if new_config.get(name) != record.config.get(name)
+    ]
+    replacement = None
+    if credentials or moved:
+        replacement = _replacement(kind, record, key, credentials or {}, moved)
+        await _check_destinations(kind, checked, replacement, egress)
     record.config = new_config
-    if credentials:
-        merged = {**credentials_of(record, key), **credentials}
-        checked_credentials = _validated(kind.credentials_model, merged, "credentials")
+    if replacement is not None:
         record.credentials_encrypted = seal(
             key,
-            json.dumps(_plain(checked_credentials)).encode(),
+            json.dumps(_plain(replacement)).encode(),
             _aad(record.environment_id, record.provider),
         )
-        changed += [f"credentials.{name}" for name in sorted(credentials)]
+        changed += [f"credentials.{name}" for name in sorted(credentials or {})]
     await session.flush()
     return changed
 
 
-def build(record: ProviderConfig, *, key: bytes, http: httpx.AsyncClient) -> SyncProvider:
+def build(
+    record: ProviderConfig, *, key: bytes, http: httpx.AsyncClient, egress: Egress
+) -> SyncProvider:
     """Instantiate the provider a configuration describes."""
     kind = provider_type(record.provider)
     return kind(
         config=_validated(kind.config_model, record.config, "config"),
         credentials=_validated(kind.credentials_model, credentials_of(record, key), "credentials"),
         http=http,
+        egress=egress,
     )

@@ -10,6 +10,7 @@ from kavach.server.audit.service import Actor
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider
+from kavach.server.providers.egress import Egress
 from kavach.server.runtime import Runtime
 from kavach.server.secrets import service as secrets
 from kavach.server.sync import ledger, runs
@@ -38,7 +39,9 @@ async def sync(
     """Run (or, with dry_run, only plan) a sync, recording the run and each secret's result."""
     record = await providers.find(session, environment_id=environment_id, provider=request.provider)
     key = runtime.keys.provider_credential_key
-    provider = providers.build(record, key=key, http=runtime.http)
+    provider = providers.build(
+        record, key=key, http=runtime.http, egress=Egress.of(runtime.settings)
+    )
     try:
         version = (
             await secrets.get_version(
