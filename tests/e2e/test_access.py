@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -165,6 +166,35 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     # Only the roles went away: the same access token, and the session, are still good.
     assert bob.tokens(server.url)[0] == bob_token
     assert bob.run_json("status", "--json")["user"]["login"] == "bob"
+
+
+def test_a_role_on_one_environment_is_used_by_name_from_the_cli(
+    start_server: ServerFactory, make_cli: Callable[[str], Cli]
+) -> None:
+    server = start_server()
+    alice, bob = make_cli("alice"), make_cli("bob")
+    _log_in(server, {"alice": alice, "bob": bob})
+    _build_tree(alice)
+    _ok(alice.run("env", "grant", "-r", "viewer", "-u", "bob", "--env", ENV1))
+
+    # Bob has no active context and no role above ENV1: he names the way down each time.
+    where = ["--org", ORG, "--group", GROUP, "--env", ENV1]
+    listed = bob.run_json("secret", "list", *where, "--json")
+    assert [version["message"] for version in listed["versions"]] == ["set DATABASE_URL"]
+    show = "import os; print(os.environ['DATABASE_URL'])"
+    ran = _ok(bob.run("run", *where, "--", sys.executable, "-c", show))
+    assert ran.strip() == DB_URL
+    envs = bob.run_json("env", "list", "--org", ORG, "--group", GROUP, "--json")
+    assert [(env["name"], env["role"]) for env in envs] == [(ENV1, "viewer")]
+    groups = bob.run_json("group", "list", "--org", ORG, "--json")
+    assert [(group["name"], group["role"]) for group in groups] == [(GROUP, None)]
+    # What he holds no role on stays out of sight.
+    _refused(
+        bob.run("secret", "list", "--org", ORG, "--group", GROUP, "--env", ENV2),
+        2,
+        f"environment '{ENV2}' not found in secret group {ORG}/{GROUP}, "
+        "or you have no access to it (not_found)",
+    )
 
 
 def test_a_service_token_reaches_its_environment_only_until_revoked(

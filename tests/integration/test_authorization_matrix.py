@@ -30,22 +30,25 @@ class Case:
     level: str  # org, group, env, user_group
     minimum: str
     destructive: bool = False
+    # The answer to a caller whose only roles sit beneath the resource: it sees the way
+    # down (the node and those of its children it holds a role on or under), nothing more.
+    below: int | str = 403
 
 
 MATRIX: dict[str, Case] = {
-    "GET /api/v1/organizations/by-name/{name}": Case("org", "viewer"),
-    "GET /api/v1/organizations/{id}": Case("org", "viewer"),
+    "GET /api/v1/organizations/by-name/{name}": Case("org", "viewer", below="ok"),
+    "GET /api/v1/organizations/{id}": Case("org", "viewer", below="ok"),
     "PATCH /api/v1/organizations/{id}": Case("org", "admin"),
     "DELETE /api/v1/organizations/{id}": Case("org", "owner", destructive=True),
-    "GET /api/v1/organizations/{id}/secret-groups": Case("org", "viewer"),
+    "GET /api/v1/organizations/{id}/secret-groups": Case("org", "viewer", below="ok"),
     "POST /api/v1/organizations/{id}/secret-groups": Case("org", "admin"),
     "GET /api/v1/organizations/{id}/members": Case("org", "admin"),
     "POST /api/v1/organizations/{id}/members": Case("org", "admin"),
     "DELETE /api/v1/organizations/{id}/members": Case("org", "admin"),
-    "GET /api/v1/secret-groups/{id}": Case("group", "viewer"),
+    "GET /api/v1/secret-groups/{id}": Case("group", "viewer", below="ok"),
     "PATCH /api/v1/secret-groups/{id}": Case("group", "admin"),
     "DELETE /api/v1/secret-groups/{id}": Case("group", "owner", destructive=True),
-    "GET /api/v1/secret-groups/{id}/environments": Case("group", "viewer"),
+    "GET /api/v1/secret-groups/{id}/environments": Case("group", "viewer", below="ok"),
     "POST /api/v1/secret-groups/{id}/environments": Case("group", "admin"),
     "GET /api/v1/secret-groups/{id}/members": Case("group", "admin"),
     "POST /api/v1/secret-groups/{id}/members": Case("group", "admin"),
@@ -77,12 +80,12 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/sync-runs/{run_id}": Case("env", "viewer"),
     "GET /api/v1/user-groups/": Case("user_group", "viewer"),
     "POST /api/v1/user-groups/": Case("user_group", "admin"),
-    "GET /api/v1/user-groups/{id}": Case("user_group", "viewer"),
-    "PATCH /api/v1/user-groups/{id}": Case("user_group", "admin"),
-    "DELETE /api/v1/user-groups/{id}": Case("user_group", "owner", destructive=True),
-    "GET /api/v1/user-groups/{id}/members": Case("user_group", "viewer"),
-    "POST /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
-    "DELETE /api/v1/user-groups/{id}/members": Case("user_group", "admin"),
+    "GET /api/v1/user-groups/{id}": Case("user_group", "viewer", below=404),
+    "PATCH /api/v1/user-groups/{id}": Case("user_group", "admin", below=404),
+    "DELETE /api/v1/user-groups/{id}": Case("user_group", "owner", destructive=True, below=404),
+    "GET /api/v1/user-groups/{id}/members": Case("user_group", "viewer", below=404),
+    "POST /api/v1/user-groups/{id}/members": Case("user_group", "admin", below=404),
+    "DELETE /api/v1/user-groups/{id}/members": Case("user_group", "admin", below=404),
     # The audit trail names its scope in the query: here an environment, held at any level.
     "GET /api/v1/audit": Case("env", "admin"),
     "GET /api/v1/audit/verify": Case("org", "admin"),
@@ -90,14 +93,27 @@ MATRIX: dict[str, Case] = {
 # Routes open to any signed-in user (no resource to hold a role on).
 ANY_USER = {"POST /api/v1/organizations/", "GET /api/v1/organizations/"}
 # How a role can be held for a resource at each level: where the binding sits, and whether
-# it is held through a user group.
+# it is held through a user group; the "below" ways hold it only beneath the resource.
 HOLDINGS = {
-    "org": [("direct", "org", False), ("user group", "org", True)],
-    "user_group": [("direct", "org", False), ("user group", "org", True)],
+    "org": [
+        ("direct", "org", False),
+        ("user group", "org", True),
+        ("below, on a group", "group", False),
+        ("below, on an environment", "env", False),
+        ("below, on an environment through a user group", "env", True),
+    ],
+    "user_group": [
+        ("direct", "org", False),
+        ("user group", "org", True),
+        ("below, on a group", "group", False),
+        ("below, on an environment", "env", False),
+    ],
     "group": [
         ("direct", "group", False),
         ("from organization", "org", False),
         ("user group", "group", True),
+        ("below, on an environment", "env", False),
+        ("below, on an environment through a user group", "env", True),
     ],
     "env": [
         ("direct", "env", False),
@@ -106,6 +122,7 @@ HOLDINGS = {
         ("user group", "env", True),
     ],
 }
+DEPTH = {"org": 0, "user_group": 0, "group": 1, "env": 2}
 
 
 def test_every_route_declares_an_action(tmp_path: Path) -> None:
@@ -271,10 +288,12 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     return method, path, body
 
 
-def _expected(minimum: str, role: str | None) -> int | str:
+def _expected(case: Case, role: str | None, at: str) -> int | str:
     if role is None:
         return 404
-    return "ok" if RANK[role] >= RANK[minimum] else 403
+    if DEPTH[at] > DEPTH[case.level]:
+        return case.below
+    return "ok" if RANK[role] >= RANK[case.minimum] else 403
 
 
 async def _send(caller: Api, request: Request) -> int:
@@ -292,12 +311,13 @@ async def _check(
     tree: dict[str, dict[str, Any]],
     caller: Api,
     role: str | None,
-    mode: str,
+    holding: tuple[str, str],
     failures: list[str],
 ) -> None:
+    mode, at = holding
     request = await _prepare(world, key, tree)
     status = await _send(caller, request)
-    expected = _expected(MATRIX[key].minimum, role)
+    expected = _expected(MATRIX[key], role, at)
     got: int | str = "ok" if 200 <= status < 300 else status
     if got != expected:
         failures.append(f"{key} as {role} ({mode}): expected {expected}, got {status}")
@@ -329,7 +349,73 @@ async def test_authorization_matrix(server: InProcessServer) -> None:
                     if role is not None:
                         holder = f"{role}-{at}-{'ug' if via_group else 'direct'}"
                         await world.bind(tree, holder, role, at, via_group)
-                await _check(world, key, tree, caller, role, mode, failures)
+                await _check(world, key, tree, caller, role, (mode, at), failures)
                 cases += 1
     assert failures == [], "\n".join(failures)
     assert cases == sum(1 + len(ROLES) * len(HOLDINGS[case.level]) for case in MATRIX.values())
+
+
+async def test_a_role_beneath_shows_the_way_down_and_nothing_else(
+    server: InProcessServer,
+) -> None:
+    alice, carol, dave = [await user(server, name) for name in ("alice", "carol", "dave")]
+    call = alice.call
+    org = await call("POST", "/organizations/", {"name": "acme"}, status=201)
+    groups, envs = {}, {}
+    for group_name, env_names in (("web", ("dev", "prod")), ("api", ("dev",))):
+        groups[group_name] = await call(
+            "POST", f"/organizations/{org['id']}/secret-groups", {"name": group_name}, status=201
+        )
+        for env_name in env_names:
+            envs[group_name, env_name] = await call(
+                "POST",
+                f"/secret-groups/{groups[group_name]['id']}/environments",
+                {"name": env_name},
+                status=201,
+            )
+    web, api, prod = groups["web"], groups["api"], envs["web", "prod"]
+    await call("POST", f"/environments/{prod['id']}/members", {"user": "carol", "role": "viewer"})
+    await call("POST", f"/secret-groups/{web['id']}/members", {"user": "dave", "role": "viewer"})
+
+    def seen(rows: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+        return [(row["name"], row["role"]) for row in rows]
+
+    # Carol, viewer of web/prod only: the organization and web by id and by name, no role
+    # on them, and in each listing only what leads to prod.
+    assert seen(await carol.call("GET", "/organizations/", status=200)) == [("acme", None)]
+    by_name = await carol.call("GET", "/organizations/by-name/acme", status=200)
+    assert (by_name["id"], by_name["role"]) == (org["id"], None)
+    listed = await carol.call("GET", f"/organizations/{org['id']}/secret-groups", status=200)
+    assert seen(listed) == [("web", None)]
+    named = f"/organizations/{org['id']}/secret-groups?name="
+    assert seen(await carol.call("GET", f"{named}web", status=200)) == [("web", None)]
+    assert await carol.call("GET", f"{named}api", status=200) == []
+    assert (await carol.call("GET", f"/secret-groups/{web['id']}", status=200))["role"] is None
+    environments = f"/secret-groups/{web['id']}/environments"
+    assert seen(await carol.call("GET", environments, status=200)) == [("prod", "viewer")]
+    assert seen(await carol.call("GET", f"{environments}?name=prod")) == [("prod", "viewer")]
+    assert await carol.call("GET", f"{environments}?name=dev", status=200) == []
+    for hidden in (
+        f"/secret-groups/{api['id']}",
+        f"/secret-groups/{api['id']}/environments",
+        f"/environments/{envs['web', 'dev']['id']}",
+        f"/environments/{envs['api', 'dev']['id']}/secrets",
+    ):
+        assert (await carol.call("GET", hidden, status=404))["error_code"] == "not_found"
+    for refused in (
+        f"/organizations/{org['id']}/members",
+        f"/secret-groups/{web['id']}/members",
+        f"/user-groups/?organization_id={org['id']}",
+        f"/audit?organization_id={org['id']}",
+    ):
+        assert (await carol.call("GET", refused, status=403))["error_code"] == "forbidden"
+    await carol.call("GET", f"/environments/{prod['id']}/secrets", status=200)
+
+    # Dave, viewer of the web group: from the organization he sees web only, and all of it.
+    listed = await dave.call("GET", f"/organizations/{org['id']}/secret-groups", status=200)
+    assert seen(listed) == [("web", "viewer")]
+    assert seen(await dave.call("GET", environments, status=200)) == [
+        ("dev", "viewer"),
+        ("prod", "viewer"),
+    ]
+    await dave.call("GET", f"/secret-groups/{api['id']}", status=404)

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.models import User, UserGroup, UserGroupMember
-from kavach.server.iam.schemas import UserGroupMemberPublic
-from kavach.server.iam.tree import flush_unique
+from kavach.server.iam.schemas import ResourceUpdate, UserGroupMemberPublic
+from kavach.server.iam.tree import flush_unique, update_node
+from kavach.server.rbac import holders
 
 
 async def create(
@@ -60,10 +61,32 @@ async def members(session: AsyncSession, *, group: UserGroup) -> list[UserGroupM
     ]
 
 
+async def update(
+    session: AsyncSession, *, group: UserGroup, changes: ResourceUpdate, caller_id: uuid.UUID
+) -> dict[str, str | None]:
+    """Rename or describe a user group; return the changed fields' old values."""
+    await holders.require_user_group_change(
+        session, caller_id=caller_id, group=group, change="changing"
+    )
+    return await update_node(session, node=group, changes=changes, what="user group")
+
+
+async def delete(session: AsyncSession, *, group: UserGroup, caller_id: uuid.UUID) -> None:
+    """Delete a user group; the roles granted to it go with it."""
+    await holders.require_user_group_change(
+        session, caller_id=caller_id, group=group, change="deleting"
+    )
+    await session.delete(group)
+    await holders.keep_an_owner(session, organization_id=group.organization_id)
+
+
 async def add_member(
-    session: AsyncSession, *, group: UserGroup, login: str
+    session: AsyncSession, *, group: UserGroup, login: str, caller_id: uuid.UUID
 ) -> UserGroupMemberPublic:
     """Add a user to a user group."""
+    await holders.require_user_group_change(
+        session, caller_id=caller_id, group=group, change="adding members to"
+    )
     user = await _user(session, login)
     if await session.get(UserGroupMember, (group.id, user.id)) is not None:
         raise AlreadyExists(f"{login!r} is already a member of {group.name!r}")
@@ -75,11 +98,16 @@ async def add_member(
     )
 
 
-async def remove_member(session: AsyncSession, *, group: UserGroup, login: str) -> None:
+async def remove_member(
+    session: AsyncSession, *, group: UserGroup, login: str, caller_id: uuid.UUID
+) -> None:
     """Remove a user from a user group."""
+    await holders.require_user_group_change(
+        session, caller_id=caller_id, group=group, change="removing members from"
+    )
     user = await _user(session, login)
     member = await session.get(UserGroupMember, (group.id, user.id))
     if member is None:
         raise NotFound(f"{login!r} is not a member of {group.name!r}")
     await session.delete(member)
-    await session.flush()
+    await holders.keep_an_owner(session, organization_id=group.organization_id)

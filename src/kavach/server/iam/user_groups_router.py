@@ -9,7 +9,7 @@ from fastapi import Depends
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
-from kavach.server.iam import tree, user_groups
+from kavach.server.iam import user_groups
 from kavach.server.iam.models import UserGroup
 from kavach.server.iam.schemas import (
     Deleted,
@@ -100,7 +100,9 @@ async def update_user_group(
 ) -> Envelope[UserGroupPublic]:
     """Rename or describe a user group."""
     group = _group(access)
-    before = await tree.update_node(session, node=group, changes=body, what="user group")
+    before = await user_groups.update(
+        session, group=group, changes=body, caller_id=access.user.user.id
+    )
     await _audit(session, access, origin, "user_group.update", group, changed=sorted(before))
     return ok(UserGroupPublic.model_validate(group))
 
@@ -113,11 +115,9 @@ async def delete_user_group(
 ) -> Envelope[Deleted]:
     """Delete a user group; the roles granted to it go with it."""
     group = _group(access)
+    await user_groups.delete(session, group=group, caller_id=access.user.user.id)
     await _audit(session, access, origin, "user_group.delete", group)
-    group_id = group.id
-    await session.delete(group)
-    await session.flush()
-    return ok(Deleted(id=group_id))
+    return ok(Deleted(id=group.id))
 
 
 @router.get("/{id}/members", response_model=Envelope[list[UserGroupMemberPublic]])
@@ -138,7 +138,9 @@ async def add_user_group_member(
 ) -> Envelope[UserGroupMemberPublic]:
     """Add a user to a user group."""
     group = _group(access)
-    member = await user_groups.add_member(session, group=group, login=body.user)
+    member = await user_groups.add_member(
+        session, group=group, login=body.user, caller_id=access.user.user.id
+    )
     await _audit(session, access, origin, "user_group.member_add", group, user=body.user)
     return ok(member)
 
@@ -152,6 +154,8 @@ async def remove_user_group_member(
 ) -> Envelope[Removed]:
     """Remove a user from a user group."""
     group = _group(access)
-    await user_groups.remove_member(session, group=group, login=body.user)
+    await user_groups.remove_member(
+        session, group=group, login=body.user, caller_id=access.user.user.id
+    )
     await _audit(session, access, origin, "user_group.member_remove", group, user=body.user)
     return ok(Removed())

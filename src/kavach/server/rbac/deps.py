@@ -28,8 +28,14 @@ from kavach.server.runtime import Runtime
 
 ResourceKind = Literal["organization", "secret_group", "environment", "user_group"]
 Resource = Organization | SecretGroup | Environment | UserGroup
-# Reads allowed to anyone holding a role somewhere beneath, so the way down stays visible.
-_READ_THROUGH = frozenset({"org.read", "group.read", "user_group.read"})
+# What a role held only beneath an organization or secret group allows there: seeing the
+# node itself (by id and by name) and listing its children, each listing showing only the
+# children the caller holds a role on or under. None of the node's own permissions: no
+# bindings, no audit trail, no user groups, nothing to change.
+_SEEN_FROM_BELOW: dict[str, frozenset[str]] = {
+    "organization": frozenset({"org.read", "group.read"}),
+    "secret_group": frozenset({"group.read", "env.read"}),
+}
 _LABELS = {
     "organization": "organization",
     "secret_group": "secret group",
@@ -115,10 +121,14 @@ async def authorize(
     role = await rbac_service.effective_role(session, user_id=user_id, scope=scope)
     if role is not None and role_allows(role, action):
         return role
-    if role is None and not await rbac_service.sees_below(session, user_id=user_id, scope=scope):
-        raise NotFound(f"{label} not found")
-    if action in _READ_THROUGH:
-        return role
+    if role is None:
+        seen_from_below = _SEEN_FROM_BELOW.get(kind)
+        if seen_from_below is None or not await rbac_service.sees_below(
+            session, user_id=user_id, scope=scope
+        ):
+            raise NotFound(f"{label} not found")
+        if action in seen_from_below:
+            return None
     raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
 
 

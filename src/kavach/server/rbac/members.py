@@ -8,19 +8,13 @@ import uuid
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.errors import Forbidden, LastOwner, NotFound
-from kavach.server.iam.models import Environment, Organization, SecretGroup, User, UserGroup
+from kavach.server.errors import NotFound
+from kavach.server.iam.models import User, UserGroup
+from kavach.server.rbac import holders
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.models import RoleBinding
-from kavach.server.rbac.policy import role_allows
 from kavach.server.rbac.schemas import BindingPublic, Subject, UserGroupRef, UserRef
-from kavach.server.rbac.service import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
-
-_NAMED: dict[str, type[Organization] | type[SecretGroup] | type[Environment]] = {
-    ORGANIZATION: Organization,
-    SECRET_GROUP: SecretGroup,
-    ENVIRONMENT: Environment,
-}
+from kavach.server.rbac.service import Scope
 
 
 async def resolve_subject(
@@ -44,23 +38,6 @@ async def resolve_subject(
     return None, group_id
 
 
-def _may_touch_owner(caller_role: str | None) -> None:
-    if caller_role is None or not role_allows(caller_role, "members.grant_owner"):
-        raise Forbidden("only an owner can grant, change or revoke the owner role")
-
-
-async def _keep_an_owner(session: AsyncSession, scope: Scope, binding: RoleBinding) -> None:
-    """Refuse to remove or demote the last user owner of an organization."""
-    if (
-        scope.resource_type == ORGANIZATION
-        and binding.role == "owner"
-        and binding.user_id is not None
-        and await rbac_service.count_user_owners(session, organization_id=scope.organization_id)
-        <= 1
-    ):
-        raise LastOwner("an organization needs at least one owner; add another owner first")
-
-
 async def grant(
     session: AsyncSession,
     *,
@@ -77,11 +54,11 @@ async def grant(
     existing = await rbac_service.find_binding(
         session, scope=scope, user_id=user_id, user_group_id=group_id
     )
-    if role == "owner" or (existing is not None and existing.role == "owner"):
-        _may_touch_owner(caller_role)
-    if existing is not None and existing.role == "owner" and role != "owner":
-        await _keep_an_owner(session, scope, existing)
-    return await rbac_service.put_binding(
+    holders.require_grant(caller_role, role)
+    if existing is not None:
+        holders.require_grant(caller_role, existing.role)
+    ending = existing is not None and holders.ends_ownership(existing) and role != "owner"
+    binding = await rbac_service.put_binding(
         session,
         scope=scope,
         user_id=user_id,
@@ -89,6 +66,9 @@ async def grant(
         role=role,
         granted_by=caller_id,
     )
+    if ending:
+        await holders.keep_an_owner(session, organization_id=scope.organization_id)
+    return binding
 
 
 async def revoke(
@@ -108,11 +88,11 @@ async def revoke(
     )
     if binding is None or (role is not None and binding.role != role):
         raise NotFound("that subject holds no such role directly on this resource")
-    if binding.role == "owner":
-        _may_touch_owner(caller_role)
-        await _keep_an_owner(session, scope, binding)
+    holders.require_grant(caller_role, binding.role)
     await session.delete(binding)
     await session.flush()
+    if holders.ends_ownership(binding):
+        await holders.keep_an_owner(session, organization_id=scope.organization_id)
     return binding
 
 
@@ -140,9 +120,8 @@ async def describe_bindings(
     }
     names: dict[uuid.UUID, str] = {}
     for kind, resource_id in scope.chain():
-        model = _NAMED[kind]
-        names[resource_id] = str(
-            await session.scalar(select(model.name).where(model.id == resource_id))
+        names[resource_id] = await rbac_service.resource_name(
+            session, resource_type=kind, resource_id=resource_id
         )
     depth = {kind: index for index, (kind, _) in enumerate(scope.chain())}
     bindings.sort(key=lambda b: (depth[b.resource_type], b.role, str(b.user_id or b.user_group_id)))

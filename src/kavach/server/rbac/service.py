@@ -5,16 +5,23 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.iam.models import Environment, UserGroupMember
+from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroupMember
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
 
 ORGANIZATION = "organization"
 SECRET_GROUP = "secret_group"  # noqa: S105 - a resource type, not a credential
 ENVIRONMENT = "environment"
+
+
+_NAMED: dict[str, type[Organization] | type[SecretGroup] | type[Environment]] = {
+    ORGANIZATION: Organization,
+    SECRET_GROUP: SecretGroup,
+    ENVIRONMENT: Environment,
+}
 
 
 @dataclass(frozen=True)
@@ -118,21 +125,61 @@ async def find_binding(
     )
 
 
-async def count_user_owners(session: AsyncSession, *, organization_id: uuid.UUID) -> int:
-    """Count users holding owner directly on an organization."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(RoleBinding)
-            .where(
-                RoleBinding.resource_type == ORGANIZATION,
-                RoleBinding.resource_id == organization_id,
-                RoleBinding.user_id.is_not(None),
-                RoleBinding.role == "owner",
-            )
-        )
-        or 0
+async def lock_organization(session: AsyncSession, *, organization_id: uuid.UUID) -> None:
+    """Hold the organization's row until the transaction ends, so owner changes queue."""
+    # PostgreSQL only: SQLite runs one writing transaction at a time already. FOR NO KEY
+    # UPDATE lets rows that merely reference the organization be inserted meanwhile.
+    await session.execute(
+        select(Organization.id)
+        .where(Organization.id == organization_id)
+        .with_for_update(key_share=True)
     )
+
+
+async def count_owners(session: AsyncSession, *, organization_id: uuid.UUID) -> int:
+    """Count the users holding owner on an organization, directly or through a user group."""
+    owner_bindings = and_(
+        RoleBinding.resource_type == ORGANIZATION,
+        RoleBinding.resource_id == organization_id,
+        RoleBinding.role == "owner",
+    )
+    direct = select(RoleBinding.user_id.label("user_id")).where(
+        owner_bindings, RoleBinding.user_id.is_not(None)
+    )
+    through_groups = (
+        select(UserGroupMember.user_id.label("user_id"))
+        .join(RoleBinding, RoleBinding.user_group_id == UserGroupMember.user_group_id)
+        .where(owner_bindings)
+    )
+    owners = union(direct, through_groups).subquery()
+    return int(await session.scalar(select(func.count()).select_from(owners)) or 0)
+
+
+async def group_bindings(session: AsyncSession, *, user_group_id: uuid.UUID) -> list[RoleBinding]:
+    """Return every binding a user group holds."""
+    return list(
+        await session.scalars(select(RoleBinding).where(RoleBinding.user_group_id == user_group_id))
+    )
+
+
+async def resource_name(
+    session: AsyncSession, *, resource_type: str, resource_id: uuid.UUID
+) -> str:
+    """Return the name of an organization, secret group or environment."""
+    model = _NAMED[resource_type]
+    return str(await session.scalar(select(model.name).where(model.id == resource_id)))
+
+
+async def scope_of(session: AsyncSession, binding: RoleBinding) -> Scope:
+    """Return the scope a binding sits on."""
+    if binding.resource_type == ORGANIZATION:
+        return Scope(binding.organization_id)
+    if binding.resource_type == SECRET_GROUP:
+        return Scope(binding.organization_id, binding.resource_id)
+    group_id = await session.scalar(
+        select(Environment.secret_group_id).where(Environment.id == binding.resource_id)
+    )
+    return Scope(binding.organization_id, group_id, binding.resource_id)
 
 
 async def put_binding(
