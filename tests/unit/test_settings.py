@@ -103,3 +103,16 @@ def test_the_removed_device_page_setting_is_refused_in_every_mode(
     monkeypatch.setenv("KAVACH_DEVICE_PAGE_ALLOW_REMOTE", value)
     with pytest.raises(ConfigurationError, match="KAVACH_DEVICE_PAGE_ALLOW_REMOTE no longer"):
         check_startable(get_settings())
+
+
+def test_github_allow_lists_are_names_compared_without_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_ORGS", "Acme-Corp, platform ")
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_LOGINS", "Octocat")
+    auth = get_settings().auth
+    assert auth.allowed_github_orgs == {"acme-corp", "platform"}
+    assert auth.allowed_github_logins == {"octocat"}
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_LOGINS", "octo cat")
+    with pytest.raises(ValueError, match="not GitHub account names: octo cat"):
+        get_settings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,6 +22,15 @@ class Mode(StrEnum):
 def default_data_dir() -> Path:
     """Return the directory for the embedded database and generated keys."""
     return Path.home() / ".kavach" / "server"
+
+
+# GitHub logins and organization names: letters, digits and single inner hyphens.
+_GITHUB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+
+
+def _names(value: str | None) -> frozenset[str]:
+    """Split a comma-separated list into lower-case names (GitHub names ignore case)."""
+    return frozenset(part.strip().lower() for part in (value or "").split(",") if part.strip())
 
 
 def _config() -> SettingsConfigDict:
@@ -76,6 +86,10 @@ class AuthSettings(BaseSettings):
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     github_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Comma-separated GitHub organizations and logins allowed to sign in; neither set: only
+    # users who already exist sign in through GitHub, nobody new.
+    github_allowed_orgs: str | None = None
+    github_allowed_logins: str | None = None
     enable_local_idp: bool | None = None
     # Removed (the /device page approves nothing any more); read only to refuse it at start.
     device_page_allow_remote: str | None = None
@@ -89,6 +103,24 @@ class AuthSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("github_allowed_orgs", "github_allowed_logins")
+    @classmethod
+    def _github_names(cls, value: str | None) -> str | None:
+        bad = sorted(name for name in _names(value) if not _GITHUB_NAME.match(name))
+        if bad:
+            raise ValueError(f"not GitHub account names: {', '.join(bad)}")
+        return value
+
+    @property
+    def allowed_github_orgs(self) -> frozenset[str]:
+        """Return the GitHub organizations whose active members may sign in (lower case)."""
+        return _names(self.github_allowed_orgs)
+
+    @property
+    def allowed_github_logins(self) -> frozenset[str]:
+        """Return the GitHub logins allowed to sign in (lower case)."""
+        return _names(self.github_allowed_logins)
 
     @property
     def identity_provider(self) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit import service as audit
 from kavach.server.audit.service import Actor, RequestOrigin
+from kavach.server.auth import github_access
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.github import GitHubClient
 from kavach.server.auth.models import DeviceAuthorization, LoginSession
@@ -41,6 +42,7 @@ def github_client(runtime: Runtime) -> GitHubClient:
         web_url=auth.github_url,
         api_url=auth.github_api_url,
         http=runtime.http,
+        scope=github_access.scope_for(auth),
     )
 
 
@@ -169,6 +171,17 @@ async def _exchange_github(
             await _login_failed(session, origin, error.error_code, "github")
         raise
     found = await client.fetch_identity(github_token)
+    try:
+        await github_access.admit(
+            session,
+            runtime.settings.auth,
+            client,
+            access_token=github_token,
+            identity=found,
+        )
+    except DeviceFlowError as error:
+        await _login_failed(session, origin, error.error_code, "github", login=found.login)
+        raise
     user = await iam_service.upsert_user(
         session,
         identity=iam_service.Identity(
