@@ -10,6 +10,7 @@ install it. The rest checks what no linter knows: settings names, ports, probes,
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import re
 import shutil
@@ -78,6 +79,17 @@ def _setting_names() -> set[str]:
 def _assert_known_settings(names: set[str], where: str) -> None:
     unknown = {name for name in names if name.startswith("KAVACH_")} - _setting_names()
     assert not unknown, f"{where} sets variables Kavach does not read: {sorted(unknown)}"
+
+
+def _assert_safe_login_settings(env: dict[str, str]) -> None:
+    """Check that shipped settings trust only named proxies and leave the local login off."""
+    for entry in filter(None, (e.strip() for e in env["KAVACH_TRUSTED_PROXIES"].split(","))):
+        network = ipaddress.ip_network(entry)
+        assert network.num_addresses == 1, f"{entry} trusts more than one proxy address"
+    assert env["KAVACH_ENABLE_LOCAL_IDP"] == "false"
+    assert "KAVACH_DEVICE_PAGE_ALLOW_REMOTE" not in env
+    for name in ("KAVACH_GITHUB_ALLOWED_ORGS", "KAVACH_GITHUB_ALLOWED_LOGINS"):
+        assert name in env, f"{name} is not offered"
 
 
 # --- Dockerfile ----------------------------------------------------------------------------
@@ -224,6 +236,8 @@ def test_compose_runs_postgres_then_migrations_then_two_replicas_behind_nginx(
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
     proxy_subnet = compose_model["networks"]["proxy"]["ipam"]["config"][0]["subnet"]
+    nginx_address = services["nginx"]["networks"]["proxy"]["ipv4_address"]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(proxy_subnet)
     for name in ("kavach-1", "kavach-2"):
         replica = services[name]
         assert replica["build"]["dockerfile"] == "deploy/Dockerfile"
@@ -234,7 +248,10 @@ def test_compose_runs_postgres_then_migrations_then_two_replicas_behind_nginx(
         assert env["KAVACH_MODE"] == "production"
         assert env["KAVACH_DATABASE_URL"].startswith("postgresql://kavach:test-password@postgres:")
         assert env["KAVACH_PUBLIC_URL"]
-        assert env["KAVACH_TRUSTED_PROXIES"] == proxy_subnet
+        # nginx alone is believed about client addresses; the local login is off.
+        assert env["KAVACH_TRUSTED_PROXIES"] == nginx_address
+        assert env["KAVACH_ENABLE_LOCAL_IDP"] == "false"
+        _assert_safe_login_settings(env)
         assert env["KAVACH_AUTO_MIGRATE"] == "false"
         mounted = {s["target"] for s in replica["secrets"]}
         for key in KEY_NAMES:
@@ -402,6 +419,23 @@ def test_k8s_deployment_runs_replicas_with_probes_and_key_files() -> None:
     _assert_known_settings(set(config["data"]), "the ConfigMap")
     assert config["data"]["KAVACH_MODE"] == "production"
     assert config["data"]["KAVACH_PUBLIC_URL"].startswith("https://")
+    # No pod range is trusted (only the ingress controller's addresses may be, once known),
+    # and the local login is off.
+    assert config["data"]["KAVACH_TRUSTED_PROXIES"] == ""
+    _assert_safe_login_settings(config["data"])
+
+
+def test_k8s_only_the_ingress_controller_reaches_the_pods() -> None:
+    objects = _k8s_objects()
+    policy = objects["NetworkPolicy"]["spec"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    assert "ingress" in source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert "ipBlock" not in source
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
 def test_k8s_service_pdb_and_job_fit_the_deployment() -> None:

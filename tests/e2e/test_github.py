@@ -19,6 +19,7 @@ POLL_LINE = "/api/v1/auth/device/token"
 def github() -> Iterator[tuple[FakeGitHubState, str]]:
     """Run a fake GitHub Enterprise Server on a loopback port; yield its state and URL."""
     state = FakeGitHubState(api_prefix="/api/v3", interval=1)
+    state.user.orgs = {"Kavach-Team": "active"}
     with serve_fake_github(state) as url:
         yield state, url
 
@@ -28,7 +29,10 @@ def github_server(start_server: ServerFactory, github: tuple[FakeGitHubState, st
     """Start a server that logs users in with the fake GitHub."""
     state, url = github
     return start_server(
-        github_client_id=state.client_id, github_url=url, github_api_url=f"{url}/api/v3"
+        github_client_id=state.client_id,
+        github_url=url,
+        github_api_url=f"{url}/api/v3",
+        github_allowed_orgs="kavach-team",
     )
 
 
@@ -88,9 +92,14 @@ def test_github_device_flow_success_slow_down_denied_and_expired(
     first_gap, second_gap = sent[1] - sent[0], sent[2] - sent[1]
     assert second_gap > 5, (first_gap, second_gap)
     assert second_gap > first_gap + 3, (first_gap, second_gap)
-    # GitHub Enterprise Server: the API lives under /api/v3 and was called with the token.
+    # GitHub Enterprise Server: the API lives under /api/v3 and was called with the token;
+    # the allow-list's organization was checked with the read:org scope the login asked for.
     api_calls = [r for r in state.requests if r.path.startswith("/api/v3/")]
-    assert [r.path for r in api_calls] == ["/api/v3/user"]
+    assert [r.path for r in api_calls] == [
+        "/api/v3/user",
+        "/api/v3/user/memberships/orgs/kavach-team",
+    ]
+    assert state.requests_to("/login/device/code")[0].form["scope"].split()[-1] == "read:org"
     assert all(r.had_authorization for r in api_calls)
 
     status = octocat.run_json("status", "--json")

@@ -1,10 +1,11 @@
-"""`kavach login` with the local identity provider, approved headlessly or on the /device page."""
+"""`kavach login` with the local identity provider: approved on the server or by the user."""
 
 from __future__ import annotations
 
 import json
 import re
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,11 +13,9 @@ import httpx
 import pytest
 
 from kavach import __version__
-from tests.e2e.harness import Cli, KavachServer
+from tests.e2e.harness import Cli, KavachServer, ServerFactory
 
 pytestmark = pytest.mark.e2e
-
-CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _mode(path: Path) -> int:
@@ -71,32 +70,50 @@ def test_login_approved_headlessly_then_status_and_info(server: KavachServer, cl
     }
 
 
-def test_login_approved_on_the_device_page(server: KavachServer, cli: Cli) -> None:
-    pending = cli.start_login(server.url)
+def test_a_signed_in_user_approves_a_new_login_for_themselves(
+    server: KavachServer, cli: Cli, make_cli: Callable[[str], Cli]
+) -> None:
+    first = cli.start_login(server.url)
+    server.approve(first.code, "bob")
+    assert first.wait().code == 0
+    laptop = make_cli("laptop")
+    pending = laptop.start_login(server.url)
 
+    # The page only says how to approve; posting to it, even "from loopback", decides nothing.
     with httpx.Client(timeout=10) as browser:
         page = browser.get(pending.url)
         assert page.status_code == 200, page.text
-        assert f'value="{pending.code}"' in page.text
-        csrf = CSRF_FIELD.search(page.text)
-        assert csrf is not None, page.text
-        form = {
-            "csrf_token": csrf.group(1),
-            "user_code": pending.code,
-            "login": "bob",
-            "action": "approve",
-        }
-        # The same form without the cookie set by the page is refused.
-        forged = httpx.post(f"{server.url}/device", data=form, timeout=10)
-        assert forged.status_code == 403, forged.text
-        decided = browser.post(f"{server.url}/device", data=form)
+        assert f"kavach login --approve {pending.code}" in page.text
+        form = {"user_code": pending.code, "login": "mallory", "action": "approve"}
+        posted = browser.post(
+            f"{server.url}/device", data=form, headers={"X-Forwarded-For": "127.0.0.1"}
+        )
+        assert posted.status_code == 405, posted.text
 
-    assert decided.status_code == 200, decided.text
-    assert f"Login {pending.code} approved." in decided.text
+    approved = cli.run("login", "--approve", pending.code)
     result = pending.wait()
+
+    assert approved.code == 0, approved
+    assert approved.stdout.strip() == f"Login {pending.code} approved as bob."
     assert result.code == 0, result
     assert result.stdout.strip() == f"Logged in as bob on {server.url}"
-    assert cli.run_json("status", "--json")["user"]["login"] == "bob"
+    assert laptop.run_json("status", "--json")["user"]["login"] == "bob"
+
+
+def test_rate_limits_count_per_peer_whatever_x_forwarded_for_says(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(rate_limit_device_code="3/minute")
+    statuses = [
+        httpx.post(
+            f"{server.url}/api/v1/auth/device/code",
+            json={},
+            headers={"X-Forwarded-For": f"198.51.100.{n}"},
+            timeout=10,
+        ).status_code
+        for n in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
 
 
 def test_denied_login_fails_with_exit_code_3(server: KavachServer, cli: Cli) -> None:

@@ -70,6 +70,36 @@ class FakeUser:
     email: str | None = "octocat@github.com"
     emails: list[dict[str, Any]] = field(default_factory=list)  # what /user/emails lists
     private_fields: bool = True  # answer the "private-user" shape (else "public-user")
+    # Organization login -> membership state ("active", or "pending": invited, not accepted).
+    orgs: dict[str, Literal["active", "pending"]] = field(default_factory=dict)
+    # Organizations that restrict OAuth app access and have not approved this app.
+    restricted_orgs: set[str] = field(default_factory=set)
+
+    def simple_json(self, web_url: str, api_url: str) -> dict[str, Any]:
+        """Return the "simple-user" shape other answers embed."""
+        full = self.to_json(web_url, api_url)
+        keys = [
+            "login",
+            "id",
+            "node_id",
+            "avatar_url",
+            "gravatar_id",
+            "url",
+            "html_url",
+            "followers_url",
+            "following_url",
+            "gists_url",
+            "starred_url",
+            "subscriptions_url",
+            "organizations_url",
+            "repos_url",
+            "events_url",
+            "received_events_url",
+            "type",
+            "site_admin",
+            "user_view_type",
+        ]
+        return {key: full[key] for key in keys}
 
     def to_json(self, web_url: str, api_url: str) -> dict[str, Any]:
         """Return the GET /user body, with every field the spec requires."""
@@ -172,6 +202,7 @@ class _DeviceCode:
     user_code: str
     outcomes: deque[Outcome]
     interval: int
+    scope: str = ""
 
 
 @dataclass
@@ -188,6 +219,7 @@ class FakeGitHubState:
     default_outcomes: tuple[Outcome, ...] = ("success",)
     device_codes: dict[str, _DeviceCode] = field(default_factory=dict)
     tokens: dict[str, FakeUser] = field(default_factory=dict)
+    scopes: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> granted scopes
     api_failures: dict[str, deque[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -204,10 +236,11 @@ class FakeGitHubState:
         """Replace what polls of an issued device code will answer."""
         self.device_codes[device_code].outcomes = deque(outcomes)
 
-    def issue_token(self, user: FakeUser | None = None) -> str:
+    def issue_token(self, user: FakeUser | None = None, scope: str = "read:user user:email") -> str:
         """Return a valid access token for a user, as if a device flow had finished."""
         token = f"gho_{secrets.token_urlsafe(27)}"
         self.tokens[token] = user or self.user
+        self.scopes[token] = frozenset(scope.split())
         return token
 
     def fail_api(
@@ -281,6 +314,8 @@ def create_fake_github(state: FakeGitHubState) -> Starlette:
                 400,
             )
         code = state.add_device_code()
+        # The token will carry the scopes asked for here (the user grants them or denies all).
+        state.device_codes[code].scope = form.get("scope", "")
         user_code = state.device_codes[code].user_code
         return _oauth_answer(
             request,
@@ -309,10 +344,10 @@ def create_fake_github(state: FakeGitHubState) -> Starlette:
         outcome = entry.outcomes.popleft() if len(entry.outcomes) > 1 else entry.outcomes[0]
         if outcome == "success":
             del state.device_codes[form["device_code"]]  # a device code yields one token only
-            token = state.issue_token()
+            token = state.issue_token(scope=entry.scope)
+            granted = ",".join(entry.scope.split())
             return _oauth_answer(
-                request,
-                {"access_token": token, "token_type": "bearer", "scope": "read:user,user:email"},
+                request, {"access_token": token, "token_type": "bearer", "scope": granted}
             )
         if outcome == "slow_down":
             entry.interval += 5
@@ -339,8 +374,9 @@ def create_fake_github(state: FakeGitHubState) -> Starlette:
         if isinstance(user, Response):
             return user
         web = web_url(request)
+        token = request.headers.get("authorization", "").partition(" ")[2]
         headers = {
-            "X-OAuth-Scopes": "read:user, user:email",
+            "X-OAuth-Scopes": ", ".join(sorted(state.scopes.get(token, frozenset()))),
             "X-GitHub-Api-Version-Selected": "2022-11-28",
         }
         return JSONResponse(user.to_json(web, f"{web}{state.api_prefix}"), headers=headers)
@@ -349,6 +385,58 @@ def create_fake_github(state: FakeGitHubState) -> Starlette:
         await record(request)
         user = api_user(request, "/user/emails")
         return user if isinstance(user, Response) else JSONResponse(user.emails)
+
+    async def get_membership(request: Request) -> Response:
+        """GET /user/memberships/orgs/{org}: 200 for active or pending members, 404 when not
+        affiliated, 403 when the organization blocks the app or the token lacks read:org."""
+        await record(request)
+        user = api_user(request, "/user/memberships/orgs")
+        if isinstance(user, Response):
+            return user
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        org = request.path_params["org"].lower()  # organization names ignore case
+        states = {name.lower(): (name, held) for name, held in user.orgs.items()}
+        if not state.scopes.get(token, frozenset()) & {"read:org", "write:org", "admin:org"}:
+            body = {"message": "You need at least read:org scope.", "documentation_url": REST_DOCS}
+            return JSONResponse(body, status_code=403)
+        if org in {name.lower() for name in user.restricted_orgs}:
+            body = {
+                "message": "Although you appear to have the correct authorization credentials, "
+                "the organization has enabled OAuth App access restrictions.",
+                "documentation_url": REST_DOCS,
+            }
+            return JSONResponse(body, status_code=403)
+        if org not in states:
+            body = {"message": "Not Found", "documentation_url": REST_DOCS, "status": "404"}
+            return JSONResponse(body, status_code=404)
+        name, membership = states[org]
+        web = web_url(request)
+        api = f"{web}{state.api_prefix}"
+        organization = {
+            "login": name,
+            "id": 9919,
+            "node_id": "MDEyOk9yZ2FuaXphdGlvbjk5MTk=",
+            "url": f"{api}/orgs/{name}",
+            "repos_url": f"{api}/orgs/{name}/repos",
+            "events_url": f"{api}/orgs/{name}/events",
+            "hooks_url": f"{api}/orgs/{name}/hooks",
+            "issues_url": f"{api}/orgs/{name}/issues",
+            "members_url": f"{api}/orgs/{name}/members{{/member}}",
+            "public_members_url": f"{api}/orgs/{name}/public_members{{/member}}",
+            "avatar_url": f"{web}/avatars/o/9919?v=4",
+            "description": None,
+        }
+        return JSONResponse(
+            {
+                "url": f"{api}/orgs/{name}/memberships/{user.login}",
+                "state": membership,
+                "role": "member",
+                "organization_url": f"{api}/orgs/{name}",
+                "organization": organization,
+                "user": user.simple_json(web, api),
+                "permissions": {"can_create_repository": False},
+            }
+        )
 
     async def not_found(request: Request) -> Response:
         await record(request)
@@ -363,6 +451,9 @@ def create_fake_github(state: FakeGitHubState) -> Starlette:
             Route("/login/oauth/access_token", access_token, methods=["POST"]),
             Route(f"{state.api_prefix}/user", get_user, methods=["GET"]),
             Route(f"{state.api_prefix}/user/emails", get_emails, methods=["GET"]),
+            Route(
+                f"{state.api_prefix}/user/memberships/orgs/{{org}}", get_membership, methods=["GET"]
+            ),
             Route("/{path:path}", not_found, methods=every_method),
         ]
     )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kavach.server.audit.service import SYSTEM, RequestOrigin
-from kavach.server.auth import flows
+from kavach.server.auth import approval
 from tests.conftest import InProcessServer
 
 
 async def approve(server: InProcessServer, user_code: str, login: str) -> None:
     """Approve a pending login as the headless CLI does."""
     async with server.runtime.sessionmaker() as session, session.begin():
-        await flows.decide_device_authorization(
+        await approval.decide_as_operator(
             session,
             user_code=user_code,
             approve=True,

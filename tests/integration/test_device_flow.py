@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.service import SYSTEM, RequestOrigin
-from kavach.server.auth import flows
+from kavach.server.auth import approval
 from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.db.base import utcnow
 from kavach.server.errors import NotFound
@@ -95,7 +95,7 @@ async def test_user_code_cannot_be_approved_twice(server: InProcessServer) -> No
 async def test_denied_login_answers_access_denied(server: InProcessServer) -> None:
     data = await _start(server)
     async with server.runtime.sessionmaker() as session, session.begin():
-        await flows.decide_device_authorization(
+        await approval.decide_as_operator(
             session,
             user_code=data["user_code"].lower().replace("-", " "),
             approve=False,
@@ -130,7 +130,7 @@ async def test_invalid_local_user_name_is_refused(server: InProcessServer) -> No
     data = await _start(server)
     async with server.runtime.sessionmaker() as session:
         with pytest.raises(Exception, match="user name"):
-            await flows.decide_device_authorization(
+            await approval.decide_as_operator(
                 session,
                 user_code=data["user_code"],
                 approve=True,

@@ -9,22 +9,24 @@ import pytest
 from sqlalchemy import select
 
 from kavach.server.audit.models import AuditEvent
+from kavach.server.iam import service as iam_service
 from kavach.server.iam.models import User
 from tests.conftest import InProcessServer
 from tests.fakes.github import FakeGitHubState, create_fake_github, private_email_user
 from tests.integration.helpers import bearer
 
 GITHUB = "http://github.test"
+_GITHUB = {
+    "github_client_id": "Iv1.fake0client0id",
+    "github_url": GITHUB,
+    "github_api_url": f"{GITHUB}/api/v3",
+}
 
 
 @pytest.fixture
 def auth_overrides() -> dict[str, object]:
     """Configure GitHub login pointing at the fake."""
-    return {
-        "github_client_id": "Iv1.fake0client0id",
-        "github_url": GITHUB,
-        "github_api_url": f"{GITHUB}/api/v3",
-    }
+    return {**_GITHUB, "github_allowed_logins": "Octocat,hidden-hubber"}
 
 
 @pytest.fixture
@@ -136,3 +138,94 @@ async def test_local_page_is_off_in_github_mode(
     assert (await server.client.get("/device")).status_code == 404
     info = (await server.client.get("/api/v1/info")).json()["data"]
     assert info["identity_provider"] == "github"
+
+
+async def _login(server: InProcessServer, github: FakeGitHubState) -> httpx.Response:
+    data = await _start(server)
+    github.script(str(data["device_code"]), "success")
+    return await _poll(server, data["device_code"])
+
+
+async def _users(server: InProcessServer) -> list[str]:
+    async with server.runtime.sessionmaker() as session:
+        return list((await session.scalars(select(User.login))).all())
+
+
+@pytest.mark.parametrize("auth_overrides", [_GITHUB])
+async def test_without_an_allow_list_nobody_new_signs_in(
+    server: InProcessServer, github: FakeGitHubState
+) -> None:
+    refused = await _login(server, github)
+    assert (refused.status_code, refused.json()["error_code"]) == (400, "account_not_allowed")
+    assert "octocat" in refused.json()["error"] and "gho_" not in refused.text
+    assert await _users(server) == []
+    async with server.runtime.sessionmaker() as session:
+        failure = await session.scalar(select(AuditEvent).where(AuditEvent.outcome == "failure"))
+    assert failure is not None
+    assert failure.details == {
+        "reason": "account_not_allowed",
+        "identity_provider": "github",
+        "login": "octocat",
+    }
+    # Someone who already signed in before keeps signing in.
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await iam_service.upsert_user(
+            session,
+            identity=iam_service.Identity(
+                provider="github", provider_id=str(github.user.id), login="octocat"
+            ),
+        )
+    assert (await _login(server, github)).status_code == 200
+    assert github.requests_to("/login/device/code")[-1].form["scope"] == "read:user user:email"
+
+
+@pytest.mark.parametrize("auth_overrides", [{**_GITHUB, "github_allowed_logins": "someone"}])
+async def test_a_login_outside_the_allow_list_is_refused_even_when_known(
+    server: InProcessServer, github: FakeGitHubState
+) -> None:
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await iam_service.upsert_user(
+            session,
+            identity=iam_service.Identity(
+                provider="github", provider_id=str(github.user.id), login="octocat"
+            ),
+        )
+    refused = await _login(server, github)
+    assert refused.json()["error_code"] == "account_not_allowed"
+
+
+@pytest.mark.parametrize("auth_overrides", [{**_GITHUB, "github_allowed_orgs": "kavach-team"}])
+async def test_active_members_of_an_allowed_org_sign_in_and_nobody_else(
+    server: InProcessServer, github: FakeGitHubState
+) -> None:
+    github.user.orgs = {"Kavach-Team": "active", "other": "active"}
+    admitted = await _login(server, github)
+    assert admitted.status_code == 200, admitted.text
+    assert github.requests_to("/login/device/code")[-1].form["scope"] == (
+        "read:user user:email read:org"
+    )
+    assert github.requests_to("/user/memberships/orgs/kavach-team")
+
+    # An invitation not yet accepted, another organization, or an organization that blocks
+    # the app admit nobody; a member who left is refused at their next login.
+    for orgs, restricted in (
+        ({"Kavach-Team": "pending"}, set()),
+        ({"other": "active"}, set()),
+        ({"Kavach-Team": "active"}, {"Kavach-Team"}),
+        ({}, set()),
+    ):
+        github.user.orgs, github.user.restricted_orgs = orgs, restricted  # type: ignore[assignment]
+        refused = await _login(server, github)
+        assert refused.json()["error_code"] == "account_not_allowed", (orgs, restricted)
+    assert await _users(server) == ["octocat"]
+
+
+@pytest.mark.parametrize("auth_overrides", [{**_GITHUB, "github_allowed_orgs": "kavach-team"}])
+async def test_a_membership_check_github_fails_is_a_502_not_an_admission(
+    server: InProcessServer, github: FakeGitHubState
+) -> None:
+    github.user.orgs = {"kavach-team": "active"}
+    github.fail_api("/user/memberships/orgs", 500, times=5)
+    failed = await _login(server, github)
+    assert (failed.status_code, failed.json()["error_code"]) == (502, "identity_provider_error")
+    assert await _users(server) == []

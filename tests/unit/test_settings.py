@@ -71,3 +71,48 @@ def test_production_refuses_local_idp_unless_enabled() -> None:
 
 def test_development_allows_everything() -> None:
     check_startable(Settings(db=DatabaseSettings(), auth=AuthSettings()))
+
+
+def test_no_proxy_is_trusted_by_default_and_entries_must_be_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().proxy_list == []
+    monkeypatch.setenv("KAVACH_TRUSTED_PROXIES", " 10.1.2.3, 10.1.0.0/24,::1 ")
+    assert get_settings().proxy_list == ["10.1.2.3", "10.1.0.0/24", "::1"]
+    monkeypatch.setenv("KAVACH_TRUSTED_PROXIES", "10.1.2.3,nginx")
+    with pytest.raises(ValueError, match="not an IP address or network: 'nginx'"):
+        get_settings()
+
+
+def test_production_refuses_trusting_every_address() -> None:
+    settings = _production(github_client_id="Iv1.abc")
+    settings.trusted_proxies = "10.0.0.1,*"
+    with pytest.raises(ConfigurationError, match=r"KAVACH_TRUSTED_PROXIES=\*"):
+        check_startable(settings)
+
+
+def test_production_refuses_a_server_nobody_can_log_in_to() -> None:
+    with pytest.raises(ConfigurationError, match="nobody could log in"):
+        check_startable(_production(enable_local_idp=False))
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_the_removed_device_page_setting_is_refused_in_every_mode(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KAVACH_DEVICE_PAGE_ALLOW_REMOTE", value)
+    with pytest.raises(ConfigurationError, match="KAVACH_DEVICE_PAGE_ALLOW_REMOTE no longer"):
+        check_startable(get_settings())
+
+
+def test_github_allow_lists_are_names_compared_without_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_ORGS", "Acme-Corp, platform ")
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_LOGINS", "Octocat")
+    auth = get_settings().auth
+    assert auth.allowed_github_orgs == {"acme-corp", "platform"}
+    assert auth.allowed_github_logins == {"octocat"}
+    monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_LOGINS", "octo cat")
+    with pytest.raises(ValueError, match="not GitHub account names: octo cat"):
+        get_settings()

@@ -25,6 +25,7 @@ class DeviceCode:
     verification_uri_complete: str | None
     expires_in: float
     interval: float
+    identity_provider: str | None = None  # "local" or "github"; None from older servers
 
     @property
     def url(self) -> str:
@@ -42,6 +43,7 @@ class DeviceCode:
                 verification_uri_complete=data.get("verification_uri_complete") or None,
                 expires_in=float(data["expires_in"]),
                 interval=float(data.get("interval") or SLOW_DOWN_STEP),
+                identity_provider=data.get("identity_provider") or None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CliError("the server's device code answer is malformed") from exc
@@ -85,6 +87,8 @@ def wait_for_token(
                 raise NotLoggedIn(EXPIRED, code=exc.error_code) from exc
             elif exc.error_code == "access_denied":
                 raise NotLoggedIn("the login was denied", code=exc.error_code) from exc
+            elif exc.error_code == "account_not_allowed":
+                raise NotLoggedIn(exc.message, code=exc.error_code) from exc
             else:
                 raise
     raise NotLoggedIn(EXPIRED, code="expired_token")

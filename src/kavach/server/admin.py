@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from kavach.server.audit import service as audit
 from kavach.server.audit.service import Actor, RequestOrigin
-from kavach.server.auth import flows
+from kavach.server.auth import approval
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring
 from kavach.server.crypto.keys import (
@@ -43,7 +43,7 @@ def decide_login(user_code: str, *, approve: bool, login: str | None) -> str:
         try:
             await migrate(engine, settings)
             async with create_sessionmaker(engine)() as session, session.begin():
-                return await flows.decide_device_authorization(
+                return await approval.decide_as_operator(
                     session,
                     user_code=user_code,
                     approve=approve,

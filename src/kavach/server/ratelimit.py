@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 
@@ -13,6 +14,21 @@ from kavach.server.errors import RateLimited
 from kavach.server.logging import get_logger
 
 log = get_logger(__name__)
+
+
+def client_key(address: str | None) -> str:
+    """Return the rate-limit key of a client address: an IPv4 address, or an IPv6 /64."""
+    # The address is the TCP peer, or what a listed proxy appended to X-Forwarded-For, so a
+    # client cannot pick it; but one IPv6 host usually holds a whole /64 to rotate through.
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 class RateLimiter:

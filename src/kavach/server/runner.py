@@ -34,8 +34,10 @@ def serve(*, host: str, port: int, workers: int) -> None:
         workers=workers,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
+        # The client address (rate limits, logs, audit) is the TCP peer, or, when that peer is
+        # a listed proxy, the last X-Forwarded-For entry that is not itself a listed proxy.
+        proxy_headers=bool(settings.proxy_list),
+        forwarded_allow_ips=settings.proxy_list or None,
         server_header=False,
         timeout_graceful_shutdown=30,
     )

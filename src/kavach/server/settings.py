@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -20,6 +22,15 @@ class Mode(StrEnum):
 def default_data_dir() -> Path:
     """Return the directory for the embedded database and generated keys."""
     return Path.home() / ".kavach" / "server"
+
+
+# GitHub logins and organization names: letters, digits and single inner hyphens.
+_GITHUB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+
+
+def _names(value: str | None) -> frozenset[str]:
+    """Split a comma-separated list into lower-case names (GitHub names ignore case)."""
+    return frozenset(part.strip().lower() for part in (value or "").split(",") if part.strip())
 
 
 def _config() -> SettingsConfigDict:
@@ -75,8 +86,13 @@ class AuthSettings(BaseSettings):
     github_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     github_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Comma-separated GitHub organizations and logins allowed to sign in; neither set: only
+    # users who already exist sign in through GitHub, nobody new.
+    github_allowed_orgs: str | None = None
+    github_allowed_logins: str | None = None
     enable_local_idp: bool | None = None
-    device_page_allow_remote: bool = False
+    # Removed (the /device page approves nothing any more); read only to refuse it at start.
+    device_page_allow_remote: str | None = None
     rate_limit_device_code: str = "20/minute"
     rate_limit_device_token: str = "120/minute"  # noqa: S105 - a rate, not a credential
     rate_limit_device_approve: str = "10/minute"
@@ -87,6 +103,24 @@ class AuthSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("github_allowed_orgs", "github_allowed_logins")
+    @classmethod
+    def _github_names(cls, value: str | None) -> str | None:
+        bad = sorted(name for name in _names(value) if not _GITHUB_NAME.match(name))
+        if bad:
+            raise ValueError(f"not GitHub account names: {', '.join(bad)}")
+        return value
+
+    @property
+    def allowed_github_orgs(self) -> frozenset[str]:
+        """Return the GitHub organizations whose active members may sign in (lower case)."""
+        return _names(self.github_allowed_orgs)
+
+    @property
+    def allowed_github_logins(self) -> frozenset[str]:
+        """Return the GitHub logins allowed to sign in (lower case)."""
+        return _names(self.github_allowed_logins)
 
     @property
     def identity_provider(self) -> str:
@@ -122,12 +156,31 @@ class Settings(BaseSettings):
     # Sync targets on loopback, private or link-local addresses; unset: allowed outside
     # production mode only (local test doubles), see private_targets_allowed.
     sync_allow_private_targets: bool | None = None
-    trusted_proxies: str = "127.0.0.1"
+    # Proxies whose X-Forwarded-For names the client; empty: none, the peer is the client.
+    trusted_proxies: str = ""
     # Comma-separated browser origins allowed to call the API; unset: no CORS headers at all.
     cors_origins: str | None = None
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        # uvicorn takes any other word as a literal host name and never matches it: say so.
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
+
+    @property
+    def proxy_list(self) -> list[str]:
+        """Return the trusted proxy addresses and networks, without blanks."""
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
     def database_url(self) -> str:
@@ -172,15 +225,30 @@ def check_startable(settings: Settings) -> None:
     """Refuse configurations that are unsafe for the chosen mode."""
     from kavach.server.errors import ConfigurationError
 
+    if settings.auth.device_page_allow_remote is not None:
+        raise ConfigurationError(
+            "KAVACH_DEVICE_PAGE_ALLOW_REMOTE no longer exists: the /device page approves "
+            "nothing; approve logins with `kavach login --approve CODE` (signed in) or "
+            "`kavach server approve CODE --user NAME` (on the server). Remove the setting."
+        )
     if settings.mode is not Mode.PRODUCTION:
         return
     problems = []
     if settings.is_sqlite:
         problems.append("SQLite is for one machine; set KAVACH_DATABASE_URL to PostgreSQL")
-    if settings.auth.local_idp_enabled and settings.auth.enable_local_idp is not True:
+    auth = settings.auth
+    if auth.local_idp_enabled and auth.enable_local_idp is not True:
         problems.append(
             "the local identity provider needs KAVACH_ENABLE_LOCAL_IDP=true in production "
             "(or configure GitHub with KAVACH_GITHUB_CLIENT_ID)"
+        )
+    if auth.identity_provider == "local" and not auth.local_idp_enabled:
+        problems.append(
+            "nobody could log in: set KAVACH_GITHUB_CLIENT_ID, or KAVACH_ENABLE_LOCAL_IDP=true"
+        )
+    if "*" in settings.proxy_list:
+        problems.append(
+            "KAVACH_TRUSTED_PROXIES=* lets every client choose its address; name your proxies"
         )
     if problems:
         raise ConfigurationError("refusing to start in production mode: " + "; ".join(problems))

@@ -67,6 +67,7 @@ class FakeApi:
     interval: int = 5
     expires_in: int = 600
     verification_uri_complete: bool = True
+    identity_provider: str | None = "local"
     healthy: bool = True
     valid_access: set[str] = field(default_factory=set)
     expired_access: set[str] = field(default_factory=set)
@@ -142,6 +143,8 @@ class FakeApi:
             return self._device_code(request)
         if route == ("POST", "/api/v1/auth/device/token"):
             return self._device_token(body)
+        if route in (("POST", "/api/v1/auth/device/approve"), ("POST", "/api/v1/auth/device/deny")):
+            return self._authorized(auth) or self._decide(path.endswith("approve"), body)
         if route == ("POST", "/api/v1/auth/refresh"):
             return self._refresh(body)
         if route == ("GET", "/api/v1/auth/me"):
@@ -206,7 +209,20 @@ class FakeApi:
             "expires_in": self.expires_in,
             "interval": self.interval,
         }
+        if self.identity_provider is not None:
+            data["identity_provider"] = self.identity_provider
         return httpx.Response(200, json=envelope(data))
+
+    def _decide(self, approve: bool, body: Any) -> httpx.Response:
+        """Approve the pending login for the caller (always USER here), or deny it."""
+        typed = str(body.get("user_code", "")) if isinstance(body, dict) else ""
+        if typed.upper().replace("-", "") != USER_CODE.replace("-", ""):
+            return failure(404, "not_found", "unknown, used or expired user code")
+        self.approved = approve
+        if not approve:
+            self.device_script.append(failure(400, "access_denied", "the login was denied"))
+        answer = {"user_code": USER_CODE, "approved": approve, "user": USER if approve else None}
+        return httpx.Response(200, json=envelope(answer))
 
     def _device_token(self, body: Any) -> httpx.Response:
         if not isinstance(body, dict) or body.get("device_code") != DEVICE_CODE:

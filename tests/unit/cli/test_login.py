@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -15,7 +16,7 @@ import yaml
 
 from kavach.cli.app import Runtime
 from kavach.cli.config import ActiveContext, Config, load_config, save_config
-from kavach.cli.credentials import CredentialStore
+from kavach.cli.credentials import Credentials, CredentialStore
 
 from .conftest import SERVER, FakeClock, Invoke
 from .fake_api import USER_CODE, FakeApi, FakeServer, failure
@@ -133,6 +134,7 @@ def test_browser_opens_only_with_a_display(
 ) -> None:
     api.approved = True
     api.verification_uri_complete = False
+    api.identity_provider = "github"
     opened: list[str] = []
     runtime = Runtime(
         transport=api.transport,
@@ -193,10 +195,11 @@ def test_the_user_code_can_be_read_from_a_pipe_while_login_waits(home: Path) -> 
         )
         try:
             assert process.stderr is not None
-            lines = [process.stderr.readline() for _ in range(3)]
+            lines = [process.stderr.readline() for _ in range(7)]
             assert lines[0].strip() == f"Your one-time code: {USER_CODE}"
-            assert lines[2].strip() == f"{server.url}/device?user_code={USER_CODE}"
-            api.approved = True  # the user approves in the browser
+            assert lines[2].strip() == f"kavach login --approve {USER_CODE}"
+            assert lines[6].strip() == f"{server.url}/device?user_code={USER_CODE}"
+            api.approved = True  # the user approves from a signed-in terminal
             out, err = process.communicate(timeout=30)
         finally:
             process.kill()
@@ -232,3 +235,63 @@ def test_sigint_while_waiting_exits_130_without_a_traceback(home: Path) -> None:
     assert process.returncode == 130
     assert err.strip() == "Interrupted."
     assert not (home / "credentials.json").exists()
+
+
+def test_a_local_login_says_how_to_approve_it_and_opens_no_browser(
+    api: FakeApi, invoke: Invoke, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.approved = True
+    opened: list[str] = []
+    runtime = Runtime(
+        transport=api.transport,
+        sleep=clock.sleep,
+        clock=clock.monotonic,
+        open_browser=opened.append,
+    )
+    monkeypatch.setenv("DISPLAY", ":0")
+    result = invoke(["login", "--server", SERVER], runtime=runtime)
+    assert result.exit_code == 0, result.output
+    assert f"kavach login --approve {USER_CODE}\n" in result.stderr
+    assert f"kavach server approve {USER_CODE} --user NAME\n" in result.stderr
+    assert opened == []  # the page only repeats the instructions
+
+
+def test_login_approve_approves_for_the_signed_in_user(
+    api: FakeApi, invoke: Invoke, logged_in: Credentials
+) -> None:
+    result = invoke(["login", "--approve", USER_CODE.lower()])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Login {USER_CODE} approved as alice.\n"
+    call = next(c for c in api.calls if c.path == "/api/v1/auth/device/approve")
+    assert call.body == {"user_code": USER_CODE.lower()}
+    assert call.authorization == f"Bearer {logged_in.access_token}"
+    assert api.approved
+    as_json = invoke(["login", "--approve", USER_CODE, "--json"])
+    assert json.loads(as_json.stdout)["user"]["login"] == "alice"
+
+
+def test_login_deny_and_unknown_codes(api: FakeApi, invoke: Invoke, logged_in: Credentials) -> None:
+    denied = invoke(["login", "--deny", USER_CODE])
+    assert (denied.exit_code, denied.stdout) == (0, f"Login {USER_CODE} denied.\n")
+    unknown = invoke(["login", "--approve", "BBBB-BBBB"])
+    assert unknown.exit_code == 2
+    assert "unknown, used or expired" in unknown.stderr
+    both = invoke(["login", "--approve", USER_CODE, "--deny", USER_CODE])
+    assert both.exit_code == 1
+
+
+def test_login_approve_needs_a_signed_in_user(api: FakeApi, invoke: Invoke, home: Path) -> None:
+    save_config(home, Config(server=SERVER))
+    result = invoke(["login", "--approve", USER_CODE])
+    assert result.exit_code == 3, result.output
+    assert not api.approved
+
+
+def test_an_account_the_server_does_not_allow_exits_3_with_the_reason(
+    api: FakeApi, invoke: Invoke
+) -> None:
+    message = "the GitHub account 'octocat' may not sign in to this server"
+    api.device_script.append(failure(400, "account_not_allowed", message))
+    result = invoke(["login", "--server", SERVER, "--no-browser"])
+    assert result.exit_code == 3
+    assert message in result.stderr

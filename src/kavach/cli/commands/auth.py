@@ -24,6 +24,18 @@ ServerOption = Annotated[
 NoBrowserFlag = Annotated[
     bool, typer.Option("--no-browser", help="Print the URL instead of opening a browser.")
 ]
+ApproveOption = Annotated[
+    str | None,
+    typer.Option(
+        "--approve",
+        metavar="CODE",
+        help="Approve a pending login for yourself: the code another `kavach login` shows.",
+    ),
+]
+DenyOption = Annotated[
+    str | None,
+    typer.Option("--deny", metavar="CODE", help="Deny a pending login (one you did not start)."),
+]
 
 
 def _has_display() -> bool:
@@ -45,26 +57,57 @@ def _open_browser(cli: App, url: str) -> None:
         cli.log(f"could not open a browser: {exc}")
 
 
+def _decide(cli: App, user_code: str, *, approve: bool) -> None:
+    """Approve (for the signed-in user) or deny a pending login on the configured server."""
+    verb = "approve" if approve else "deny"
+    answer = cli.client.post(f"/auth/device/{verb}", {"user_code": user_code})
+    data: dict[str, Any] = answer if isinstance(answer, dict) else {}
+    shown = data.get("user_code", user_code)
+    who = (data.get("user") or {}).get("login")
+    message = f"Login {shown} approved as {who}." if approve else f"Login {shown} denied."
+    render.output(cli, data, lambda: cli.out.print(message, markup=False))
+
+
+def _show_local_instructions(cli: App, user_code: str) -> None:
+    render.note(cli, "Approve it from a terminal where you are signed in to this server:")
+    render.note(cli, f"  kavach login --approve {user_code}")
+    render.note(cli, "or on the server's machine:")
+    render.note(cli, f"  kavach server approve {user_code} --user NAME")
+    render.note(cli, "The same, in a browser:")
+
+
 @app.command(rich_help_panel=PANEL)
 def login(
     ctx: typer.Context,
     server: ServerOption = None,
     no_browser: NoBrowserFlag = False,
+    approve: ApproveOption = None,
+    deny: DenyOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Log in to a Kavach server in your browser (device flow)."""
+    """Log in to a Kavach server (device flow), or approve or deny another login for yourself."""
     from kavach.cli import device
     from kavach.cli.credentials import Credentials
 
     cli = get_app(ctx, json=json)
+    if approve is not None or deny is not None:
+        if approve is not None and deny is not None:
+            raise CliError("use --approve or --deny, not both")
+        _decide(cli, approve or deny or "", approve=approve is not None)
+        return
     url = cli.server_url(server)
     with cli.make_client(cli.session(url, env_token=False)) as client:
         code = device.start(client)
         render.note(cli, f"Your one-time code: {code.user_code}")
-        render.note(cli, "Approve the login at:")
-        render.note(cli, code.url)
-        if not no_browser and _has_display():
-            _open_browser(cli, code.url)
+        if code.identity_provider == "local":
+            # The page only repeats these instructions: no browser for it.
+            _show_local_instructions(cli, code.user_code)
+            render.note(cli, code.url)
+        else:
+            render.note(cli, "Approve the login at:")
+            render.note(cli, code.url)
+            if not no_browser and _has_display():
+                _open_browser(cli, code.url)
         render.note(cli, "Waiting for approval (Ctrl-C to cancel)...")
         answer = device.wait_for_token(
             client, code, sleep=cli.runtime.sleep, clock=cli.runtime.clock

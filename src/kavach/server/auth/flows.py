@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -10,25 +9,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.audit import service as audit
 from kavach.server.audit.service import Actor, RequestOrigin
+from kavach.server.auth import github_access
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.github import GitHubClient
 from kavach.server.auth.models import DeviceAuthorization, LoginSession
 from kavach.server.auth.schemas import DeviceCodeResponse, TokenResponse, UserPublic
 from kavach.server.auth.tokens import new_device_code
-from kavach.server.auth.usercodes import format_user_code, new_user_code, normalize_user_code
+from kavach.server.auth.usercodes import format_user_code, new_user_code
 from kavach.server.db.base import utcnow
 from kavach.server.errors import (
     DeviceFlowError,
     InvalidRefreshToken,
     NotFound,
     RefreshTokenReused,
-    ValidationFailed,
 )
 from kavach.server.iam import service as iam_service
 from kavach.server.iam.models import User
 from kavach.server.runtime import Runtime
 
-LOCAL_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _SLOW_DOWN_STEP = 5
 
 
@@ -44,7 +42,15 @@ def github_client(runtime: Runtime) -> GitHubClient:
         web_url=auth.github_url,
         api_url=auth.github_api_url,
         http=runtime.http,
+        scope=github_access.scope_for(auth),
     )
+
+
+def require_local_logins(runtime: Runtime) -> None:
+    """Refuse when this server does not serve logins with its own identity provider."""
+    auth = runtime.settings.auth
+    if auth.identity_provider != "local" or not auth.local_idp_enabled:
+        raise NotFound("this server does not use local logins")
 
 
 async def start_device_flow(
@@ -61,7 +67,9 @@ async def start_device_flow(
             verification_uri_complete=None,
             expires_in=code.expires_in,
             interval=code.interval,
+            identity_provider="github",
         )
+    require_local_logins(runtime)
     now = utcnow()
     user_code = new_user_code()
     while await session.scalar(
@@ -86,19 +94,28 @@ async def start_device_flow(
         verification_uri_complete=f"{page}?user_code={shown}",
         expires_in=auth.device_code_ttl_seconds,
         interval=auth.device_poll_interval_seconds,
+        identity_provider="local",
     )
 
 
 async def _login_failed(
-    session: AsyncSession, origin: RequestOrigin, reason: str, provider: str
+    session: AsyncSession,
+    origin: RequestOrigin,
+    reason: str,
+    provider: str,
+    *,
+    login: str | None = None,
 ) -> None:
+    details = {"reason": reason, "identity_provider": provider}
+    if login is not None:
+        details["login"] = login  # who was refused: a name, never a credential
     await audit.record(
         session,
         actor=audit.ANONYMOUS,
         action="auth.login",
         outcome="failure",
         origin=origin,
-        details={"reason": reason, "identity_provider": provider},
+        details=details,
     )
 
 
@@ -139,6 +156,7 @@ async def exchange_device_code(
     """Answer one poll of the token endpoint at once: tokens, or why not yet."""
     if runtime.settings.auth.identity_provider == "github":
         return await _exchange_github(runtime, session, device_code=device_code, origin=origin)
+    require_local_logins(runtime)
     return await _exchange_local(runtime, session, device_code=device_code, origin=origin)
 
 
@@ -153,6 +171,17 @@ async def _exchange_github(
             await _login_failed(session, origin, error.error_code, "github")
         raise
     found = await client.fetch_identity(github_token)
+    try:
+        await github_access.admit(
+            session,
+            runtime.settings.auth,
+            client,
+            access_token=github_token,
+            identity=found,
+        )
+    except DeviceFlowError as error:
+        await _login_failed(session, origin, error.error_code, "github", login=found.login)
+        raise
     user = await iam_service.upsert_user(
         session,
         identity=iam_service.Identity(
@@ -202,51 +231,6 @@ async def _exchange_local(
         raise DeviceFlowError("invalid_grant", "unknown or already used device code")
     user = await iam_service.get_user(session, user_id=record.user_id)
     return await issue_tokens(runtime, session, user=user, provider="local", origin=origin)
-
-
-async def decide_device_authorization(
-    session: AsyncSession,
-    *,
-    user_code: str,
-    approve: bool,
-    login: str | None,
-    actor: Actor,
-    origin: RequestOrigin,
-) -> str:
-    """Approve (as the given local user) or deny a pending login; return the user code."""
-    code = normalize_user_code(user_code)
-    record = (
-        await auth_service.find_pending_by_user_code(session, user_code=code, now=utcnow())
-        if code
-        else None
-    )
-    if record is None or code is None:
-        raise NotFound("unknown, used or expired user code")
-    details: dict[str, str] = {"user_code": format_user_code(code)}
-    if approve:
-        name = (login or "").strip().lower()
-        if not LOCAL_LOGIN.match(name):
-            raise ValidationFailed(
-                "user name must be 1-63 characters: a-z, 0-9, '.', '_', '-', "
-                "starting with a letter or digit"
-            )
-        user = await iam_service.upsert_user(
-            session, identity=iam_service.Identity(provider="local", provider_id=name, login=name)
-        )
-        record.user_id = user.id
-        details["user"] = name
-    record.status = auth_service.APPROVED if approve else auth_service.DENIED
-    record.decided_at = utcnow()
-    await audit.record(
-        session,
-        actor=actor,
-        action="auth.device.approve" if approve else "auth.device.deny",
-        origin=origin,
-        resource_type="device_authorization",
-        resource_id=str(record.id),
-        details=details,
-    )
-    return format_user_code(code)
 
 
 async def refresh_tokens(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import tenacity
@@ -12,6 +13,7 @@ import tenacity
 from kavach.server.errors import DeviceFlowError, IdentityProviderError
 
 SCOPE = "read:user user:email"
+ORG_SCOPE = "read:org"  # asked for only when organizations decide who may sign in
 DEVICE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 API_VERSION = "2022-11-28"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -136,8 +138,10 @@ class GitHubClient:
         web_url: str,
         api_url: str,
         http: httpx.AsyncClient,
+        scope: str = SCOPE,
     ) -> None:
         self._client_id = client_id
+        self._scope = scope
         self._client_secret = client_secret
         self._web_url = web_url.rstrip("/")
         self._api_url = api_url.rstrip("/")
@@ -145,7 +149,7 @@ class GitHubClient:
 
     async def request_device_code(self) -> GitHubDeviceCode:
         """Ask GitHub for a device code and the user code to show."""
-        form = {"client_id": self._client_id, "scope": SCOPE}
+        form = {"client_id": self._client_id, "scope": self._scope}
         response = await self._post("/login/device/code", form)
         body = _check_login_answer(response, _json(response, "device code"), "device code")
         interval = body.get("interval", 5)
@@ -209,6 +213,25 @@ class GitHubClient:
             if isinstance(entry, dict) and entry.get("primary") and entry.get("verified"):
                 return _optional_str(entry, "email")
         return None
+
+    async def is_active_member(self, access_token: str, org: str) -> bool:
+        """Say whether the token's user is an active (not merely invited) member of an org."""
+        # GitHub: 200 with the membership for active and pending members, 404 when the user
+        # is not affiliated, 403 when the organization blocks this app or the scope lacks
+        # read:org. Only an active membership of this very organization admits.
+        response = await self._get(f"/user/memberships/orgs/{quote(org, safe='')}", access_token)
+        if response.status_code in (403, 404):
+            return False
+        self._check_api_status(response, "/user/memberships/orgs/{org}")
+        body = _json(response, "membership")
+        found = body.get("organization") if isinstance(body, dict) else None
+        name = found.get("login") if isinstance(found, dict) else None
+        return (
+            isinstance(body, dict)
+            and body.get("state") == "active"
+            and isinstance(name, str)
+            and name.lower() == org.lower()
+        )
 
     @staticmethod
     def _check_api_status(response: httpx.Response, path: str) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import Request
 
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.auth import flows
+from kavach.server.auth import approval, flows
 from kavach.server.auth.schemas import (
     DeviceCodeRequest,
     DeviceCodeResponse,
+    DeviceDecision,
+    DeviceDecisionRequest,
     DeviceTokenRequest,
     LogoutResponse,
     RefreshRequest,
@@ -25,12 +27,13 @@ from kavach.server.deps import (
     TokenPrincipal,
     UserDep,
 )
+from kavach.server.ratelimit import client_key
 
 router = api_router(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 
 def _client_key(origin: OriginDep) -> str:
-    return origin.client_address or "unknown"
+    return client_key(origin.client_address)
 
 
 @router.post("/device/code", response_model=Envelope[DeviceCodeResponse])
@@ -61,6 +64,48 @@ async def device_token(
             runtime, session, device_code=body.device_code, origin=origin
         )
     )
+
+
+@router.post("/device/approve", response_model=Envelope[DeviceDecision])
+async def device_approve(
+    body: DeviceDecisionRequest,
+    principal: UserDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[DeviceDecision]:
+    """Approve a pending local login for the caller themselves, never for anyone else."""
+    flows.require_local_logins(runtime)
+    # Per user: guessing codes needs a login, and a login cannot pick a new key.
+    await runtime.limiter.hit("device_approve", str(principal.user.id))
+    shown = await approval.approve_for(
+        session,
+        user_code=body.user_code,
+        user=principal.user,
+        actor=principal.actor,
+        origin=origin,
+        via="session",
+        approver_session=str(principal.login_session.id),
+    )
+    user = UserPublic.model_validate(principal.user)
+    return ok(DeviceDecision(user_code=shown, approved=True, user=user))
+
+
+@router.post("/device/deny", response_model=Envelope[DeviceDecision])
+async def device_deny(
+    body: DeviceDecisionRequest,
+    principal: UserDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    origin: OriginDep,
+) -> Envelope[DeviceDecision]:
+    """Deny a pending local login (one started by mistake, or by someone else)."""
+    flows.require_local_logins(runtime)
+    await runtime.limiter.hit("device_approve", str(principal.user.id))
+    shown = await approval.deny(
+        session, user_code=body.user_code, actor=principal.actor, origin=origin, via="session"
+    )
+    return ok(DeviceDecision(user_code=shown, approved=False))
 
 
 @router.post("/refresh", response_model=Envelope[TokenResponse])

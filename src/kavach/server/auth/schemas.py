@@ -24,6 +24,16 @@ class DeviceCodeResponse(BaseModel):
     verification_uri_complete: str | None
     expires_in: int
     interval: int
+    # Not in RFC 8628 (which allows extra fields): tells a client how the code is approved.
+    identity_provider: Literal["local", "github"]
+
+
+class DeviceDecisionRequest(BaseModel):
+    """Approve or deny a pending local login by the code its terminal shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_code: str = Field(min_length=1, max_length=32)
 
 
 class DeviceTokenRequest(BaseModel):
@@ -64,6 +74,14 @@ class TokenResponse(BaseModel):
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a credential
     expires_in: int
     user: UserPublic
+
+
+class DeviceDecision(BaseModel):
+    """What became of a pending login: approved for `user`, or denied."""
+
+    user_code: str
+    approved: bool
+    user: UserPublic | None = None
 
 
 class LogoutResponse(BaseModel):
