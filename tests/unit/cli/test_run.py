@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kavach.cli.child_env import build_env, is_reserved
+from kavach.cli.child_env import allowed_names, build_env, is_reserved
 from kavach.cli.credentials import CredentialStore
 from kavach.cli.errors import CliError
 from kavach.cli.process import run_child
@@ -120,6 +120,17 @@ def test_reserved_list() -> None:
         assert is_reserved(name)
     for name in ("API_KEY", "DATABASE_URL", "HOMEPAGE", "PATH_PREFIX", "USERNAME", "LDAP_URL"):
         assert not is_reserved(name)
+
+
+def test_families_reserve_code_running_names_and_allow_names_one_by_one() -> None:
+    secrets = {"GIT_SSH_COMMAND": "x", "GIT_CONFIG_COUNT": "1", "http_proxy": "x", "A": "1"}
+    built = build_env({"GIT_SSH_COMMAND": "mine"}, secrets, allow=allowed_names(["http_proxy"]))
+    assert built.skipped_reserved == ["GIT_CONFIG_COUNT", "GIT_SSH_COMMAND"]
+    assert built.set_reserved == ["http_proxy"]
+    assert built.env == {"GIT_SSH_COMMAND": "mine", "http_proxy": "x", "A": "1"}
+    for bad in ("GIT_*", "*", "A B", "", "1X"):
+        with pytest.raises(CliError, match="--allow-env takes variable names"):
+            allowed_names([bad])
 
 
 def test_a_nul_character_cannot_go_into_an_environment() -> None:
