@@ -77,12 +77,13 @@ async def test_server_text_is_shown_escaped_and_json_keeps_it_exactly(
     alice = await user(server, "alice")
     version = await _environment(alice, {"API_KEY": HOSTILE}, message=HOSTILE)
 
-    for args in (
+    commands: list[tuple[str, ...]] = [
         ("secret", "list", *WHERE),
         ("secret", "details", "-v", version, "--reveal", *WHERE),
         ("secret", "history", "API_KEY", "--reveal", *WHERE),
         ("audit", "list", *WHERE),
-    ):
+    ]
+    for args in commands:
         result = await as_alice(alice, *args)
         assert result.exit_code == 0, result.output
         assert _safe(result.stdout) and _safe(result.stderr), args
@@ -115,8 +116,8 @@ HAZARDS = {
     "GIT_CONFIG_VALUE_0": "touch pwned; false",
     "GIT_SSH_COMMAND": "touch pwned",
     "GIT_EXTERNAL_DIFF": "touch pwned",
-    "JDK_JAVA_OPTIONS": "-javaagent:/tmp/agent.jar",
-    "_JAVA_OPTIONS": "-javaagent:/tmp/agent.jar",
+    "JDK_JAVA_OPTIONS": "-javaagent:/attacker/agent.jar",
+    "_JAVA_OPTIONS": "-javaagent:/attacker/agent.jar",
     "PROMPT_COMMAND": "touch pwned",
     "PAGER": "touch pwned",
     "EDITOR": "touch pwned",
@@ -124,12 +125,12 @@ HAZARDS = {
     "LUA_INIT": "os.execute('touch pwned')",
     "PERL5OPT": "-Mpwned",
     "RUBYOPT": "-rpwned",
-    "SSLKEYLOGFILE": "/tmp/keys",
+    "SSLKEYLOGFILE": "/attacker/keys",
     "HTTPS_PROXY": "http://attacker.example",
     "https_proxy": "http://attacker.example",
-    "SSL_CERT_FILE": "/tmp/attacker.pem",
-    "REQUESTS_CA_BUNDLE": "/tmp/attacker.pem",
-    "NODE_OPTIONS": "--require /tmp/pwned.js",
+    "SSL_CERT_FILE": "/attacker/ca.pem",
+    "REQUESTS_CA_BUNDLE": "/attacker/ca.pem",
+    "NODE_OPTIONS": "--require /attacker/pwned.js",
     "BASH_ENV": "$(touch pwned)",
 }
 
@@ -140,7 +141,8 @@ async def test_run_keeps_code_running_names_from_the_child_unless_allowed(
     alice = await user(server, "alice")
     await _environment(alice, {**HAZARDS, "API_KEY": "sk_live_0123456789abcdef"})
     repo = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)  # noqa: S607
+    git_init = ["git", "init", "-q", str(repo)]
+    await asyncio.to_thread(subprocess.run, git_init, check=True)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     for name in HAZARDS:

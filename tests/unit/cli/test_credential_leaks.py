@@ -217,11 +217,8 @@ def test_real_network_and_tls_failures_print_no_token(
 class _FailingKeyring(KeyringBackend):
     """An OS keyring that holds the login but fails to store anything, quoting what it got."""
 
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self, record: str) -> None:
-        super().__init__()
-        self.record = record
+    priority = 1
+    record = ""
 
     def get_password(self, service: str, username: str) -> str | None:
         return self.record
@@ -239,7 +236,9 @@ def failing_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     record = json.dumps(make_credentials(ACCESS, REFRESH, expires_in=-1).to_dict())
     previous = keyring.get_keyring()
-    keyring.set_keyring(_FailingKeyring(record))
+    backend = _FailingKeyring()  # type: ignore[no-untyped-call]
+    backend.record = record
+    keyring.set_keyring(backend)
     monkeypatch.setenv("KAVACH_CREDENTIAL_STORE", "keyring")
     monkeypatch.setenv("KAVACH_SERVER", SERVER)
     yield
