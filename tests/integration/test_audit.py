@@ -36,6 +36,7 @@ from tests.conftest import (
     random_keys,
     truncate_all,
 )
+from tests.integration.cli_bridge import LoopBridge, run_cli
 from tests.integration.test_resources import Api, user
 
 SECRET_VALUE = "s3cr3t-never-in-the-audit-trail"
@@ -503,7 +504,7 @@ async def test_local_verify_checks_every_chain(
         assert broken[SERVER_CHAIN].event_id == login.id
 
         # The same from the command line, with the server's settings from the environment.
-        result = await _kavach("audit", "verify", "--local")
+        result = await run_cli("audit", "verify", "--local")
         assert result.exit_code == 2
         assert (
             f"the audit trail of chain server is broken: event #1 (id {login.id}) was changed"
@@ -535,42 +536,12 @@ async def test_local_verify_names_an_event_added_outside_the_chain(
         # A login nobody made, shaped like one from before chaining, and an organization's.
         await _forge(server, id=0, action="auth.login")
         forged = await _forge(server, id=-1, organization_id=uuid.UUID(tree["org"]["id"]))
-        result = await _kavach("audit", "verify", "--local")
+        result = await run_cli("audit", "verify", "--local")
     assert result.exit_code == 2, result.output
     assert "the audit trail of chain server is broken: event id 0 is not on the chain" in (
         result.stderr
     )
     assert f"chain {tree['org']['id']} is broken: event id {forged} is not on" in result.stderr
-
-
-async def _kavach(*args: str, runtime: Any = None) -> Any:
-    """Run the CLI in a thread (it blocks; the server under test needs this loop)."""
-    from typer.testing import CliRunner
-
-    from kavach.cli.main import app as cli
-
-    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), obj=runtime)
-
-
-class _LoopBridge(httpx.BaseTransport):
-    """Carry the CLI's synchronous requests to the in-process server on the test's loop."""
-
-    def __init__(self, server: InProcessServer, loop: asyncio.AbstractEventLoop) -> None:
-        self.server = server
-        self.loop = loop
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        skip = {"host", "content-length"}
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
-        call = self.server.client.request(
-            request.method,
-            request.url.path,
-            params=request.url.params,
-            headers=headers,
-            content=request.read(),
-        )
-        answer = asyncio.run_coroutine_threadsafe(call, self.loop).result(timeout=60)
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
 
 async def test_the_cli_lists_verifies_and_names_a_tampered_event(
@@ -590,10 +561,10 @@ async def test_the_cli_lists_verifies_and_names_a_tampered_event(
         "COLUMNS": "250",
     }.items():
         monkeypatch.setenv(name, value)
-    runtime = Runtime(transport=_LoopBridge(server, asyncio.get_running_loop()))
+    runtime = Runtime(transport=LoopBridge(server, asyncio.get_running_loop()))
 
     async def kavach(*args: str) -> Any:
-        return await _kavach(*args, runtime=runtime)
+        return await run_cli(*args, runtime=runtime)
 
     intact = await kavach("audit", "verify", "--org", "acme")
     assert intact.exit_code == 0, intact.output

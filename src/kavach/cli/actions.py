@@ -11,6 +11,7 @@ from kavach.cli import render
 from kavach.cli.context import activated, forgotten
 from kavach.cli.errors import ApiError, CliError, ExitCode
 from kavach.cli.resources import Object, Resource
+from kavach.cli.safe_text import neutralize
 
 if TYPE_CHECKING:
     from kavach.cli.app import App
@@ -30,7 +31,8 @@ def confirm(cli: App, action: str, *, yes: bool) -> None:
     if not cli.interactive():
         raise CliError(f"not confirmed: pass --yes to {action} (stdin is not a terminal)")
     # Asked on stderr and read from stdin: stdout is kept for the command's data.
-    typer.echo(f"{action[0].upper()}{action[1:]}? [y/N]: ", nl=False, err=True)
+    question = neutralize(f"{action[0].upper()}{action[1:]}? [y/N]: ")
+    typer.echo(question, nl=False, err=True)
     line = sys.stdin.readline()
     if not line.endswith("\n"):
         typer.echo("", err=True)  # end of input: finish the prompt's line

@@ -77,18 +77,18 @@ class App:
     def out(self) -> Console:
         """Return the console for results (stdout)."""
         if self._out is None:
-            from rich.console import Console
+            from kavach.cli.console import SafeConsole
 
-            self._out = Console(highlight=False)
+            self._out = SafeConsole(highlight=False)
         return self._out
 
     @property
     def err(self) -> Console:
         """Return the console for progress, warnings and errors (stderr)."""
         if self._err is None:
-            from rich.console import Console
+            from kavach.cli.console import SafeConsole
 
-            self._err = Console(stderr=True, highlight=False)
+            self._err = SafeConsole(stderr=True, highlight=False)
         return self._err
 
     @property

@@ -1,68 +1,127 @@
 """The environment `kavach run` gives its command: the caller's plus the secrets.
 
-Secrets never set a reserved variable unless --override-reserved: the ones that say where
-programs and libraries are found and how shells and interpreters start (a secret could
-otherwise run code: LD_PRELOAD, PYTHONSTARTUP, BASH_ENV, NODE_OPTIONS…), who and where the
-user is, and the terminal and locale. RESERVED_NAMES and RESERVED_PREFIXES are the list.
+Anyone who may change an environment's secrets (an editor, or a leaked editor token)
+chooses variable names as well as values, so a secret must not be able to make the
+command, or a program it starts, run code or send traffic elsewhere: `GIT_SSH_COMMAND`
+runs a command on `git fetch`, `GIT_CONFIG_COUNT` with `GIT_CONFIG_KEY_0=core.pager`
+on `git log`, `BASH_ENV='$(…)'` on any bash script, `LD_PRELOAD` in every program. The
+families below (shell-style patterns, case-sensitive) are never set from a secret unless
+the caller opts in: `--allow-env NAME` for one name, `--override-reserved` for all. The
+README's table of families is this table; keep the two the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import translate
 
 from kavach.cli.errors import CliError
 from kavach.formats.common import names_list
 
-RESERVED_NAMES = frozenset(
-    {
-        # who, where, which shell
-        "PATH",
-        "HOME",
-        "SHELL",
-        "USER",
-        "LOGNAME",
-        "PWD",
-        "OLDPWD",
-        "TMPDIR",
-        # terminal, language, time zone
-        "TERM",
-        "LANG",
-        "LANGUAGE",
-        "TZ",
-        # shell start-up and parsing
-        "IFS",
-        "SHLVL",
-        "ENV",
-        "BASH_ENV",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "PS4",
-        "CDPATH",
-        "GLOBIGNORE",
-        # interpreters that load code named in the environment
-        "NODE_OPTIONS",
-        "PERL5OPT",
-        "PERL5LIB",
-        "RUBYOPT",
-        "RUBYLIB",
-        "JAVA_TOOL_OPTIONS",
-    }
+
+@dataclass(frozen=True)
+class Family:
+    """Reserved variables that belong together, and why a secret may not set them."""
+
+    name: str
+    patterns: tuple[str, ...]
+
+
+FAMILIES = (
+    Family(
+        "who and where the user is",
+        ("PATH", "HOME", "SHELL", "USER", "LOGNAME", "PWD", "OLDPWD", "TMPDIR"),
+    ),
+    Family(
+        "terminal, language and time zone",
+        ("TERM", "TERMINFO", "TERMINFO_DIRS", "LANG", "LANGUAGE", "LC_*", "TZ", "NLSPATH"),
+    ),
+    Family(
+        "shell start-up, prompts and history",
+        (
+            *("ENV", "BASH_ENV", "BASH_FUNC_*", "SHELLOPTS", "BASHOPTS", "IFS", "SHLVL"),
+            *("PS0", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND", "CDPATH", "GLOBIGNORE"),
+            *("ZDOTDIR", "FPATH", "INPUTRC", "HISTFILE"),
+        ),
+    ),
+    Family(
+        "the dynamic loader and C library",
+        ("LD_*", "DYLD_*", "GCONV_PATH", "GLIBC_TUNABLES", "OPENSSL_CONF", "OPENSSL_*MODULES"),
+    ),
+    Family("git", ("GIT_*",)),
+    Family(
+        "programs that other programs start",
+        (
+            *("PAGER", "*_PAGER", "MANPAGER", "EDITOR", "*_EDITOR", "VISUAL", "BROWSER"),
+            *("*_ASKPASS", "SSH_ASKPASS_REQUIRE", "LESS", "LESSOPEN", "LESSCLOSE", "LESSEDIT"),
+            *("LESSKEY*", "HGRCPATH", "HGEDITOR"),
+            *("CC", "CXX", "CPP", "MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS"),
+        ),
+    ),
+    Family(
+        "interpreters and build tools",
+        (
+            *("PYTHON*", "PERL5*", "PERLLIB", "PERL_*", "RUBY*", "GEM_HOME", "GEM_PATH"),
+            *("BUNDLE_GEMFILE", "NODE_OPTIONS", "NODE_PATH", "NODE_REPL_EXTERNAL_MODULE"),
+            *("npm_config_*", "NPM_CONFIG_*", "YARN_*", "*JAVA_OPTIONS", "CLASSPATH"),
+            *("LUA_INIT*", "LUA_PATH*", "LUA_CPATH*", "PHPRC", "PHP_INI_SCAN_DIR"),
+            *("TCLLIBPATH", "R_PROFILE*", "R_ENVIRON*", "DOTNET_STARTUP_HOOKS", "CORECLR_*"),
+            *("COR_*", "ERL_AFLAGS", "ERL_ZFLAGS", "ERL_FLAGS", "ERL_LIBS"),
+            *("ELIXIR_ERL_OPTIONS", "GOFLAGS", "RUSTC", "RUSTC_WRAPPER", "CARGO_BUILD_*"),
+            *("CARGO_TARGET_*",),
+        ),
+    ),
+    Family(
+        "proxies, trusted certificates and TLS key logs",
+        (
+            *("*_PROXY", "*_proxy", "SSL_CERT_*", "*_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"),
+            *("NODE_TLS_REJECT_UNAUTHORIZED", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"),
+            *("SSLKEYLOGFILE",),
+        ),
+    ),
+    Family("Kavach's own settings", ("KAVACH_*",)),
 )
-RESERVED_PREFIXES = ("LD_", "DYLD_", "LC_", "PYTHON", "KAVACH_", "BASH_FUNC_")
+
+_PATTERNS = [
+    (family, re.compile("|".join(translate(pattern) for pattern in family.patterns)))
+    for family in FAMILIES
+]
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def reserved_family(name: str) -> Family | None:
+    """Return the family that reserves `name`, or None when secrets may set it."""
+    for family, pattern in _PATTERNS:
+        if pattern.match(name):
+            return family
+    return None
 
 
 def is_reserved(name: str) -> bool:
-    """Tell whether secrets leave `name` alone unless --override-reserved."""
-    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+    """Tell whether secrets leave `name` alone unless the caller opts in."""
+    return reserved_family(name) is not None
+
+
+def allowed_names(names: Iterable[str]) -> frozenset[str]:
+    """Return the --allow-env names, refusing patterns and anything not a variable name."""
+    allowed = frozenset(names)
+    bad = sorted(name for name in allowed if not NAME.fullmatch(name))
+    if bad:
+        raise CliError(
+            f"--allow-env takes variable names, one per option, not patterns: {', '.join(bad)}"
+        )
+    return allowed
 
 
 @dataclass
 class ChildEnv:
-    """The environment for the command, and which secrets were left out and why."""
+    """The environment for the command, and which secrets were treated specially and why."""
 
     env: dict[str, str]
     skipped_reserved: list[str] = field(default_factory=list)
+    set_reserved: list[str] = field(default_factory=list)
     kept_existing: list[str] = field(default_factory=list)
 
 
@@ -70,10 +129,11 @@ def build_env(
     base: Mapping[str, str],
     secrets: Mapping[str, str],
     *,
+    allow: frozenset[str] = frozenset(),
     override_reserved: bool = False,
     preserve_env: bool = False,
 ) -> ChildEnv:
-    """Return `base` with `secrets` added: reserved names skipped, existing ones kept if asked."""
+    """Return `base` with `secrets` added: reserved names if allowed, existing kept if asked."""
     with_nul = [name for name, value in secrets.items() if "\0" in value]
     if with_nul:
         raise CliError(
@@ -82,12 +142,15 @@ def build_env(
         )
     built = ChildEnv(dict(base))
     for name, value in secrets.items():
-        if is_reserved(name) and not override_reserved:
+        reserved = is_reserved(name)
+        if reserved and not (override_reserved or name in allow):
             built.skipped_reserved.append(name)
         elif preserve_env and name in base:
             built.kept_existing.append(name)
         else:
             built.env[name] = value
-    built.skipped_reserved.sort()
-    built.kept_existing.sort()
+            if reserved:
+                built.set_reserved.append(name)
+    for names in (built.skipped_reserved, built.set_reserved, built.kept_existing):
+        names.sort()
     return built

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -10,7 +10,7 @@ import httpx
 
 from kavach import __version__
 from kavach.cli.credentials import Credentials
-from kavach.cli.errors import ApiError, NetworkError, NotLoggedIn
+from kavach.cli.errors import ApiError, CliError, NetworkError, NotLoggedIn
 from kavach.cli.session import Session
 
 API_PREFIX = "/api/v1"
@@ -18,8 +18,29 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 USER_AGENT = f"kavach-cli/{__version__}"
 # The only answer a refresh can fix; other 401s (revoked, invalid) need a new login.
 REFRESHABLE = "token_expired"
+REDACTED = "[redacted]"
 
 Params = Mapping[str, Any] | None
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Return `text` with each of `secrets` replaced by REDACTED."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _shown_cause(exc: BaseException, secrets: Iterable[str | None]) -> BaseException | None:
+    """Return `exc` to chain as a cause (--verbose prints it), or None if any link quotes a
+    secret."""
+    hidden = [secret for secret in secrets if secret]
+    link: BaseException | None = exc
+    while link is not None:
+        if any(secret in str(link) for secret in hidden):
+            return None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def _body(response: httpx.Response) -> Any:
@@ -43,8 +64,12 @@ def _retry_after(response: httpx.Response, data: Any) -> float | None:
     return None
 
 
-def decode(response: httpx.Response) -> Any:
-    """Return the envelope's data, or raise ApiError for an error or non-envelope answer."""
+def decode(response: httpx.Response, hide: Iterable[str | None] = ()) -> Any:
+    """Return the envelope's data, or raise ApiError for an error or non-envelope answer.
+
+    The error message never holds any of `hide` (the credentials the request carried),
+    even from a proxy that echoes requests back.
+    """
     status = response.status_code
     body = _body(response)
     if not isinstance(body, dict) or "success" not in body:
@@ -56,7 +81,7 @@ def decode(response: httpx.Response) -> Any:
     raise ApiError(
         status,
         str(body.get("error_code") or "error"),
-        str(body.get("error") or response.reason_phrase or "request failed"),
+        redact(str(body.get("error") or response.reason_phrase or "request failed"), hide),
         data,
         retry_after=_retry_after(response, data),
     )
@@ -116,21 +141,31 @@ class ApiClient:
         return self.request("DELETE", path, params=params, auth=auth)
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: Params = None, auth: bool = True
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Params = None,
+        auth: bool = True,
+        hide: tuple[str, ...] = (),
     ) -> Any:
-        """Send a request to API_PREFIX + `path`; `auth` requires a login and sends the token."""
+        """Send a request to API_PREFIX + `path`; `auth` requires a login and sends the token.
+
+        `hide` names credentials in the body, kept out of any error message like the token.
+        """
         token = self._token() if auth else None
         url = API_PREFIX + path
-        response = self._transmit(method, url, json=json, params=params, token=token)
+        response = self._transmit(method, url, json=json, params=params, token=token, hide=hide)
         session = self.session
         if token is not None and session is not None and self._is_expired_answer(response):
             token = session.refresh(self._exchange)
-            response = self._transmit(method, url, json=json, params=params, token=token)
-        return decode(response)
+            response = self._transmit(method, url, json=json, params=params, token=token, hide=hide)
+        return decode(response, (token, *hide))
 
     def health(self) -> tuple[int, Any]:
         """GET /healthz (plain JSON, no envelope) and return its status code and body."""
-        response = self._transmit("GET", "/healthz", json=None, params=None, token=None)
+        response = self._transmit("GET", "/healthz", json=None, params=None, token=None, hide=())
         return response.status_code, _body(response)
 
     def _token(self) -> str:
@@ -149,7 +184,9 @@ class ApiClient:
         """Trade `refresh_token` for a new pair (called by Session.refresh, under its lock)."""
         held = self.session.credentials() if self.session else None
         try:
-            data = self.post("/auth/refresh", {"refresh_token": refresh_token}, auth=False)
+            body = {"refresh_token": refresh_token}
+            hide = (refresh_token,)
+            data = self.request("POST", "/auth/refresh", json=body, auth=False, hide=hide)
         except ApiError as exc:
             if exc.status in (400, 401):
                 message = "your session has ended; run `kavach login`"
@@ -158,7 +195,14 @@ class ApiClient:
         return Credentials.from_token_response(data, user=held.user if held else None)
 
     def _transmit(
-        self, method: str, url: str, *, json: Any, params: Params, token: str | None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        params: Params,
+        token: str | None,
+        hide: tuple[str, ...] = (),
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         if self._log:
@@ -166,9 +210,17 @@ class ApiClient:
         try:
             response = self._http.request(method, url, json=json, params=params, headers=headers)
         except httpx.TimeoutException as exc:
-            raise NetworkError(f"{self.server} did not answer in time") from exc
+            cause = _shown_cause(exc, (token, *hide))
+            raise NetworkError(f"{self.server} did not answer in time") from cause
+        except httpx.LocalProtocolError:
+            # The request itself could not be written (its text may quote a header): not the
+            # network's fault, and nothing of it is shown, not even with --verbose.
+            message = f"the request to {self.server} could not be sent (malformed request)"
+            raise CliError(message) from None
         except httpx.RequestError as exc:
-            raise NetworkError(f"cannot reach {self.server}: {exc}") from exc
+            detail = redact(str(exc), (token, *hide))
+            cause = _shown_cause(exc, (token, *hide))
+            raise NetworkError(f"cannot reach {self.server}: {detail}") from cause
         if self._log:
             self._log(f"{method} {self.server}{url} -> {response.status_code}")
         return response

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kavach.cli.config import atomic_write, ensure_private_dir
-from kavach.cli.errors import CliError
+from kavach.cli.errors import CliError, NotLoggedIn
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -23,6 +23,30 @@ LOCK_FILE = "credentials.lock"
 LOCK_TIMEOUT = 60.0
 
 StoreMode = Literal["auto", "keyring", "file"]
+# Every token the server issues (JWTs, kvt_ and refresh tokens) is visible ASCII only.
+TOKEN_CHARACTERS = frozenset(chr(point) for point in range(0x21, 0x7F))
+
+
+def well_formed(token: str) -> bool:
+    """Tell whether `token` could be sent in an Authorization header as it is."""
+    return bool(token) and all(char in TOKEN_CHARACTERS for char in token)
+
+
+def clean_token(raw: str, source: str, hint: str) -> str:
+    """Return `raw` without surrounding whitespace; refuse it if anything else is wrong.
+
+    The message names `source` (where the token came from) and ends with `hint` (what to
+    do); it never repeats the token. A newline or space copied along with a token is
+    dropped, but one with characters no token has inside it is most likely something else
+    pasted by mistake, and is not sent anywhere.
+    """
+    token = raw.strip()
+    if not well_formed(token):
+        raise NotLoggedIn(
+            f"{source} is not a valid token (it holds spaces, control or non-ASCII "
+            f"characters); {hint}"
+        )
+    return token
 
 
 @dataclass(frozen=True)
@@ -68,7 +92,13 @@ class Credentials:
             raise CliError("stored credentials are unreadable; run `kavach login` again") from exc
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
-        return cls(access, refresh, expires_at, cast(dict[str, Any], user))
+        again = "run `kavach login` again"
+        return cls(
+            clean_token(access, "the stored access token", again),
+            clean_token(refresh, "the stored refresh token", again),
+            expires_at,
+            cast(dict[str, Any], user),
+        )
 
     @classmethod
     def from_token_response(
@@ -80,6 +110,9 @@ class Credentials:
             access, refresh = data["access_token"], data["refresh_token"]
             if not (isinstance(access, str) and isinstance(refresh, str)):
                 raise TypeError("tokens must be strings")
+            access, refresh = access.strip(), refresh.strip()
+            if not (well_formed(access) and well_formed(refresh)):
+                raise ValueError("a token holds characters no token has")
         except (KeyError, TypeError, ValueError) as exc:
             raise CliError("the server's token answer is malformed") from exc
         answered_user = data.get("user")
@@ -234,5 +267,6 @@ class CredentialStore:
     def _keyring_failed(self, exc: Exception) -> None:
         """Fall back to the file in auto mode; fail when the keyring was asked for."""
         if self.mode == "keyring":
-            raise CliError(f"the OS keyring failed ({type(exc).__name__})") from exc
+            # Not chained: a backend's error may quote what it was given (--verbose shows it).
+            raise CliError(f"the OS keyring failed ({type(exc).__name__})") from None
         self._keyring = None

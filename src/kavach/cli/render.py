@@ -1,8 +1,11 @@
-"""Output: tables for people, JSON with --json, and the one-line error report."""
+"""Output: tables for people, JSON with --json, and the one-line error report.
+
+Everything shown goes through the App's consoles (console.SafeConsole), literal() or
+safe_text, so text from a server or a file never reaches a terminal as control characters.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from kavach.cli.safe_text import dumps, neutralize
+
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from kavach.cli.app import App
 
 MASK = "••••••"  # fixed width, so the mask does not reveal a value's length
@@ -52,9 +59,16 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def literal(text: str) -> Text:
+    """Return `text` as Text shown as it is: never read as rich markup, controls escaped."""
+    from rich.text import Text
+
+    return Text(neutralize(text))
+
+
 def print_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout, unstyled so it pipes into jq."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(dumps(data) + "\n")
     sys.stdout.flush()
 
 
@@ -75,7 +89,6 @@ def table(
         app.err.print(empty, markup=False)
         return
     from rich.table import Table
-    from rich.text import Text
 
     grid = Table(title=title, header_style="bold", title_justify="left")
     if mark is not None:
@@ -84,9 +97,9 @@ def table(
         grid.add_column(header, overflow="fold")
     for row in rows:
         # Text, not str: values like "[red]" are data, not rich markup.
-        cells = [Text(cell(row.get(key))) for key, _ in columns]
+        cells = [literal(cell(row.get(key))) for key, _ in columns]
         if mark is not None:
-            cells.insert(0, Text(ACTIVE_MARK if row.get(mark) else ""))
+            cells.insert(0, literal(ACTIVE_MARK if row.get(mark) else ""))
         grid.add_row(*cells)
     app.out.print(grid)
 
@@ -104,13 +117,12 @@ def when(value: Any) -> Any:
 def fields(app: App, pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
     """Print label/value pairs as a two-column table without a header."""
     from rich.table import Table
-    from rich.text import Text
 
     grid = Table(title=title, show_header=False, box=None, title_justify="left")
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for label, value in pairs:
-        grid.add_row(label, Text(cell(value)))
+        grid.add_row(label, literal(cell(value)))
     app.out.print(grid)
 
 
@@ -136,6 +148,6 @@ def warn(app: App, message: str) -> None:
 def error(exc: BaseException, *, verbose: bool = False, message: str | None = None) -> None:
     """Report `exc` (or `message` about it) as ONE line on stderr; the traceback with --verbose."""
     if verbose:
-        sys.stderr.write("".join(traceback.format_exception(exc)))
-    line = " ".join((message or str(exc)).split()) or type(exc).__name__
+        sys.stderr.write(neutralize("".join(traceback.format_exception(exc))))
+    line = neutralize(" ".join((message or str(exc)).split())) or type(exc).__name__
     typer.secho(f"Error: {line}", err=True, fg="red")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kavach.cli.credentials import Credentials, CredentialStore
+from kavach.cli.credentials import TOKEN_ENV, Credentials, CredentialStore, clean_token
 from kavach.cli.errors import NotLoggedIn
 
 
@@ -14,7 +14,11 @@ class Session:
     def __init__(self, server: str, store: CredentialStore, *, env_token: str | None = None):
         self.server = server
         self.store = store
-        self.env_token = env_token or None
+        # Empty or blank counts as unset; surrounding whitespace (a newline from a file or
+        # `echo`) is dropped; anything else wrong is refused before it is sent anywhere.
+        token = (env_token or "").strip()
+        hint = f"set {TOKEN_ENV} to the token alone"
+        self.env_token = clean_token(token, TOKEN_ENV, hint) if token else None
         self._held: Credentials | None = None
         self._loaded = False
 

@@ -97,3 +97,41 @@ def test_when_parses_iso_timestamps_only() -> None:
     assert render.cell(render.when("2025-01-02T03:04:05.678Z")) == "2025-01-02T03:04:05+00:00"
     assert render.when("soon") == "soon"
     assert render.when(None) is None
+
+
+HOSTILE = "a\x1b]0;pwned\x07\x1b[2J\x9b1m\u202eb\u2066c\x7fd\re"
+ESCAPED = "a\\x1b]0;pwned\\x07\\x1b[2J\\x9b1m\\u202eb\\u2066c\\x7fd\\x0de"
+
+
+def test_everything_printed_shows_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    app = App(home=tmp_path, verbose=True)
+    render.table(app, [{"name": HOSTILE}], [("name", HOSTILE)], title=HOSTILE)
+    render.fields(app, [(HOSTILE, HOSTILE)], title=HOSTILE)
+    app.out.print(HOSTILE, markup=False, soft_wrap=True)
+    render.note(app, HOSTILE)
+    render.warn(app, HOSTILE)
+    app.log(HOSTILE)
+    render.error(ApiError(409, "conflict", HOSTILE), verbose=True)
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert not set(stream) & set(HOSTILE) - set("abcde]0;pwned[2J1m")
+    assert captured.out.count(ESCAPED) == 7  # titles, header, cells, label, plain line
+    assert captured.err.count(ESCAPED) == 4  # note, warn, log and the traceback
+    # One line: the carriage return, being whitespace, became a space there.
+    one_line = ESCAPED.replace("\\x0d", " ")
+    assert captured.err.endswith(f"Error: {one_line} (conflict)\n")
+
+
+def test_json_spells_control_characters_as_escapes_and_keeps_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = {HOSTILE: [HOSTILE, "\U000e0041\u200b\ud800"], "plain": "é 😀\n"}
+    render.print_json(data)
+    out = capsys.readouterr().out
+    assert json.loads(out) == data
+    assert out.isascii() is False  # é and 😀 stay as they are
+    assert not {"\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\x7f", "\r", "\u200b"} & set(out)
+    assert "\\udb40\\udc41" in out  # a tag character, as a surrogate pair

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kavach.cli.child_env import build_env, is_reserved
+from kavach.cli.child_env import allowed_names, build_env, is_reserved
 from kavach.cli.credentials import CredentialStore
 from kavach.cli.errors import CliError
 from kavach.cli.process import run_child
@@ -68,10 +68,16 @@ def test_secrets_reach_the_child_and_reserved_names_do_not(
     assert env["PATH"] == os.environ["PATH"]
     assert env["HOME"] == os.environ["HOME"]
     assert "LD_PRELOAD" not in env and "PYTHONSTARTUP" not in env and "KAVACH_TOKEN" not in env
-    assert result.stderr == (
-        "Warning: not set, reserved: HOME, KAVACH_TOKEN, LD_PRELOAD, PATH, PYTHONSTARTUP "
-        "(--override-reserved sets them anyway)\n"
-    )
+    assert result.stderr.splitlines() == [
+        f"Warning: {name} not set: reserved ({family}); --allow-env {name} sets it"
+        for name, family in [
+            ("HOME", "who and where the user is"),
+            ("KAVACH_TOKEN", "Kavach's own settings"),
+            ("LD_PRELOAD", "the dynamic loader and C library"),
+            ("PATH", "who and where the user is"),
+            ("PYTHONSTARTUP", "interpreters and build tools"),
+        ]
+    ]
     assert "hunter2" not in result.output
     # One request per level of the name, then the secrets.
     assert [path for _, path, _, _ in api.requests()] == [
@@ -93,7 +99,10 @@ def test_override_reserved_and_preserve_env(
 
     result = invoke(["run", "--override-reserved", "--", PYTHON, "-c", DUMP, str(out)])
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
+    assert result.stderr.splitlines() == [
+        "Note: reserved LD_KAVACH set from a secret",
+        "Note: reserved TZ set from a secret",
+    ]
     env = dumped(out)
     assert (env["TZ"], env["LD_KAVACH"], env["EXISTING"]) == ("Asia/Kolkata", "x", "secret")
 
@@ -111,6 +120,17 @@ def test_reserved_list() -> None:
         assert is_reserved(name)
     for name in ("API_KEY", "DATABASE_URL", "HOMEPAGE", "PATH_PREFIX", "USERNAME", "LDAP_URL"):
         assert not is_reserved(name)
+
+
+def test_families_reserve_code_running_names_and_allow_names_one_by_one() -> None:
+    secrets = {"GIT_SSH_COMMAND": "x", "GIT_CONFIG_COUNT": "1", "http_proxy": "x", "A": "1"}
+    built = build_env({"GIT_SSH_COMMAND": "mine"}, secrets, allow=allowed_names(["http_proxy"]))
+    assert built.skipped_reserved == ["GIT_CONFIG_COUNT", "GIT_SSH_COMMAND"]
+    assert built.set_reserved == ["http_proxy"]
+    assert built.env == {"GIT_SSH_COMMAND": "mine", "http_proxy": "x", "A": "1"}
+    for bad in ("GIT_*", "*", "A B", "", "1X"):
+        with pytest.raises(CliError, match="--allow-env takes variable names"):
+            allowed_names([bad])
 
 
 def test_a_nul_character_cannot_go_into_an_environment() -> None:

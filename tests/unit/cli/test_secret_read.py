@@ -105,9 +105,15 @@ def test_details_masks_unless_reveal(api: FakeApi, invoke: Invoke, prod: Node) -
     assert data["message"] == "init"
 
 
-@pytest.mark.parametrize(("terminal", "end"), [(False, ""), (True, "\n")])
+@pytest.mark.parametrize(
+    ("terminal", "shown"),
+    [
+        (False, "multi\nline\r\n value "),  # exactly, into a pipe or file
+        (True, "multi\nline\\x0d\n value \n"),  # on a terminal: escaped, and a newline
+    ],
+)
 def test_get_prints_the_raw_value(
-    api: FakeApi, invoke: Invoke, clock: FakeClock, prod: Node, terminal: bool, end: str
+    api: FakeApi, invoke: Invoke, clock: FakeClock, prod: Node, terminal: bool, shown: str
 ) -> None:
     value = "multi\nline\r\n value "
     api.secrets.commit(prod, {"CERT": value, "OTHER": "x"})
@@ -121,7 +127,7 @@ def test_get_prints_the_raw_value(
     result = invoke(["--verbose", "secret", "get", "CERT"], runtime=runtime)
 
     assert result.exit_code == 0, result.output
-    assert result.stdout_bytes == (value + end).encode()
+    assert result.stdout_bytes == shown.encode()
     assert value not in result.stderr  # --verbose logs requests, never values
     assert f"GET http://kavach.test/api/v1/environments/{prod.id}/secrets" in result.stderr
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
 from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption
+from kavach.cli.safe_text import neutralize
+
+if TYPE_CHECKING:
+    from kavach.cli.child_env import ChildEnv
 
 app = typer.Typer()
 
@@ -39,15 +43,36 @@ OverrideFlag = Annotated[
     bool,
     typer.Option(
         "--override-reserved",
-        help="Let secrets set reserved variables too (PATH, HOME, LD_*, PYTHON*…).",
+        help="Let secrets set every reserved variable (PATH, GIT_*, LD_*…); each is named.",
+    ),
+]
+AllowEnvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-env",
+        help="Let secrets set this one reserved variable (a name, not a pattern; repeatable).",
+        metavar="NAME",
+        show_default=False,
     ),
 ]
 
 
 def _stderr(line: str) -> None:
-    # Plain stderr, not rich: `kavach run` must start fast.
-    sys.stderr.write(line + "\n")
+    # Plain stderr, not rich: `kavach run` must start fast. Names come from the server.
+    sys.stderr.write(neutralize(line) + "\n")
     sys.stderr.flush()
+
+
+def _report(built: ChildEnv) -> None:
+    """Name each secret treated as reserved; never a value."""
+    from kavach.cli.child_env import reserved_family
+
+    for name in built.skipped_reserved:
+        family = reserved_family(name)
+        why = family.name if family else "reserved"
+        _stderr(f"Warning: {name} not set: reserved ({why}); --allow-env {name} sets it")
+    for name in built.set_reserved:
+        _stderr(f"Note: reserved {name} set from a secret")
 
 
 def _argv(command: list[str], line: str | None) -> list[str]:
@@ -64,11 +89,13 @@ HELP = (
     "Run a command with the secrets as environment variables; exit with its status.\n\n"
     "Standard input, output and error are the command's own. SIGINT, SIGTERM, SIGHUP and "
     "SIGQUIT sent to kavach are passed on to it; the exit status is the command's, 128+N "
-    "when signal N killed it. Secrets never replace reserved variables (PATH, HOME, SHELL, "
-    "USER, LOGNAME, PWD, OLDPWD, TMPDIR, TERM, LANG, LANGUAGE, TZ, IFS, SHLVL, ENV, BASH_ENV, "
-    "SHELLOPTS, BASHOPTS, PS4, CDPATH, GLOBIGNORE, NODE_OPTIONS, PERL5OPT, PERL5LIB, RUBYOPT, "
-    "RUBYLIB, JAVA_TOOL_OPTIONS and every LD_*, DYLD_*, LC_*, PYTHON*, KAVACH_*, BASH_FUNC_*) "
-    "unless --override-reserved."
+    "when signal N killed it.\n\n"
+    "Secrets never set reserved variables: those that make programs run code, load "
+    "libraries, use a proxy or trust other certificates, or that say who and where the "
+    "user is (PATH, HOME, every GIT_*, LD_*, DYLD_*, PYTHON*, PERL5*, RUBY*, *JAVA_OPTIONS, "
+    "*_PROXY, SSL_CERT_*, BASH_ENV, ENV, PROMPT_COMMAND, PAGER, EDITOR, KAVACH_* and more: "
+    "the README lists every family). Each one skipped is named on stderr. "
+    "--allow-env NAME sets one anyway; --override-reserved sets them all."
 )
 
 
@@ -84,29 +111,33 @@ def run(
     version: VersionOption = None,
     preserve_env: PreserveFlag = False,
     override_reserved: OverrideFlag = False,
+    allow_env: AllowEnvOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
 ) -> None:
     """Run a command with the secrets as environment variables; exit with its status."""
     from kavach.cli import secrets_api
-    from kavach.cli.child_env import build_env
+    from kavach.cli.child_env import allowed_names, build_env
     from kavach.cli.process import SpawnError, run_child
     from kavach.cli.target import resolve_target
 
     cli = get_app(ctx)
     argv = _argv(command or [], shell_line)
+    allow = allowed_names(allow_env or [])
     if version is not None:
         secrets_api.check_version_id(version)
     target = resolve_target(cli, org, group, env)
     _, values = secrets_api.read(cli.client, target, version)
     cli.close()  # the connection is not needed while the command runs
     built = build_env(
-        os.environ, values, override_reserved=override_reserved, preserve_env=preserve_env
+        os.environ,
+        values,
+        allow=allow,
+        override_reserved=override_reserved,
+        preserve_env=preserve_env,
     )
-    if built.skipped_reserved:
-        names = ", ".join(built.skipped_reserved)
-        _stderr(f"Warning: not set, reserved: {names} (--override-reserved sets them anyway)")
+    _report(built)
     if built.kept_existing:
         cli.log(f"kept the existing values of {', '.join(built.kept_existing)} (--preserve-env)")
     try:

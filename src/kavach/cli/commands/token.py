@@ -11,6 +11,7 @@ import typer
 from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_env
+from kavach.cli.credentials import well_formed
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
 from kavach.cli.resources import Object, Resource, expect_list, expect_object, load_env, segment
@@ -112,8 +113,9 @@ def create(
         body["expires_in"] = expires_in
     created = expect_object(cli.client.post(f"{target.path}/tokens", body))
     secret = created.get("token")
-    if not isinstance(secret, str) or not secret:
-        raise CliError("the server created the token but sent no token value; revoke it")
+    if not isinstance(secret, str) or not well_formed(secret):
+        # Printed alone below for `$(…)`: anything but a token's characters is refused.
+        raise CliError("the server created the token but sent no valid token value; revoke it")
     expires = render.cell(render.when(created.get("expires_at")))
     render.note(cli, f"Created {role} token {name!r} for {target.label}, expiring {expires}.")
     render.warn(cli, "copy the token now: it will not be shown again.")

@@ -12,6 +12,7 @@ from kavach.cli import actions, render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption
+from kavach.cli.safe_text import neutralize
 from kavach.cli.target import resolve_target
 from kavach.formats.common import FormatError, is_secret_name
 
@@ -41,7 +42,7 @@ def get(
     group: GroupOption = None,
     env: EnvOption = None,
 ) -> None:
-    """Print one secret's value exactly (a newline is added only on a terminal)."""
+    """Print one secret's value exactly (on a terminal: escaped control characters, a newline)."""
     cli = get_app(ctx)
     if not is_secret_name(name):
         raise CliError(f"{name!r} is not a valid secret name")
@@ -49,12 +50,18 @@ def get(
     summary, values = secrets_api.read(cli.client, target, secrets_api.optional_version_id(version))
     if name not in values:
         raise NotFound(f"{name} is not set in {target.label} ({secrets_api.label(summary)})")
-    text = values[name] + ("\n" if cli.stdout_is_terminal() else "")
-    write_stdout(text)
+    terminal = cli.stdout_is_terminal()
+    write_stdout(values[name] + ("\n" if terminal else ""), terminal=terminal)
 
 
-def write_stdout(text: str) -> None:
-    """Write `text` to stdout as UTF-8, byte for byte (no newline translation)."""
+def write_stdout(text: str, *, terminal: bool) -> None:
+    """Write `text` to stdout as UTF-8, byte for byte (no newline translation).
+
+    On a terminal, characters it would act on are shown escaped instead (safe_text): a
+    person reads it there, and a value must not be able to rewrite their screen.
+    """
+    if terminal:
+        text = neutralize(text)
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is not None:
         sys.stdout.flush()
@@ -110,7 +117,7 @@ def export(
                 "expands unless read with interpolate=False (bash does not expand them).",
             )
     if output is None:
-        write_stdout(text)
+        write_stdout(text, terminal=cli.stdout_is_terminal())
         return
     from kavach.cli.files import write_private
 
