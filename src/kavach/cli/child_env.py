@@ -74,6 +74,18 @@ FAMILIES = (
         ),
     ),
     Family(
+        "compiler and launcher options, package and toolchain sources",
+        (
+            *("CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "OBJCFLAGS", "FFLAGS"),
+            *("RUSTFLAGS", "RUSTDOCFLAGS", "CARGO_ENCODED_RUSTFLAGS", "JAVA_OPTS"),
+            *("JAVA_TOOL_OPTIONS", "MAVEN_OPTS", "GRADLE_OPTS", "SBT_OPTS", "ANT_OPTS"),
+            *("CATALINA_OPTS", "GOPROXY", "GOSUMDB", "GONOSUMDB", "GONOSUMCHECK"),
+            *("GONOPROXY", "GOPRIVATE", "GOINSECURE", "GOTOOLCHAIN", "GOENV", "PIP_*"),
+            *("UV_*", "POETRY_*", "*_RSH", "RSYNC_CONNECT_PROG", "SVN_SSH", "MANOPT"),
+            *("DOCKER_HOST",),
+        ),
+    ),
+    Family(
         "proxies, trusted certificates and TLS key logs",
         (
             *("*_PROXY", "*_proxy", "SSL_CERT_*", "*_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"),

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod, RenderableType
+from rich.text import Text
 
 from kavach.cli.safe_text import neutralize
 
 if TYPE_CHECKING:
+    from rich.status import Status
     from rich.style import Style
-    from rich.text import Text
 
 
 class SafeConsole(Console):
@@ -18,8 +19,15 @@ class SafeConsole(Console):
 
     rich turns every string it prints into Text through render_str (plain lines, table
     cells and titles, log lines), so escaping there covers all of them; Text objects made
-    elsewhere must come from render.literal.
+    elsewhere must come from render.literal. A spinner's text is the exception rich makes
+    (it is read as markup, not through render_str), so status escapes its own.
     """
+
+    def status(self, status: RenderableType, **kwargs: Any) -> Status:
+        """Show a spinner whose text is escaped and never read as markup."""
+        if isinstance(status, str):
+            status = Text(neutralize(status))
+        return super().status(status, **kwargs)
 
     def render_str(
         self,

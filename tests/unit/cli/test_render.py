@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from kavach.cli import render
 from kavach.cli.app import App
+from kavach.cli.console import SafeConsole
 from kavach.cli.errors import ApiError
 
 
@@ -135,3 +137,15 @@ def test_json_spells_control_characters_as_escapes_and_keeps_them(
     assert out.isascii() is False  # é and 😀 stay as they are
     assert not {"\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\x7f", "\r", "\u200b"} & set(out)
     assert "\\udb40\\udc41" in out  # a tag character, as a surrogate pair
+
+
+def test_a_spinner_shows_its_text_escaped_and_not_as_markup() -> None:
+    out = io.StringIO()
+    console = SafeConsole(file=out, force_terminal=True, width=300)
+    with console.status(f"Syncing to [link=https://x.test]{HOSTILE}[/link]"):
+        pass
+    shown = out.getvalue()
+    assert ESCAPED in shown
+    assert "\x1b]0;pwned" not in shown
+    assert "\x1b]8;" not in shown  # no hyperlink from the markup
+    assert "[link=https://x.test]" in shown

@@ -122,6 +122,22 @@ def test_reserved_list() -> None:
         assert not is_reserved(name)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Each makes a common tool run a command or fetch code it did not ask for.
+        *("CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "RUSTFLAGS", "JAVA_OPTS"),
+        *("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "MAVEN_OPTS"),
+        *("GRADLE_OPTS", "SBT_OPTS", "GOPROXY", "GOSUMDB", "GOTOOLCHAIN", "GOFLAGS"),
+        *("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "RSYNC_RSH", "CVS_RSH"),
+        *("RSYNC_CONNECT_PROG", "SVN_SSH", "MANOPT", "DOCKER_HOST"),
+    ],
+)
+def test_build_and_package_tool_hooks_are_reserved(name: str) -> None:
+    assert is_reserved(name)
+    assert not is_reserved(f"MY_{name}X")
+
+
 def test_families_reserve_code_running_names_and_allow_names_one_by_one() -> None:
     secrets = {"GIT_SSH_COMMAND": "x", "GIT_CONFIG_COUNT": "1", "http_proxy": "x", "A": "1"}
     built = build_env({"GIT_SSH_COMMAND": "mine"}, secrets, allow=allowed_names(["http_proxy"]))

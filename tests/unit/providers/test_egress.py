@@ -26,6 +26,7 @@ from kavach.server.settings import Mode, Settings
         "fe80::1",
         "fe80::1%eth0",
         "fc00::1",
+        "fec0::1",  # site-local, deprecated
         "fd12:3456::1",
         "ff02::1",
         "::ffff:127.0.0.1",

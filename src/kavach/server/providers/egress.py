@@ -55,6 +55,8 @@ def is_public(address: str) -> bool:
         inner = _embedded_ipv4(parsed)
         if inner is not None and not is_public(str(inner)):
             return False
+        if parsed.is_site_local:  # fec0::/10: deprecated, still routed inside some networks
+            return False
     return parsed.is_global and not (
         parsed.is_multicast
         or parsed.is_reserved
