@@ -403,7 +403,7 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
     echoed = alice.run("run", "--", "sh", "-c", 'printf %s "$PATH"')
     assert _ok(echoed) == alice.env()["PATH"]
     assert echoed.stderr == (
-        "Warning: not set, reserved: PATH (--override-reserved sets them anyway)\n"
+        "Warning: PATH not set: reserved (who and where the user is); --allow-env PATH sets it\n"
     )
 
     # dotenv: values no quoting carries for both readers are refused, by name.
