@@ -27,6 +27,7 @@ from kavach.server.db.migrate import (
     without_foreign_keys,
 )
 from kavach.server.db.registry import metadata
+from kavach.server.errors import ConfigurationError
 from tests.conftest import POSTGRES_ADMIN_URL, InProcessServer, make_settings
 from tests.integration.test_access_cache import _setup
 from tests.integration.test_resources import user
@@ -211,3 +212,29 @@ async def test_touching_a_session_expiry_moves_the_epoch_only_before_0011(
     finally:  # the database is shared with later tests: leave it at head
         await migrate(engine, settings)
     assert await moved_by_touching_the_expiry() is False
+
+
+async def test_a_database_a_newer_release_migrated_is_refused_and_not_ready(
+    server: InProcessServer,
+) -> None:
+    engine, settings = server.runtime.engine, server.runtime.settings
+    (head,) = (await _scalars(engine, "SELECT version_num FROM alembic_version"))[0]
+    newer = "UPDATE alembic_version SET version_num = :revision"
+    async with engine.begin() as connection:
+        await connection.execute(text(newer), {"revision": "9999"})
+    try:
+        with pytest.raises(ConfigurationError, match="revision 9999, newer than this release"):
+            await migrate(engine, settings)
+        detailed = await server.client.get("/healthz/detailed")
+        assert detailed.status_code == 503
+        assert detailed.json()["migrations"]["newer_than_code"] is True
+    finally:  # the database is shared with later tests: leave it at head
+        async with engine.begin() as connection:
+            await connection.execute(text(newer), {"revision": head})
+    assert (await migrate(engine, settings)).current == (head,)
+    assert (await server.client.get("/healthz/detailed")).json()["migrations"] == {
+        "current": [head],
+        "head": [head],
+        "at_head": True,
+        "newer_than_code": False,
+    }

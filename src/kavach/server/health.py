@@ -55,6 +55,8 @@ async def healthz_detailed(runtime: RuntimeDep) -> JSONResponse:
             "current": list(state.current),
             "head": list(state.head),
             "at_head": state.at_head,
+            # An older instance left running after a newer release migrated: not ready.
+            "newer_than_code": state.newer_than_code,
         }
     except Exception as exc:  # any failure to reach the database means "degraded"
         healthy = False

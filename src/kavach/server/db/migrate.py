@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kavach.server.datadir import private_data_dir
+from kavach.server.errors import ConfigurationError
 from kavach.server.settings import Settings
 
 # An arbitrary constant: the pg_advisory lock id that serialises migrations.
@@ -28,11 +29,18 @@ class MigrationState:
 
     current: tuple[str, ...]
     head: tuple[str, ...]
+    # Applied revisions this code does not ship: a newer release migrated the database.
+    unknown: tuple[str, ...] = ()
 
     @property
     def at_head(self) -> bool:
         """Say whether the database is fully migrated."""
         return set(self.current) == set(self.head)
+
+    @property
+    def newer_than_code(self) -> bool:
+        """Say whether a newer release has migrated the database past this code."""
+        return bool(self.unknown)
 
 
 def alembic_config() -> Config:
@@ -42,7 +50,19 @@ def alembic_config() -> Config:
     return config
 
 
+def _refuse_newer(state: MigrationState) -> None:
+    """Stop an older release from touching a database a newer one has migrated."""
+    if state.newer_than_code:
+        raise ConfigurationError(
+            f"the database is at revision {', '.join(state.unknown)}, newer than this "
+            f"release knows (its latest is {', '.join(state.head)}): a newer release has "
+            "upgraded it. Run that release; migrations only go forward, so going back means "
+            "restoring the backup taken before the upgrade"
+        )
+
+
 def _upgrade(connection: Connection) -> None:
+    _refuse_newer(_state(connection))
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
@@ -68,8 +88,10 @@ def without_foreign_keys(connection: Connection) -> None:
 
 def _state(connection: Connection) -> MigrationState:
     current = MigrationContext.configure(connection).get_current_heads()
-    head = ScriptDirectory.from_config(alembic_config()).get_heads()
-    return MigrationState(current=tuple(current), head=tuple(head))
+    scripts = ScriptDirectory.from_config(alembic_config())
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = tuple(revision for revision in current if revision not in known)
+    return MigrationState(current=tuple(current), head=tuple(scripts.get_heads()), unknown=unknown)
 
 
 async def migration_state(connection: AsyncConnection) -> MigrationState:
