@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -21,6 +23,9 @@ from kavach.server.db.engine import create_engine, create_sessionmaker, describe
 from kavach.server.db.migrate import MigrationState, migrate, migrate_blocking
 from kavach.server.secrets.models import DataKey
 from kavach.server.settings import Settings, check_startable, get_settings
+
+if TYPE_CHECKING:
+    from kavach.server.backup.archive import Manifest
 
 
 def _local_actor() -> Actor:
@@ -114,3 +119,25 @@ def retire_secret_keys() -> tuple[list[str], list[str], bool]:
         # Configured keys live outside Kavach: report which old ones may be removed.
         return sorted(kid for kid in old_ids if kid not in used), busy, True
     return retire_generated_secret_keys(settings, keep=set(busy)), busy, False
+
+
+def backup_database(path: Path, *, force: bool) -> tuple[str, Manifest]:
+    """Back the configured database up to `path`; return its description and the manifest."""
+    from kavach.server.backup.flows import backup_to
+
+    settings = get_settings()
+    keys = load_keys(settings)
+    manifest = asyncio.run(
+        backup_to(path, settings=settings, keys=keys, actor=_local_actor(), force=force)
+    )
+    return describe_database(settings), manifest
+
+
+def restore_database(path: Path) -> tuple[str, Manifest]:
+    """Restore the backup at `path` into the configured, empty database."""
+    from kavach.server.backup.flows import restore_from
+
+    settings = get_settings()
+    keys = load_keys(settings)
+    manifest = asyncio.run(restore_from(path, settings=settings, keys=keys, actor=_local_actor()))
+    return describe_database(settings), manifest

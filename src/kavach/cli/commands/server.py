@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from kavach.server.backup.archive import Manifest
 
 app = typer.Typer(help="Run and administer a Kavach server on this machine.", no_args_is_help=True)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 @app.command()
@@ -105,3 +109,78 @@ def retire_keys() -> None:
         typer.echo(f"Retired: {', '.join(dropped) or 'none'}.")
     if busy:
         typer.echo(f"Still in use (run rotate-key first): {', '.join(busy)}.")
+
+
+def _summary(manifest: Manifest) -> str:
+    rows = sum(table.rows for table in manifest.tables)
+    return (
+        f"schema revision {manifest.schema_revision}, {rows} rows in {len(manifest.tables)} tables"
+    )
+
+
+def _key_ids(manifest: Manifest) -> str:
+    keys = manifest.keys
+    named = [
+        ("secret-encryption", keys.secret_encryption),
+        ("provider-credential", keys.provider_credential),
+        ("audit", keys.audit),
+    ]
+    return "; ".join(f"{kind} {', '.join(ids)}" for kind, ids in named if ids) or "none"
+
+
+def _warn_unavailable(manifest: Manifest) -> None:
+    absent = manifest.keys_unavailable
+    for kind, ids in (("secret-encryption", absent.secret_encryption), ("audit", absent.audit)):
+        if ids:
+            typer.echo(
+                f"Warning: data refers to {kind} key ids this server lacks: {', '.join(ids)}",
+                err=True,
+            )
+    if manifest.unreadable_provider_credentials:
+        typer.echo(
+            f"Warning: {manifest.unreadable_provider_credentials} provider credential set(s) "
+            "do not decrypt with this server's provider-credential key",
+            err=True,
+        )
+
+
+def _run_backup_command(action: str, work: object) -> tuple[str, Manifest]:
+    from kavach.server.backup.errors import DatabaseFailed
+    from kavach.server.errors import KavachError
+
+    assert callable(work)  # noqa: S101 - a local call below
+    try:
+        result: tuple[str, Manifest] = work()
+    except DatabaseFailed as error:
+        raise _fail(f"{action} failed: {error.message}", code=2) from None
+    except KavachError as error:
+        raise _fail(f"{action} refused: {error.message}") from None
+    except OSError as error:
+        raise _fail(f"{action} failed: {error.strerror or type(error).__name__}") from None
+    return result
+
+
+@app.command()
+def backup(
+    to: Annotated[Path, typer.Option("--to", help="Backup file to create (mode 0600).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+) -> None:
+    """Write a consistent, compressed backup of the server's database (keys not included)."""
+    from kavach.server.admin import backup_database
+
+    database, manifest = _run_backup_command("backup", lambda: backup_database(to, force=force))
+    typer.echo(f"Backed up {database} to {to} ({_summary(manifest)}).")
+    typer.echo(f"Restoring it needs the keys with ids: {_key_ids(manifest)}. Keep them apart.")
+    _warn_unavailable(manifest)
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="Backup file written by `kavach server backup`.")],
+) -> None:
+    """Restore a backup into the server's empty database, then migrate it to the latest."""
+    from kavach.server.admin import restore_database
+
+    database, manifest = _run_backup_command("restore", lambda: restore_database(file))
+    taken = manifest.created_at.isoformat(timespec="seconds")
+    typer.echo(f"Restored {file} (taken {taken}, {_summary(manifest)}) into {database}.")

@@ -61,11 +61,23 @@ def _refuse_newer(state: MigrationState) -> None:
         )
 
 
-def _upgrade(connection: Connection) -> None:
+def _is_older(config: Config, revision: str, than: str | None) -> bool:
+    if than is None or revision in ("head", than):
+        return False
+    script = ScriptDirectory.from_config(config)
+    return revision in {found.revision for found in script.iterate_revisions(than, "base")}
+
+
+def _upgrade(connection: Connection, to: str = "head") -> None:
     _refuse_newer(_state(connection))
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    current = MigrationContext.configure(connection).get_current_revision()
+    if _is_older(config, to, than=current):
+        # Only a restore asks for this, and only of a database it found empty.
+        command.downgrade(config, to)
+    else:
+        command.upgrade(config, to)
     if connection.dialect.name == "sqlite":
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
         if broken is not None:
@@ -106,8 +118,8 @@ def _file_lock(settings: Settings) -> AbstractContextManager[object]:
     return FileLock(str(lock), timeout=120, mode=0o600)
 
 
-async def migrate(engine: AsyncEngine, settings: Settings) -> MigrationState:
-    """Upgrade the database to head; concurrent callers wait for each other."""
+async def migrate(engine: AsyncEngine, settings: Settings, to: str = "head") -> MigrationState:
+    """Upgrade the database to head (or move it to `to`); concurrent callers wait in turn."""
     with _file_lock(settings):
         async with engine.connect() as connection:
             postgresql = connection.dialect.name == "postgresql"
@@ -119,7 +131,7 @@ async def migrate(engine: AsyncEngine, settings: Settings) -> MigrationState:
             else:
                 await connection.run_sync(without_foreign_keys)
             try:
-                await connection.run_sync(_upgrade)
+                await connection.run_sync(_upgrade, to)
                 await connection.commit()
                 return await migration_state(connection)
             finally:
