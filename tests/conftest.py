@@ -127,11 +127,22 @@ def auth_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """Top-level settings a test module wants changed (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def server(
-    tmp_path: Path, database_url: str | None, auth_overrides: dict[str, object]
+    tmp_path: Path,
+    database_url: str | None,
+    auth_overrides: dict[str, object],
+    settings_overrides: dict[str, object],
 ) -> AsyncIterator[InProcessServer]:
     """Start the app in-process on the chosen backend, with clean tables."""
-    settings = make_settings(tmp_path / "data", database_url, **auth_overrides)
+    settings = make_settings(tmp_path / "data", database_url, **auth_overrides).model_copy(
+        update=settings_overrides
+    )
     app = create_app(settings, keys=random_keys())
     async with app.router.lifespan_context(app):
         in_process = InProcessServer(

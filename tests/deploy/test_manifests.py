@@ -396,7 +396,13 @@ def test_k8s_deployment_runs_replicas_with_probes_and_key_files() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/detailed"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080}
+    assert ports == {"http": 8080, "metrics": 9464}
+    # Each pod is scraped on the port its own metrics listener has (KAVACH_METRICS_ADDR).
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(ports["metrics"])
+    metrics_addr = objects["ConfigMap"]["data"]["KAVACH_METRICS_ADDR"]
+    assert metrics_addr.rpartition(":")[2] == str(ports["metrics"])
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] == "http"
 
@@ -431,11 +437,15 @@ def test_k8s_only_the_ingress_controller_reaches_the_pods() -> None:
     labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["policyTypes"] == ["Ingress"]
-    (rule,) = policy["ingress"]
+    rule, scrape = policy["ingress"]
     (source,) = rule["from"]
     assert "ingress" in source["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
     assert "ipBlock" not in source
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    # Prometheus reaches the metrics port and nothing else.
+    (prometheus,) = scrape["from"]
+    assert prometheus["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "prometheus"
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 def test_k8s_service_pdb_and_job_fit_the_deployment() -> None:
@@ -463,3 +473,24 @@ def test_k8s_secret_placeholders_are_refused_by_the_server() -> None:
         with pytest.raises(ConfigurationError, match="placeholder"):
             decode_key(key, value)
     assert "CHANGE-ME" in secret["database-url"]
+
+
+def _exported_metrics() -> dict[str, set[str]]:
+    """Return each metric family the server exports, with the names of its series."""
+    from kavach.server.metrics.registry import Metrics
+
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    return {
+        family.name: {family.name + suffix for suffix in suffixes[family.type]}
+        for family in Metrics().registry.collect()
+    }
+
+
+def test_grafana_dashboard_is_json_and_queries_only_exported_metrics() -> None:
+    board = json.loads((DEPLOY / "grafana" / "kavach.json").read_text(encoding="utf-8"))
+    exprs = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    assert exprs and board["title"] == "Kavach"
+    used = {name for expr in exprs for name in re.findall(r"\bkavach_[a-z_]+", expr)}
+    exported = _exported_metrics()
+    assert used <= set().union(*exported.values())
+    assert not [family for family, series in exported.items() if not series & used]

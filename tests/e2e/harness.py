@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,19 +406,25 @@ ServerFactory = Callable[..., KavachServer]
 
 
 def launch_server(
-    root: Path, env: Mapping[str, str], *, database_name: str | None = None, wait: bool = True
+    root: Path,
+    env: Mapping[str, str],
+    *,
+    database_name: str | None = None,
+    wait: bool = True,
+    args: Sequence[str] = (),
 ) -> KavachServer:
     """Start `kavach server start` on a free port with exactly `env`, logging into `root`.
 
-    `env` is the whole environment (build it with clean_environ). With `wait`, return once
-    the server answers /healthz; otherwise call wait_until_healthy() later.
+    `env` is the whole environment (build it with clean_environ); `args` are added to the
+    command (`--workers 2`). With `wait`, return once the server answers /healthz;
+    otherwise call wait_until_healthy() later.
     """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     stdout_path, stderr_path = root / "stdout.log", root / "stderr.log"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
-            [*kavach_command(), "server", "start", "--host", HOST, "--port", str(port)],
+            [*kavach_command(), "server", "start", "--host", HOST, "--port", str(port), *args],
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -458,9 +464,10 @@ class Launcher:
         *,
         database_name: str | None = None,
         wait: bool = True,
+        args: Sequence[str] = (),
     ) -> KavachServer:
         """Start a server as launch_server() does and remember it."""
-        server = launch_server(root, env, database_name=database_name, wait=False)
+        server = launch_server(root, env, database_name=database_name, wait=False, args=args)
         self.servers.append(server)
         if wait:
             wait_until_healthy(server)

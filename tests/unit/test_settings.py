@@ -116,3 +116,20 @@ def test_github_allow_lists_are_names_compared_without_case(
     monkeypatch.setenv("KAVACH_GITHUB_ALLOWED_LOGINS", "octo cat")
     with pytest.raises(ValueError, match="not GitHub account names: octo cat"):
         get_settings()
+
+
+@pytest.mark.parametrize("address", ["9464", ":9464", "host:", "host:0", "host:65536", "h:x"])
+def test_a_metrics_address_needs_a_host_and_a_port(address: str) -> None:
+    with pytest.raises(ValueError, match="not host:port"):
+        Settings(metrics_addr=address)
+
+
+def test_metrics_are_off_by_default_and_a_listener_keeps_them_off_the_api_port() -> None:
+    assert not Settings().metrics_on
+    on_api = Settings(metrics_enabled=True)
+    assert on_api.metrics_on and on_api.metrics_on_api_port
+    for elsewhere in (
+        Settings(metrics_addr="[::1]:9464"),
+        Settings(metrics_enabled=True, metrics_addr="0.0.0.0:9464"),
+    ):
+        assert elsewhere.metrics_on and not elsewhere.metrics_on_api_port

@@ -6,6 +6,7 @@ import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
@@ -35,6 +36,9 @@ from kavach.server.secrets import router as secrets_router
 from kavach.server.security_headers import SecurityHeadersMiddleware, parse_cors_origins
 from kavach.server.settings import Settings, check_startable, get_settings
 from kavach.server.sync import router as sync_router
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import Metrics
 
 log = get_logger(__name__)
 
@@ -98,6 +102,19 @@ def _freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+def _metrics(settings: Settings, app: FastAPI) -> Metrics | None:
+    """Create this process's metrics when they are on; serve them here unless elsewhere."""
+    if not settings.metrics_on:
+        return None  # prometheus_client is not even imported
+    from kavach.server.metrics.exposition import metrics_router
+    from kavach.server.metrics.registry import Metrics
+
+    metrics = Metrics.for_this_process()
+    if settings.metrics_on_api_port:
+        app.include_router(metrics_router(metrics.registry))
+    return metrics
+
+
 def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = None) -> FastAPI:
     """Validate settings and keys, then assemble the app (the database opens at start-up)."""
     settings = settings or get_settings()
@@ -108,7 +125,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = build_runtime(settings, keys)
+        runtime = build_runtime(settings, keys, metrics)
         for sessions in (runtime.sessionmaker, runtime.read_sessionmaker):
             audit_chain.attach(sessions, runtime.audit_key)
         try:
@@ -119,6 +136,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
             yield
         finally:
             await runtime.close()
+            if metrics is not None:
+                metrics.close()
 
     app = KavachAPI(
         title="Kavach",
@@ -144,6 +163,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     for api_router in api_routers:
         app.include_router(api_router)
     app.include_router(health.router)
+    metrics = _metrics(settings, app)
     app.include_router(device_page.router)
     install_error_handlers(app)
     # Innermost of the middleware: lean paths still get the request id, log line and headers.
@@ -151,5 +171,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     app.add_middleware(FastPaths, routes=routes, handlers=app.exception_handlers)
     if cors_origins:
         _allow_cors(app, cors_origins)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
     return app

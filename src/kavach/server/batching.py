@@ -8,11 +8,15 @@ next one, which runs them all in one go; a request alone is a batch of one.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import GroupCommits
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -25,8 +29,9 @@ log = get_logger(__name__)
 class KeyedBatches(Generic[Item, Result]):
     """Batches per key: at most one runs for a key at a time, of at most `max_batch` items."""
 
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, batches: GroupCommits | None = None) -> None:
         self._max_batch = max_batch
+        self._batches = batches  # None: metrics are off
         self._pending: dict[Hashable, list[tuple[Item, asyncio.Future[Result]]]] = {}
         self._running: set[asyncio.Task[None]] = set()  # held, so they are not collected
 
@@ -57,16 +62,19 @@ class KeyedBatches(Generic[Item, Result]):
             # Nothing awaits between the last check and here, so no item is left behind.
             del self._pending[key]
 
-    @staticmethod
     async def _run(
-        batch: list[tuple[Item, asyncio.Future[Result]]], run: Run[Item, Result]
+        self, batch: list[tuple[Item, asyncio.Future[Result]]], run: Run[Item, Result]
     ) -> None:
+        started, ok = time.perf_counter(), False
         try:
             outcomes = await run([item for item, _ in batch])
+            ok = True
         except Exception as error:  # whatever went wrong, every waiting request must hear it
             log.error("batch_failed", items=len(batch), error=type(error).__name__)
             # One exception each: shared, their tracebacks would mix.
             outcomes = [ServiceUnavailable("the request could not be completed") for _ in batch]
+        if self._batches is not None:
+            self._batches.observe(len(batch), time.perf_counter() - started, ok=ok)
         for (_, done), outcome in zip(batch, outcomes, strict=True):
             if done.done():  # a caller that went away no longer waits
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -12,6 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kavach.server.api import error_response
 from kavach.server.logging import get_logger
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -30,11 +34,14 @@ class _BodyTooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    """Assign a request id, log the request when it ends, and cap body size."""
+    """Assign a request id, log and count the request when it ends, and cap body size."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,13 +86,17 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
+            # The route's template (lean paths set it too), never the path: it holds names.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            seconds = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe_request(route, scope["method"], status, seconds)
             log.info(
                 "request",
                 method=scope["method"],
-                route=getattr(route, "path", None) or "unmatched",
+                route=route,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 client=(scope.get("client") or (None,))[0],
             )
             structlog.contextvars.unbind_contextvars("request_id")

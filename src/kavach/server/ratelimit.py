@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -12,6 +13,9 @@ from limits.storage import storage_from_string
 
 from kavach.server.errors import RateLimited
 from kavach.server.logging import get_logger
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import Metrics
 
 log = get_logger(__name__)
 
@@ -34,7 +38,10 @@ def client_key(address: str | None) -> str:
 class RateLimiter:
     """Count hits per named rule and key; raise RateLimited when a rule is exceeded."""
 
-    def __init__(self, rules: dict[str, str], redis_url: str | None = None) -> None:
+    def __init__(
+        self, rules: dict[str, str], redis_url: str | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self._metrics = metrics
         self._rules: dict[str, RateLimitItem] = {name: parse(spec) for name, spec in rules.items()}
         storage = (
             storage_from_string(f"async+{redis_url}", implementation="redispy")
@@ -54,6 +61,8 @@ class RateLimiter:
             return
         if allowed:
             return
+        if self._metrics is not None:
+            self._metrics.rate_limit_refusals.labels(rule).inc()
         stats = await self._limiter.get_window_stats(item, rule, *keys)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited("too many requests; slow down", retry_after=retry_after)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,12 +22,16 @@ from kavach.server.db.engine import (
     create_sessionmaker,
     read_only,
 )
+from kavach.server.metrics.pool import MeasuredQueuePool
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
 from kavach.server.recent import Recent
 from kavach.server.secrets.latest import KnownVersion
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.settings import Settings
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import Metrics
 
 # Commits one transaction may write together: it holds the organization's audit chain.
 COMMIT_BATCH = 16
@@ -52,6 +56,7 @@ class Runtime:
     audit_batcher: AuditBatcher
     audit_key: AuditKey  # what the audit chain's hashes are made with (sessions carry it too)
     access_cache: AccessCache = field(default_factory=AccessCache)
+    metrics: Metrics | None = None  # None: metrics are off
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     # Lean commits, per environment, and what they were last made on (see secrets.fast_commit).
@@ -71,11 +76,18 @@ class Runtime:
         await self.engine.dispose()
 
 
-def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
+def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None = None) -> Runtime:
     """Create the runtime's parts (no I/O happens until first use)."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, measured=metrics is not None)
     sessionmaker = create_sessionmaker(engine)
-    driver_pool = DriverPool(settings) if engine.dialect.name == "postgresql" else None
+    driver_pool = None
+    if engine.dialect.name == "postgresql":
+        size = settings.db.db_driver_pool_size
+        driver_pool = DriverPool(
+            settings, None if metrics is None else metrics.pool("driver", size)
+        )
+    if metrics is not None and isinstance(engine.pool, MeasuredQueuePool):
+        engine.pool.gauges = metrics.pool("engine", engine.pool.capacity)
     auth = settings.auth
     chain_heads: dict[str, tuple[int, str]] = {}  # shared by read batches and lean commits
     audit_key = AuditKey.derive(keys)
@@ -107,9 +119,22 @@ def build_runtime(settings: Settings, keys: KeyMaterial) -> Runtime:
                 "api": auth.rate_limit_api,
             },
             redis_url=settings.redis_url,
+            metrics=metrics,
         ),
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(sessionmaker, driver_pool, audit_key, chain_heads),
+        audit_batcher=AuditBatcher(
+            sessionmaker,
+            driver_pool,
+            audit_key,
+            chain_heads,
+            batches=None if metrics is None else metrics.group_commits("audit"),
+        ),
         audit_key=audit_key,
         chain_heads=chain_heads,
+        access_cache=AccessCache(counters=None if metrics is None else metrics.cache_counters()),
+        commit_batches=KeyedBatches(
+            max_batch=COMMIT_BATCH,
+            batches=None if metrics is None else metrics.group_commits("secrets"),
+        ),
+        metrics=metrics,
     )

@@ -33,6 +33,15 @@ def _names(value: str | None) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in (value or "").split(",") if part.strip())
 
 
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split `host:port` (`[::1]:9464` for IPv6); raise ValueError when it is not one."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {value!r}")
+    return host, int(port)
+
+
 def _config() -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix="KAVACH_", env_file_encoding="utf-8", extra="ignore")
 
@@ -160,6 +169,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Comma-separated browser origins allowed to call the API; unset: no CORS headers at all.
     cors_origins: str | None = None
+    # Prometheus metrics: served at /metrics on the API port, or on a listener of their own.
+    metrics_enabled: bool = False
+    metrics_addr: str | None = None
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -176,6 +188,23 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or network: {entry!r}") from None
         return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @property
+    def metrics_on(self) -> bool:
+        """Say whether this server collects metrics (on the API port or its own listener)."""
+        return self.metrics_enabled or self.metrics_addr is not None
+
+    @property
+    def metrics_on_api_port(self) -> bool:
+        """Say whether GET /metrics is served on the API port (not with a listener of its own)."""
+        return self.metrics_enabled and self.metrics_addr is None
 
     @property
     def proxy_list(self) -> list[str]:

@@ -10,7 +10,9 @@ chained on the head this server last saw (audit.service.append_at_head): a round
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +21,9 @@ from kavach.server.audit.service import NewEvent, append, append_at_head, chain_
 from kavach.server.db.driver import DriverPool
 from kavach.server.errors import ServiceUnavailable
 from kavach.server.logging import get_logger
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import GroupCommits
 
 log = get_logger(__name__)
 MAX_BATCH = 500
@@ -34,6 +39,7 @@ class AuditBatcher:
         driver_pool: DriverPool | None = None,
         key: AuditKey | None = None,
         heads: dict[str, tuple[int, str]] | None = None,
+        batches: GroupCommits | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         # PostgreSQL: batches go to the driver directly (see db.driver).
@@ -41,6 +47,7 @@ class AuditBatcher:
         self._key = key  # the driver's appends sign with it (PostgreSQL)
         # Each chain's head as last seen; lean commits share it (Runtime.chain_heads).
         self._heads = {} if heads is None else heads
+        self._batches = batches  # None: metrics are off
         self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +90,7 @@ class AuditBatcher:
             self._committing = False
 
     async def _commit(self, batch: list[_Entry]) -> None:
+        started, ok = time.perf_counter(), False
         try:
             if self._driver_pool is None:
                 async with self._sessionmaker() as session, session.begin():
@@ -90,8 +98,12 @@ class AuditBatcher:
                 _settle(batch)
             else:
                 await self._commit_with_driver(self._driver_pool, batch)
+            ok = True
         except Exception as error:  # whatever went wrong, every waiting request must hear it
             _fail(batch, error)
+        finally:
+            if self._batches is not None:
+                self._batches.observe(len(batch), time.perf_counter() - started, ok=ok)
 
     async def _commit_with_driver(self, pool: DriverPool, batch: list[_Entry]) -> None:
         """Append each chain's events in a statement of its own; settle each chain's waiters."""

@@ -28,6 +28,8 @@ from kavach.server.iam.models import User
 from kavach.server.runtime import Runtime
 
 _SLOW_DOWN_STEP = 5
+# What a poll answers while the login may still succeed: not an outcome.
+_STILL_WAITING = ("authorization_pending", "slow_down")
 
 
 def github_client(runtime: Runtime) -> GitHubClient:
@@ -154,10 +156,24 @@ async def exchange_device_code(
     runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
 ) -> TokenResponse:
     """Answer one poll of the token endpoint at once: tokens, or why not yet."""
-    if runtime.settings.auth.identity_provider == "github":
-        return await _exchange_github(runtime, session, device_code=device_code, origin=origin)
-    require_local_logins(runtime)
-    return await _exchange_local(runtime, session, device_code=device_code, origin=origin)
+    provider = runtime.settings.auth.identity_provider
+    if provider == "local":
+        require_local_logins(runtime)
+    exchange = _exchange_github if provider == "github" else _exchange_local
+    metrics = runtime.metrics
+    try:
+        tokens = await exchange(runtime, session, device_code=device_code, origin=origin)
+    except DeviceFlowError as error:
+        if metrics is not None and error.error_code not in _STILL_WAITING:
+            metrics.login(provider, error.error_code)
+        raise
+    except Exception:
+        if metrics is not None:
+            metrics.login(provider, "error")
+        raise
+    if metrics is not None:
+        metrics.login(provider, "success")
+    return tokens
 
 
 async def _exchange_github(
@@ -167,7 +183,7 @@ async def _exchange_github(
     try:
         github_token = await client.poll_device_token(device_code)
     except DeviceFlowError as error:
-        if error.error_code not in ("authorization_pending", "slow_down"):
+        if error.error_code not in _STILL_WAITING:
             await _login_failed(session, origin, error.error_code, "github")
         raise
     found = await client.fetch_identity(github_token)

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -23,6 +23,9 @@ from kavach.server.db.engine import server_settings
 from kavach.server.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from kavach.server.logging import get_logger
 from kavach.server.settings import Settings
+
+if TYPE_CHECKING:
+    from kavach.server.metrics.registry import PoolGauges
 
 log = get_logger(__name__)
 _DIALECT = asyncpg_dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
@@ -85,8 +88,9 @@ class DriverPool:
     taken back (the database ended it) is dropped: asyncpg replaces it.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, gauges: PoolGauges | None = None) -> None:
         db = settings.db
+        self._gauges = gauges  # None: metrics are off
         url = make_url(settings.database_url)
         # Only what libpq's URLs mean: the driver would send other options as server settings.
         query = {k: v for k, v in url.query.items() if k.startswith(_LIBPQ_PREFIXES)}
@@ -121,13 +125,24 @@ class DriverPool:
         """Lend a connection; a database failure becomes a 503 (the pool replaces it)."""
         try:
             pool = self._pool or await self._open()
-            connection = await self._lend(pool)
+            gauges = self._gauges
+            if gauges is None:
+                connection = await self._lend(pool)
+            else:
+                started = time.perf_counter()
+                try:
+                    connection = await self._lend(pool)
+                finally:
+                    gauges.observe_wait(time.perf_counter() - started)
+                gauges.checked_out()
             failed = True
             try:
                 yield connection
                 failed = False
             finally:
                 await self._take_back(pool, connection, keep=not failed)
+                if gauges is not None:
+                    gauges.checked_in()
         except (*DRIVER_ERRORS, TimeoutError) as error:
             log.warning("database_unavailable", error=type(error).__name__)
             raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None

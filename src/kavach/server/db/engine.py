@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from kavach.server.datadir import private_data_dir
+from kavach.server.metrics.pool import MeasuredQueuePool
 from kavach.server.settings import DatabaseSettings, Settings
 
 AUTOCOMMIT = "AUTOCOMMIT"
@@ -61,13 +62,17 @@ def server_settings(db: DatabaseSettings) -> dict[str, str]:
     return found
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Build the engine the settings describe; SQLite's directory is created if needed."""
+def create_engine(settings: Settings, *, measured: bool = False) -> AsyncEngine:
+    """Build the engine the settings describe; SQLite's directory is created if needed.
+
+    `measured` puts the connections in a pool that can report its use (see metrics.pool).
+    """
     url = settings.database_url
+    pool: dict[str, Any] = {"poolclass": MeasuredQueuePool} if measured else {}
     if settings.is_sqlite:
         private_data_dir(settings.data_dir)
         _create_private_file(make_url(url).database)
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        engine = create_async_engine(url, connect_args={"timeout": 10}, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
@@ -80,6 +85,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=db.db_pool_pre_ping,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings(db), "timeout": db.db_pool_timeout},
+        **pool,
     )
 
 

@@ -26,6 +26,7 @@ from kavach.server.db.base import Base
 
 if TYPE_CHECKING:
     from kavach.server.deps import Principal
+    from kavach.server.metrics.registry import CacheCounters
     from kavach.server.rbac.service import Scope
 
 MAX_ENTRIES = 20_000
@@ -56,8 +57,11 @@ class Grant:
 class AccessCache:
     """Authenticated principals by bearer token, and granted (caller, action, resource)."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, max_entries: int = MAX_ENTRIES, counters: CacheCounters | None = None
+    ) -> None:
         self._max = max_entries
+        self._counters = counters  # None: metrics are off
         self._epoch: int | None = None
         self._principals: dict[str, tuple[Principal, datetime | None]] = {}
         self._grants: dict[tuple[str, str, uuid.UUID], Grant] = {}
@@ -82,6 +86,8 @@ class AccessCache:
         epoch = NO_EPOCH if value is None else int(value)
         session.info[_SESSION_KEY] = epoch
         if epoch != NO_EPOCH and (self._epoch is None or epoch > self._epoch):
+            if self._epoch is not None and self._counters is not None:
+                self._counters.epoch_move()
             self.clear()
             self._epoch = epoch
         return epoch
@@ -93,16 +99,13 @@ class AccessCache:
 
     def principal(self, epoch: int, token: str, now: datetime) -> Principal | None:
         """Return the cached principal of a token, unless its session or token has expired."""
-        if not self._current(epoch):
-            return None
-        found = self._principals.get(token)
-        if found is None:
-            return None
-        principal, expires_at = found
-        if expires_at is not None and expires_at <= now:
+        found = self._principals.get(token) if self._current(epoch) else None
+        if found is not None and found[1] is not None and found[1] <= now:
             del self._principals[token]
-            return None
-        return principal
+            found = None
+        if self._counters is not None:
+            (self._counters.principal_miss if found is None else self._counters.principal_hit)()
+        return None if found is None else found[0]
 
     def remember_principal(
         self, epoch: int, token: str, principal: Principal, expires_at: datetime | None
@@ -115,7 +118,10 @@ class AccessCache:
 
     def grant(self, epoch: int, caller: str, action: str, resource_id: uuid.UUID) -> Grant | None:
         """Return a cached grant of an action on a resource to a caller."""
-        return self._grants.get((caller, action, resource_id)) if self._current(epoch) else None
+        found = self._grants.get((caller, action, resource_id)) if self._current(epoch) else None
+        if self._counters is not None:
+            (self._counters.grant_miss if found is None else self._counters.grant_hit)()
+        return found
 
     def remember_grant(
         self, epoch: int, caller: str, action: str, resource_id: uuid.UUID, grant: Grant

@@ -72,6 +72,7 @@ async def sync(
             try:
                 remote = await _list_remote(provider, runtime)
             except ProviderError as error:
+                _count(runtime, record.provider, "failed")
                 await runs.start(runtime.sessionmaker, run=run, items=[])
                 await runs.finish(
                     runtime.sessionmaker,
@@ -91,22 +92,29 @@ async def sync(
                 adopt=request.adopt,
             )
             await runs.start(runtime.sessionmaker, run=run, items=items)
-            if not request.dry_run:
+            if request.dry_run:
+                _count(runtime, record.provider, "dry_run")
+            else:
                 outcomes = await apply(
                     provider,
                     items,
                     runtime.settings,
                     lambda outcome: _record(runtime, environment_id, target, run.id, outcome),
                 )
+                status = runs.final_status(items, outcomes)
+                _count(runtime, record.provider, status)
                 await runs.finish(
-                    runtime.sessionmaker,
-                    run_id=run.id,
-                    status=runs.final_status(items, outcomes),
-                    outcomes=outcomes,
+                    runtime.sessionmaker, run_id=run.id, status=status, outcomes=outcomes
                 )
     finally:
         await provider.aclose()
     return await runs.detail(session, environment_id=environment_id, run_id=run.id)
+
+
+def _count(runtime: Runtime, provider: str, outcome: str) -> None:
+    """Count a sync run by provider kind and outcome (succeeded, partial, failed, dry_run)."""
+    if runtime.metrics is not None:
+        runtime.metrics.sync_runs.labels(provider, outcome).inc()
 
 
 async def _record(
