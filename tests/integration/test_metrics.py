@@ -7,11 +7,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kavach.server.errors import ProviderError
 from kavach.server.metrics.registry import status_class
 from tests.conftest import InProcessServer
 from tests.integration.helpers import login
 from tests.integration.routes import api_routes
 from tests.integration.test_resources import Api
+from tests.integration.test_sync import _commit as sync_commit
+from tests.integration.test_sync import _setup as sync_setup
+from tests.integration.test_sync import _sync as run_sync
 
 SECRET_NAME = "ZEBRA_METRIC_NAME"
 SECRET_VALUE = "v4lue-that-must-stay-inside"
@@ -150,6 +154,22 @@ async def test_the_access_epoch_moving_is_counted(server: InProcessServer) -> No
     _, after = await scrape(server)
     moves = "kavach_access_epoch_moves_total"
     assert value(after, moves) == value(before, moves) + 1
+
+
+async def test_sync_runs_are_counted_by_provider_and_outcome(server: InProcessServer) -> None:
+    alice, env_id, state = await sync_setup(server, "metrics")
+    await sync_commit(alice, env_id, set={"A": "1", "B": "2"})
+    _, before = await scrape(server)
+    await run_sync(alice, env_id, dry_run=True)
+    state.failures["B"].append(ProviderError("refused B"))
+    assert (await run_sync(alice, env_id))["status"] == "partial"
+    assert (await run_sync(alice, env_id))["status"] == "succeeded"
+    text, after = await scrape(server)
+    runs = "kavach_sync_runs_total"
+    for outcome in ("dry_run", "partial", "succeeded"):
+        counted = value(after, runs, provider="memory", outcome=outcome)
+        assert counted == value(before, runs, provider="memory", outcome=outcome) + 1, outcome
+    assert "refused B" not in text
 
 
 @pytest.mark.parametrize(
