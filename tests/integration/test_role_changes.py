@@ -96,6 +96,35 @@ async def test_membership_needs_the_right_to_grant_each_role_the_group_holds(
     await bob.call("PATCH", f"/user-groups/{made['team']['id']}", {"description": "x"}, status=403)
 
 
+async def test_only_a_group_s_managers_bind_roles_to_it(server: InProcessServer) -> None:
+    alice, dave = await user(server, "alice"), await user(server, "dave")
+    made = await _org_with_team(alice, "viewer")
+    org, members = made["org"], made["members"]
+    group = await alice.call(
+        "POST", f"/organizations/{org['id']}/secret-groups", {"name": "web"}, status=201
+    )
+    env = await alice.call(
+        "POST", f"/secret-groups/{group['id']}/environments", {"name": "prod"}, status=201
+    )
+    await alice.call(
+        "POST", f"/environments/{env['id']}/members", {"user": "dave", "role": "owner"}, 200
+    )
+    # Dave owns one environment: binding owner there to the organization's team would take
+    # the team out of its admins' hands. He may still grant his environment to users.
+    refused = await dave.call(
+        "POST",
+        f"/environments/{env['id']}/members",
+        {"user_group": "team", "role": "owner"},
+        status=403,
+    )
+    assert "manage its members" in refused["error"]
+    await dave.call(
+        "POST", f"/environments/{env['id']}/members", {"user": "alice", "role": "viewer"}, 200
+    )
+    await user(server, "carol")
+    await alice.call("POST", members, {"user": "carol"}, status=201)
+
+
 async def test_ownership_held_through_a_user_group_counts_and_is_kept(
     server: InProcessServer,
 ) -> None:

@@ -3,9 +3,10 @@
 Nobody can give or take away, by any path, a role they could not grant or revoke directly.
 A role granted to a user group reaches each of its members, so adding or removing a member,
 renaming or deleting the group needs, on every scope where it holds a role, the right to
-grant that role there (owner for owner). Deleting an organization, secret group or
-environment needs owner on it, which grants every role on and below it, so the bindings
-that go with it need no further check.
+grant that role there (owner for owner); binding a role to a group also needs the right to
+manage its members, so nobody can lock a group's managers out of it. Deleting an
+organization, secret group or environment needs owner on it, which grants every role on
+and below it, so the bindings that go with it need no further check.
 
 An organization's owners are the users holding owner on it directly or through a user
 group. Every change that may end someone's ownership locks the organization and counts its
@@ -70,6 +71,24 @@ async def require_user_group_change(
                 f"the right to grant {binding.role} there"
             )
     return bindings
+
+
+async def require_group_manager(
+    session: AsyncSession, *, caller_id: uuid.UUID, organization_id: uuid.UUID
+) -> None:
+    """Refuse to bind a role to a user group unless the caller manages its members.
+
+    A role given to a group reaches every member its managers add later, and once bound it
+    takes the right to grant that role to change the group: someone who could only grant on
+    one environment would otherwise lock the organization's admins out of their own group.
+    """
+    scope = rbac_service.Scope(organization_id=organization_id)
+    held = await rbac_service.effective_role(session, user_id=caller_id, scope=scope)
+    if held is None or not role_allows(held, "user_group.members"):
+        raise Forbidden(
+            "granting a role to a user group needs the right to manage its members "
+            "(admin or higher on its organization)"
+        )
 
 
 async def keep_an_owner(session: AsyncSession, *, organization_id: uuid.UUID) -> None:

@@ -57,6 +57,10 @@ async def grant(
     holders.require_grant(caller_role, role)
     if existing is not None:
         holders.require_grant(caller_role, existing.role)
+    if group_id is not None:
+        await holders.require_group_manager(
+            session, caller_id=caller_id, organization_id=scope.organization_id
+        )
     ending = existing is not None and holders.ends_ownership(existing) and role != "owner"
     binding = await rbac_service.put_binding(
         session,
