@@ -37,7 +37,6 @@ import ipaddress
 import json
 import re
 import secrets
-import socket
 import tempfile
 import threading
 import time
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,6 +56,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.serving import serve_in_thread
 
 # The public cloud's Key Vault resource: what a real vault names in its challenge.
 KEY_VAULT_RESOURCE = "https://vault.azure.net"
@@ -835,32 +835,10 @@ def serve_fake_azure(state: FakeAzureState | None = None) -> Iterator[FakeAzure]
     state = state or FakeAzureState()
     with tempfile.TemporaryDirectory(prefix="kavach-fake-azure-") as tmp:
         tls = make_tls_files(Path(tmp))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        url = f"https://127.0.0.1:{port}"
-        config = uvicorn.Config(
+        with serve_in_thread(
             create_fake_azure(state),
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            ssl_certfile=str(tls.cert_file),
-            ssl_keyfile=str(tls.key_file),
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError("the fake Azure server did not start")
-                time.sleep(0.01)
+            "the fake Azure server",
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+        ) as url:
             yield FakeAzure(url, url, str(tls.ca_file), state)
-        finally:
-            # Idle TLS connections a client never closed would hold a graceful shutdown up.
-            server.should_exit = server.force_exit = True
-            thread.join(timeout=10)
-            sock.close()

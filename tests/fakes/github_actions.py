@@ -22,9 +22,6 @@ import base64
 import binascii
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
-import uvicorn
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 from starlette.applications import Starlette
@@ -41,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.github import _openapi_to_jsonschema, load_spec, response_validator
+from tests.fakes.serving import serve_in_thread
 
 REST_DOCS = "https://docs.github.com/rest/actions/secrets"
 SECONDARY_RATE_LIMIT = (
@@ -431,24 +428,5 @@ def serve_fake_github_actions(state: FakeActionsState | None = None) -> Iterator
     The API URL is the base URL plus `state.api_prefix`.
     """
     app = create_fake_github_actions(state or FakeActionsState())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake GitHub Actions server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(app, "the fake GitHub Actions server") as url:
+        yield url

@@ -8,19 +8,16 @@ the method and path of each request that arrived.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tests.fakes.azure import TlsFiles
+from tests.fakes.serving import serve_in_thread
 
 
 @dataclass
@@ -43,30 +40,10 @@ class Stub:
 @contextmanager
 def serve_stub(stub: Stub, tls: TlsFiles | None = None) -> Iterator[str]:
     """Run the stub on a free 127.0.0.1 port in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    with serve_in_thread(
         stub,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-        ssl_certfile=None if tls is None else str(tls.cert_file),
-        ssl_keyfile=None if tls is None else str(tls.key_file),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the stub server did not start")
-            time.sleep(0.01)
-        yield f"{'http' if tls is None else 'https'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = server.force_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        "the stub server",
+        cert_file=None if tls is None else tls.cert_file,
+        key_file=None if tls is None else tls.key_file,
+    ) as url:
+        yield url
