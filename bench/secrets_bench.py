@@ -48,7 +48,7 @@ def bench_commit(server: Server, *, count: int = 1000, rounds: int = 7) -> dict[
 async def _seed_history(server: Server, env_id: str, versions: int, per_version: int) -> None:
     """Write `versions` versions straight through the server's own storage code (fast seeding)."""
     os.environ.update(server.env)
-    from kavach.server.audit.service import Actor
+    from kavach.server.access import Actor
     from kavach.server.crypto.datakeys import SecretKeys
     from kavach.server.crypto.keys import load_keys
     from kavach.server.db.engine import create_engine, create_sessionmaker

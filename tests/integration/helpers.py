@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kavach.server.audit.service import SYSTEM, RequestOrigin
+from kavach.server.access import SYSTEM, RequestOrigin
 from kavach.server.auth import approval
 from tests.conftest import InProcessServer
 

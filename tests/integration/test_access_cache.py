@@ -18,7 +18,7 @@ from kavach.server.app import create_app
 from kavach.server.auth.models import LoginSession, ServiceToken
 from kavach.server.db.base import utcnow
 from kavach.server.iam.models import User
-from kavach.server.rbac.cache import AccessEpoch
+from kavach.server.rbac.models import AccessEpoch
 from tests.conftest import InProcessServer
 from tests.integration.helpers import login
 from tests.integration.test_resources import Api, user

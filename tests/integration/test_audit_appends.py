@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from kavach.server.access import SYSTEM
 from kavach.server.audit import integrity
 from kavach.server.audit import service as audit
 from kavach.server.audit.chain import ChainReport, key_for
 from kavach.server.audit.scope import EventScope
-from kavach.server.audit.service import SYSTEM, NewEvent
+from kavach.server.audit.service import NewEvent
 from tests.conftest import InProcessServer
 
 # The lock every append took before per-chain locks (migration 0007).

@@ -23,10 +23,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from kavach.server.access import SYSTEM
 from kavach.server.app import create_app
 from kavach.server.audit.models import AuditEvent
 from kavach.server.audit.offline import verify_all
-from kavach.server.audit.service import SYSTEM
 from kavach.server.backup.archive import Manifest
 from kavach.server.backup.errors import KeysMissing, NotABackup, SchemaTooNew, TargetNotEmpty
 from kavach.server.backup.flows import backup_to, restore_from

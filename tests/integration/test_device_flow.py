@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from kavach.server.access import SYSTEM, RequestOrigin
 from kavach.server.audit.models import AuditEvent
-from kavach.server.audit.service import SYSTEM, RequestOrigin
 from kavach.server.auth import approval
 from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.db.base import utcnow

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from kavach.server.access import Actor, RequestOrigin
 from kavach.server.audit import service as audit
-from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.auth import approval
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import Keyring

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email.message
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_plus
@@ -41,10 +41,6 @@ class ErrorEnvelope(BaseModel):
     error: str
     error_code: str
 
-
-# Free text from clients: anything but NUL, which PostgreSQL cannot store in text and no
-# name, message or description needs. (Secret values are sealed before storage and may.)
-NUL_FREE = r"^[^\x00]*$"
 
 # Every route may fail this way; declared once so the API description tells the truth.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -98,14 +94,8 @@ class StrictJSONRequest(Request):
         return self._json
 
 
-FastPath = Callable[[Request], Awaitable[Response | None]]
-
-
 class ApiRoute(APIRoute):
     """An API route: strict JSON bodies, JSON only, no NUL characters in the URL."""
-
-    # Tried ahead of routing (see fast_paths); None from it means "take the usual way".
-    fast_path: FastPath | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -123,11 +113,6 @@ class ApiRoute(APIRoute):
             return await handler(strict)
 
         return strict_handler
-
-
-def with_fast_path(fast_path: FastPath) -> type[ApiRoute]:
-    """Return a route class whose requests try `fast_path` first (see fast_paths)."""
-    return type("FastPathRoute", (ApiRoute,), {"fast_path": staticmethod(fast_path)})
 
 
 def api_router(*, prefix: str, tags: list[str | Enum]) -> APIRouter:

@@ -23,7 +23,6 @@ from kavach.server.auth import router as auth_router
 from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.db.migrate import migrate
 from kavach.server.deps import RuntimeDep
-from kavach.server.fast_paths import FastPaths, lean_routes
 from kavach.server.handlers import install_error_handlers
 from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
@@ -166,9 +165,6 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
     install_error_handlers(app)
-    # Innermost of the middleware: lean paths still get the request id, log line and headers.
-    routes = lean_routes(route for api_router in api_routers for route in api_router.routes)
-    app.add_middleware(FastPaths, routes=routes, handlers=app.exception_handlers)
     if cors_origins:
         _allow_cors(app, cors_origins)
     app.add_middleware(

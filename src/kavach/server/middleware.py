@@ -86,7 +86,7 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
-            # The route's template (lean paths set it too), never the path: it holds names.
+            # The route's template, never the path: it holds names.
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             seconds = time.perf_counter() - started
             if self.metrics is not None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,21 +21,17 @@ from kavach.server.db.engine import (
     create_sessionmaker,
     read_only,
 )
+from kavach.server.gate import AccessGate
 from kavach.server.metrics.pool import MeasuredQueuePool
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
-from kavach.server.recent import Recent
-from kavach.server.secrets.latest import KnownVersion
-from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.store import SecretStore, SqlSecretStore
+from kavach.server.secrets.store_postgres import COMMIT_BATCH, PostgresSecretStore
+from kavach.server.secrets.usecases import SecretUseCases
 from kavach.server.settings import Settings
 
 if TYPE_CHECKING:
     from kavach.server.metrics.registry import Metrics
-
-# Commits one transaction may write together: it holds the organization's audit chain.
-COMMIT_BATCH = 16
-# Environments whose latest version a server remembers for lean commits.
-KNOWN_VERSIONS = 1024
 
 
 @dataclass
@@ -55,17 +50,13 @@ class Runtime:
     http: httpx.AsyncClient
     audit_batcher: AuditBatcher
     audit_key: AuditKey  # what the audit chain's hashes are made with (sessions carry it too)
-    access_cache: AccessCache = field(default_factory=AccessCache)
+    access_cache: AccessCache
+    gate: AccessGate  # the one place callers are authenticated and admitted
+    secret_store: SecretStore
+    secrets: SecretUseCases
     metrics: Metrics | None = None  # None: metrics are off
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
-    # Lean commits, per environment, and what they were last made on (see secrets.fast_commit).
-    known_versions: Recent[uuid.UUID, KnownVersion] = field(
-        default_factory=lambda: Recent(KNOWN_VERSIONS)
-    )
-    commit_batches: KeyedBatches[Any, SecretVersion | None] = field(
-        default_factory=lambda: KeyedBatches(max_batch=COMMIT_BATCH)
-    )
 
     async def close(self) -> None:
         """Commit the audit events still queued, then release connections."""
@@ -89,52 +80,86 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
     if metrics is not None and isinstance(engine.pool, MeasuredQueuePool):
         engine.pool.gauges = metrics.pool("engine", engine.pool.capacity)
     auth = settings.auth
-    chain_heads: dict[str, tuple[int, str]] = {}  # shared by read batches and lean commits
+    chain_heads: dict[str, tuple[int, str]] = {}  # shared by read batches and commits
     audit_key = AuditKey.derive(keys)
 
     def reload_keyring() -> Keyring:
         # A key rotated by `kavach server rotate-key` while this process runs.
         return load_keys(settings).secret_keyring()
 
+    secret_keys = SecretKeys(keys.secret_keyring(), reload_keyring if keys.generated else None)
+    limiter = RateLimiter(
+        {
+            "device_code": auth.rate_limit_device_code,
+            "device_token": auth.rate_limit_device_token,
+            "device_approve": auth.rate_limit_device_approve,
+            "refresh": auth.rate_limit_refresh,
+            "api": auth.rate_limit_api,
+        },
+        redis_url=settings.redis_url,
+        metrics=metrics,
+    )
+    access_tokens = AccessTokens(
+        key=keys.jwt_signing_key,
+        issuer=auth.jwt_issuer,
+        audience=auth.jwt_audience,
+        ttl_seconds=auth.access_token_ttl_seconds,
+    )
+    read_sessionmaker = create_sessionmaker(read_only(engine))
+    access_cache = AccessCache(counters=None if metrics is None else metrics.cache_counters())
+    gate = AccessGate(
+        cache=access_cache,
+        limiter=limiter,
+        access_tokens=access_tokens,
+        read_sessions=read_sessionmaker,
+    )
+    audit_batcher = AuditBatcher(
+        sessionmaker,
+        driver_pool,
+        audit_key,
+        chain_heads,
+        batches=None if metrics is None else metrics.group_commits("audit"),
+    )
+    store: SecretStore
+    if driver_pool is None:
+        store = SqlSecretStore(sessionmaker, read_sessionmaker, secret_keys)
+    else:
+        store = PostgresSecretStore(
+            sessionmaker,
+            read_sessionmaker,
+            secret_keys,
+            pool=driver_pool,
+            audit_key=audit_key,
+            chain_heads=chain_heads,
+            batches=KeyedBatches(
+                max_batch=COMMIT_BATCH,
+                batches=None if metrics is None else metrics.group_commits("secrets"),
+            ),
+        )
     return Runtime(
         settings=settings,
         keys=keys,
         engine=engine,
         sessionmaker=sessionmaker,
-        read_sessionmaker=create_sessionmaker(read_only(engine)),
+        read_sessionmaker=read_sessionmaker,
         driver_pool=driver_pool,
-        access_tokens=AccessTokens(
-            key=keys.jwt_signing_key,
-            issuer=auth.jwt_issuer,
-            audience=auth.jwt_audience,
-            ttl_seconds=auth.access_token_ttl_seconds,
-        ),
-        secret_keys=SecretKeys(keys.secret_keyring(), reload_keyring if keys.generated else None),
-        limiter=RateLimiter(
-            {
-                "device_code": auth.rate_limit_device_code,
-                "device_token": auth.rate_limit_device_token,
-                "device_approve": auth.rate_limit_device_approve,
-                "refresh": auth.rate_limit_refresh,
-                "api": auth.rate_limit_api,
-            },
-            redis_url=settings.redis_url,
-            metrics=metrics,
-        ),
+        access_tokens=access_tokens,
+        secret_keys=secret_keys,
+        limiter=limiter,
         http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
-        audit_batcher=AuditBatcher(
-            sessionmaker,
-            driver_pool,
-            audit_key,
-            chain_heads,
-            batches=None if metrics is None else metrics.group_commits("audit"),
-        ),
+        audit_batcher=audit_batcher,
         audit_key=audit_key,
         chain_heads=chain_heads,
-        access_cache=AccessCache(counters=None if metrics is None else metrics.cache_counters()),
-        commit_batches=KeyedBatches(
-            max_batch=COMMIT_BATCH,
-            batches=None if metrics is None else metrics.group_commits("secrets"),
+        access_cache=access_cache,
+        gate=gate,
+        secret_store=store,
+        secrets=SecretUseCases(
+            gate=gate,
+            store=store,
+            keys=secret_keys,
+            audit_batcher=audit_batcher,
+            settings=settings,
+            read_sessions=read_sessionmaker,
         ),
         metrics=metrics,
     )

@@ -45,7 +45,7 @@ class AuditBatcher:
         # PostgreSQL: batches go to the driver directly (see db.driver).
         self._driver_pool = driver_pool
         self._key = key  # the driver's appends sign with it (PostgreSQL)
-        # Each chain's head as last seen; lean commits share it (Runtime.chain_heads).
+        # Each chain's head as last seen; the secret store's commits share it.
         self._heads = {} if heads is None else heads
         self._batches = batches  # None: metrics are off
         self._pending: list[_Entry] = []

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import integrity, service
 from kavach.server.audit.schemas import (
@@ -16,7 +17,7 @@ from kavach.server.audit.schemas import (
 )
 from kavach.server.deps import PrincipalDep, SessionDep
 from kavach.server.errors import ValidationFailed
-from kavach.server.rbac.deps import Access, Requirement, ResourceKind
+from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=f"{API_PREFIX}/audit", tags=["audit"])
 

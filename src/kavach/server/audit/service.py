@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
 from sqlalchemy import ColumnElement, bindparam, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from kavach.server.access import Access, Actor, RequestOrigin
 from kavach.server.audit import scope as scopes
 from kavach.server.audit.chain import (
     COLUMNS,
@@ -27,30 +28,6 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
 from kavach.server.db.driver import DriverStatement
 from kavach.server.db.engine import outside_transaction
-
-if TYPE_CHECKING:  # rbac.deps imports this module (through kavach.server.deps)
-    from kavach.server.rbac.deps import Access
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acted: a user, a service token, the server itself or an anonymous caller."""
-
-    type: str
-    id: uuid.UUID | None = None
-    label: str | None = None
-
-
-ANONYMOUS = Actor(type="anonymous")
-SYSTEM = Actor(type="system")
-
-
-@dataclass(frozen=True)
-class RequestOrigin:
-    """Where a request came from, for the audit trail."""
-
-    client_address: str | None = None
-    request_id: str | None = None
 
 
 def chain_of(organization_id: uuid.UUID | None) -> str:
@@ -115,7 +92,7 @@ class NewEvent:
     action: str
     where: scopes.EventScope
     outcome: str = "success"
-    origin: RequestOrigin = RequestOrigin()
+    origin: RequestOrigin = RequestOrigin()  # noqa: RUF009 - frozen: one default is safe
     resource_type: str | None = None
     resource_id: str | None = None
     details: dict[str, Any] | None = None

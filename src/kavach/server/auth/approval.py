@@ -12,8 +12,8 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import Actor, RequestOrigin
 from kavach.server.audit import service as audit
-from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.auth.usercodes import format_user_code, normalize_user_code

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
-from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.auth import github_access
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.github import GitHubClient
@@ -113,7 +113,7 @@ async def _login_failed(
         details["login"] = login  # who was refused: a name, never a credential
     await audit.record(
         session,
-        actor=audit.ANONYMOUS,
+        actor=ANONYMOUS,
         action="auth.login",
         outcome="failure",
         origin=origin,
@@ -300,7 +300,7 @@ async def _refresh_failed(
 ) -> None:
     await audit.record(
         session,
-        actor=actor or audit.ANONYMOUS,
+        actor=actor or ANONYMOUS,
         action="auth.refresh",
         outcome="failure",
         origin=origin,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from kavach.server.access import TokenPrincipal
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.auth import approval, flows
 from kavach.server.auth.schemas import (
@@ -19,14 +20,7 @@ from kavach.server.auth.schemas import (
     UserPublic,
     WhoAmI,
 )
-from kavach.server.deps import (
-    OriginDep,
-    PrincipalDep,
-    RuntimeDep,
-    SessionDep,
-    TokenPrincipal,
-    UserDep,
-)
+from kavach.server.deps import OriginDep, PrincipalDep, RuntimeDep, SessionDep, UserDep
 from kavach.server.ratelimit import client_key
 
 router = api_router(prefix=f"{API_PREFIX}/auth", tags=["auth"])

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy import select
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.auth.models import ServiceToken
@@ -18,7 +19,7 @@ from kavach.server.db.base import utcnow
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.tree import flush_unique
-from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
 

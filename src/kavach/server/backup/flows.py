@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kavach import __version__
+from kavach.server.access import Actor, RequestOrigin
 from kavach.server.audit import chain as audit_chain
 from kavach.server.audit import service as audit
-from kavach.server.audit.service import Actor, RequestOrigin
 from kavach.server.backup.archive import (
     FORMAT,
     FORMAT_VERSION,

@@ -7,7 +7,6 @@ from kavach.server.auth import models as auth_models
 from kavach.server.db.base import Base
 from kavach.server.iam import models as iam_models
 from kavach.server.providers import models as provider_models
-from kavach.server.rbac import cache as access_cache
 from kavach.server.rbac import models as rbac_models
 from kavach.server.secrets import models as secret_models
 from kavach.server.sync import models as sync_models
@@ -17,7 +16,6 @@ MODEL_MODULES = (
     auth_models,
     audit_models,
     rbac_models,
-    access_cache,
     secret_models,
     provider_models,
     sync_models,

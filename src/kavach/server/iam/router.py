@@ -14,6 +14,7 @@ from fastapi import Depends
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import Access, Scope
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
@@ -29,8 +30,7 @@ from kavach.server.iam.schemas import (
     SecretGroupPublic,
 )
 from kavach.server.rbac import service as rbac_service
-from kavach.server.rbac.deps import Access, Requirement, ResourceKind
-from kavach.server.rbac.service import Scope
+from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=API_PREFIX, tags=["resources"])
 Node = TypeVar("Node", Organization, SecretGroup, Environment)

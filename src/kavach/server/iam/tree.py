@@ -9,11 +9,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import ENVIRONMENT, SECRET_GROUP, Scope
 from kavach.server.errors import AlreadyExists, HasChildren
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
 from kavach.server.iam.schemas import ResourceUpdate
 from kavach.server.rbac import service as rbac_service
-from kavach.server.rbac.service import ENVIRONMENT, SECRET_GROUP, Scope
 from kavach.server.secrets.models import SecretVersion
 
 TreeNode = TypeVar("TreeNode", Organization, SecretGroup, Environment, UserGroup)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
@@ -20,7 +21,7 @@ from kavach.server.iam.schemas import (
     UserGroupMemberPublic,
     UserGroupPublic,
 )
-from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])
 

@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import ENVIRONMENT, SECRET_GROUP, Scope
 from kavach.server.iam.models import Environment
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
-from kavach.server.rbac.service import ENVIRONMENT, SECRET_GROUP, Scope
 
 
 def role_at(bindings: list[RoleBinding], scope: Scope) -> str | None:

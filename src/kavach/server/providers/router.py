@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
@@ -19,7 +20,7 @@ from kavach.server.providers.schemas import (
     ProviderTestResult,
     ProviderUpdate,
 )
-from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/providers", tags=["providers"])
 Viewer = Annotated[Access, Depends(Requirement("provider.read", "environment"))]

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kavach.server.api import NUL_FREE
+from kavach.server.text_rules import NUL_FREE
 
 
 class ProviderCreate(BaseModel):

@@ -1,6 +1,7 @@
 """Per-process caches of who a bearer token is and what they may do, kept exact by an epoch.
 
-Every change that can end or narrow access (a role binding, a group membership, a revoked
+The access gate (kavach.server.gate) is the only user of these caches. Every change that
+can end or narrow access (a role binding, a group membership, a revoked
 session or token, a deleted resource) moves `access_epoch.value` in its own transaction,
 by database triggers (migrations 0006 and 0011). Changes that only widen access, such as
 a refresh sliding a session's expiry forward, leave it alone: no cached grant becomes
@@ -14,44 +15,24 @@ everything they report (404 or 403) always come from the database.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, Integer, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from kavach.server.db.base import Base
+from kavach.server.access import Grant, Principal
+from kavach.server.rbac.models import AccessEpoch
 
 if TYPE_CHECKING:
-    from kavach.server.deps import Principal
     from kavach.server.metrics.registry import CacheCounters
-    from kavach.server.rbac.service import Scope
 
 MAX_ENTRIES = 20_000
 _SESSION_KEY = "kavach.access_epoch"
 NO_EPOCH = -1
 
 
-class AccessEpoch(Base):
-    """The one-row counter that every change to access moves (see migration 0006)."""
-
-    __tablename__ = "access_epoch"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
-
-
 _READ_EPOCH = select(AccessEpoch.value).where(AccessEpoch.id == 1)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """A cached positive decision: where the resource sits and the caller's role on it."""
-
-    scope: Scope
-    role: str
 
 
 class AccessCache:

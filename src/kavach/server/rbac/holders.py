@@ -20,12 +20,12 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import ORGANIZATION, Scope
 from kavach.server.errors import Forbidden, LastOwner
 from kavach.server.iam.models import UserGroup
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import role_allows
-from kavach.server.rbac.service import ORGANIZATION
 
 _LABELS = {"organization": "organization", "secret_group": "secret group"}
 
@@ -82,7 +82,7 @@ async def require_group_manager(
     takes the right to grant that role to change the group: someone who could only grant on
     one environment would otherwise lock the organization's admins out of their own group.
     """
-    scope = rbac_service.Scope(organization_id=organization_id)
+    scope = Scope(organization_id=organization_id)
     held = await rbac_service.effective_role(session, user_id=caller_id, scope=scope)
     if held is None or not role_allows(held, "user_group.members"):
         raise Forbidden(

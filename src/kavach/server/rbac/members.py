@@ -8,13 +8,13 @@ import uuid
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import Scope
 from kavach.server.errors import NotFound
 from kavach.server.iam.models import User, UserGroup
 from kavach.server.rbac import holders
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.schemas import BindingPublic, Subject, UserGroupRef, UserRef
-from kavach.server.rbac.service import Scope
 
 
 async def resolve_subject(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kavach.server.db.base import Base, CreatedAt, UUIDPrimaryKey
@@ -43,3 +43,12 @@ class RoleBinding(UUIDPrimaryKey, CreatedAt, Base):
     granted_by: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL")
     )
+
+
+class AccessEpoch(Base):
+    """The one-row counter that every change ending or narrowing access moves (migration 0006)."""
+
+    __tablename__ = "access_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)

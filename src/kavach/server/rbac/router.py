@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam.schemas import Removed
 from kavach.server.rbac import members
-from kavach.server.rbac.deps import Access, Requirement, ResourceKind
+from kavach.server.rbac.deps import Requirement, ResourceKind
 from kavach.server.rbac.schemas import BindingPublic, Grant, Revoke
 
 router = api_router(prefix=API_PREFIX, tags=["members"])

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kavach.server.api import NUL_FREE
+from kavach.server.text_rules import NUL_FREE
 
 Role = Literal["viewer", "editor", "admin", "owner"]
 

@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroupMember
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
-
-ORGANIZATION = "organization"
-SECRET_GROUP = "secret_group"  # noqa: S105 - a resource type, not a credential
-ENVIRONMENT = "environment"
-
 
 _NAMED: dict[str, type[Organization] | type[SecretGroup] | type[Environment]] = {
     ORGANIZATION: Organization,
     SECRET_GROUP: SecretGroup,
     ENVIRONMENT: Environment,
 }
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Where a resource sits in the tree: its organization, group and environment ids."""
-
-    organization_id: uuid.UUID
-    secret_group_id: uuid.UUID | None = None
-    environment_id: uuid.UUID | None = None
-
-    @property
-    def resource_type(self) -> str:
-        """Name the most specific level of this scope."""
-        if self.environment_id is not None:
-            return ENVIRONMENT
-        return SECRET_GROUP if self.secret_group_id is not None else ORGANIZATION
-
-    @property
-    def resource_id(self) -> uuid.UUID:
-        """Return the id of the most specific level."""
-        return self.environment_id or self.secret_group_id or self.organization_id
-
-    def chain(self) -> list[tuple[str, uuid.UUID]]:
-        """Return (type, id) from the organization down to this scope."""
-        levels = [(ORGANIZATION, self.organization_id)]
-        if self.secret_group_id is not None:
-            levels.append((SECRET_GROUP, self.secret_group_id))
-        if self.environment_id is not None:
-            levels.append((ENVIRONMENT, self.environment_id))
-        return levels
 
 
 def held_by(user_id: uuid.UUID) -> ColumnElement[bool]:

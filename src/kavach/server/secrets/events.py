@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from kavach.server.access import Access, RequestOrigin
 from kavach.server.audit.scope import EventScope
-from kavach.server.audit.service import NewEvent, RequestOrigin
+from kavach.server.audit.service import NewEvent
 from kavach.server.errors import CannotDecrypt
-from kavach.server.rbac.deps import Access
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
 

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.formats.diff import diff
-from kavach.server.audit.service import Actor
+from kavach.server.access import Actor
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.errors import (
     NoChanges,
@@ -57,7 +57,7 @@ def check_limits(values: dict[str, str], settings: Settings) -> None:
             raise ValueTooLarge(f"the value of {name} is over {limit} bytes")
 
 
-async def _conflict(
+async def conflict(
     session: AsyncSession,
     keys: SecretKeys,
     *,
@@ -65,6 +65,7 @@ async def _conflict(
     parent_id: str,
     latest: SecretVersion | None,
 ) -> VersionConflict:
+    """Describe what changed since the parent a stale commit names."""
     parent = await service.get_version(session, environment_id=env_id, version_id=parent_id)
     changed: list[str] = []
     if latest is not None:
@@ -125,7 +126,7 @@ async def commit(
     """Write a new version from a change or a snapshot; lose no concurrent update."""
     latest = await service.lock_latest(session, environment_id=env_id)
     if (parent := stale_parent(request, latest)) is not None:
-        raise await _conflict(session, keys, env_id=env_id, parent_id=parent, latest=latest)
+        raise await conflict(session, keys, env_id=env_id, parent_id=parent, latest=latest)
     current = await service.read_values(session, keys, version=latest) if latest else {}
     return await service.write_version(
         session,

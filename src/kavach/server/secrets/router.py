@@ -1,26 +1,32 @@
-"""HTTP routes for an environment's secrets: read, commit, versions, diff, rollback, history."""
+"""HTTP routes for an environment's secrets: read, commit, versions, diff, rollback, history.
+
+Each route is thin: it names what it asks the gate for and hands the request to the use
+cases (secrets.usecases). The two hottest (the latest secrets, a commit) take only the
+request and their declared input, so FastAPI solves no dependencies for them; the others
+are admitted through `Requirement`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
-from kavach.server.api import API_PREFIX, Envelope, api_router, ok, with_fast_path
-from kavach.server.audit import service as audit
-from kavach.server.audit.service import RequestOrigin
-from kavach.server.deps import OriginDep, RuntimeDep, SessionDep, origin_of, runtime_of
-from kavach.server.errors import CannotDecrypt
-from kavach.server.rbac.deps import Access, Requirement
-from kavach.server.runtime import Runtime
-from kavach.server.secrets import fast, fast_commit, flows, service
-from kavach.server.secrets.events import commit_event, environment_event, read_event
+from kavach.server.access import Access
+from kavach.server.api import API_PREFIX, Envelope, api_router, ok
+from kavach.server.deps import (
+    OriginDep,
+    RuntimeDep,
+    SessionDep,
+    bearer_token,
+    origin_of,
+    runtime_of,
+)
+from kavach.server.gate import Admission, Ticket
+from kavach.server.rbac.deps import Requirement
+from kavach.server.secrets import service
 from kavach.server.secrets.flows import summary
-from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import (
     CommitRequest,
     DiffResponse,
@@ -33,115 +39,65 @@ from kavach.server.secrets.schemas import (
     VersionPage,
     VersionSummary,
 )
+from kavach.server.secrets.usecases import READ, WRITE, environment_of
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
 # Version numbers are a 32-bit column; a larger bound is not a query the database can run.
 MAX_SEQ = 2**31 - 1
-Reader = Annotated[Access, Depends(Requirement("secret.read", "environment", cached=True))]
-Writer = Annotated[Access, Depends(Requirement("secret.write", "environment", cached=True))]
+Reader = Annotated[Access, Depends(Requirement(READ, "environment", cached=True))]
+Writer = Annotated[Access, Depends(Requirement(WRITE, "environment", cached=True))]
+# The hot routes declare the bearer scheme here: no dependency of theirs declares it.
+_BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 
-async def _record_read(
-    session: SessionDep,
-    runtime: Runtime,
-    access: Access,
-    origin: RequestOrigin,
-    version_id: str | None,
-    what: str,
-    failure: CannotDecrypt | None = None,
-) -> None:
-    """Audit a read of secret values (or its failure) before answering.
+def _ticket(request: Request, action: str) -> Ticket:
+    """Return what the gate is asked for this request: the action on the path's environment."""
+    return Ticket(
+        token=bearer_token(request),
+        action=action,
+        environment_id=environment_of(request.path_params.get("id")),
+        state=request.scope.setdefault("state", {}),
+    )
 
-    The read's own transaction ends first: the event commits with other requests' events
-    (see audit.batch), and on SQLite this transaction would otherwise hold the write lock
-    the batch needs.
+
+class Admitted:
+    """Admit a request at the gate before FastAPI validates its input (a 401 comes first).
+
+    Provisional: the use case confirms it against the epoch read with the data.
     """
-    await session.commit()
-    event = read_event(access, origin, version_id, what, failure=failure)
-    await runtime.audit_batcher.record(event)
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    async def __call__(self, request: Request) -> tuple[Ticket, Admission]:
+        ticket = _ticket(request, self.action)
+        return ticket, await runtime_of(request).gate.admit_provisionally(ticket)
 
 
-@asynccontextmanager
-async def _failed_reads_recorded(
-    session: SessionDep,
-    runtime: Runtime,
-    access: Access,
-    origin: RequestOrigin,
-    what: str,
-    *,
-    values_read: bool = True,
-) -> AsyncIterator[None]:
-    """Record a failed read event when the values of a read do not decrypt."""
-    try:
-        yield
-    except CannotDecrypt as failure:
-        if values_read:
-            await _record_read(session, runtime, access, origin, failure.version_id, what, failure)
-        raise
+Admit = tuple[Ticket, Admission]
 
 
-async def _read_latest_fast(request: Request) -> Response | None:
-    """Serve the latest secrets the lean way when it applies (see secrets.fast)."""
-    found = await fast.read_latest(request)
-    if found is None:
-        return None
-    version = found.version
-    version_id = version.id if version else None
-    batcher = runtime_of(request).audit_batcher
-    try:
-        # Before the event: its outcome is whether the values decrypt.
-        values = found.values()
-    except CannotDecrypt as failure:
-        event = read_event(found.access, origin_of(request), version_id, "secrets", failure=failure)
-        await batcher.record(event)
-        raise
-    event = read_event(found.access, origin_of(request), version_id, "secrets")
-    committed = batcher.submit(event)
-    try:
-        if not batcher.committing:
-            # Let the event's batch go out, then build the answer while it commits: it is
-            # still sent only once the event is committed.
-            await asyncio.sleep(0)
-        described = summary(version) if version else None
-        answer = _answer(ok(SecretsResponse(version=described, secrets=values)))
-    finally:
-        await committed
-    return answer
-
-
-async def _commit_fast(request: Request) -> Response | None:
-    """Commit the lean way when it applies (see secrets.fast_commit)."""
-    version = await fast_commit.commit(request)
-    if version is None:
-        return None
-    return _answer(ok(summary(version)), status=201)
-
-
-def _answer(body: Envelope[Any], status: int = 200) -> Response:
-    """Return a lean path's envelope as the general path's JSON answer."""
+def _json(body: Envelope[Any], status: int = 200) -> Response:
+    """Return an envelope as JSON, serialised by its model (no second validation)."""
     return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
 
+def _json_of(found: SecretsResponse) -> Response:
+    return _json(ok(found))
+
+
 async def read_secrets(
-    access: Reader,
-    session: SessionDep,
     request: Request,
+    admitted: Annotated[Admit, Depends(Admitted(READ))],
     version: Annotated[VersionId | None, Query()] = None,
-) -> Envelope[SecretsResponse]:
+) -> Response:
     """Return the latest secrets with values, or those of ?version=ID."""
-    runtime, origin = runtime_of(request), origin_of(request)
-    env_id = access.environment_id
-    found: SecretVersion | None
-    async with _failed_reads_recorded(session, runtime, access, origin, "secrets"):
-        if version:
-            found = await service.get_version(session, environment_id=env_id, version_id=version)
-            values = await service.read_values(session, runtime.secret_keys, version=found)
-        else:
-            found, values = await service.read_latest(
-                session, runtime.secret_keys, environment_id=env_id
-            )
-    await _record_read(session, runtime, access, origin, found.id if found else None, "secrets")
-    return ok(SecretsResponse(version=summary(found) if found else None, secrets=values))
+    use_cases, origin = runtime_of(request).secrets, origin_of(request)
+    ticket, admission = admitted
+    if version:
+        return _json(ok(await use_cases.read_at(ticket, origin, version)))
+    render = _json_of
+    return await use_cases.read_latest(ticket, admission, origin, render)
 
 
 router.add_api_route(
@@ -149,29 +105,18 @@ router.add_api_route(
     read_secrets,
     methods=["GET"],
     response_model=Envelope[SecretsResponse],
-    route_class_override=with_fast_path(_read_latest_fast),
+    openapi_extra=_BEARER,
 )
 
 
 async def commit_version(
-    body: CommitRequest,
-    access: Writer,
-    runtime: RuntimeDep,
-    session: SessionDep,
-    origin: OriginDep,
-) -> Envelope[VersionSummary]:
+    request: Request, admitted: Annotated[Admit, Depends(Admitted(WRITE))], body: CommitRequest
+) -> Response:
     """Commit a change (set/unset) or a snapshot (replace); 409 if parent_version is stale."""
-    version = await flows.commit(
-        session,
-        runtime.secret_keys,
-        runtime.settings,
-        env_id=access.environment_id,
-        request=body,
-        author=access.principal.actor,
-    )
-    # In the commit's transaction: both or neither.
-    await audit.append(session, [commit_event(access, origin, version, body)])
-    return ok(summary(version))
+    ticket, admission = admitted
+    use_cases = runtime_of(request).secrets
+    version = await use_cases.commit(ticket, admission, origin_of(request), body)
+    return _json(ok(summary(version)), status=201)
 
 
 router.add_api_route(
@@ -180,7 +125,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=201,
     response_model=Envelope[VersionSummary],
-    route_class_override=with_fast_path(_commit_fast),
+    openapi_extra=_BEARER,
 )
 
 
@@ -221,13 +166,7 @@ async def secret_history(
     """Return one secret's changes across versions, newest first (values with reveal)."""
     # Declared before /versions/{version_id}: a secret may be named "versions", and a
     # version id (8 characters) is never "history".
-    what = f"history:{name}"
-    async with _failed_reads_recorded(session, runtime, access, origin, what, values_read=reveal):
-        entries = await flows.history(
-            session, runtime.secret_keys, env_id=access.environment_id, name=name, reveal=reveal
-        )
-    if reveal:
-        await _record_read(session, runtime, access, origin, None, what)
+    entries = await runtime.secrets.history(session, access, origin, name=name, reveal=reveal)
     return ok(entries)
 
 
@@ -240,13 +179,7 @@ async def get_version(
     origin: OriginDep,
 ) -> Envelope[VersionDetail]:
     """Return one version of this environment with its values."""
-    version = await service.get_version(
-        session, environment_id=access.environment_id, version_id=version_id
-    )
-    async with _failed_reads_recorded(session, runtime, access, origin, "version"):
-        values = await service.read_values(session, runtime.secret_keys, version=version)
-    await _record_read(session, runtime, access, origin, version.id, "version")
-    return ok(VersionDetail(**summary(version).model_dump(), secrets=values))
+    return ok(await runtime.secrets.read_version(session, access, origin, version_id))
 
 
 @router.get("/diff", response_model=Envelope[DiffResponse])
@@ -260,17 +193,9 @@ async def diff_versions(
     reveal: bool = False,
 ) -> Envelope[DiffResponse]:
     """Compare two versions (default: latest against its parent); values only with reveal."""
-    async with _failed_reads_recorded(session, runtime, access, origin, "diff", values_read=reveal):
-        result = await flows.compare(
-            session,
-            runtime.secret_keys,
-            env_id=access.environment_id,
-            from_id=from_,
-            to_id=to,
-            reveal=reveal,
-        )
-    if reveal:
-        await _record_read(session, runtime, access, origin, result.to_version.id, "diff")
+    result = await runtime.secrets.diff(
+        session, access, origin, from_id=from_, to_id=to, reveal=reveal
+    )
     return ok(result)
 
 
@@ -283,14 +208,7 @@ async def rollback(
     origin: OriginDep,
 ) -> Envelope[VersionSummary]:
     """Create a new version equal to an older one."""
-    version = await flows.rollback(
-        session,
-        runtime.secret_keys,
-        env_id=access.environment_id,
-        version_id=body.version_id,
-        message=body.commit_message,
-        author=access.principal.actor,
+    version = await runtime.secrets.rollback(
+        session, access, origin, version_id=body.version_id, message=body.commit_message
     )
-    details = {"version_id": version.id, "rollback_of": body.version_id}
-    await audit.append(session, [environment_event(access, origin, "secret.rollback", details)])
     return ok(summary(version))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kavach.server.api import NUL_FREE
+from kavach.server.text_rules import NUL_FREE
 
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"  # noqa: S105 - a name rule
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]

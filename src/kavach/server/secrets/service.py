@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.audit.service import Actor
+from kavach.server.access import Actor
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal
 from kavach.server.db.base import utcnow
@@ -141,13 +141,18 @@ async def _decrypt(
 ) -> dict[str, str]:
     if not rows:
         return {}
+    key = await version_key(session, keys, version)
+    return decrypt_rows(key, version, [(row.name, row.value_encrypted) for row in rows])
+
+
+async def version_key(session: AsyncSession, keys: SecretKeys, version: SecretVersion) -> bytes:
+    """Return the data key a version's secrets are sealed with."""
     data_key_id = data_key_of(version)
     try:
-        key = (await keys.by_ids(session, {data_key_id}))[data_key_id]
+        return (await keys.by_ids(session, {data_key_id}))[data_key_id]
     except CannotDecrypt as error:
         error.version_id = version.id
         raise
-    return decrypt_rows(key, version, [(row.name, row.value_encrypted) for row in rows])
 
 
 def data_key_of(version: SecretVersion) -> uuid.UUID:

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.audit.service import Actor
+from kavach.server.access import Actor
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider

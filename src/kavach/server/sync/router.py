@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import NotFound
-from kavach.server.rbac.deps import Access, Requirement
+from kavach.server.rbac.deps import Requirement
 from kavach.server.sync import flows, runs
 from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
 

@@ -8,7 +8,7 @@ from collections import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kavach.server.audit.service import Actor
+from kavach.server.access import Actor
 from kavach.server.db.base import utcnow
 from kavach.server.errors import NotFound
 from kavach.server.secrets.schemas import Author

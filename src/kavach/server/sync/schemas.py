@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kavach.server.api import NUL_FREE
 from kavach.server.secrets.schemas import Author, VersionId
+from kavach.server.text_rules import NUL_FREE
 
 
 class SyncRequest(BaseModel):

@@ -1,0 +1,299 @@
+"""What can be done with an environment's secrets, decided once for every entry point.
+
+The HTTP routes (secrets.router) call these, and so will anything else that serves secrets.
+The order of things is decided here and nowhere else:
+
+- a read is admitted at the gate, its data read with the epoch that confirms the
+  admission, its values decrypted, its audit event committed, and only then answered;
+- a read whose values do not decrypt records a failed `secret.read` and answers 503;
+- a commit is admitted at the gate and written by the store, which confirms the admission
+  under the commit's lock; the version and its event are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kavach.server.access import Access, RequestOrigin
+from kavach.server.audit import service as audit
+from kavach.server.audit.batch import AuditBatcher
+from kavach.server.crypto.datakeys import SecretKeys
+from kavach.server.errors import CannotDecrypt, ServiceUnavailable
+from kavach.server.gate import AccessGate, Admission, Ticket
+from kavach.server.secrets import flows, service
+from kavach.server.secrets.events import commit_event, environment_event, read_event
+from kavach.server.secrets.flows import summary
+from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.schemas import (
+    CommitRequest,
+    DiffResponse,
+    HistoryEntry,
+    SecretsResponse,
+    VersionDetail,
+    VersionSummary,
+)
+from kavach.server.secrets.store import Change, Recheck, SecretStore, Snapshot, Stale
+from kavach.server.settings import Settings
+
+T = TypeVar("T")
+READ = "secret.read"
+WRITE = "secret.write"
+# How often a request is decided again when access keeps changing under it.
+_ATTEMPTS = 4
+
+
+class SecretUseCases:
+    """Read, commit, roll back, compare and trace an environment's secrets."""
+
+    def __init__(
+        self,
+        *,
+        gate: AccessGate,
+        store: SecretStore,
+        keys: SecretKeys,
+        audit_batcher: AuditBatcher,
+        settings: Settings,
+        read_sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self._read_sessions = read_sessions
+        self._gate = gate
+        self._store = store
+        self._keys = keys
+        self._audit = audit_batcher
+        self._settings = settings
+
+    async def read_latest(
+        self,
+        ticket: Ticket,
+        admission: Admission,
+        origin: RequestOrigin,
+        render: Callable[[SecretsResponse], T],
+    ) -> T:
+        """Return the latest secrets, rendered while the read's event commits."""
+        admission, snapshot = await self._confirmed_latest(ticket, admission)
+        access, version = admission.access, snapshot.version
+        version_id = version.id if version else None
+        try:
+            values = await self._values(snapshot)
+        except CannotDecrypt as failure:
+            await self._audit.record(
+                read_event(access, origin, version_id, "secrets", failure=failure)
+            )
+            raise
+        committed = self._audit.submit(read_event(access, origin, version_id, "secrets"))
+        try:
+            if not self._audit.committing:
+                # Let the event's batch go out, then render while it commits: the answer
+                # still goes only once the event is committed.
+                await asyncio.sleep(0)
+            described = summary(version) if version else None
+            answer = render(SecretsResponse(version=described, secrets=values))
+        finally:
+            await committed
+        return answer
+
+    async def commit(
+        self, ticket: Ticket, admission: Admission, origin: RequestOrigin, body: CommitRequest
+    ) -> SecretVersion:
+        """Commit a change or a snapshot; 409 if the parent it names is no longer the latest.
+
+        `admission` is the gate's (provisional) answer to `ticket`; the store confirms it.
+        """
+        for _ in range(_ATTEMPTS):
+            outcome = await self._store.commit(self._change(admission, origin, body))
+            if isinstance(outcome, Recheck):
+                admission = await self._gate.recheck(ticket)
+                continue
+            if isinstance(outcome, Stale):
+                parent = body.parent_version
+                assert parent is not None  # noqa: S101 - only a named parent goes stale
+                env_id = admission.access.environment_id
+                raise await self._store.conflict(env_id, parent, outcome.latest)
+            return outcome
+        raise ServiceUnavailable("access kept changing during the commit; retry")
+
+    async def read_version(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        version_id: str,
+        what: str = "version",
+    ) -> VersionDetail:
+        """Return one version of the environment with its values (`what` names the read)."""
+        env_id = access.environment_id
+        version = await service.get_version(session, environment_id=env_id, version_id=version_id)
+        async with self._failed_reads_recorded(session, access, origin, what):
+            values = await service.read_values(session, self._keys, version=version)
+        await self._record_read(session, access, origin, version.id, what)
+        return VersionDetail(**summary(version).model_dump(), secrets=values)
+
+    async def read_at(
+        self, ticket: Ticket, origin: RequestOrigin, version_id: str
+    ) -> SecretsResponse:
+        """Return the secrets of one version, shaped as the latest secrets are."""
+        async with self._read_sessions() as session:
+            access = await self._gate.admit_in(session, ticket)
+            detail = await self.read_version(session, access, origin, version_id, "secrets")
+        return SecretsResponse(version=summary_of(detail), secrets=detail.secrets)
+
+    async def history(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        *,
+        name: str,
+        reveal: bool,
+    ) -> list[HistoryEntry]:
+        """Return one secret's changes across versions, newest first (values with reveal)."""
+        what = f"history:{name}"
+        async with self._failed_reads_recorded(session, access, origin, what, values_read=reveal):
+            entries = await flows.history(
+                session, self._keys, env_id=access.environment_id, name=name, reveal=reveal
+            )
+        if reveal:
+            await self._record_read(session, access, origin, None, what)
+        return entries
+
+    async def diff(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        *,
+        from_id: str | None,
+        to_id: str | None,
+        reveal: bool,
+    ) -> DiffResponse:
+        """Compare two versions (default: the latest against its parent); values with reveal."""
+        async with self._failed_reads_recorded(session, access, origin, "diff", values_read=reveal):
+            result = await flows.compare(
+                session,
+                self._keys,
+                env_id=access.environment_id,
+                from_id=from_id,
+                to_id=to_id,
+                reveal=reveal,
+            )
+        if reveal:
+            await self._record_read(session, access, origin, result.to_version.id, "diff")
+        return result
+
+    async def rollback(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        *,
+        version_id: str,
+        message: str,
+    ) -> SecretVersion:
+        """Write a new version equal to an older one, with its event, in one transaction."""
+        version = await flows.rollback(
+            session,
+            self._keys,
+            env_id=access.environment_id,
+            version_id=version_id,
+            message=message,
+            author=access.principal.actor,
+        )
+        details = {"version_id": version.id, "rollback_of": version_id}
+        await audit.append(session, [environment_event(access, origin, "secret.rollback", details)])
+        return version
+
+    async def _confirmed_latest(
+        self, ticket: Ticket, admission: Admission
+    ) -> tuple[Admission, Snapshot]:
+        """Read the latest version under an epoch that confirms the admission (or a new one)."""
+        for _ in range(_ATTEMPTS):
+            environment_id = admission.access.environment_id
+            snapshot = await self._store.latest(environment_id)
+            if self._gate.confirm(admission, snapshot.epoch):
+                return admission, snapshot
+            admission = await self._gate.recheck(ticket)
+        raise ServiceUnavailable("access kept changing during the read; retry")
+
+    async def _values(self, snapshot: Snapshot) -> dict[str, str]:
+        """Decrypt a snapshot's values, sorted by name."""
+        version = snapshot.version
+        if version is None or not snapshot.sealed:
+            return {}
+        key = await self._store.data_key(version)
+        return service.decrypt_rows(key, version, snapshot.sealed)
+
+    def _change(self, admission: Admission, origin: RequestOrigin, body: CommitRequest) -> Change:
+        """Describe a commit to the store: what it writes and what it must hold."""
+        access = admission.access
+        scope = access.scope
+        assert scope is not None  # noqa: S101 - an admission on an environment has its scope
+        settings = self._settings
+
+        def values(latest: SecretVersion | None, current: dict[str, str]) -> dict[str, str]:
+            return flows.next_values(body, latest, current, settings)
+
+        return Change(
+            environment_id=access.environment_id,
+            organization_id=scope.organization_id,
+            message=body.message,
+            author=access.principal.actor,
+            parent_version=body.parent_version,
+            values=values,
+            event=lambda version: commit_event(access, origin, version, body),
+            holds=lambda epoch: self._gate.confirm(admission, epoch),
+        )
+
+    async def _record_read(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        version_id: str | None,
+        what: str,
+        failure: CannotDecrypt | None = None,
+    ) -> None:
+        """Audit a read of secret values (or its failure) before answering.
+
+        The read's own transaction ends first: the event commits with other requests' events
+        (see audit.batch), and on SQLite this transaction would otherwise hold the write
+        lock the batch needs.
+        """
+        await session.commit()
+        await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
+
+    @asynccontextmanager
+    async def _failed_reads_recorded(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        what: str,
+        *,
+        values_read: bool = True,
+    ) -> AsyncIterator[None]:
+        """Record a failed read event when the values of a read do not decrypt."""
+        try:
+            yield
+        except CannotDecrypt as failure:
+            if values_read:
+                await self._record_read(session, access, origin, failure.version_id, what, failure)
+            raise
+
+
+def summary_of(detail: VersionDetail) -> VersionSummary:
+    """Return a version's description without its values."""
+    return VersionSummary(**detail.model_dump(exclude={"secrets"}))
+
+
+def environment_of(raw: str | None) -> uuid.UUID | None:
+    """Return the environment id of a path, or None when it is not an id (a 404)."""
+    try:
+        return uuid.UUID(raw) if raw is not None else None
+    except ValueError:
+        return None
