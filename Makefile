@@ -26,6 +26,8 @@ run: install
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# The layering and the absence of import cycles (contracts in pyproject.toml).
+	$(BIN)/lint-imports
 
 typecheck: dev
 	$(BIN)/mypy
