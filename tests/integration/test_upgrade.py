@@ -28,6 +28,7 @@ from tests.conftest import BACKENDS, InProcessServer
 from tests.fakes.github_actions import FakeActionsState, serve_fake_github_actions
 from tests.integration.helpers import login
 from tests.integration.test_resources import Api
+from tests.integration.test_sql_files import assert_functions_are_their_newest_files
 from tests.integration.upgrade_check import check_secrets
 from tests.integration.upgrade_fixtures import (
     REVISIONS,
@@ -58,6 +59,9 @@ async def _migrate(found: Fixture, settings: Settings) -> None:
             for name in sorted(found.tables):
                 count = select(func.count()).select_from(metadata.tables[name])
                 assert await connection.scalar(count), f"{name} is empty after the upgrade"
+            if connection.dialect.name == "postgresql":
+                # Whatever the release ran to create its functions, the files now hold them.
+                await assert_functions_are_their_newest_files(connection)
         await renew_expiries(engine)
     finally:
         await engine.dispose()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from kavach.server.db import sql_files
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -45,10 +47,7 @@ def upgrade() -> None:
     )
     op.execute("INSERT INTO access_epoch (id, value) VALUES (1, 1)")
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "CREATE FUNCTION bump_access_epoch() RETURNS trigger LANGUAGE plpgsql AS "
-            f"$$ BEGIN {_BUMP}; RETURN NULL; END $$"
-        )
+        op.execute(sql_files.load("bump_access_epoch", 1))
         for table, events in _TRACKED:
             op.execute(
                 f"CREATE TRIGGER trg_access_epoch_{table} AFTER {' OR '.join(events)} "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from kavach.server.db import sql_files
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -22,46 +24,15 @@ depends_on = None
 # rolling upgrade but not each other, and serialise appends per chain under (that id, hash
 # of the chain). PL/pgSQL runs each statement with a fresh snapshot (READ COMMITTED), so
 # the head is read after the lock is granted and sees the last holder's commit.
-_HEAD = """
-CREATE FUNCTION kavach_audit_chain_head(p_chain text)
-RETURNS TABLE (head_seq bigint, head_hash text)
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared(1262572868);
-    PERFORM pg_advisory_xact_lock(1262572868, hashtext(p_chain));
-    RETURN QUERY
-        SELECT e.chain_seq, e.hash::text FROM audit_events AS e
-        WHERE e.chain = p_chain AND e.chain_seq IS NOT NULL
-        ORDER BY e.chain_seq DESC
-        LIMIT 1;
-END
-$$
-"""
-
-
-# Commits to an environment queue on its row; the latest version is read after the lock is
-# granted, so a commit always builds on the one before it.
-_LOCK_ENVIRONMENT = """
-CREATE FUNCTION kavach_lock_environment(p_environment uuid)
-RETURNS SETOF secret_versions
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    PERFORM 1 FROM environments WHERE id = p_environment FOR UPDATE;
-    RETURN QUERY
-        SELECT * FROM secret_versions
-        WHERE environment_id = p_environment
-        ORDER BY seq DESC
-        LIMIT 1;
-END
-$$
-"""
 
 
 def upgrade() -> None:
     """Apply this migration."""
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_HEAD)
-        op.execute(_LOCK_ENVIRONMENT)
+        op.execute(sql_files.load("kavach_audit_chain_head", 1))
+        # Commits to an environment queue on its row; the latest version is read after the
+        # lock is granted, so a commit always builds on the one before it.
+        op.execute(sql_files.load("kavach_lock_environment", 1))
 
 
 def downgrade() -> None:

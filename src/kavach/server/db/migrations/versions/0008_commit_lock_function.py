@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from kavach.server.db import sql_files
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -21,41 +23,12 @@ depends_on = None
 # the functions of 0007. Each statement of a PL/pgSQL function reads with a fresh snapshot,
 # so everything here is read after both locks are granted. One row per secret of the latest
 # version (sorted by name), or one row without a secret when it holds none or there is none.
-_LOCK_FOR_COMMIT = """
-CREATE FUNCTION kavach_lock_for_commit(p_environment uuid, p_chain text)
-RETURNS TABLE (
-    epoch bigint,
-    head_seq bigint,
-    head_hash text,
-    version_id text,
-    version_seq integer,
-    name text,
-    data_key_id uuid,
-    value_encrypted bytea
-)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    latest secret_versions;
-BEGIN
-    SELECT * INTO latest FROM kavach_lock_environment(p_environment);
-    SELECT h.head_seq, h.head_hash INTO head_seq, head_hash
-        FROM kavach_audit_chain_head(p_chain) AS h;
-    SELECT a.value INTO epoch FROM access_epoch AS a WHERE a.id = 1;
-    RETURN QUERY
-        SELECT epoch, head_seq, head_hash, latest.id::text, latest.seq,
-               s.name::text, s.data_key_id, s.value_encrypted
-        FROM (SELECT 1) AS one
-        LEFT JOIN secrets AS s ON s.version_id = latest.id
-        ORDER BY s.name;
-END
-$$
-"""
 
 
 def upgrade() -> None:
     """Apply this migration."""
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_LOCK_FOR_COMMIT)
+        op.execute(sql_files.load("kavach_lock_for_commit", 1))
 
 
 def downgrade() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from kavach.server.db import sql_files
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -41,37 +43,8 @@ UPDATE secrets SET data_key_id = (
 )
 """
 
-# 0008's function, with SOURCE for where it reads the data key: the version after this
-# migration, each secret before it.
-_LOCK_FOR_COMMIT = """
-CREATE FUNCTION kavach_lock_for_commit(p_environment uuid, p_chain text)
-RETURNS TABLE (
-    epoch bigint,
-    head_seq bigint,
-    head_hash text,
-    version_id text,
-    version_seq integer,
-    name text,
-    data_key_id uuid,
-    value_encrypted bytea
-)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    latest secret_versions;
-BEGIN
-    SELECT * INTO latest FROM kavach_lock_environment(p_environment);
-    SELECT h.head_seq, h.head_hash INTO head_seq, head_hash
-        FROM kavach_audit_chain_head(p_chain) AS h;
-    SELECT a.value INTO epoch FROM access_epoch AS a WHERE a.id = 1;
-    RETURN QUERY
-        SELECT epoch, head_seq, head_hash, latest.id::text, latest.seq,
-               s.name::text, SOURCE, s.value_encrypted
-        FROM (SELECT 1) AS one
-        LEFT JOIN secrets AS s ON s.version_id = latest.id
-        ORDER BY s.name;
-END
-$$
-"""
+# kavach_lock_for_commit reads the data key from the version after this migration (its
+# version 2), from each secret before it (version 1, 0008's).
 _DROP_LOCK_FOR_COMMIT = "DROP FUNCTION kavach_lock_for_commit(uuid, text)"
 
 
@@ -105,7 +78,7 @@ def upgrade() -> None:
         batch_op.drop_constraint(batch_op.f(_FK_SECRETS), type_="foreignkey")
         batch_op.drop_column("data_key_id")
     if _on_postgresql():
-        op.execute(_LOCK_FOR_COMMIT.replace("SOURCE", "latest.data_key_id"))
+        op.execute(sql_files.load("kavach_lock_for_commit", 2))
 
 
 def downgrade() -> None:
@@ -131,4 +104,4 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f(_FK_VERSIONS), type_="foreignkey")
         batch_op.drop_column("data_key_id")
     if _on_postgresql():
-        op.execute(_LOCK_FOR_COMMIT.replace("SOURCE", "s.data_key_id"))
+        op.execute(sql_files.load("kavach_lock_for_commit", 1))
