@@ -1,15 +1,27 @@
-"""Every route, role and way of holding it, checked against the role table of DESIGN §4."""
+"""Every route, role and way of holding it, checked against the role table of DESIGN §4.
+
+Each case is sent cold: the access cache emptied first, so who the caller is and what they
+may do come from the database. On PostgreSQL it is then sent warm, at once again, answered
+from what the first send cached, the hottest routes by their lean paths. SQLite has no lean
+paths, and its caches are the same code: there each case is sent once, cold.
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kavach.server.app import create_app
+from kavach.server.db.base import utcnow
+from kavach.server.rbac.cache import AccessCache
+from kavach.server.rbac.deps import Requirement, caller_key
+from kavach.server.secrets import fast, fast_commit
+from kavach.server.secrets.models import SecretVersion
 from tests.conftest import InProcessServer, make_settings, random_keys
 from tests.integration.routes import api_routes, declared_action, route_key
 from tests.integration.test_resources import Api, user
@@ -123,6 +135,30 @@ HOLDINGS = {
     ],
 }
 DEPTH = {"org": 0, "user_group": 0, "group": 1, "env": 2}
+# Routes whose allowed send itself moves the access epoch (the triggers of migration 0006):
+# it adds, changes or removes a role binding (a new group or environment binds its creator
+# as owner) or a user group's member, or revokes a service token. The next request finds
+# the epoch moved and empties the caches, so after an allowed send the second is checked
+# the same way but served cold. Allowed deletes of organizations, groups, environments and
+# user groups are not sent twice at all (see _check).
+MOVES_THE_EPOCH = {
+    "POST /api/v1/organizations/{id}/secret-groups",
+    "POST /api/v1/organizations/{id}/members",
+    "DELETE /api/v1/organizations/{id}/members",
+    "POST /api/v1/secret-groups/{id}/environments",
+    "POST /api/v1/secret-groups/{id}/members",
+    "DELETE /api/v1/secret-groups/{id}/members",
+    "POST /api/v1/environments/{id}/members",
+    "DELETE /api/v1/environments/{id}/members",
+    "DELETE /api/v1/environments/{id}/tokens/{token_id}",
+    "POST /api/v1/user-groups/{id}/members",
+    "DELETE /api/v1/user-groups/{id}/members",
+}
+# Routes PostgreSQL answers by a lean path, which answers only callers the cache knows.
+LEAN = {
+    "GET /api/v1/environments/{id}/secrets",
+    "POST /api/v1/environments/{id}/secrets/versions",
+}
 
 
 def test_every_route_declares_an_action(tmp_path: Path) -> None:
@@ -296,35 +332,121 @@ def _expected(case: Case, role: str | None, at: str) -> int | str:
     return "ok" if RANK[role] >= RANK[case.minimum] else 403
 
 
-async def _send(caller: Api, request: Request) -> int:
+Outcome = int | str  # "ok" for any 2xx, else the status
+
+
+@dataclass
+class Run:
+    """How the matrix is sent, and what it saw."""
+
+    requirements: dict[str, Requirement]
+    postgresql: bool  # each case sent twice; the routes of LEAN have lean paths
+    lean: list[str]  # every answer a lean path gave, noted by the spies
+    failures: list[str] = field(default_factory=list)
+    served_cold_again: set[str] = field(default_factory=set)  # routes, see MOVES_THE_EPOCH
+
+
+async def _send(run: Run, caller: Api, request: Request) -> tuple[Outcome, bool]:
+    """Send a request; return its outcome and whether a lean path answered it."""
     method, path, body = request
+    answered = len(run.lean)
     response = await caller.server.client.request(
         method, f"/api/v1{path}", json=body, headers=caller.headers
     )
     assert response.status_code != 500, response.text
-    return response.status_code
+    status = response.status_code
+    return ("ok" if 200 <= status < 300 else status), len(run.lean) > answered
+
+
+def _cached(
+    cache: AccessCache, caller: Api, requirement: Requirement, env_id: str, granted: bool
+) -> bool:
+    """Whether the cache knows the caller, and its grant if one was cached, right now."""
+    epoch = cache.epoch
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    principal = None if epoch is None else cache.principal(epoch, token, utcnow())
+    if epoch is None or principal is None:
+        return False
+    if not (requirement.cached and granted):
+        return True
+    grant = cache.grant(epoch, caller_key(principal), requirement.action, uuid.UUID(env_id))
+    return grant is not None
 
 
 async def _check(
     world: World,
+    run: Run,
     key: str,
     tree: dict[str, dict[str, Any]],
     caller: Api,
     role: str | None,
     holding: tuple[str, str],
-    failures: list[str],
 ) -> None:
     mode, at = holding
+    case, label = MATRIX[key], f"{key} as {role} ({mode})"
+    expected = _expected(case, role, at)
+    cache = world.server.runtime.access_cache
     request = await _prepare(world, key, tree)
-    status = await _send(caller, request)
-    expected = _expected(MATRIX[key], role, at)
-    got: int | str = "ok" if 200 <= status < 300 else status
-    if got != expected:
-        failures.append(f"{key} as {role} ({mode}): expected {expected}, got {status}")
+    cache.clear()
+    cold, lean = await _send(run, caller, request)
+    if cold != expected:
+        run.failures.append(f"{label}: expected {expected}, got {cold} cold")
+    if lean:
+        run.failures.append(f"{label}: a lean path answered with the cache emptied")
+    if not run.postgresql:
+        return
+    if cold == "ok" and case.destructive:
+        # Not sent twice: what it deleted is gone, and the delete moved the access epoch. A
+        # fresh resource to delete would be no warmer: creating it binds its owner, which
+        # moves the epoch too.
+        return
+    if cold == "ok" and request[0] != "GET":
+        # The change is made afresh: a new commit, a new token to revoke, carol back to remove.
+        request = await _prepare(world, key, tree)
+    # A refusal leaves the caller cached, an allowed cached check its grant too; both stay
+    # unless the epoch moves before the second send (see MOVES_THE_EPOCH).
+    epoch = cache.epoch
+    warm = _cached(cache, caller, run.requirements[key], tree["env"]["id"], cold == "ok")
+    again, lean = await _send(run, caller, request)
+    warm = warm and cache.epoch == epoch  # it found the epoch unmoved: the caches answered
+    if again != expected:
+        run.failures.append(f"{label}: expected {expected}, got {again} warm ({cold} cold)")
+    if cold == "ok" and key in MOVES_THE_EPOCH and not warm:
+        run.served_cold_again.add(key)
+    elif not warm:
+        run.failures.append(f"{label}: the second send found nothing cached")
+    if lean != (key in LEAN and warm and again == "ok"):
+        answered = "a lean path answered" if lean else "no lean path answered"
+        run.failures.append(f"{label}: {answered} the second send")
+
+
+@pytest.fixture
+def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Note every answer the lean read and the lean commit give (None: they gave way)."""
+    answers: list[str] = []
+    read, commit = fast.read_latest, fast_commit.commit
+
+    async def read_spy(request: Any) -> fast.FastRead | None:
+        found = await read(request)
+        if found is not None:
+            answers.append("read")
+        return found
+
+    async def commit_spy(request: Any) -> SecretVersion | None:
+        version = await commit(request)
+        if version is not None:
+            answers.append("commit")
+        return version
+
+    monkeypatch.setattr(fast, "read_latest", read_spy)
+    monkeypatch.setattr(fast_commit, "commit", commit_spy)
+    return answers
 
 
 @pytest.mark.timeout(600)
-async def test_authorization_matrix(server: InProcessServer) -> None:
+async def test_authorization_matrix(
+    server: InProcessServer, backend: str, lean_answers: list[str]
+) -> None:
     alice = await user(server, "alice")
     await user(server, "carol")
     world = World(server, alice)
@@ -336,7 +458,12 @@ async def test_authorization_matrix(server: InProcessServer) -> None:
         callers[(held, at, via_group)] = await user(server, login)
         await world.bind(shared, login, held, at, via_group)
 
-    failures: list[str] = []
+    requirements = {
+        route_key(route): found
+        for route in api_routes(server.app)
+        if (found := declared_action(route)) is not None
+    }
+    run = Run(requirements, postgresql=backend == "postgresql", lean=lean_answers)
     cases = 0
     for key, case in MATRIX.items():
         for role in [None, *ROLES]:
@@ -349,10 +476,15 @@ async def test_authorization_matrix(server: InProcessServer) -> None:
                     if role is not None:
                         holder = f"{role}-{at}-{'ug' if via_group else 'direct'}"
                         await world.bind(tree, holder, role, at, via_group)
-                await _check(world, key, tree, caller, role, (mode, at), failures)
+                await _check(world, run, key, tree, caller, role, (mode, at))
                 cases += 1
-    assert failures == [], "\n".join(failures)
+    assert run.failures == [], "\n".join(run.failures)
     assert cases == sum(1 + len(ROLES) * len(HOLDINGS[case.level]) for case in MATRIX.values())
+    if run.postgresql:
+        assert run.served_cold_again == MOVES_THE_EPOCH
+        assert set(run.lean) == {"read", "commit"}
+    else:
+        assert run.served_cold_again == set() and run.lean == []
 
 
 async def test_a_role_beneath_shows_the_way_down_and_nothing_else(
