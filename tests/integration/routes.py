@@ -9,7 +9,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from kavach.server.rbac.deps import Requirement
+from kavach.server.rbac.deps import Admitted, Requirement
+
+# What a route declares it needs of the gate: a Requirement, or a hot route's Admitted.
+Declared = Requirement | Admitted
 
 
 def _walk(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
@@ -26,15 +29,15 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
     return [route for route in _walk(app.routes) if isinstance(route, APIRoute)]
 
 
-def _requirements(dependant: Dependant) -> Iterator[Requirement]:
-    if isinstance(dependant.call, Requirement):
+def _requirements(dependant: Dependant) -> Iterator[Declared]:
+    if isinstance(dependant.call, Requirement | Admitted):
         yield dependant.call
     for child in dependant.dependencies:
         yield from _requirements(child)
 
 
-def declared_action(route: APIRoute) -> Requirement | None:
-    """Return the Requirement a route declares, if any."""
+def declared_action(route: APIRoute) -> Declared | None:
+    """Return what a route declares it needs of the gate, if anything."""
     found = list(_requirements(route.dependant))
     assert len(found) <= 1, f"{route.path} declares more than one action"
     return found[0] if found else None

@@ -2,8 +2,8 @@
 
 Each case is sent cold: the access cache emptied first, so who the caller is and what they
 may do come from the database. On PostgreSQL it is then sent warm, at once again, answered
-from what the first send cached, the hottest routes by their lean paths. SQLite has no lean
-paths, and its caches are the same code: there each case is sent once, cold.
+from what the first send cached: the hottest routes are then admitted by the gate without a
+query. The gate is the same code on SQLite: there each case is sent once, cold.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
+from kavach.server.access import caller_key
 from kavach.server.app import create_app
 from kavach.server.db.base import utcnow
+from kavach.server.gate import AccessGate, Admission, Ticket
 from kavach.server.rbac.cache import AccessCache
-from kavach.server.rbac.deps import Requirement, caller_key
-from kavach.server.secrets import fast, fast_commit
-from kavach.server.secrets.models import SecretVersion
 from tests.conftest import InProcessServer, make_settings, random_keys
-from tests.integration.routes import api_routes, declared_action, route_key
+from tests.integration.routes import Declared, api_routes, declared_action, route_key
 from tests.integration.test_resources import Api, user
 from tests.integration.test_sync import TARGETS, Target
 
@@ -154,7 +153,7 @@ MOVES_THE_EPOCH = {
     "POST /api/v1/user-groups/{id}/members",
     "DELETE /api/v1/user-groups/{id}/members",
 }
-# Routes PostgreSQL answers by a lean path, which answers only callers the cache knows.
+# Routes whose warm, allowed sends the gate admits from the cache without a query.
 LEAN = {
     "GET /api/v1/environments/{id}/secrets",
     "POST /api/v1/environments/{id}/secrets/versions",
@@ -339,15 +338,15 @@ Outcome = int | str  # "ok" for any 2xx, else the status
 class Run:
     """How the matrix is sent, and what it saw."""
 
-    requirements: dict[str, Requirement]
-    postgresql: bool  # each case sent twice; the routes of LEAN have lean paths
-    lean: list[str]  # every answer a lean path gave, noted by the spies
+    requirements: dict[str, Declared]
+    postgresql: bool  # each case sent twice
+    lean: list[str]  # every admission made from the cache alone, noted by the spy
     failures: list[str] = field(default_factory=list)
     served_cold_again: set[str] = field(default_factory=set)  # routes, see MOVES_THE_EPOCH
 
 
 async def _send(run: Run, caller: Api, request: Request) -> tuple[Outcome, bool]:
-    """Send a request; return its outcome and whether a lean path answered it."""
+    """Send a request; return its outcome and whether the gate admitted it without a query."""
     method, path, body = request
     answered = len(run.lean)
     response = await caller.server.client.request(
@@ -359,7 +358,7 @@ async def _send(run: Run, caller: Api, request: Request) -> tuple[Outcome, bool]
 
 
 def _cached(
-    cache: AccessCache, caller: Api, requirement: Requirement, env_id: str, granted: bool
+    cache: AccessCache, caller: Api, requirement: Declared, env_id: str, granted: bool
 ) -> bool:
     """Whether the cache knows the caller, and its grant if one was cached, right now."""
     epoch = cache.epoch
@@ -392,7 +391,7 @@ async def _check(
     if cold != expected:
         run.failures.append(f"{label}: expected {expected}, got {cold} cold")
     if lean:
-        run.failures.append(f"{label}: a lean path answered with the cache emptied")
+        run.failures.append(f"{label}: admitted from the cache with the cache emptied")
     if not run.postgresql:
         return
     if cold == "ok" and case.destructive:
@@ -416,30 +415,23 @@ async def _check(
     elif not warm:
         run.failures.append(f"{label}: the second send found nothing cached")
     if lean != (key in LEAN and warm and again == "ok"):
-        answered = "a lean path answered" if lean else "no lean path answered"
+        answered = "admitted from the cache" if lean else "not admitted from the cache"
         run.failures.append(f"{label}: {answered} the second send")
 
 
 @pytest.fixture
 def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Note every answer the lean read and the lean commit give (None: they gave way)."""
+    """Note every admission the gate makes from the cache alone, by the action asked."""
     answers: list[str] = []
-    read, commit = fast.read_latest, fast_commit.commit
+    admit = AccessGate.admit_provisionally
 
-    async def read_spy(request: Any) -> fast.FastRead | None:
-        found = await read(request)
-        if found is not None:
-            answers.append("read")
-        return found
+    async def spy(gate: AccessGate, ticket: Ticket) -> Admission:
+        admission = await admit(gate, ticket)
+        if not admission.checked:
+            answers.append({"secret.read": "read", "secret.write": "commit"}[ticket.action])
+        return admission
 
-    async def commit_spy(request: Any) -> SecretVersion | None:
-        version = await commit(request)
-        if version is not None:
-            answers.append("commit")
-        return version
-
-    monkeypatch.setattr(fast, "read_latest", read_spy)
-    monkeypatch.setattr(fast_commit, "commit", commit_spy)
+    monkeypatch.setattr(AccessGate, "admit_provisionally", spy)
     return answers
 
 

@@ -10,11 +10,12 @@ from fastapi import Path, Query, Request
 from sqlalchemy import select
 
 from kavach.server.access import LABELS, Access, ResourceKind
-from kavach.server.deps import PrincipalDep, SessionDep, runtime_of
+from kavach.server.deps import PrincipalDep, SessionDep, bearer_token, runtime_of
 from kavach.server.errors import NotFound, ValidationFailed
+from kavach.server.gate import Admission, Ticket
 from kavach.server.iam.models import Organization
 
-__all__ = ["Access", "Requirement", "ResourceKind"]
+__all__ = ["Access", "Admit", "Admitted", "Requirement", "ResourceKind"]
 
 
 class Requirement:
@@ -114,3 +115,42 @@ class Requirement:
             resource_id=resource_id,
             cached=self.cached,
         )
+
+
+def environment_of(raw: str | None) -> uuid.UUID | None:
+    """Return the environment id of a path, or None when it is not an id (a 404)."""
+    try:
+        return uuid.UUID(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+Admit = tuple[Ticket, Admission]
+
+
+class Admitted:
+    """A hot route's one dependency: its action on the path's environment, asked of the gate.
+
+    Like Requirement, it runs before FastAPI validates the route's input (a 401 comes
+    first). Its admission may be provisional: the use case confirms it against the epoch
+    read with the data.
+    """
+
+    resource: ResourceKind = "environment"
+    cached = True
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"Admitted({self.action!r})"
+
+    async def __call__(self, request: Request) -> Admit:
+        """Ask the gate; return the question and its answer for the use case."""
+        ticket = Ticket(
+            token=bearer_token(request),
+            action=self.action,
+            environment_id=environment_of(request.path_params.get("id")),
+            state=request.scope.setdefault("state", {}),
+        )
+        return ticket, await runtime_of(request).gate.admit_provisionally(ticket)

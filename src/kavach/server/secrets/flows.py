@@ -1,4 +1,4 @@
-"""Secret workflows: commit with optimistic concurrency, rollback, diff and history."""
+"""Secret workflows: a commit's next values, a stale commit's 409, rollback, diff, history."""
 
 from __future__ import annotations
 
@@ -84,14 +84,6 @@ async def conflict(
     )
 
 
-def stale_parent(request: CommitRequest, latest: SecretVersion | None) -> str | None:
-    """Return the parent the commit names if that is no longer the latest version."""
-    parent = request.parent_version
-    if parent is not None and (latest is None or latest.id != parent):
-        return parent
-    return None
-
-
 def next_values(
     request: CommitRequest,
     latest: SecretVersion | None,
@@ -112,33 +104,6 @@ def next_values(
         raise NoChanges("nothing changed: the latest version already holds these secrets")
     check_limits(values, settings)
     return dict(sorted(values.items()))
-
-
-async def commit(
-    session: AsyncSession,
-    keys: SecretKeys,
-    settings: Settings,
-    *,
-    env_id: uuid.UUID,
-    request: CommitRequest,
-    author: Actor,
-) -> SecretVersion:
-    """Write a new version from a change or a snapshot; lose no concurrent update."""
-    latest = await service.lock_latest(session, environment_id=env_id)
-    if (parent := stale_parent(request, latest)) is not None:
-        raise await conflict(session, keys, env_id=env_id, parent_id=parent, latest=latest)
-    current = await service.read_values(session, keys, version=latest) if latest else {}
-    return await service.write_version(
-        session,
-        keys,
-        environment_id=env_id,
-        new=service.NewVersion(
-            values=next_values(request, latest, current, settings),
-            message=request.message,
-            author=author,
-            parent=latest,
-        ),
-    )
 
 
 async def rollback(

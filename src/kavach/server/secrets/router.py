@@ -19,12 +19,10 @@ from kavach.server.deps import (
     OriginDep,
     RuntimeDep,
     SessionDep,
-    bearer_token,
     origin_of,
     runtime_of,
 )
-from kavach.server.gate import Admission, Ticket
-from kavach.server.rbac.deps import Requirement
+from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.schemas import (
@@ -39,7 +37,7 @@ from kavach.server.secrets.schemas import (
     VersionPage,
     VersionSummary,
 )
-from kavach.server.secrets.usecases import READ, WRITE, environment_of
+from kavach.server.secrets.usecases import READ, WRITE
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
 # Version numbers are a 32-bit column; a larger bound is not a query the database can run.
@@ -48,33 +46,6 @@ Reader = Annotated[Access, Depends(Requirement(READ, "environment", cached=True)
 Writer = Annotated[Access, Depends(Requirement(WRITE, "environment", cached=True))]
 # The hot routes declare the bearer scheme here: no dependency of theirs declares it.
 _BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
-
-
-def _ticket(request: Request, action: str) -> Ticket:
-    """Return what the gate is asked for this request: the action on the path's environment."""
-    return Ticket(
-        token=bearer_token(request),
-        action=action,
-        environment_id=environment_of(request.path_params.get("id")),
-        state=request.scope.setdefault("state", {}),
-    )
-
-
-class Admitted:
-    """Admit a request at the gate before FastAPI validates its input (a 401 comes first).
-
-    Provisional: the use case confirms it against the epoch read with the data.
-    """
-
-    def __init__(self, action: str) -> None:
-        self.action = action
-
-    async def __call__(self, request: Request) -> tuple[Ticket, Admission]:
-        ticket = _ticket(request, self.action)
-        return ticket, await runtime_of(request).gate.admit_provisionally(ticket)
-
-
-Admit = tuple[Ticket, Admission]
 
 
 def _json(body: Envelope[Any], status: int = 200) -> Response:

@@ -13,7 +13,6 @@ The order of things is decided here and nowhere else:
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -289,11 +288,3 @@ class SecretUseCases:
 def summary_of(detail: VersionDetail) -> VersionSummary:
     """Return a version's description without its values."""
     return VersionSummary(**detail.model_dump(exclude={"secrets"}))
-
-
-def environment_of(raw: str | None) -> uuid.UUID | None:
-    """Return the environment id of a path, or None when it is not an id (a 404)."""
-    try:
-        return uuid.UUID(raw) if raw is not None else None
-    except ValueError:
-        return None
