@@ -142,10 +142,9 @@ class PostgresSecretStore(SqlSecretStore):
         """Queue the change for its environment's next batch and return its outcome."""
         data_key = self.keys.cached_for_writing(change.environment_id)
         if data_key is None:
-            async with self._sessions() as session, session.begin():
-                data_key = await self.keys.for_writing(
-                    session, environment_id=change.environment_id
-                )
+            # This server's first commit there: the data key is found, or made, under the
+            # environment's lock, after the change's access holds (one key per environment).
+            return await super().commit(change)
         pending = _Pending(change, data_key)
         return await self._batches.submit(change.environment_id, pending, self._write_batch)
 
