@@ -1,9 +1,10 @@
 """HTTP routes for an environment's secrets: read, commit, versions, diff, rollback, history.
 
 Each route is thin: it names what it asks the gate for and hands the request to the use
-cases (secrets.usecases). The two hottest (the latest secrets, a commit) take only the
-request and their declared input, so FastAPI solves no dependencies for them; the others
-are admitted through `Requirement`.
+cases (secrets.usecases). The two hottest (the latest secrets, a commit) are declared like
+the others but served by a handler that asks the gate and reads the declared input itself
+(api.direct_route), sparing FastAPI's per-request dependency solving; the others are
+admitted through `Requirement`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from pydantic import TypeAdapter
 from starlette.responses import Response
 
 from kavach.server.access import Access
-from kavach.server.api import API_PREFIX, Envelope, api_router, ok
+from kavach.server.api import (
+    API_PREFIX,
+    Envelope,
+    api_router,
+    body_of,
+    direct_route,
+    ok,
+    query_value,
+)
 from kavach.server.deps import (
     OriginDep,
     RuntimeDep,
@@ -57,9 +67,13 @@ def _json_of(found: SecretsResponse) -> Response:
     return _json(ok(found))
 
 
+_READER, _WRITER = Admitted(READ), Admitted(WRITE)
+_VERSION_ID: TypeAdapter[str] = TypeAdapter(VersionId)
+
+
 async def read_secrets(
     request: Request,
-    admitted: Annotated[Admit, Depends(Admitted(READ))],
+    admitted: Annotated[Admit, Depends(_READER)],
     version: Annotated[VersionId | None, Query()] = None,
 ) -> Response:
     """Return the latest secrets with values, or those of ?version=ID."""
@@ -67,8 +81,13 @@ async def read_secrets(
     ticket, admission = admitted
     if version:
         return _json(ok(await use_cases.read_at(ticket, origin, version)))
-    render = _json_of
-    return await use_cases.read_latest(ticket, admission, origin, render)
+    return await use_cases.read_latest(ticket, admission, origin, _json_of)
+
+
+async def _serve_read(request: Request) -> Response:
+    """Serve read_secrets as declared, without FastAPI's dependency solving."""
+    admitted = await _READER(request)
+    return await read_secrets(request, admitted, query_value(request, "version", _VERSION_ID))
 
 
 router.add_api_route(
@@ -77,17 +96,24 @@ router.add_api_route(
     methods=["GET"],
     response_model=Envelope[SecretsResponse],
     openapi_extra=_BEARER,
+    route_class_override=direct_route(_serve_read),
 )
 
 
 async def commit_version(
-    request: Request, admitted: Annotated[Admit, Depends(Admitted(WRITE))], body: CommitRequest
+    request: Request, admitted: Annotated[Admit, Depends(_WRITER)], body: CommitRequest
 ) -> Response:
     """Commit a change (set/unset) or a snapshot (replace); 409 if parent_version is stale."""
     ticket, admission = admitted
     use_cases = runtime_of(request).secrets
     version = await use_cases.commit(ticket, admission, origin_of(request), body)
     return _json(ok(summary(version)), status=201)
+
+
+async def _serve_commit(request: Request) -> Response:
+    """Serve commit_version as declared, without FastAPI's dependency solving."""
+    admitted = await _WRITER(request)
+    return await commit_version(request, admitted, await body_of(request, CommitRequest))
 
 
 router.add_api_route(
@@ -97,6 +123,7 @@ router.add_api_route(
     status_code=201,
     response_model=Envelope[VersionSummary],
     openapi_extra=_BEARER,
+    route_class_override=direct_route(_serve_commit),
 )
 
 
