@@ -494,6 +494,40 @@ async def test_commits_after_another_server_changed_the_environment_are_made_on_
     assert await _chain_intact(alice, tree)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_commits_are_made_on_what_the_server_knows_and_locked_only_when_it_moved(
+    server: InProcessServer,
+    other: InProcessServer,
+    alice: Api,
+    tree: Tree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a server knows an environment's head, a warm commit is one checked round trip."""
+    locked: list[int] = []
+    under_locks = PostgresSecretStore._under_locks
+
+    async def counted(store: PostgresSecretStore, driver: Any, batch: Any) -> Any:
+        locked.append(len(batch))
+        return await under_locks(store, driver, batch)
+
+    monkeypatch.setattr(PostgresSecretStore, "_under_locks", counted)
+    await _commit(alice, tree, {"message": "m", "set": {"FIRST": "1"}})
+    assert locked == [1]  # the first group commit here learns the head under the locks
+    locked.clear()
+    for n in range(3):
+        await _commit(alice, tree, {"message": "m", "set": {f"K{n}": "1"}})
+    assert locked == []  # each made on the last, checked by the database as it writes
+    await _commit(on(other, alice), tree, {"message": "there", "set": {"B": "1"}})
+    locked.clear()
+    after = await _commit(alice, tree, {"message": "m", "unset": ["B"]})
+    assert locked == [1]  # what it knew had moved: made again under the locks, on B
+    await _commit(alice, tree, {"message": "m", "set": {"C": "1"}})
+    assert locked == [1]
+    versions = await _versions(server, tree["env"]["id"])
+    assert _linked(versions) and versions[-2].id == after["id"]
+    assert await _chain_intact(alice, tree)
+
+
 async def test_reads_and_commits_on_one_chain_keep_it_intact(
     server: InProcessServer, other: InProcessServer, admitted: Admissions, alice: Api, tree: Tree
 ) -> None:

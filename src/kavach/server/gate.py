@@ -167,6 +167,13 @@ class AccessGate:
             return True
         return epoch is not None and epoch != NO_EPOCH and epoch == admission.epoch
 
+    def expected_epoch(self, admission: Admission) -> int | None:
+        """Return the epoch a store must find with what it writes for the admission to hold.
+
+        None: the admission was decided in the database during the request and holds as is.
+        """
+        return None if admission.checked else admission.epoch
+
     async def recheck(self, ticket: Ticket) -> Admission:
         """Decide a ticket in the database (filling the cache), in a session of its own."""
         async with self._read_sessions() as session:

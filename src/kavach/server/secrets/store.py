@@ -106,6 +106,9 @@ class Change:
     values: Callable[[SecretVersion | None, dict[str, str]], dict[str, str]]
     event: Callable[[SecretVersion], NewEvent]  # the commit's audit event
     holds: Callable[[int | None], bool]  # whether access holds under the epoch read locked
+    # The epoch a cached admission rests on, for a store that checks it with what it writes
+    # (None: decided in the database during the request, so there is nothing to check).
+    expected_epoch: int | None = None
 
     def stale(self, latest: SecretVersion | None) -> bool:
         """Tell whether the parent this change names is no longer the latest version."""

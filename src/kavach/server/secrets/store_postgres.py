@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import LargeBinary, Text, bindparam, func, insert, select, text
+from sqlalchemy import BigInteger, LargeBinary, Text, Uuid, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +30,7 @@ from kavach.server.batching import KeyedBatches
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.db.driver import DriverPool, DriverStatement
 from kavach.server.errors import KavachError, ServiceUnavailable
+from kavach.server.recent import Recent
 from kavach.server.secrets import service
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.service import Sealed
@@ -38,6 +39,7 @@ from kavach.server.secrets.store import (
     RECHECK,
     Change,
     Outcome,
+    Recheck,
     Snapshot,
     SqlSecretStore,
     Stale,
@@ -46,6 +48,8 @@ from kavach.server.secrets.store import (
 
 # Commits one transaction may write together: it holds the organization's audit chain.
 COMMIT_BATCH = 16
+# Environments whose latest version a server remembers, to make commits on it.
+KNOWN_VERSIONS = 1024
 _ATTEMPTS = 8
 _VERSION_KEY = "pk_secret_versions"
 _LATEST = DriverStatement.compile(LATEST)
@@ -56,13 +60,35 @@ _LOCK_FOR_COMMIT = DriverStatement.compile(
 )
 
 
-def _write_version() -> DriverStatement:
+# The commit's locks, and a check that the environment's latest version, the chain's head
+# (unless expected_seq is None) and the access epoch are the expected ones; it fails the
+# transaction with audit.service.NOT_AT_HEAD if not (migration 0009).
+_CHECK = func.kavach_check_at_head(
+    bindparam("environment_id", type_=Uuid),
+    bindparam("expected_version", type_=Text),
+    bindparam("chain", type_=Text),
+    bindparam("expected_seq", type_=BigInteger),
+    bindparam("expected_hash", type_=Text),
+    bindparam("expected_epoch", type_=BigInteger),
+)
+_CHECK_AT_HEAD = DriverStatement.compile(select(_CHECK))
+
+
+def _write_version(*, checked: bool) -> DriverStatement:
     """The new version, its secrets (given as arrays) and its audit event, in one statement.
 
-    A version id that is taken fails the statement (pk_secret_versions): the batch is then
-    written again under new ids.
+    Checked: only once kavach_check_at_head passes. A version id that is taken fails the
+    statement (pk_secret_versions): the batch is then written again under new ids.
     """
-    version = insert(SecretVersion).values(service.VERSION_VALUES)
+    if checked:
+        table = SecretVersion.__table__.c
+        values = [bindparam(key, type_=table[key].type) for key in service.VERSION_KEYS]
+        guard = select(_CHECK.label("passed")).cte("guard")
+        version = insert(SecretVersion).from_select(
+            service.VERSION_KEYS, select(*values).select_from(guard)
+        )
+    else:
+        version = insert(SecretVersion).values(service.VERSION_VALUES)
     written = version.returning(SecretVersion.id).cte("new_version")
     given = (
         func.unnest(
@@ -85,7 +111,8 @@ def _write_version() -> DriverStatement:
     return DriverStatement.compile(statement.add_cte(event.cte("new_event")))
 
 
-_WRITE_VERSION = _write_version()
+_WRITE_VERSION = _write_version(checked=False)  # under the locks of _LOCK_FOR_COMMIT
+_WRITE_AT_HEAD = _write_version(checked=True)  # outside a transaction: a pipeline is one
 
 
 class _IdTaken(Exception):
@@ -98,6 +125,14 @@ class _Pending:
 
     change: Change
     data_key: tuple[uuid.UUID, bytes]
+
+
+@dataclass(frozen=True)
+class _Known:
+    """An environment's latest version as this server last wrote or locked it (None: none)."""
+
+    version: SecretVersion | None  # its id, seq, environment and data key only
+    sealed: list[Sealed]  # no plaintext is kept
 
 
 @dataclass
@@ -131,6 +166,8 @@ class PostgresSecretStore(SqlSecretStore):
         self._audit_key = audit_key
         self._chain_heads = chain_heads  # shared with the audit batcher's appends
         self._batches = batches
+        # Per environment, what the last batch left stored: the next is made on it.
+        self._known: Recent[uuid.UUID, _Known] = Recent(KNOWN_VERSIONS)
 
     async def latest(self, environment_id: uuid.UUID) -> Snapshot:
         """Return the latest version, its sealed secrets and the epoch, in one statement."""
@@ -160,23 +197,83 @@ class PostgresSecretStore(SqlSecretStore):
         return [ServiceUnavailable("no free version id was drawn; retry") for _ in batch]
 
     async def _try_batch(self, batch: list[_Pending]) -> list[Outcome | Exception]:
-        """Take the commit's locks, read what is stored, and write the batch on it."""
-        environment_id = batch[0].change.environment_id
-        chain = audit.chain_of(batch[0].change.organization_id)
+        """Write the batch on what this server knows, or else under the commit's locks."""
         async with self._pool.connection() as driver:
             try:
-                async with driver.transaction():
-                    locked = await self._lock(driver, environment_id, chain)
-                    outcomes, rows = self._prepared(locked, batch)
-                    if rows:
-                        args = [_WRITE_VERSION.args(row) for row in rows]
-                        await driver.executemany(_WRITE_VERSION.sql, args)
+                outcomes = await self._at_head(driver, batch)
+                if outcomes is None:
+                    outcomes = await self._under_locks(driver, batch)
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == _VERSION_KEY:
                     raise _IdTaken from None
                 raise
-        self._chain_heads[chain] = locked.head
         return outcomes
+
+    async def _at_head(
+        self, driver: asyncpg.Connection, batch: list[_Pending]
+    ) -> list[Outcome | Exception] | None:
+        """Make the batch on the latest version and chain head this server knows; one round trip.
+
+        Its statements go outside a transaction, in one pipeline, which the database runs as
+        one transaction: each checks, under the commit's locks, that the latest version, the
+        chain's head and the access epoch are the ones it was made on (kavach_check_at_head).
+        The epoch expected is the one the gate admitted every change of the batch under
+        (Change.expected_epoch); a batch with a change the gate decided in the database goes
+        under the locks. If anything moved, nothing is written and None says so. A batch
+        that writes nothing is checked alone, so its refusals hold.
+        """
+        first = batch[0].change
+        epochs = {pending.change.expected_epoch for pending in batch}
+        chain = audit.chain_of(first.organization_id)
+        known = self._known.get(first.environment_id)
+        head = self._chain_heads.get(chain)
+        if known is None or head is None or len(epochs) != 1 or None in epochs:
+            return None
+        current: dict[str, str] = {}
+        if known.version is not None and known.sealed:
+            key = self.keys.cached(service.data_key_of(known.version))
+            if key is None:
+                return None
+            current = service.decrypt_rows(key, known.version, known.sealed)
+        (epoch,) = epochs
+        locked = _Locked(epoch, known.version, current, known.sealed, chain, head)
+        expected = _expected(locked, first.environment_id)
+        outcomes, rows = self._prepared(locked, batch)
+        try:
+            if rows:
+                await driver.executemany(
+                    _WRITE_AT_HEAD.sql, [_WRITE_AT_HEAD.args(row) for row in rows]
+                )
+            elif any(not isinstance(outcome, Recheck) for outcome in outcomes):
+                # Refusals write no event: the version and the epoch are what they rest on.
+                await driver.fetchval(*_CHECK_AT_HEAD.bound({**expected, "expected_seq": None}))
+        except asyncpg.PostgresError as error:
+            if error.sqlstate == audit.NOT_AT_HEAD:
+                return None
+            raise
+        self._remember(first.environment_id, locked, head_checked=bool(rows))
+        return outcomes
+
+    async def _under_locks(
+        self, driver: asyncpg.Connection, batch: list[_Pending]
+    ) -> list[Outcome | Exception]:
+        """Take the commit's locks, read what is stored, and write the batch on it."""
+        first = batch[0].change
+        chain = audit.chain_of(first.organization_id)
+        async with driver.transaction():
+            locked = await self._lock(driver, first.environment_id, chain)
+            outcomes, rows = self._prepared(locked, batch)
+            if rows:
+                args = [_WRITE_VERSION.args(row) for row in rows]
+                await driver.executemany(_WRITE_VERSION.sql, args)
+        self._remember(first.environment_id, locked, head_checked=True)
+        return outcomes
+
+    def _remember(self, environment_id: uuid.UUID, locked: _Locked, *, head_checked: bool) -> None:
+        """Keep what the batch left stored, for the next batch to be made on."""
+        self._known.put(environment_id, _Known(locked.latest, locked.sealed))
+        if head_checked:  # else the head is what was known, and may have moved on since
+            self._chain_heads[locked.chain] = locked.head
 
     async def _lock(
         self, driver: asyncpg.Connection, environment_id: uuid.UUID, chain: str
@@ -231,7 +328,9 @@ class PostgresSecretStore(SqlSecretStore):
             values=values, message=change.message, author=change.author, parent=locked.latest
         )
         version = service.draft_version(change.environment_id, new, pending.data_key[0])
-        return version, self._written(locked, pending.data_key, version, values, change)
+        row = _expected(locked, change.environment_id)  # what it is made on, before it moves
+        row.update(self._written(locked, pending.data_key, version, values, change))
+        return version, row
 
     def _written(
         self,
@@ -255,3 +354,15 @@ class PostgresSecretStore(SqlSecretStore):
             "names": names,
             "ciphertexts": ciphertexts,
         }
+
+
+def _expected(locked: _Locked, environment_id: uuid.UUID) -> dict[str, Any]:
+    """Return what kavach_check_at_head expects stored before the next commit is written."""
+    return {
+        "environment_id": environment_id,
+        "expected_version": locked.latest.id if locked.latest else None,
+        "chain": locked.chain,
+        "expected_seq": locked.head[0],
+        "expected_hash": locked.head[1],
+        "expected_epoch": locked.epoch,
+    }

@@ -246,6 +246,7 @@ class SecretUseCases:
             values=values,
             event=lambda version: commit_event(access, origin, version, body),
             holds=lambda epoch: self._gate.confirm(admission, epoch),
+            expected_epoch=self._gate.expected_epoch(admission),
         )
 
     async def _record_read(
