@@ -19,7 +19,9 @@ Invariants (docs/architecture.md says where a new rule goes):
   in the request's session before it decides. `admit_provisionally` reads nothing when the
   cache answers; its admission holds only once `confirm` finds the epoch read together with
   the data it guards (in one statement or transaction) to be the one it was made under, and
-  otherwise `recheck` decides again in the database.
+  otherwise `recheck` decides again in the database. A store that writes without first
+  reading (PostgreSQL's commits at the known head) is handed `expected_epoch` instead, and
+  has the database compare it under its locks.
 - The API rate limit is counted once per request, however the request is admitted.
 """
 
