@@ -199,7 +199,7 @@ async def test_reads_go_on_after_the_database_ends_every_connection(
     outside = create_async_engine(server.runtime.settings.database_url, poolclass=NullPool)
     terminate = text(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name = 'kavach'"
+        "WHERE application_name = 'kavach' AND datname = current_database()"
     )
     count = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "secret.read")
     try:
