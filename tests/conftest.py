@@ -150,10 +150,19 @@ async def truncate_all(runtime: Runtime) -> None:
     if runtime.engine.dialect.name != "postgresql":
         return
     # The access epoch is the server's bookkeeping, not data: its one row must stay.
-    tables = [t for t in metadata.sorted_tables if t.name != "access_epoch"]
-    names = ", ".join(f'"{table.name}"' for table in tables)
+    tables = [t for t in reversed(metadata.sorted_tables) if t.name != "access_epoch"]
     async with runtime.engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        # DELETE, referencing tables first: on tables this small it takes a fraction of what
+        # TRUNCATE does, which gives every table new files.
+        for table in tables:
+            await conn.execute(table.delete())
+        # As TRUNCATE … RESTART IDENTITY would: every sequence starts over.
+        await conn.execute(
+            text(
+                "SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s "
+                "JOIN pg_class c ON c.oid = s.seqrelid "
+                "WHERE c.relnamespace = current_schema()::regnamespace"
+            )
         )
 
 
