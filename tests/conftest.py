@@ -8,6 +8,7 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,6 +29,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "KAVACH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ["sqlite", "postgresql"]
+# Server logs the end-to-end leak scan read, and their lines (see tests/e2e/conftest.py).
+LOG_SCANS = {"servers": 0, "lines": 0}
 
 
 def random_keys() -> KeyMaterial:
@@ -48,7 +51,9 @@ def _with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 async def postgres_url() -> AsyncIterator[str]:
     """Create a throwaway PostgreSQL database for this test run and drop it afterwards."""
-    name = f"kavach_test_{secrets.token_hex(4)}"
+    # Each xdist worker has its own (gw0, gw1, …).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"kavach_test_{worker}_{secrets.token_hex(4)}"
     try:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -204,3 +209,26 @@ async def server(
         await truncate_all(in_process.runtime)
         async with in_process.client:
             yield in_process
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand this worker's counts to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["log_scans"] = dict(LOG_SCANS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller, add up what each worker's leak scan read."""
+    for key, value in getattr(node, "workeroutput", {}).get("log_scans", {}).items():
+        LOG_SCANS[key] += value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report how much server logging the leak scan read."""
+    if LOG_SCANS["servers"]:
+        terminalreporter.write_line(
+            f"log hygiene: scanned {LOG_SCANS['lines']} log lines of {LOG_SCANS['servers']} "
+            "servers for credentials"
+        )
