@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import LOG_SCANS
 from tests.e2e.harness import (
     HOST,
     Cli,
@@ -126,7 +127,7 @@ LEAK_PATTERNS = [
 ]
 # Exact values shorter than this are not looked for: they would match unrelated text.
 KNOWN_MIN_LENGTH = 8
-SCANNED = {"servers": 0, "lines": 0}
+SCANNED = LOG_SCANS  # summed over xdist workers and reported by tests/conftest.py
 
 
 def leaks(log: str, known: Mapping[str, str] | None = None) -> list[str]:
@@ -184,15 +185,6 @@ def launch() -> Iterator[Launcher]:
         known = {**server_secrets(server), **launcher.secrets}
         found += [f"{server.url} logged {leak}" for leak in leaks(server.stderr(), known)]
     assert not found, "servers logged credentials:\n" + "\n".join(found)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Report how much server logging the leak scan read."""
-    if SCANNED["servers"]:
-        terminalreporter.write_line(
-            f"log hygiene: scanned {SCANNED['lines']} log lines of {SCANNED['servers']} "
-            "servers for credentials"
-        )
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Run a command as a child process: inherited stdio, forwarded signals, its exit status.
 
-On Linux the parent blocks the signals it forwards and waits for them with sigwaitinfo, so
+On Linux the parent blocks the signals it forwards and waits for them with sigtimedwait, so
 it can tell who sent one: a signal sent by a process (kill, timeout, a supervisor) is
 passed on to the child, while one the terminal sent (Ctrl-C, Ctrl-\\, a hang-up) is not,
 because the terminal already sent it to the child, which is in the same process group.
@@ -24,6 +24,10 @@ RESTORED = tuple(
 SI_KERNEL = 0x80  # Linux: a signal the kernel sent, e.g. the terminal's Ctrl-C
 NOT_FOUND = 127  # what shells answer for a command they cannot find…
 NOT_EXECUTABLE = 126  # …or cannot run
+# Another thread of this process that does not block SIGCHLD may take it instead of the
+# waiting one (the kernel gives a process's signal to any thread that accepts it), so the
+# child is also polled this often.
+CHILD_POLL_SECONDS = 0.1
 
 
 class SpawnError(Exception):
@@ -72,8 +76,8 @@ def _run_waiting(argv: Sequence[str], env: dict[str, str]) -> int:
     try:
         pid = _spawn(argv, env, {int(sig) for sig in previous})
         while True:
-            info = signal.sigwaitinfo(watched)
-            if info.si_signo == signal.SIGCHLD:
+            info = signal.sigtimedwait(watched, CHILD_POLL_SECONDS)
+            if info is None or info.si_signo == signal.SIGCHLD:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     return exit_status(status)
