@@ -17,6 +17,7 @@ from kavach.server.batching import KeyedBatches
 from kavach.server.errors import NoChanges
 from kavach.server.secrets import service
 from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.service import VersionFacts
 from kavach.server.secrets.store import Change, Recheck, SecretStore, SqlSecretStore, Stale
 from kavach.server.secrets.store_postgres import PostgresSecretStore
 from tests.conftest import InProcessServer
@@ -71,7 +72,7 @@ def _change(
     """A change setting `new` (and unsetting `unset`) on whatever is latest."""
     assert where.environment_id is not None and where.organization_id is not None
 
-    def values(latest: SecretVersion | None, current: dict[str, str]) -> dict[str, str]:
+    def values(latest: VersionFacts | None, current: dict[str, str]) -> dict[str, str]:
         merged = {name: v for name, v in {**current, **new}.items() if name not in unset}
         if latest is not None and merged == current:
             raise NoChanges("nothing changed")
@@ -130,6 +131,23 @@ async def test_a_commit_is_the_next_latest_with_its_event(
     assert isinstance(second, SecretVersion) and second.parent_id == first.id
     assert await _values(store, where) == (2, {"B": "2", "C": "3"})
     assert await _commit_events(server) == 2
+
+
+async def test_latest_describes_the_version_as_written_even_without_secrets(
+    store: SecretStore, where: EventScope
+) -> None:
+    first = await store.commit(_change(where, {"Z": "26", "A": "1"}))
+    assert isinstance(first, SecretVersion)
+    assert where.environment_id is not None
+    snapshot = await store.latest(where.environment_id)
+    assert [name for name, _ in snapshot.sealed] == ["A", "Z"]  # sorted by name
+    emptied = await store.commit(_change(where, {}, unset=("A", "Z")))
+    assert isinstance(emptied, SecretVersion)
+    snapshot = await store.latest(where.environment_id)
+    assert snapshot.sealed == [] and snapshot.version is not None
+    read = {key: getattr(snapshot.version, key) for key in service.VERSION_KEYS}
+    assert read == {key: getattr(emptied, key) for key in service.VERSION_KEYS}
+    assert (read["seq"], read["parent_id"], read["secret_count"]) == (2, first.id, 0)
 
 
 async def test_refusals_write_nothing(

@@ -27,10 +27,11 @@ from kavach.server.secrets.schemas import (
     Modified,
     VersionSummary,
 )
+from kavach.server.secrets.service import VersionFacts
 from kavach.server.settings import Settings
 
 
-def summary(version: SecretVersion) -> VersionSummary:
+def summary(version: VersionFacts) -> VersionSummary:
     """Describe a version without values."""
     return VersionSummary(
         id=version.id,
@@ -63,7 +64,7 @@ async def conflict(
     *,
     env_id: uuid.UUID,
     parent_id: str,
-    latest: SecretVersion | None,
+    latest: VersionFacts | None,
 ) -> VersionConflict:
     """Describe what changed since the parent a stale commit names."""
     parent = await service.get_version(session, environment_id=env_id, version_id=parent_id)
@@ -86,7 +87,7 @@ async def conflict(
 
 def next_values(
     request: CommitRequest,
-    latest: SecretVersion | None,
+    latest: VersionFacts | None,
     current: dict[str, str],
     settings: Settings,
 ) -> dict[str, str]:

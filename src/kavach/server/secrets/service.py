@@ -7,7 +7,8 @@ import string
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -106,7 +107,7 @@ async def read_values(
     session: AsyncSession,
     keys: SecretKeys,
     *,
-    version: SecretVersion,
+    version: VersionFacts,
     names: set[str] | None = None,
 ) -> dict[str, str]:
     """Decrypt a version's secrets (or only the named ones), sorted by name."""
@@ -118,7 +119,7 @@ async def read_values(
 
 async def read_latest(
     session: AsyncSession, keys: SecretKeys, *, environment_id: uuid.UUID
-) -> tuple[SecretVersion | None, dict[str, str]]:
+) -> tuple[VersionFacts | None, dict[str, str]]:
     """Return the newest version and its decrypted secrets, in one query."""
     # Core, not ORM, execution: plain rows are all this needs, and cost less per request.
     connection = await session.connection()
@@ -130,14 +131,61 @@ async def read_latest(
     return version, await _decrypt(session, keys, version, with_values)
 
 
-def version_of(row: Mapping[Any, Any]) -> SecretVersion:
+class VersionFacts(Protocol):
+    """What is read of a version: an entity (SecretVersion) or a record (VersionRecord)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def environment_id(self) -> uuid.UUID: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def author_type(self) -> str: ...
+    @property
+    def author_id(self) -> uuid.UUID | None: ...
+    @property
+    def author_label(self) -> str | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def secret_count(self) -> int: ...
+    @property
+    def rollback_of(self) -> str | None: ...
+    @property
+    def data_key_id(self) -> uuid.UUID | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """A version's columns as read, outside any session (VERSION_KEYS, by name)."""
+
+    id: str
+    environment_id: uuid.UUID
+    seq: int
+    parent_id: str | None
+    author_type: str
+    author_id: uuid.UUID | None
+    author_label: str | None
+    message: str
+    secret_count: int
+    rollback_of: str | None
+    data_key_id: uuid.UUID | None
+    created_at: datetime
+
+
+def version_of(row: Mapping[Any, Any]) -> VersionRecord:
     """Build a version from a row holding its columns (a copy outside any session)."""
-    # Loading it as an entity would cost more, and it is only read.
-    return SecretVersion(**{key: row[key] for key in VERSION_KEYS})
+    # A record, not an entity: building an entity costs ten times as much, and it is only read.
+    return VersionRecord(**{key: row[key] for key in VERSION_KEYS})
 
 
 async def _decrypt(
-    session: AsyncSession, keys: SecretKeys, version: SecretVersion, rows: list[Any]
+    session: AsyncSession, keys: SecretKeys, version: VersionFacts, rows: list[Any]
 ) -> dict[str, str]:
     if not rows:
         return {}
@@ -145,7 +193,7 @@ async def _decrypt(
     return decrypt_rows(key, version, [(row.name, row.value_encrypted) for row in rows])
 
 
-async def version_key(session: AsyncSession, keys: SecretKeys, version: SecretVersion) -> bytes:
+async def version_key(session: AsyncSession, keys: SecretKeys, version: VersionFacts) -> bytes:
     """Return the data key a version's secrets are sealed with."""
     data_key_id = data_key_of(version)
     try:
@@ -155,7 +203,7 @@ async def version_key(session: AsyncSession, keys: SecretKeys, version: SecretVe
         raise
 
 
-def data_key_of(version: SecretVersion) -> uuid.UUID:
+def data_key_of(version: VersionFacts) -> uuid.UUID:
     """Return the id of the data key a version's secrets are sealed with."""
     if version.data_key_id is None:  # only versions without secrets have none
         raise CannotDecrypt(
@@ -168,7 +216,7 @@ def data_key_of(version: SecretVersion) -> uuid.UUID:
 Sealed = tuple[str, bytes]
 
 
-def decrypt_rows(key: bytes, version: SecretVersion, sealed: Iterable[Sealed]) -> dict[str, str]:
+def decrypt_rows(key: bytes, version: VersionFacts, sealed: Iterable[Sealed]) -> dict[str, str]:
     """Decrypt a version's secrets with its data key `key`, in the order given."""
     values: dict[str, str] = {}
     prefix = _aad_prefix(version.environment_id, version.id)
@@ -190,7 +238,7 @@ class NewVersion:
     values: dict[str, str]
     message: str
     author: Actor
-    parent: SecretVersion | None
+    parent: VersionFacts | None
     rollback_of: str | None = None
 
 

@@ -36,7 +36,7 @@ from kavach.server.errors import VersionConflict
 from kavach.server.rbac.models import AccessEpoch
 from kavach.server.secrets import flows, service
 from kavach.server.secrets.models import Secret, SecretVersion
-from kavach.server.secrets.service import Sealed
+from kavach.server.secrets.service import Sealed, VersionFacts
 
 # The access epoch, read with the data it guards.
 EPOCH = select(AccessEpoch.value).where(AccessEpoch.id == 1).scalar_subquery()
@@ -65,7 +65,7 @@ class Snapshot:
     """A version as stored (None: the environment has none), its sealed secrets, the epoch."""
 
     epoch: int | None
-    version: SecretVersion | None
+    version: VersionFacts | None
     sealed: list[Sealed]
 
 
@@ -86,7 +86,7 @@ class Recheck:
 class Stale:
     """The parent the change names is no longer the latest version."""
 
-    latest: SecretVersion | None
+    latest: VersionFacts | None
 
 
 RECHECK = Recheck()
@@ -103,14 +103,14 @@ class Change:
     author: Actor
     parent_version: str | None  # the version the change was made on, if it says
     # The new version's secrets from the latest version and its values; raises a refusal.
-    values: Callable[[SecretVersion | None, dict[str, str]], dict[str, str]]
+    values: Callable[[VersionFacts | None, dict[str, str]], dict[str, str]]
     event: Callable[[SecretVersion], NewEvent]  # the commit's audit event
     holds: Callable[[int | None], bool]  # whether access holds under the epoch read locked
     # The epoch a cached admission rests on, for a store that checks it with what it writes
     # (None: decided in the database during the request, so there is nothing to check).
     expected_epoch: int | None = None
 
-    def stale(self, latest: SecretVersion | None) -> bool:
+    def stale(self, latest: VersionFacts | None) -> bool:
         """Tell whether the parent this change names is no longer the latest version."""
         parent = self.parent_version
         return parent is not None and (latest is None or latest.id != parent)
@@ -123,7 +123,7 @@ class SecretStore(Protocol):
         """Return the latest version, its sealed secrets and the epoch, in one read."""
         ...
 
-    async def data_key(self, version: SecretVersion) -> bytes:
+    async def data_key(self, version: VersionFacts) -> bytes:
         """Return the data key a version's secrets are sealed with."""
         ...
 
@@ -132,7 +132,7 @@ class SecretStore(Protocol):
         ...
 
     async def conflict(
-        self, environment_id: uuid.UUID, parent_id: str, latest: SecretVersion | None
+        self, environment_id: uuid.UUID, parent_id: str, latest: VersionFacts | None
     ) -> VersionConflict:
         """Describe what changed since the parent a stale change names (a 409)."""
         ...
@@ -158,7 +158,7 @@ class SqlSecretStore:
             result = await connection.execute(LATEST, {"environment_id": environment_id})
             return snapshot_of([row._mapping for row in result])
 
-    async def data_key(self, version: SecretVersion) -> bytes:
+    async def data_key(self, version: VersionFacts) -> bytes:
         """Return a version's data key, from the cache or unwrapped from the database."""
         key_id = service.data_key_of(version)
         cached = self.keys.cached(key_id)
@@ -194,7 +194,7 @@ class SqlSecretStore:
         return version
 
     async def conflict(
-        self, environment_id: uuid.UUID, parent_id: str, latest: SecretVersion | None
+        self, environment_id: uuid.UUID, parent_id: str, latest: VersionFacts | None
     ) -> VersionConflict:
         """Describe what changed since the parent a stale change names (a 409)."""
         async with self._read_sessions() as session:

@@ -18,8 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, LargeBinary, Text, Uuid, bindparam, func, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    LargeBinary,
+    Select,
+    Text,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kavach.server.audit import service as audit
@@ -32,10 +45,10 @@ from kavach.server.db.driver import DriverPool, DriverStatement
 from kavach.server.errors import KavachError, ServiceUnavailable
 from kavach.server.recent import Recent
 from kavach.server.secrets import service
-from kavach.server.secrets.models import SecretVersion
-from kavach.server.secrets.service import Sealed
+from kavach.server.secrets.models import Secret, SecretVersion
+from kavach.server.secrets.service import Sealed, VersionFacts
 from kavach.server.secrets.store import (
-    LATEST,
+    EPOCH,
     RECHECK,
     Change,
     Outcome,
@@ -43,7 +56,6 @@ from kavach.server.secrets.store import (
     Snapshot,
     SqlSecretStore,
     Stale,
-    snapshot_of,
 )
 
 # Commits one transaction may write together: it holds the organization's audit chain.
@@ -52,7 +64,37 @@ COMMIT_BATCH = 16
 KNOWN_VERSIONS = 1024
 _ATTEMPTS = 8
 _VERSION_KEY = "pk_secret_versions"
-_LATEST = DriverStatement.compile(LATEST)
+
+
+def _latest_in_one_row() -> Select[Any]:
+    """The epoch, and the latest version with its secrets as two arrays sorted by name.
+
+    One row whatever the number of secrets: the version's columns come once, not once per
+    secret, which is most of what the driver would otherwise decode.
+    """
+    by_name = Secret.name
+
+    def sorted_array(column: Any) -> Any:
+        return func.array_agg(aggregate_order_by(column, by_name))
+
+    sealed = (
+        select(
+            sorted_array(Secret.name).label("names"),
+            sorted_array(Secret.value_encrypted).label("ciphertexts"),
+        )
+        .where(Secret.version_id == SecretVersion.id)
+        .lateral("sealed")
+    )
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(EPOCH.label("epoch"), *service.VERSION_COLUMNS, sealed.c.names, sealed.c.ciphertexts)
+        .select_from(one)
+        .outerjoin(SecretVersion, SecretVersion.id == service.LATEST_ID.scalar_subquery())
+        .outerjoin(sealed, true())
+    )
+
+
+_LATEST = DriverStatement.compile(_latest_in_one_row())
 # The environment's lock and its latest secrets, the audit chain's lock and head, and the
 # access epoch, all read after the locks are granted (migration 0008).
 _LOCK_FOR_COMMIT = DriverStatement.compile(
@@ -131,7 +173,7 @@ class _Pending:
 class _Known:
     """An environment's latest version as this server last wrote or locked it (None: none)."""
 
-    version: SecretVersion | None  # its id, seq, environment and data key only
+    version: VersionFacts | None  # its id, seq, environment and data key only
     sealed: list[Sealed]  # no plaintext is kept
 
 
@@ -140,7 +182,7 @@ class _Locked:
     """What a batch is made on (read under its locks), advanced by each commit."""
 
     epoch: int | None
-    latest: SecretVersion | None  # only its id, seq, environment and data key are read
+    latest: VersionFacts | None  # only its id, seq, environment and data key are read
     current: dict[str, str]
     sealed: list[Sealed]  # the latest version's secrets as stored
     chain: str
@@ -172,8 +214,11 @@ class PostgresSecretStore(SqlSecretStore):
     async def latest(self, environment_id: uuid.UUID) -> Snapshot:
         """Return the latest version, its sealed secrets and the epoch, in one statement."""
         async with self._pool.connection() as driver:
-            rows = await driver.fetch(*_LATEST.bound({"environment_id": environment_id}))
-        return snapshot_of(rows)
+            row = await driver.fetchrow(*_LATEST.bound({"environment_id": environment_id}))
+        if row["id"] is None:
+            return Snapshot(row["epoch"], None, [])
+        sealed = list(zip(row["names"] or (), row["ciphertexts"] or (), strict=True))
+        return Snapshot(row["epoch"], service.version_of(row), sealed)
 
     async def commit(self, change: Change) -> Outcome:
         """Queue the change for its environment's next batch and return its outcome."""

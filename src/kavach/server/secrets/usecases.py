@@ -37,6 +37,7 @@ from kavach.server.secrets.schemas import (
     VersionDetail,
     VersionSummary,
 )
+from kavach.server.secrets.service import VersionFacts
 from kavach.server.secrets.store import Change, Recheck, SecretStore, Snapshot, Stale
 from kavach.server.settings import Settings
 
@@ -234,7 +235,7 @@ class SecretUseCases:
         assert scope is not None  # noqa: S101 - an admission on an environment has its scope
         settings = self._settings
 
-        def values(latest: SecretVersion | None, current: dict[str, str]) -> dict[str, str]:
+        def values(latest: VersionFacts | None, current: dict[str, str]) -> dict[str, str]:
             return flows.next_values(body, latest, current, settings)
 
         return Change(
