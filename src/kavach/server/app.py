@@ -139,6 +139,9 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
                 metrics.close()
 
     app = KavachAPI(
+        # Kavach's own metrics (/metrics) and request log describe its requests; FastAPI's
+        # OpenTelemetry hooks would otherwise check for providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="Kavach",
         version=__version__,
         lifespan=lifespan,

@@ -21,6 +21,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     )
     structlog.configure(
         processors=[
+            # First: a call below the level costs a level check, not the processors' work.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

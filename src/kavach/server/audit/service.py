@@ -148,7 +148,10 @@ async def append_at_head(
         rows = driver_rows(key, events, moved)
         statement = _DRIVER_INSERT_AT_HEAD
         try:
-            await driver.executemany(statement.sql, [statement.args(row) for row in rows])
+            if len(rows) == 1:  # a read's lone event: the simpler protocol costs less
+                await driver.execute(statement.sql, *statement.args(rows[0]))
+            else:
+                await driver.executemany(statement.sql, [statement.args(row) for row in rows])
         except asyncpg.PostgresError as error:
             if error.sqlstate != NOT_AT_HEAD:
                 raise
