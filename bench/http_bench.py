@@ -1,7 +1,8 @@
 """HTTP benchmarks under wrk: Kavach's read and write paths, a bare baseline, and OpenBao.
 
 Every server runs pinned to one core (`SERVER_CPU`), wrk to the other; all three keep their
-data in the same PostgreSQL. Run: `python -m bench.http_bench [--seconds N]`.
+data in the same PostgreSQL. Each figure is the median of several runs, the servers
+measured in turn. Run: `python -m bench.http_bench [--seconds N] [--rounds N]`.
 """
 
 from __future__ import annotations
@@ -165,20 +166,51 @@ def running_baseline(server: Server, read_path: str) -> Iterator[str]:
 Table = dict[str, dict[str, WrkResult]]
 
 
-def _measure(
-    name: str, url: str, header: str, seconds: int, table: Table, script: Path | None = None
-) -> None:
-    """Warm up, then measure at each connection count."""
-    run_wrk(url, connections=8, seconds=2, header=header, script=script)
-    for connections in CONNECTIONS:
-        result = run_wrk(
-            url, connections=connections, seconds=seconds, header=header, script=script
-        )
-        table.setdefault(name, {})[f"c{connections}"] = result
-        print(f"  {name:<28} c={connections:<3} {result.requests_per_s:9.1f} req/s", flush=True)
+@dataclass(frozen=True)
+class Target:
+    """One thing measured: a name, a URL, the credential header and, for writes, a script."""
+
+    name: str
+    url: str
+    header: str
+    script: Path | None = None
 
 
-def bench_http(seconds: int) -> dict[str, Table]:
+def _median(runs: list[WrkResult]) -> WrkResult:
+    """The run with the median rate (the middle one of an odd number of runs)."""
+    return sorted(runs, key=lambda run: run.requests_per_s)[len(runs) // 2]
+
+
+def _rounds(targets: list[Target], seconds: int, rounds: int, table: Table) -> None:
+    """Measure the targets in turn, round after round; each figure is the median run.
+
+    Taking the targets in turn, rather than one after the other, lets each see the
+    machine's changing speed alike, so ratios between them hold better than single runs.
+    """
+    runs: dict[tuple[str, int], list[WrkResult]] = {}
+    for target in targets:  # warm-up
+        run_wrk(target.url, connections=8, seconds=2, header=target.header, script=target.script)
+    for number in range(1, rounds + 1):
+        for target in targets:
+            for connections in CONNECTIONS:
+                result = run_wrk(
+                    target.url,
+                    connections=connections,
+                    seconds=seconds,
+                    header=target.header,
+                    script=target.script,
+                )
+                runs.setdefault((target.name, connections), []).append(result)
+                print(
+                    f"  round {number}  {target.name:<26} c={connections:<3} "
+                    f"{result.requests_per_s:9.1f} req/s",
+                    flush=True,
+                )
+    for (name, connections), found in runs.items():
+        table.setdefault(name, {})[f"c{connections}"] = _median(found)
+
+
+def bench_http(seconds: int, rounds: int) -> dict[str, Table]:
     """Measure reads on all three servers and writes on Kavach and OpenBao."""
     reads: Table = {}
     writes: Table = {}
@@ -191,20 +223,29 @@ def bench_http(seconds: int) -> dict[str, Table]:
         env_id = _seed(kavach)
         read_path = f"/api/v1/environments/{env_id}/secrets"
         bearer = f"Authorization: {kavach.client.headers['Authorization']}"
-        _measure("kavach read", kavach.url + read_path, bearer, seconds, reads)
-        with running_baseline(kavach, read_path) as baseline:
-            _measure("baseline read", baseline + read_path, bearer, seconds, reads)
-        commit = write_script(Path(tmp), field="set", extra='"message":"bench",')
-        url = f"{kavach.url}{read_path}/versions"
-        _measure("kavach commit (50 keys)", url, bearer, seconds, writes, commit)
+        kavach_read = Target("kavach read", kavach.url + read_path, bearer)
         bao: OpenBao
-        with running_openbao(keys=SECRET_COUNT, cpu=SERVER_CPU) as bao:
-            header = f"X-Vault-Token: {bao.token}"
-            _measure("openbao read", bao.url + bao.read_path, header, seconds, reads)
+        with (
+            running_baseline(kavach, read_path) as baseline,
+            running_openbao(keys=SECRET_COUNT, cpu=SERVER_CPU) as bao,
+        ):
+            bao_header = f"X-Vault-Token: {bao.token}"
+            readers = [
+                kavach_read,
+                Target("baseline read", baseline + read_path, bearer),
+                Target("openbao read", bao.url + bao.read_path, bao_header),
+            ]
+            _rounds(readers, seconds, rounds, reads)
+            # Writes after every read: they add versions to the environment read above.
+            commit = write_script(Path(tmp), field="set", extra='"message":"bench",')
             put = write_script(Path(tmp), field="data")
-            _measure(
-                "openbao write (50 keys)", bao.url + bao.read_path, header, seconds, writes, put
-            )
+            writers = [
+                Target(
+                    "kavach commit (50 keys)", f"{kavach.url}{read_path}/versions", bearer, commit
+                ),
+                Target("openbao write (50 keys)", bao.url + bao.read_path, bao_header, put),
+            ]
+            _rounds(writers, seconds, rounds, writes)
     return {"read": reads, "write": writes}
 
 
@@ -246,9 +287,10 @@ def print_table(results: dict[str, Table], found: dict[str, dict[str, float]]) -
 def main() -> None:
     """Run the HTTP benchmarks, print the table and ratios, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--seconds", type=int, default=6, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each figure (median)")
     args = parser.parse_args()
-    results = bench_http(args.seconds)
+    results = bench_http(args.seconds, args.rounds)
     found = ratios(results)
     print_table(results, found)
     RESULTS.mkdir(exist_ok=True)
