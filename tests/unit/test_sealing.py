@@ -11,6 +11,7 @@ from kavach.server.crypto.envelope import (
     seal,
     seal_all,
     unseal,
+    unseal_all,
 )
 
 
@@ -35,3 +36,18 @@ def test_a_value_sealed_with_others_is_bound_to_its_own_data() -> None:
     with pytest.raises(DecryptionFailed):
         unseal(new_data_key(), second, b"name-b")
     assert seal_all(key, []) == []
+
+
+def test_unsealing_many_opens_each_and_names_the_first_that_fails() -> None:
+    key = new_data_key()
+    items = [(f"value-{n}".encode(), f"aad-{n}".encode()) for n in range(5)]
+    sealed = seal_all(key, items)
+    assert unseal_all(key, list(zip(sealed, [aad for _, aad in items], strict=True))) == [
+        plain for plain, _ in items
+    ]
+    swapped = [(s, aad) for s, (_, aad) in zip(sealed, items, strict=True)]
+    swapped[3] = (sealed[3], b"aad-4")  # bound to another name
+    with pytest.raises(DecryptionFailed) as failed:
+        unseal_all(key, swapped)
+    assert failed.value.index == 3
+    assert unseal_all(key, []) == []

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -17,6 +18,10 @@ DATA_KEY_BYTES = 32
 
 class DecryptionFailed(Exception):
     """A ciphertext did not authenticate: wrong key, wrong associated data, or tampering."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index  # which of several (unseal_all) failed
 
 
 def key_id(key: bytes) -> str:
@@ -53,6 +58,18 @@ def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
         return _cipher(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except (InvalidTag, ValueError) as exc:
         raise DecryptionFailed("ciphertext failed authentication") from exc
+
+
+def unseal_all(key: bytes, items: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
+    """Decrypt each (sealed, aad) under one key, as unseal() does; the first failure stops it."""
+    decrypt = _cipher(key).decrypt
+    opened = []
+    for index, (sealed, aad) in enumerate(items):
+        try:
+            opened.append(decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad))
+        except (InvalidTag, ValueError) as exc:
+            raise DecryptionFailed("ciphertext failed authentication", index) from exc
+    return opened
 
 
 def new_data_key() -> bytes:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Actor
 from kavach.server.crypto.datakeys import SecretKeys
-from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal
+from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal_all
 from kavach.server.db.base import utcnow
 from kavach.server.errors import CannotDecrypt, NotFound
 from kavach.server.secrets.models import Secret, SecretVersion
@@ -218,17 +218,16 @@ Sealed = tuple[str, bytes]
 
 def decrypt_rows(key: bytes, version: VersionFacts, sealed: Iterable[Sealed]) -> dict[str, str]:
     """Decrypt a version's secrets with its data key `key`, in the order given."""
-    values: dict[str, str] = {}
     prefix = _aad_prefix(version.environment_id, version.id)
-    for name, ciphertext in sealed:
-        try:
-            plain = unseal(key, ciphertext, prefix + name.encode())
-        except DecryptionFailed:
-            raise CannotDecrypt(
-                f"secret {name!r} failed to decrypt", version_id=version.id
-            ) from None
-        values[name] = plain.decode("utf-8")
-    return values
+    rows = list(sealed)
+    try:
+        opened = unseal_all(
+            key, [(ciphertext, prefix + name.encode()) for name, ciphertext in rows]
+        )
+    except DecryptionFailed as failed:
+        name = rows[failed.index][0]
+        raise CannotDecrypt(f"secret {name!r} failed to decrypt", version_id=version.id) from None
+    return {name: plain.decode("utf-8") for (name, _), plain in zip(rows, opened, strict=True)}
 
 
 @dataclass(frozen=True)
