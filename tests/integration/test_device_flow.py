@@ -155,7 +155,7 @@ async def test_login_and_failures_are_audited(server: InProcessServer) -> None:
     assert failed.request_id
 
 
-@pytest.mark.parametrize("auth_overrides", [{"rate_limit_device_code": "2/minute"}])
+@pytest.mark.parametrize("auth_overrides", [{"rate_limit_device_code": "2/day"}])
 async def test_device_code_requests_are_rate_limited(server: InProcessServer) -> None:
     for _ in range(2):
         assert (await server.client.post("/api/v1/auth/device/code", json={})).status_code == 200

@@ -144,7 +144,7 @@ async def test_a_signed_in_user_denies_a_login(server: InProcessServer) -> None:
     assert (again.status_code, again.json()["error_code"]) == (404, "not_found")
 
 
-@pytest.mark.parametrize("auth_overrides", [{"rate_limit_device_approve": "2/minute"}])
+@pytest.mark.parametrize("auth_overrides", [{"rate_limit_device_approve": "2/day"}])
 async def test_approval_attempts_are_limited_per_user(server: InProcessServer) -> None:
     alice, bob = await login(server, "alice"), await login(server, "bob")
     statuses = [

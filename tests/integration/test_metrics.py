@@ -31,7 +31,7 @@ def settings_overrides() -> dict[str, object]:
 @pytest.fixture
 def auth_overrides() -> dict[str, object]:
     """A refresh limit a test can reach."""
-    return {"rate_limit_refresh": "1/minute"}
+    return {"rate_limit_refresh": "1/day"}
 
 
 async def scrape(server: InProcessServer) -> tuple[str, Samples]:
