@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import Access, Scope
+from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
@@ -29,7 +28,6 @@ from kavach.server.iam.schemas import (
     ResourceUpdate,
     SecretGroupPublic,
 )
-from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=API_PREFIX, tags=["resources"])
@@ -278,12 +276,8 @@ async def list_organizations(
     access: Annotated[Access, Depends(Requirement("org.list"))], session: SessionDep
 ) -> Envelope[list[OrganizationPublic]]:
     """List the organizations the caller can see, with the caller's role on each."""
-    bindings = await rbac_service.user_bindings(session, user_id=access.user.user.id)
-    org_ids = {b.organization_id for b in bindings}
-    orgs = await session.scalars(
-        select(Organization).where(Organization.id.in_(org_ids)).order_by(Organization.name)
-    )
-    return ok([_org(org, seen.role_at(bindings, Scope(org.id))) for org in orgs])
+    found = await seen.organizations(session, access.user.user.id)
+    return ok([_org(item.row, item.role) for item in found])
 
 
 @router.get("/organizations/by-name/{name}", response_model=Envelope[OrganizationPublic])
@@ -314,16 +308,8 @@ async def list_secret_groups(
     """List the secret groups of an organization that the caller can see."""
     assert access.scope is not None  # noqa: S101
     org_id = access.scope.organization_id
-    bindings = await rbac_service.user_bindings(
-        session, user_id=access.user.user.id, organization_id=org_id
-    )
-    below = await seen.groups_seen_below(session, bindings)
-    result = []
-    for group in await tree.list_groups(session, org_id=org_id):
-        role = seen.role_at(bindings, Scope(org_id, group.id))
-        if (role or group.id in below) and (name is None or group.name == name):
-            result.append(_group(group, role))
-    return ok(result)
+    found = await seen.secret_groups(session, access.user.user.id, org_id, name)
+    return ok([_group(item.row, item.role) for item in found])
 
 
 _add_create_route(_ORGANIZATIONS, _SECRET_GROUPS)
@@ -342,17 +328,8 @@ async def list_environments(
     """List the environments of a secret group that the caller can see."""
     scope = access.scope
     assert scope is not None  # noqa: S101
-    assert scope.secret_group_id is not None  # noqa: S101
-    bindings = await rbac_service.user_bindings(
-        session, user_id=access.user.user.id, organization_id=scope.organization_id
-    )
-    direct = seen.environments_seen_below(bindings)
-    result = []
-    for env in await tree.list_environments(session, group_id=scope.secret_group_id):
-        role = seen.role_at(bindings, Scope(scope.organization_id, env.secret_group_id, env.id))
-        if (role or env.id in direct) and (name is None or env.name == name):
-            result.append(_env(env, scope.organization_id, role))
-    return ok(result)
+    found = await seen.environments(session, access.user.user.id, scope, name)
+    return ok([_env(item.row, scope.organization_id, item.role) for item in found])
 
 
 _add_create_route(_SECRET_GROUPS, _ENVIRONMENTS)

@@ -1,36 +1,112 @@
-"""Which resources a caller sees in listings, and with which role."""
+"""Which organizations, secret groups and environments a user sees in listings, and their role.
+
+A listing shows what the user holds a role on or under, with the role held there (inherited
+from above or none). Each listing is a fixed number of queries whatever the number of rows
+or of the user's bindings: the roles that can apply are read once, keyed by where they sit,
+and which rows are seen is decided in SQL, so a name filter (and a page) is SQL's too.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import ENVIRONMENT, SECRET_GROUP, Scope
-from kavach.server.iam.models import Environment
+from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
+from kavach.server.iam.models import Environment, Organization, SecretGroup
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
+from kavach.server.rbac.service import held_by
+
+Level = tuple[str, uuid.UUID]
+T = TypeVar("T")
 
 
-def role_at(bindings: list[RoleBinding], scope: Scope) -> str | None:
-    """Return the strongest role among bindings that sit on the scope or its ancestors."""
-    chain = set(scope.chain())
-    return highest([b.role for b in bindings if (b.resource_type, b.resource_id) in chain])
+@dataclass(frozen=True)
+class Holdings:
+    """The roles a user holds, by the resource each sits on."""
+
+    roles: dict[Level, list[str]]
+
+    @classmethod
+    async def read(cls, session: AsyncSession, where: ColumnElement[bool]) -> Holdings:
+        """Read the user's bindings matching `where` (one query)."""
+        found: defaultdict[Level, list[str]] = defaultdict(list)
+        query = select(RoleBinding.resource_type, RoleBinding.resource_id, RoleBinding.role)
+        for kind, resource_id, role in await session.execute(query.where(where)):
+            found[(kind, resource_id)].append(role)
+        return cls(dict(found))
+
+    def role_at(self, scope: Scope) -> str | None:
+        """Return the strongest role held on the scope or its ancestors."""
+        return highest([role for level in scope.chain() for role in self.roles.get(level, ())])
 
 
-async def groups_seen_below(session: AsyncSession, bindings: list[RoleBinding]) -> set[uuid.UUID]:
-    """Return the secret groups made visible by bindings on them or their environments."""
-    seen = {b.resource_id for b in bindings if b.resource_type == SECRET_GROUP}
-    env_ids = [b.resource_id for b in bindings if b.resource_type == ENVIRONMENT]
-    if env_ids:
-        rows = await session.scalars(
-            select(Environment.secret_group_id).where(Environment.id.in_(env_ids))
+@dataclass(frozen=True)
+class Seen(Generic[T]):
+    """A row of a listing and the user's role on it (None: seen for what lies beneath)."""
+
+    row: T
+    role: str | None
+
+
+async def organizations(session: AsyncSession, user_id: uuid.UUID) -> list[Seen[Organization]]:
+    """Return the organizations the user holds a role in, by name."""
+    held = held_by(user_id)
+    roles = await Holdings.read(session, and_(held, RoleBinding.resource_type == ORGANIZATION))
+    within = select(RoleBinding.organization_id).where(held)
+    query = select(Organization).where(Organization.id.in_(within)).order_by(Organization.name)
+    return [Seen(org, roles.role_at(Scope(org.id))) for org in await session.scalars(query)]
+
+
+async def secret_groups(
+    session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID, name: str | None = None
+) -> list[Seen[SecretGroup]]:
+    """Return an organization's secret groups the user holds a role on or under, by name."""
+    held = and_(held_by(user_id), RoleBinding.organization_id == org_id)
+    above_envs = RoleBinding.resource_type.in_((ORGANIZATION, SECRET_GROUP))
+    roles = await Holdings.read(session, and_(held, above_envs))
+    query = select(SecretGroup).where(SecretGroup.organization_id == org_id)
+    if (ORGANIZATION, org_id) not in roles.roles:
+        on_group = select(RoleBinding.resource_id).where(
+            held, RoleBinding.resource_type == SECRET_GROUP
         )
-        seen.update(rows)
-    return seen
+        under_group = (
+            select(Environment.secret_group_id)
+            .join(RoleBinding, RoleBinding.resource_id == Environment.id)
+            .where(held, RoleBinding.resource_type == ENVIRONMENT)
+        )
+        query = query.where(or_(SecretGroup.id.in_(on_group), SecretGroup.id.in_(under_group)))
+    if name is not None:
+        query = query.where(SecretGroup.name == name)
+    groups = await session.scalars(query.order_by(SecretGroup.name))
+    return [Seen(group, roles.role_at(Scope(org_id, group.id))) for group in groups]
 
 
-def environments_seen_below(bindings: list[RoleBinding]) -> set[uuid.UUID]:
-    """Return the environments that bindings sit on directly."""
-    return {b.resource_id for b in bindings if b.resource_type == ENVIRONMENT}
+async def environments(
+    session: AsyncSession, user_id: uuid.UUID, scope: Scope, name: str | None = None
+) -> list[Seen[Environment]]:
+    """Return a secret group's environments the user holds a role on or under, by name."""
+    group_id = scope.secret_group_id
+    assert group_id is not None  # noqa: S101 - the scope of a secret group
+    org_id = scope.organization_id
+    in_group = select(Environment.id).where(Environment.secret_group_id == group_id)
+    levels = or_(
+        and_(RoleBinding.resource_type == ORGANIZATION, RoleBinding.resource_id == org_id),
+        and_(RoleBinding.resource_type == SECRET_GROUP, RoleBinding.resource_id == group_id),
+        and_(RoleBinding.resource_type == ENVIRONMENT, RoleBinding.resource_id.in_(in_group)),
+    )
+    held = and_(held_by(user_id), RoleBinding.organization_id == org_id)
+    roles = await Holdings.read(session, and_(held, levels))
+    query = select(Environment).where(Environment.secret_group_id == group_id)
+    if not roles.role_at(scope):  # no role above: only the environments held directly
+        on_env = [rid for kind, rid in roles.roles if kind == ENVIRONMENT]
+        query = query.where(Environment.id.in_(on_env) if on_env else false())
+    if name is not None:
+        query = query.where(Environment.name == name)
+    envs = await session.scalars(query.order_by(Environment.name))
+    return [Seen(env, roles.role_at(Scope(org_id, group_id, env.id))) for env in envs]

@@ -122,11 +122,7 @@ async def describe_bindings(
             select(UserGroup.id, UserGroup.name).where(UserGroup.id.in_(group_ids))
         )
     }
-    names: dict[uuid.UUID, str] = {}
-    for kind, resource_id in scope.chain():
-        names[resource_id] = await rbac_service.resource_name(
-            session, resource_type=kind, resource_id=resource_id
-        )
+    names = await rbac_service.chain_names(session, scope)
     depth = {kind: index for index, (kind, _) in enumerate(scope.chain())}
     bindings.sort(key=lambda b: (depth[b.resource_type], b.role, str(b.user_id or b.user_group_id)))
     return [

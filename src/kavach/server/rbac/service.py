@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, union
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
@@ -133,6 +133,15 @@ async def resource_name(
     """Return the name of an organization, secret group or environment."""
     model = _NAMED[resource_type]
     return str(await session.scalar(select(model.name).where(model.id == resource_id)))
+
+
+async def chain_names(session: AsyncSession, scope: Scope) -> dict[uuid.UUID, str]:
+    """Return the names of a scope and its ancestors, by id, in one query."""
+    parts = [
+        select(_NAMED[kind].id, _NAMED[kind].name).where(_NAMED[kind].id == resource_id)
+        for kind, resource_id in scope.chain()
+    ]
+    return {row.id: row.name for row in await session.execute(union_all(*parts))}
 
 
 async def scope_of(session: AsyncSession, binding: RoleBinding) -> Scope:

@@ -1,0 +1,128 @@
+"""Each listing runs a fixed number of statements, however many rows it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.conftest import InProcessServer
+from tests.integration.test_resources import Api, user
+
+
+@contextmanager
+def statements(server: InProcessServer) -> Iterator[list[str]]:
+    """Collect the statements the server's engine runs meanwhile."""
+    ran: list[str] = []
+
+    def record(*args: Any) -> None:
+        ran.append(args[2])
+
+    engine = server.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def _count(server: InProcessServer, api: Api, path: str) -> int:
+    """Statements a listing runs once its caller's access is cached (the second call)."""
+    await api.call("GET", path, status=200)
+    with statements(server) as ran:
+        listed = await api.call("GET", path, status=200)
+    assert isinstance(listed, list | dict)
+    return len(ran)
+
+
+class World:
+    """An organization whose every listing can be made longer by `grow`."""
+
+    def __init__(self, server: InProcessServer, alice: Api, bob: Api) -> None:
+        self.server, self.alice, self.bob = server, alice, bob
+        self.rows = 0
+
+    async def start(self) -> None:
+        self.org = await self.alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
+        self.group = await self._group("g0")
+        self.env = await self._env("e0")
+        self.team = await self.alice.call(
+            "POST", "/user-groups/", {"organization_id": self.org["id"], "name": "t0"}, status=201
+        )
+
+    async def _group(self, name: str) -> Any:
+        path = f"/organizations/{self.org['id']}/secret-groups"
+        return await self.alice.call("POST", path, {"name": name}, status=201)
+
+    async def _env(self, name: str) -> Any:
+        path = f"/secret-groups/{self.group['id']}/environments"
+        env = await self.alice.call("POST", path, {"name": name}, status=201)
+        # Bob holds roles only on environments: his listings are decided from below.
+        grant = {"user": "bob", "role": "viewer"}
+        await self.alice.call("POST", f"/environments/{env['id']}/members", grant, status=200)
+        return env
+
+    async def grow(self, to: int) -> None:
+        """Give every listing `to` rows (or more)."""
+        org_id, env_id = self.org["id"], self.env["id"]
+        for n in range(self.rows + 1, to + 1):
+            await self.alice.call("POST", "/organizations/", {"name": f"org-{n}"}, status=201)
+            await self._group(f"g{n}")
+            await self._env(f"e{n}")
+            team = await self.alice.call(
+                "POST", "/user-groups/", {"organization_id": org_id, "name": f"t{n}"}, status=201
+            )
+            grant = {"user_group": team["name"], "role": "viewer"}
+            await self.alice.call("POST", f"/environments/{env_id}/members", grant, status=200)
+            await user(self.server, f"member-{n}")  # signing in makes the user
+            join = {"user": f"member-{n}"}
+            await self.alice.call(
+                "POST", f"/user-groups/{self.team['id']}/members", join, status=201
+            )
+            token = {"name": f"ci-{n}", "role": "viewer"}
+            await self.alice.call("POST", f"/environments/{env_id}/tokens", token, status=201)
+            change = {"message": f"v{n}", "set": {"N": str(n)}}
+            await self.alice.call(
+                "POST", f"/environments/{env_id}/secrets/versions", change, status=201
+            )
+        self.rows = to
+
+    async def counts(self) -> dict[str, int]:
+        """Statements each listing runs, by listing."""
+        org, group, env = self.org["id"], self.group["id"], self.env["id"]
+        listings = {
+            "organizations": (self.alice, "/organizations/"),
+            "secret groups": (self.alice, f"/organizations/{org}/secret-groups"),
+            "secret groups seen from below": (self.bob, f"/organizations/{org}/secret-groups"),
+            "environments": (self.alice, f"/secret-groups/{group}/environments"),
+            "environments seen from below": (self.bob, f"/secret-groups/{group}/environments"),
+            "environments by name": (self.bob, f"/secret-groups/{group}/environments?name=e1"),
+            "organization members": (self.alice, f"/organizations/{org}/members"),
+            "environment members": (self.alice, f"/environments/{env}/members"),
+            "user groups": (self.alice, f"/user-groups/?organization_id={org}"),
+            "user group members": (self.alice, f"/user-groups/{self.team['id']}/members"),
+            "tokens": (self.alice, f"/environments/{env}/tokens"),
+            "versions": (self.alice, f"/environments/{env}/secrets/versions"),
+            "audit events": (self.alice, f"/audit?environment_id={env}"),
+        }
+        return {
+            name: await _count(self.server, api, path) for name, (api, path) in listings.items()
+        }
+
+
+async def test_listings_run_as_many_statements_for_ten_times_the_rows(
+    server: InProcessServer,
+) -> None:
+    world = World(server, await user(server, "alice"), await user(server, "bob"))
+    await world.start()
+    await world.grow(1)
+    few = await world.counts()
+    await world.grow(10)
+    many = await world.counts()
+    assert many == few
+    assert len(await world.bob.call("GET", f"/organizations/{world.org['id']}/secret-groups")) == 1
+    seen = await world.bob.call("GET", f"/secret-groups/{world.group['id']}/environments")
+    assert {env["name"] for env in seen} == {f"e{n}" for n in range(11)}
+    assert {env["role"] for env in seen} == {"viewer"}
