@@ -54,10 +54,7 @@ def seal_all(key: bytes, items: list[tuple[bytes, bytes]]) -> list[bytes]:
 
 def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Decrypt what seal() produced with the same key and associated data."""
-    try:
-        return _cipher(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-    except (InvalidTag, ValueError) as exc:
-        raise DecryptionFailed("ciphertext failed authentication") from exc
+    return unseal_all(key, [(sealed, aad)])[0]
 
 
 def unseal_all(key: bytes, items: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
