@@ -65,6 +65,7 @@ bench: bench-tools
 	$(BIN)/python -m bench.http_bench
 	$(BIN)/python -m bench.secrets_bench
 	$(BIN)/python -m bench.cli_bench
+	$(BIN)/python -m bench.scale_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

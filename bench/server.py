@@ -33,6 +33,7 @@ class Server:
     env: dict[str, str]
     backend: str
     client: httpx.Client
+    pid: int
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the API and return the envelope's data, failing loudly on errors."""
@@ -124,7 +125,7 @@ def running_server(backend: str, *, cpu: str | None = None, **settings: str) -> 
                 base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
             with client:
-                yield Server(url=url, env=env, backend=backend, client=client)
+                yield Server(url=url, env=env, backend=backend, client=client, pid=process.pid)
         finally:
             process.terminate()
             process.wait(timeout=15)
