@@ -66,7 +66,7 @@ async def members(
         .join(UserGroupMember, UserGroupMember.user_id == User.id)
         .where(UserGroupMember.user_group_id == group.id)
     )
-    found = list((await session.execute(GROUP_MEMBERS.page(query, request))).tuples())
+    found = list(await session.execute(GROUP_MEMBERS.page(query, request)))
     rows, after = GROUP_MEMBERS.cut(found, request, lambda row: (row[0].login,))
     items = [
         UserGroupMemberPublic(user_id=user.id, login=user.login, name=user.name, added_at=added)

@@ -113,7 +113,7 @@ async def describe(
 ) -> Page[BindingPublic]:
     """List a page of the bindings on a scope and its ancestors, naming subjects and resources."""
     query = MEMBERS.page(select(RoleBinding, _DEPTH).where(rbac_service.on_chain(scope)), request)
-    found = list((await session.execute(query)).tuples())
+    found = list(await session.execute(query))
     rows, after = MEMBERS.cut(found, request, lambda row: (row[1], row[0].role, row[0].id))
     described = await describe_bindings(session, scope=scope, bindings=[b for b, _ in rows])
     return Page(items=described, next=after)
