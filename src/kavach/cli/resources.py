@@ -67,10 +67,13 @@ def pages(
     """Yield each page of the listing at `path`, following `next` until the last."""
     cursor: str | None = None
     while True:
-        items, cursor = page(client, path, params, cursor=cursor)
+        items, following = page(client, path, params, cursor=cursor)
         yield items
-        if cursor is None:
+        if following is None:
             return
+        if following == cursor:  # a server that repeats itself would be followed forever
+            raise _unexpected("a page's next cursor is the one it was asked for")
+        cursor = following
 
 
 def list_all(client: ApiClient, path: str, params: dict[str, Any] | None = None) -> list[Object]:

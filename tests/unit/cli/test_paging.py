@@ -198,3 +198,16 @@ def test_a_page_of_the_wrong_shape_is_a_server_error(data: Any) -> None:
 
 def test_a_page_gives_its_items_and_next_cursor() -> None:
     assert resources.expect_page({"items": [{"id": 1}], "next": "x"}) == ([{"id": 1}], "x")
+
+
+class _Repeating:
+    """A server whose every page names the same next cursor."""
+
+    def get(self, path: str, *, params: Any = None) -> Any:
+        return {"items": [{"id": 1}], "next": "same"}
+
+
+def test_a_server_that_repeats_its_cursor_is_not_followed_forever() -> None:
+    client: Any = _Repeating()
+    with pytest.raises(ApiError, match="unexpected answer from the server"):
+        resources.list_all(client, "/organizations/")
