@@ -4,10 +4,10 @@ One organization owned by "bench" is measured first with one secret group, one e
 and a few rows per listing, then grown to N environments over N/100 groups, N users with
 direct grants, N/10 user groups and 10*N audit events (seeded through the server's own
 models and code, in batches), and measured again. Every measured request goes through
-the HTTP API of a real server. The listings return whole lists today (only versions and
-audit events take a limit); with --page each is asked for a page (`?limit=100`). Last,
+the HTTP API of a real server; each listing is asked for its first page of 100
+(`?limit=100`). Last,
 the server's memory is read before and after one read by each of N service tokens.
-Run: `python -m bench.scale_bench [--scale N] [--page]`.
+Run: `python -m bench.scale_bench [--scale N]`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ LISTINGS = {
     "providers of an environment": "/environments/{env}/providers/",
     "versions of an environment": "/environments/{env}/secrets/versions",
     "sync runs of an environment": "/environments/{env}/sync-runs",
-    "audit events of the org": "/audit?organization_id={org}&limit=100",
+    "audit events of the org": "/audit?organization_id={org}",
 }
 
 
@@ -106,9 +106,9 @@ def _checked(response: httpx.Response) -> None:
         raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:200]}")
 
 
-def _listing(server: Server, tree: Tree, path: str, page: bool) -> Figure:
+def _listing(server: Server, tree: Tree, path: str) -> Figure:
     url = "/api/v1" + path.format(**asdict(tree))
-    params = PAGE if page else None
+    params = PAGE
     return _time(lambda: server.client.get(url, params=params), 30)
 
 
@@ -123,9 +123,9 @@ def _commit(server: Server, env: str) -> Callable[[], httpx.Response]:
     return send
 
 
-def measure(server: Server, tree: Tree, page: bool) -> dict[str, Figure]:
+def measure(server: Server, tree: Tree) -> dict[str, Figure]:
     """Measure every listing, whoami, a read and a commit."""
-    figures = {name: _listing(server, tree, path, page) for name, path in LISTINGS.items()}
+    figures = {name: _listing(server, tree, path) for name, path in LISTINGS.items()}
     figures["whoami"] = _time(lambda: server.client.get("/api/v1/auth/whoami"), 200)
     read = f"/api/v1/environments/{tree.env}/secrets"
     figures["secret read (50 secrets)"] = _time(lambda: server.client.get(read), 200)
@@ -208,22 +208,22 @@ def print_table(scale: int, table: list[dict[str, Any]], memory: dict[str, int])
     )
 
 
-def run(scale: int, page: bool) -> dict[str, Any]:
+def run(scale: int) -> dict[str, Any]:
     """Measure at 1 resource, seed to `scale`, measure again, warm up across the callers."""
     started = time.perf_counter()
     with running_server("postgresql", KAVACH_RATE_LIMIT_API=BENCH_RATE_LIMIT) as server:
         tree = _create(server)
         asyncio.run(seed(server, tree, Shape.small(), "one"))
-        one = measure(server, tree, page)
+        one = measure(server, tree)
         seeding = time.perf_counter()
         layout = asyncio.run(seed(server, tree, Shape.of(scale), "many"))
         seed_s = time.perf_counter() - seeding
-        many = measure(server, tree, page)
+        many = measure(server, tree)
         memory = warm_up(server, layout)
         chain = audit_chain(server, tree)
     return {
         "scale": scale,
-        "page": page,
+        "page_size": PAGE["limit"],
         "figures": rows(one, many),
         "memory": memory | {"access_cache_max_entries": MAX_ENTRIES},
         "audit_chain": chain,
@@ -236,9 +236,8 @@ def main() -> None:
     """Run the benchmark, print a table and write bench/results/scale.json."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=10_000, help="environments (default 10,000)")
-    parser.add_argument("--page", action="store_true", help="ask each listing for ?limit=100")
     args = parser.parse_args()
-    results = run(args.scale, args.page)
+    results = run(args.scale)
     print_table(args.scale, results["figures"], results["memory"])
     chain = results["audit_chain"]
     intact = "intact" if chain["intact"] else "BROKEN"

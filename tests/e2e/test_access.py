@@ -65,7 +65,7 @@ def _expect(response: httpx.Response, status: int, error_code: str | None = None
 
 def _roles(cli: Cli) -> dict[str, str | None]:
     """Return the caller's role on each environment of the active secret group."""
-    return {env["name"]: env["role"] for env in cli.run_json("env", "list", "--json")}
+    return {env["name"]: env["role"] for env in cli.run_json("env", "list", "--json")["items"]}
 
 
 def _commit(cli: Cli, env: str, assignment: str) -> CliResult:
@@ -108,7 +108,7 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     assert _roles(alice) == {ENV1: "owner", ENV2: "owner"}
 
     # 2. Bob sees nothing, not even that the organization exists.
-    assert bob.run_json("org", "list", "--json") == []
+    assert bob.run_json("org", "list", "--json") == {"items": [], "next": None}
     hidden = bob.run("env", "list", "--org", ORG, "--group", GROUP)
     _refused(hidden, 2, f"organization '{ORG}' not found, or you have no access to it (not_found)")
     assert hidden.stdout == ""
@@ -120,7 +120,7 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     # 3. Viewer on the secret group: Bob reads both environments and their secrets, creates nothing.
     _ok(alice.run("group", "grant", "-r", "viewer", "-u", "bob"))
     listed = bob.run_json("org", "list", "--json")
-    assert [(o["name"], o["role"]) for o in listed] == [(ORG, None)]
+    assert [(o["name"], o["role"]) for o in listed["items"]] == [(ORG, None)]
     _ok(bob.run("org", "activate", ORG))
     _ok(bob.run("group", "activate", GROUP))
     assert _roles(bob) == {ENV1: "viewer", ENV2: "viewer"}
@@ -160,7 +160,7 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     _expect(_api(replica, bob_token, "GET", f"{env2}/secrets"), 404, "not_found")
     _expect(_api(replica, bob_token, "GET", f"/organizations/{org_id}"), 404, "not_found")
     _expect(_api(server, bob_token, "GET", env1), 404, "not_found")
-    assert bob.run_json("org", "list", "--json") == []
+    assert bob.run_json("org", "list", "--json") == {"items": [], "next": None}
     gone = bob.run("env", "list")
     _refused(gone, 2, f"organization '{ORG}' not found, or you have no access to it (not_found)")
     # Only the roles went away: the same access token, and the session, are still good.
@@ -180,14 +180,14 @@ def test_a_role_on_one_environment_is_used_by_name_from_the_cli(
     # Bob has no active context and no role above ENV1: he names the way down each time.
     where = ["--org", ORG, "--group", GROUP, "--env", ENV1]
     listed = bob.run_json("secret", "list", *where, "--json")
-    assert [version["message"] for version in listed["versions"]] == ["set DATABASE_URL"]
+    assert [version["message"] for version in listed["items"]] == ["set DATABASE_URL"]
     show = "import os; print(os.environ['DATABASE_URL'])"
     ran = _ok(bob.run("run", *where, "--", sys.executable, "-c", show))
     assert ran.strip() == DB_URL
     envs = bob.run_json("env", "list", "--org", ORG, "--group", GROUP, "--json")
-    assert [(env["name"], env["role"]) for env in envs] == [(ENV1, "viewer")]
+    assert [(env["name"], env["role"]) for env in envs["items"]] == [(ENV1, "viewer")]
     groups = bob.run_json("group", "list", "--org", ORG, "--json")
-    assert [(group["name"], group["role"]) for group in groups] == [(GROUP, None)]
+    assert [(group["name"], group["role"]) for group in groups["items"]] == [(GROUP, None)]
     # What he holds no role on stays out of sight.
     _refused(
         bob.run("secret", "list", "--org", ORG, "--group", GROUP, "--env", ENV2),

@@ -82,10 +82,10 @@ def _assert_versions_complete(client: httpx.Client, url: str, env_id: str) -> in
     while True:
         page = client.get(f"{url}/api/v1/environments/{env_id}/secrets/versions?{query}")
         data = page.json()["data"]
-        versions += data["versions"]
-        if data["next_before"] is None:
+        versions += data["items"]
+        if data["next"] is None:
             break
-        query = f"limit=200&before={data['next_before']}"
+        query = f"limit=200&cursor={data['next']}"
     assert [v["seq"] for v in versions] == list(range(len(versions), 0, -1))
     for version in versions:
         detail = client.get(

@@ -217,12 +217,12 @@ def test_versions_diffs_rollback_history_and_conflicts(
     v2 = _committed(second, 2, "1 modified, 1 removed", 1)
 
     listed = alice.run_json("secret", "list", "--json")
-    assert listed["total"] == 2 and listed["next_before"] is None
+    assert listed["next"] is None
     assert [
         (v["id"], v["seq"], v["parent_id"], v["message"], v["secret_count"], v["rollback_of"])
-        for v in listed["versions"]
+        for v in listed["items"]
     ] == [(v2, 2, v1, "second", 1, None), (v1, 1, None, "first", 2, None)]
-    for version in listed["versions"]:
+    for version in listed["items"]:
         assert version["author"]["type"] == "user"
         assert version["author"]["label"] == "alice"
 
@@ -336,7 +336,8 @@ def test_versions_diffs_rollback_history_and_conflicts(
         _expect(_api(server, token, "GET", path, params=params), 404, "not_found")
     rollback = {"version_id": prod_v1, "commit_message": "x"}
     _expect(_api(server, token, "POST", f"{dev_path}/rollback", json=rollback), 404, "not_found")
-    assert _expect(_api(server, token, "GET", f"{dev_path}/versions"), 200)["total"] == 5
+    listed = _expect(_api(server, token, "GET", f"{dev_path}/versions"), 200)
+    assert (len(listed["items"]), listed["next"]) == (5, None)
 
 
 # --- 2. awkward values through push, export, shells, python-dotenv and `kavach run` ---------

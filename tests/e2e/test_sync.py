@@ -291,7 +291,7 @@ def test_sync_to_github_gcp_and_azure(
     credentials = _configure_all(cli, fakes, tmp_path)
     targets = [_github_target(fakes.github), _gcp_target(fakes.gcp), _azure_target(fakes.azure)]
     listed = json.loads(_ok(cli.run("provider", "list", "--json")))
-    assert [p["provider"] for p in listed] == ["azure", "gcp", "github"]
+    assert [p["provider"] for p in listed["items"]] == ["azure", "gcp", "github"]
 
     expected_targets = {
         "github": f"github:127.0.0.1:{fakes.github_url.rsplit(':', 1)[1]}/{OWNER}/{REPO}",
@@ -417,7 +417,7 @@ def test_sync_to_github_gcp_and_azure(
     each(targets, fail_then_complete)
 
     # The human report of the partial run is still there to read.
-    runs = json.loads(_ok(cli.run("secret", "sync-runs", "--json", "--limit", "200")))
+    runs = json.loads(_ok(cli.run("secret", "sync-runs", "--json", "--limit", "200")))["items"]
     partial = next(r for r in runs if r["provider"] == "gcp" and r["status"] == "partial")
     shown = _ok(cli.run("secret", "sync-run", partial["id"][:8]))
     assert "Status    partial" in shown and "FLAKY" in shown and "failed" in shown
@@ -522,5 +522,5 @@ def test_core_sync_flow_and_one_sync_per_target(
 
     # Removing the provider leaves what it synced in place.
     _ok(cli.run("provider", "delete", "github", "--yes"))
-    assert json.loads(_ok(cli.run("provider", "list", "--json"))) == []
+    assert json.loads(_ok(cli.run("provider", "list", "--json"))) == {"items": [], "next": None}
     assert target.read("DB_URL") == "rotated"

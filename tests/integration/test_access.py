@@ -33,7 +33,7 @@ async def test_the_access_story(server: InProcessServer) -> None:
     tree = await _tree(alice)
     org, group, dev, prod = tree["org"], tree["group"], tree["dev"], tree["prod"]
 
-    assert await bob.call("GET", "/organizations/", status=200) == []
+    assert (await bob.call("GET", "/organizations/", status=200))["items"] == []
     await bob.call("GET", f"/environments/{dev['id']}", status=404)
 
     await alice.call(
@@ -46,9 +46,9 @@ async def test_the_access_story(server: InProcessServer) -> None:
         seen = await bob.call("GET", f"/environments/{env['id']}", status=200)
         assert seen["role"] == "viewer"
     # The organization is visible (the way down) but B holds no role on it.
-    listed = await bob.call("GET", "/organizations/", status=200)
+    listed = (await bob.call("GET", "/organizations/", status=200))["items"]
     assert [(o["name"], o["role"]) for o in listed] == [("acme", None)]
-    names = await bob.call("GET", f"/secret-groups/{group['id']}/environments", status=200)
+    names = (await bob.call("GET", f"/secret-groups/{group['id']}/environments"))["items"]
     assert [e["name"] for e in names] == ["dev", "prod"]
     refused = await bob.call(
         "POST", f"/secret-groups/{group['id']}/environments", {"name": "qa"}, status=403
@@ -70,7 +70,7 @@ async def test_the_access_story(server: InProcessServer) -> None:
     assert (await bob.call("GET", f"/environments/{dev['id']}", status=200))["role"] == "editor"
     assert (await bob.call("GET", f"/environments/{prod['id']}", status=200))["role"] == "viewer"
 
-    members = await alice.call("GET", f"/environments/{dev['id']}/members", status=200)
+    members = (await alice.call("GET", f"/environments/{dev['id']}/members"))["items"]
     held = {
         (
             m["user"]["login"] if m["user"] else m["user_group"]["name"],
@@ -139,7 +139,7 @@ async def test_service_token_reads_only_its_environment(server: InProcessServer)
     )
     secret = created["token"]
     assert secret.startswith("kvt_")
-    listed = await alice.call("GET", f"/environments/{dev['id']}/tokens", status=200)
+    listed = (await alice.call("GET", f"/environments/{dev['id']}/tokens"))["items"]
     assert [t["name"] for t in listed] == ["ci"]
     assert "token" not in listed[0]
     async with server.runtime.sessionmaker() as session:

@@ -248,7 +248,7 @@ async def test_an_event_added_outside_the_chain_is_found_and_marked(
     assert f"event id {forged} is not on the chain" in broken["message"]
 
     scope = f"environment_id={prod}" if shape == "environment_only" else f"organization_id={org}"
-    listed = {e["id"]: e for e in (await _events(alice, scope))["events"]}
+    listed = {e["id"]: e for e in (await _events(alice, scope))["items"]}
     assert listed[forged]["chain_status"] == "unchained"
     assert {e["chain_status"] for i, e in listed.items() if i != forged} == {"chained"}
 
@@ -352,11 +352,11 @@ async def test_owners_and_admins_see_their_scope_others_do_not(server: InProcess
     owner_view = await _events(alice, f"organization_id={org}")
     admin_view = await _events(bob, f"organization_id={org}")
     assert owner_view == admin_view
-    actions = [e["action"] for e in owner_view["events"]]
+    actions = [e["action"] for e in owner_view["items"]]
     assert actions[0] == "secret.read"  # newest first
     assert {"organization.create", "secret_group.create", "environment.create"} <= set(actions)
     assert actions.count("member.grant") == 3 and actions.count("secret.commit") == 2
-    assert all(e["organization_id"] == org for e in owner_view["events"])
+    assert all(e["organization_id"] == org for e in owner_view["items"])
     assert SECRET_VALUE not in str(owner_view)
 
     for caller, status in ((carol, 403), (dave, 404)):
@@ -366,8 +366,8 @@ async def test_owners_and_admins_see_their_scope_others_do_not(server: InProcess
 
     # An admin of one environment sees that environment's events and nothing else.
     env_view = await _events(erin, f"environment_id={prod}")
-    assert {e["environment_id"] for e in env_view["events"]} == {prod}
-    assert [e["action"] for e in env_view["events"]] == [
+    assert {e["environment_id"] for e in env_view["items"]} == {prod}
+    assert [e["action"] for e in env_view["items"]] == [
         "secret.read",
         "member.grant",
         "secret.commit",
@@ -379,31 +379,39 @@ async def test_owners_and_admins_see_their_scope_others_do_not(server: InProcess
     await erin.call("GET", f"/audit/verify?organization_id={org}", status=403)
 
     group_view = await _events(alice, f"secret_group_id={group}")
-    assert {e["environment_id"] for e in group_view["events"]} == {None, prod, dev}
-    assert {e["secret_group_id"] for e in group_view["events"]} == {group}
+    assert {e["environment_id"] for e in group_view["items"]} == {None, prod, dev}
+    assert {e["secret_group_id"] for e in group_view["items"]} == {group}
 
 
 async def test_pages_newest_first_without_overlap(server: InProcessServer) -> None:
     alice = await user(server, "alice")
     tree = await _tree(alice)
     org = tree["org"]["id"]
-    everything = (await _events(alice, f"organization_id={org}&limit=500"))["events"]
+    everything = (await _events(alice, f"organization_id={org}&limit=500"))["items"]
     ids = [e["id"] for e in everything]
     assert ids == sorted(ids, reverse=True) and len(ids) == 4
     seen: list[int] = []
-    before = ""
+    cursors: list[str] = []
     while True:
-        page = await _events(alice, f"organization_id={org}&limit=3{before}")
-        seen += [e["id"] for e in page["events"]]
-        if page["next_before"] is None:
+        after = f"&cursor={cursors[-1]}" if cursors else ""
+        page = await _events(alice, f"organization_id={org}&limit=3{after}")
+        seen += [e["id"] for e in page["items"]]
+        if page["next"] is None:
             break
-        before = f"&before={page['next_before']}"
-    assert seen == ids
+        cursors.append(page["next"])
+    assert seen == ids and len(cursors) == 1
+    # A cursor names its listing: one from another listing, or altered, is refused.
+    group = tree["group"]["id"]
+    envs = await alice.call("GET", f"/secret-groups/{group}/environments?limit=1")
+    assert envs["next"] is not None
+    for cursor in (envs["next"], cursors[0][:-2], "not-a-cursor"):
+        body = await _events(alice, f"organization_id={org}&cursor={cursor}", status=422)
+        assert body["error_code"] == "validation_failed"
 
 
 @pytest.mark.parametrize(
     "query",
-    ["", "limit=5", "organization_id=nope", "limit=0&organization_id={org}", "limit=501"],
+    ["", "limit=5", "organization_id=nope", "limit=0&organization_id={org}", "limit=1001"],
 )
 async def test_bad_queries_are_422(server: InProcessServer, query: str) -> None:
     alice = await user(server, "alice")
@@ -431,7 +439,7 @@ async def test_service_tokens_cannot_read_the_audit_trail(server: InProcessServe
     await _events(robot, f"organization_id={tree['org']['id']}", status=404)
     # The token's own events are in its environment's trail.
     await robot.call("GET", f"/environments/{prod}/secrets", status=200)
-    events = (await _events(alice, f"environment_id={prod}"))["events"]
+    events = (await _events(alice, f"environment_id={prod}"))["items"]
     assert events[0]["actor_type"] == "service_token" and events[0]["actor_label"] == "ci"
     created = next(e for e in events if e["action"] == "token.create")
     assert created["resource_type"] == "service_token"
@@ -447,10 +455,10 @@ async def test_deleted_resources_keep_their_place(server: InProcessServer) -> No
         "POST", "/user-groups/", {"organization_id": tree["org"]["id"], "name": "t"}, status=201
     )
     await alice.call("DELETE", f"/user-groups/{team['id']}", status=200)
-    events = (await _events(alice, f"secret_group_id={group}"))["events"]
+    events = (await _events(alice, f"secret_group_id={group}"))["items"]
     deleted = next(e for e in events if e["action"] == "environment.delete")
     assert (deleted["environment_id"], deleted["secret_group_id"]) == (dev, group)
-    org_events = (await _events(alice, f"organization_id={tree['org']['id']}"))["events"]
+    org_events = (await _events(alice, f"organization_id={tree['org']['id']}"))["items"]
     assert {"user_group.create", "user_group.delete"} <= {e["action"] for e in org_events}
     assert (await _verify(alice, tree["org"]["id"]))["intact"] is True
 

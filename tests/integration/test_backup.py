@@ -44,6 +44,7 @@ from tests.conftest import (
     random_keys,
 )
 from tests.integration.test_resources import Api, user
+from tests.integration.upgrade_check import every
 
 _EVENT_COLUMNS = [c for c in AuditEvent.__table__.columns]
 
@@ -240,8 +241,8 @@ async def test_restore_brings_back_every_acknowledged_version_and_verifies(
         restored_events = await audit_rows(settings)
         async with running(settings) as server:
             alice = await user(server, "alice")
-            page = await alice.call("GET", f"{source.env_path}/versions?limit=200", status=200)
-            versions = {v["id"]: v["seq"] for v in page["versions"]}
+            listed = await every(alice, f"{source.env_path}/versions", limit=200)
+            versions = {v["id"]: v["seq"] for v in listed}
             # The snapshot is one moment: every version acknowledged before it, a prefix after.
             assert source.committed_during > 0  # the backup ran while commits went on
             assert source.acked_before <= set(versions) <= set(source.acked)
@@ -264,7 +265,7 @@ async def test_restore_brings_back_every_acknowledged_version_and_verifies(
             latest = await as_ci.call("GET", source.env_path, status=200)
             assert latest["secrets"] == source.acked[last]
             env_id = source.env_path.split("/")[2]
-            providers = await alice.call("GET", f"/environments/{env_id}/providers/", status=200)
+            providers = await every(alice, f"/environments/{env_id}/providers/")
             assert [p["provider"] for p in providers] == ["github"]
             # New rows get new ids (PostgreSQL sequences moved past the restored ones).
             body = {"message": "after restore", "set": {"NEW": "1"}}

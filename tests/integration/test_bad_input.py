@@ -709,9 +709,30 @@ def text_cases(world: World) -> list[Bad]:
             "not_found",
         ),
         Bad(
-            "before= past the version numbers",
+            "limit=0, under the smallest page",
             "GET",
-            f"/environments/{world.env}/secrets/versions?before={2**63}",
+            f"/environments/{world.env}/secrets/versions?limit=0",
+            422,
+            validation,
+        ),
+        Bad(
+            "limit=1001, over the largest page",
+            "GET",
+            f"/environments/{world.env}/secrets/versions?limit=1001",
+            422,
+            validation,
+        ),
+        Bad(
+            "a cursor that is no cursor",
+            "GET",
+            f"/environments/{world.env}/secrets/versions?cursor=not-a-cursor",
+            422,
+            validation,
+        ),
+        Bad(
+            "a malformed audit cursor",
+            "GET",
+            f"/audit?organization_id={world.org}&cursor=not-a-cursor",
             422,
             validation,
         ),
@@ -731,6 +752,36 @@ async def test_nul_characters_and_long_names_are_422_and_write_nothing(
     server: InProcessServer, world: World
 ) -> None:
     await run_cases(server, world, text_cases(world))
+
+
+async def test_a_cursor_from_another_listing_is_422_and_writes_nothing(
+    server: InProcessServer, world: World
+) -> None:
+    page = await _call(
+        server, "GET", f"/audit?organization_id={world.org}&limit=1", world.access, None
+    )
+    cursor = page["next"]
+    assert cursor is not None  # the world's making left more than one audit event
+    await run_cases(
+        server,
+        world,
+        [
+            Bad(
+                "an audit cursor given to the versions",
+                "GET",
+                f"/environments/{world.env}/secrets/versions?cursor={cursor}",
+                422,
+                "validation_failed",
+            ),
+            Bad(
+                "an audit cursor given to the organizations",
+                "GET",
+                f"/organizations/?cursor={cursor}",
+                422,
+                "validation_failed",
+            ),
+        ],
+    )
 
 
 async def test_secret_values_may_hold_nul_and_any_unicode(
@@ -951,7 +1002,7 @@ async def test_a_revoked_service_token_is_401(server: InProcessServer, world: Wo
     listed = await server.client.get(
         f"/api/v1/environments/{world.env}/tokens", headers=bearer(world.access)
     )
-    token_id = listed.json()["data"][0]["id"]
+    (token_id,) = [t["id"] for t in listed.json()["data"]["items"]]
     revoked = await server.client.delete(
         f"/api/v1/environments/{world.env}/tokens/{token_id}", headers=bearer(world.access)
     )

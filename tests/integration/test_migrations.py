@@ -146,9 +146,10 @@ async def test_data_keys_move_to_versions_and_back_losing_nothing(
     keyed = "SELECT seq, data_key_id IS NOT NULL FROM secret_versions ORDER BY seq"
     assert await _scalars(engine, keyed) == [(1, True), (2, False), (3, True)]
     versions = await alice.call("GET", f"{base}/versions", status=200)
+    assert versions["next"] is None
     read = [
         (await alice.call("GET", f"{base}?version={v['id']}", status=200))["secrets"]
-        for v in sorted(versions["versions"], key=lambda v: v["seq"])
+        for v in sorted(versions["items"], key=lambda v: v["seq"])
     ]
     assert read == [{"DB_PASSWORD": "hunter2"}, {}, {"A": "1", "B": "2"}]
 

@@ -49,9 +49,11 @@ async def test_create_tree_and_creator_is_owner(server: InProcessServer) -> None
     )
     assert env["organization_id"] == org["id"]
     assert (await alice.call("GET", "/organizations/by-name/acme", status=200))["id"] == org["id"]
-    listed = await alice.call("GET", f"/secret-groups/{group['id']}/environments?name=prod")
+    listed = (await alice.call("GET", f"/secret-groups/{group['id']}/environments?name=prod"))[
+        "items"
+    ]
     assert [e["name"] for e in listed] == ["prod"]
-    members = await alice.call("GET", f"/environments/{env['id']}/members", status=200)
+    members = (await alice.call("GET", f"/environments/{env['id']}/members"))["items"]
     assert [(m["resource_type"], m["role"], m["inherited"]) for m in members] == [
         ("organization", "owner", True),
         ("secret_group", "owner", True),
@@ -111,7 +113,7 @@ async def test_outsiders_see_nothing(server: InProcessServer) -> None:
     alice = await user(server, "alice")
     bob = await user(server, "bob")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
-    assert await bob.call("GET", "/organizations/", status=200) == []
+    assert (await bob.call("GET", "/organizations/", status=200))["items"] == []
     for path in (
         f"/organizations/{org['id']}",
         "/organizations/by-name/acme",

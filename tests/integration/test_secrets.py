@@ -62,11 +62,11 @@ async def test_commit_read_and_list_versions(server: InProcessServer) -> None:
     )
     assert old["secrets"] == {"A": "1", "B": "2"}
     page = await alice.call("GET", f"/environments/{env['id']}/secrets/versions", status=200)
-    assert [(v["seq"], v["secret_count"], v["message"]) for v in page["versions"]] == [
+    assert [(v["seq"], v["secret_count"], v["message"]) for v in page["items"]] == [
         (2, 1, "second"),
         (1, 2, "first"),
     ]
-    assert page["total"] == 2
+    assert page["next"] is None
     detail = await alice.call(
         "GET", f"/environments/{env['id']}/secrets/versions/{first['id']}", status=200
     )
@@ -80,12 +80,16 @@ async def test_pagination(server: InProcessServer) -> None:
         await _commit(alice, env["id"], set={"N": str(n)})
     base = f"/environments/{env['id']}/secrets/versions"
     page = await alice.call("GET", f"{base}?limit=2", status=200)
-    assert [v["seq"] for v in page["versions"]] == [5, 4]
-    page = await alice.call("GET", f"{base}?limit=2&before={page['next_before']}", status=200)
-    assert [v["seq"] for v in page["versions"]] == [3, 2]
-    page = await alice.call("GET", f"{base}?limit=2&before={page['next_before']}", status=200)
-    assert [v["seq"] for v in page["versions"]] == [1]
-    assert page["next_before"] is None
+    assert [v["seq"] for v in page["items"]] == [5, 4]
+    page = await alice.call("GET", f"{base}?limit=2&cursor={page['next']}", status=200)
+    assert [v["seq"] for v in page["items"]] == [3, 2]
+    after_three = page["next"]
+    await _commit(alice, env["id"], set={"N": "new"})  # a newer version shifts no page
+    page = await alice.call("GET", f"{base}?limit=2&cursor={after_three}", status=200)
+    assert [v["seq"] for v in page["items"]] == [1]
+    assert page["next"] is None
+    whole = await alice.call("GET", f"{base}?limit=6", status=200)
+    assert [v["seq"] for v in whole["items"]] == [6, 5, 4, 3, 2, 1] and whole["next"] is None
 
 
 async def test_awkward_values_round_trip_byte_for_byte(server: InProcessServer) -> None:
@@ -117,7 +121,7 @@ async def test_replace_snapshot_and_validation(server: InProcessServer) -> None:
         refused = await _commit(alice, env["id"], status=422, **body)
         assert refused["error_code"] == code, body
     page = await alice.call("GET", f"/environments/{env['id']}/secrets/versions", status=200)
-    assert page["total"] == 2
+    assert len(page["items"]) == 2
 
 
 async def test_size_limits(server: InProcessServer) -> None:
@@ -156,7 +160,7 @@ async def test_a_clashing_version_id_is_drawn_again(
     second = await _commit(alice, env["id"], set={"A": "2"})
     assert (second["id"], second["seq"], second["parent_id"]) == ("zz9zz9zz", 2, first["id"])
     versions = await alice.call("GET", f"/environments/{env['id']}/secrets/versions", status=200)
-    assert [v["id"] for v in versions["versions"]] == ["zz9zz9zz", first["id"]]
+    assert [v["id"] for v in versions["items"]] == ["zz9zz9zz", first["id"]]
 
 
 async def test_parallel_writers_lose_nothing(server: InProcessServer) -> None:

@@ -290,7 +290,9 @@ async def test_runs_are_listed_and_audited(server: InProcessServer) -> None:
     alice, env_id, _ = await _setup(server, "runs")
     await _commit(alice, env_id, set={"A": "1"})
     run = await _sync(alice, env_id)
-    listed = await alice.call("GET", f"/environments/{env_id}/sync-runs", status=200)
+    page = await alice.call("GET", f"/environments/{env_id}/sync-runs", status=200)
+    assert page["next"] is None
+    listed = page["items"]
     assert [r["id"] for r in listed] == [run["id"]]
     assert listed[0]["actor"]["label"] == "alice"
     detail = await alice.call("GET", f"/environments/{env_id}/sync-runs/{run['id']}", status=200)

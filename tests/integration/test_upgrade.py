@@ -29,7 +29,7 @@ from tests.fakes.github_actions import FakeActionsState, serve_fake_github_actio
 from tests.integration.helpers import login
 from tests.integration.test_resources import Api
 from tests.integration.test_sql_files import assert_functions_are_their_newest_files
-from tests.integration.upgrade_check import check_secrets
+from tests.integration.upgrade_check import check_secrets, every
 from tests.integration.upgrade_fixtures import (
     REVISIONS,
     Fixture,
@@ -88,24 +88,22 @@ async def _check_tree(server: InProcessServer, alice: Api, made: dict[str, Any])
     """Listings, roles through a user group and directly, service tokens."""
     org, group = made["organization"]["id"], made["secret_group"]["id"]
     prod = made["environments"]["prod"]
-    assert [o["id"] for o in await alice.call("GET", "/organizations/", status=200)] == [org]
-    environments = await alice.call("GET", f"/secret-groups/{group}/environments", status=200)
+    assert [o["id"] for o in await every(alice, "/organizations/")] == [org]
+    environments = await every(alice, f"/secret-groups/{group}/environments")
     assert {e["name"]: e["id"] for e in environments} == made["environments"]
-    team = await alice.call("GET", f"/user-groups/{made['user_group']}/members", status=200)
+    team = await every(alice, f"/user-groups/{made['user_group']}/members")
     assert [m["login"] for m in team] == ["bob"]
-    members = await alice.call("GET", f"/environments/{prod}/members", status=200)
+    members = await every(alice, f"/environments/{prod}/members")
     held = {(m["user"] or m["user_group"])["login" if m["user"] else "name"]: m for m in members}
     assert (held["carol"]["role"], held["carol"]["inherited"]) == ("editor", False)
     assert (held["backend"]["role"], held["backend"]["inherited"]) == ("viewer", True)
-    tokens = await alice.call("GET", f"/environments/{prod}/tokens", status=200)
+    tokens = await every(alice, f"/environments/{prod}/tokens")
     assert {t["name"]: t["revoked_at"] is not None for t in tokens} == {"ci": False, "old": True}
 
     # bob reads through the user group, the service token with its own role.
     latest = made["versions"]["prod"][-1]["secrets"]
     bob = Api(server, (await login(server, "bob"))["access_token"])
-    assert [g["id"] for g in await bob.call("GET", f"/organizations/{org}/secret-groups")] == [
-        group
-    ]
+    assert [g["id"] for g in await every(bob, f"/organizations/{org}/secret-groups")] == [group]
     assert (await bob.call("GET", f"/environments/{prod}/secrets", status=200))["secrets"] == latest
     ci = Api(server, made["service_token"]["token"])
     assert (await ci.call("GET", f"/environments/{prod}/secrets", status=200))["secrets"] == latest
@@ -116,7 +114,7 @@ async def _check_tree(server: InProcessServer, alice: Api, made: dict[str, Any])
 async def _check_sync(server: InProcessServer, alice: Api, made: dict[str, Any]) -> None:
     """The earlier runs are listed; the stored credentials still sync (to today's fake)."""
     prod = made["environments"]["prod"]
-    runs = await alice.call("GET", f"/environments/{prod}/sync-runs", status=200)
+    runs = await every(alice, f"/environments/{prod}/sync-runs")
     assert made["sync_run"] in [run["id"] for run in runs]
     run = await alice.call("GET", f"/environments/{prod}/sync-runs/{made['sync_run']}")
     assert sorted(item["remote_name"] for item in run["items"]) == made["synced"]
@@ -143,8 +141,8 @@ async def _check_audit(alice: Api, made: dict[str, Any], revision: str) -> None:
     verified = await alice.call("GET", f"/audit/verify?organization_id={org}", status=200)
     assert verified["intact"], verified
     assert verified["events"] > 0
-    listed = await alice.call("GET", f"/audit?organization_id={org}&limit=200", status=200)
-    statuses = {event["chain_status"] for event in listed["events"]}
+    listed = await every(alice, f"/audit?organization_id={org}", limit=200)
+    statuses = {event["chain_status"] for event in listed}
     chained_before = revision >= "0005"
     assert statuses == ({"chained"} if chained_before else {"chained", "legacy"})
     assert (verified["legacy_events"] == 0) is chained_before

@@ -10,6 +10,25 @@ from tests.integration.test_resources import Api
 Version = dict[str, Any]
 
 
+async def every(api: Api, path: str, limit: int | None = None) -> list[Any]:
+    """Return every item of a listing, following `next` across its pages."""
+    items: list[Any] = []
+    joiner = "&" if "?" in path else "?"
+    query = f"{path}{joiner}limit={limit}" if limit is not None else path
+    cursor: str | None = None
+    while True:
+        sep = "&" if "?" in query else "?"
+        page = await api.call(
+            "GET", query if cursor is None else f"{query}{sep}cursor={cursor}", status=200
+        )
+        assert set(page) == {"items", "next"}, page
+        items.extend(page["items"])
+        if page["next"] is None:
+            return items
+        assert page["items"], page  # a page with a next is never empty
+        cursor = page["next"]
+
+
 def _diff(old: dict[str, str], new: dict[str, str]) -> dict[str, Any]:
     return {
         "added": sorted(new.keys() - old.keys()),
@@ -36,7 +55,7 @@ def _history(versions: list[Version], name: str) -> list[tuple[str, str, str | N
 
 
 async def _check_reads(alice: Api, base: str, versions: list[Version]) -> None:
-    listed = (await alice.call("GET", f"{base}/versions", status=200))["versions"]
+    listed = await every(alice, f"{base}/versions")
     listed = sorted(listed, key=lambda v: v["seq"])
     assert len(listed) == len(versions)
     for version, made in zip(listed, versions, strict=True):

@@ -58,7 +58,7 @@ def show_list(
     marked = [{**row, "active": active is not None and row.get("name") == active} for row in rows]
     render.output(
         cli,
-        marked,
+        render.listing(marked),
         lambda: render.table(
             cli,
             human_rows(marked, "created_at"),

@@ -9,7 +9,7 @@ from typer._click.exceptions import UsageError
 
 from kavach.cli import render
 from kavach.cli.actions import confirm, say
-from kavach.cli.resources import KINDS, Object, Resource, expect_list, expect_object
+from kavach.cli.resources import KINDS, Object, Resource, expect_object, list_all
 
 if TYPE_CHECKING:
     from kavach.cli.app import App
@@ -66,10 +66,10 @@ def _row(binding: Object) -> Object:
 
 def show(cli: App, target: Resource) -> None:
     """List who has which role on `target`, directly or inherited from a parent."""
-    bindings = expect_list(cli.client.get(f"{target.path}/members"))
+    bindings = list_all(cli.client, f"{target.path}/members")
     render.output(
         cli,
-        bindings,
+        render.listing(bindings),
         lambda: render.table(
             cli,
             [_row(binding) for binding in bindings],

@@ -134,6 +134,11 @@ def output(app: App, data: Any, human: Callable[[], None]) -> None:
         human()
 
 
+def listing(items: Sequence[Any], following: str | None = None) -> dict[str, Any]:
+    """Return `items` in the one JSON shape of lists: `{"items": [...], "next": ...}`."""
+    return {"items": list(items), "next": following}
+
+
 def note(app: App, message: str) -> None:
     """Print a progress line on stderr (stdout stays clean for data) and flush it now."""
     app.err.print(message, markup=False, soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from kavach.cli.client import ApiClient
 
 Object = dict[str, Any]
+PAGE_LIMIT = 1000  # the server's largest page
 
 # kind -> (URL collection, words for people)
 KINDS = {
@@ -38,6 +40,45 @@ def expect_list(data: Any) -> list[Object]:
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise _unexpected("expected a list of objects")
     return data
+
+
+def expect_page(data: Any) -> tuple[list[Object], str | None]:
+    """Return a page's items and next cursor, else fail as a server error."""
+    page = expect_object(data)
+    following = page.get("next")
+    if following is not None and not isinstance(following, str):
+        raise _unexpected("a page's next cursor is not a string")
+    return expect_list(page.get("items")), following
+
+
+def page(
+    client: ApiClient, path: str, params: dict[str, Any] | None = None, *, cursor: str | None = None
+) -> tuple[list[Object], str | None]:
+    """Return one page of the listing at `path` (from `cursor`) and its next cursor."""
+    query = {"limit": PAGE_LIMIT, **(params or {})}
+    if cursor is not None:
+        query["cursor"] = cursor
+    return expect_page(client.get(path, params=query))
+
+
+def pages(
+    client: ApiClient, path: str, params: dict[str, Any] | None = None
+) -> Iterator[list[Object]]:
+    """Yield each page of the listing at `path`, following `next` until the last."""
+    cursor: str | None = None
+    while True:
+        items, following = page(client, path, params, cursor=cursor)
+        yield items
+        if following is None:
+            return
+        if following == cursor:  # a server that repeats itself would be followed forever
+            raise _unexpected("a page's next cursor is the one it was asked for")
+        cursor = following
+
+
+def list_all(client: ApiClient, path: str, params: dict[str, Any] | None = None) -> list[Object]:
+    """Return every item of the listing at `path`, across all its pages."""
+    return [item for items in pages(client, path, params) for item in items]
 
 
 def segment(value: str | int) -> str:
@@ -111,7 +152,7 @@ def find_org(client: ApiClient, name: str) -> Resource:
 
 def _find_child(client: ApiClient, parent: Resource, kind: str, name: str) -> Resource:
     collection, noun = KINDS[kind]
-    rows = expect_list(client.get(f"{parent.path}/{collection}", params={"name": name}))
+    rows = list_all(client, f"{parent.path}/{collection}", {"name": name})
     # Matched here too: the filter is the server's to apply, the exact name is ours to check.
     for row in rows:
         if row.get("name") == name:
@@ -144,14 +185,17 @@ def load_env(client: ApiClient, ref: EnvRef) -> Resource:
     return find_env(client, load_group(client, ref), ref.environment)
 
 
-def user_groups(client: ApiClient, org: Resource) -> list[Object]:
-    """Return the user groups of `org`."""
-    return expect_list(client.get("/user-groups/", params={"organization_id": org.id}))
+def user_groups(client: ApiClient, org: Resource, name: str | None = None) -> list[Object]:
+    """Return the user groups of `org` (only those called `name`, if given)."""
+    params: dict[str, Any] = {"organization_id": org.id}
+    if name is not None:
+        params["name"] = name
+    return list_all(client, "/user-groups/", params)
 
 
 def find_user_group(client: ApiClient, org: Resource, name: str) -> Object:
     """Return the user group called `name` in `org`."""
-    for row in user_groups(client, org):
+    for row in user_groups(client, org, name):
         if row.get("name") == name and isinstance(row.get("id"), str | int):
             return row
     raise NotFound(f"user group {name!r} not found in {org.label}, or you have no access to it")

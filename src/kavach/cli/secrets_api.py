@@ -6,14 +6,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from kavach.cli.errors import CliError
-from kavach.cli.resources import Object, expect_object, segment
+from kavach.cli.resources import PAGE_LIMIT, Object, expect_object, page, segment
 
 if TYPE_CHECKING:
     from kavach.cli.client import ApiClient
     from kavach.cli.target import Target
 
 VERSION_ID = re.compile(r"[a-z0-9]{8}")
-PAGE_MAX = 200  # the server's largest page of versions
+PAGE_MAX = PAGE_LIMIT  # the server's largest page of versions
 
 
 def check_version_id(value: str, flag: str = "--version") -> str:
@@ -57,11 +57,8 @@ def read(
 
 def latest(client: ApiClient, target: Target) -> Object | None:
     """Return the latest version's summary (no values are read), or None if none yet."""
-    page = expect_object(client.get(f"{target.path}/versions", params={"limit": 1}))
-    versions = page.get("versions")
-    if not isinstance(versions, list):
-        raise CliError("unexpected answer from the server: no list of versions")
-    return expect_object(versions[0]) if versions else None
+    rows, _ = page(client, f"{target.path}/versions", {"limit": 1})
+    return rows[0] if rows else None
 
 
 def details(client: ApiClient, target: Target, version: str) -> tuple[Object, dict[str, str]]:
@@ -71,24 +68,14 @@ def details(client: ApiClient, target: Target, version: str) -> tuple[Object, di
 
 
 def versions(
-    client: ApiClient, target: Target, *, limit: int, before: int | None
-) -> tuple[list[Object], int, int | None]:
-    """Return up to `limit` versions newest first (paging as needed), the total, next cursor."""
+    client: ApiClient, target: Target, *, limit: int, cursor: str | None
+) -> tuple[list[Object], str | None]:
+    """Return up to `limit` versions newest first (paging as needed) and the next cursor."""
     found: list[Object] = []
-    total = 0
-    cursor = before
     while len(found) < limit:
-        params: dict[str, int] = {"limit": min(PAGE_MAX, limit - len(found))}
-        if cursor is not None:
-            params["before"] = cursor
-        page = expect_object(client.get(f"{target.path}/versions", params=params))
-        rows = page.get("versions")
-        if not isinstance(rows, list):
-            raise CliError("unexpected answer from the server: no list of versions")
-        found.extend(expect_object(row) for row in rows)
-        total = int(page.get("total") or 0)
-        following = page.get("next_before")
-        cursor = following if isinstance(following, int) else None
+        params = {"limit": min(PAGE_MAX, limit - len(found))}
+        rows, cursor = page(client, f"{target.path}/versions", params, cursor=cursor)
+        found.extend(rows)
         if cursor is None or not rows:
             break
-    return found, total, cursor
+    return found, cursor

@@ -49,6 +49,24 @@ def ok(data: Any, status: int = 200) -> httpx.Response:
     )
 
 
+def page_of(rows: list[Any], params: dict[str, str]) -> dict[str, Any]:
+    """Return the page of `rows` that `limit` and `cursor` (an index, as text) ask for."""
+    limit = int(params.get("limit", "100"))
+    if not 1 <= limit <= 1000:
+        raise Failure(422, "validation_failed", f"limit {limit} is not in 1..1000")
+    cursor = params.get("cursor", "0")
+    if not cursor.isdigit():
+        raise Failure(422, "validation_failed", f"invalid cursor {cursor!r}")
+    start = int(cursor)
+    end = start + limit
+    return {"items": rows[start:end], "next": str(end) if end < len(rows) else None}
+
+
+def paged(rows: list[Any], params: dict[str, str]) -> httpx.Response:
+    """Answer one page of `rows`, as every listing of the API does."""
+    return ok(page_of(rows, params))
+
+
 @dataclass(eq=False)
 class Node:
     """An organization, secret group or environment."""

@@ -20,6 +20,7 @@ from .fake_iam import (
     Node,
     UserGroup,
     ok,
+    paged,
 )
 
 Body = dict[str, Any]
@@ -60,7 +61,7 @@ def _route(
     if head == "organizations" and rest == [""]:
         if method == "GET":
             orgs = [n for n in iam.nodes.values() if n.parent is None and iam.visible(n)]
-            return ok([iam.node_json(n) for n in orgs])
+            return paged([iam.node_json(n) for n in orgs], params)
         if method == "POST":
             return ok(iam.node_json(iam.create_node("organization", body, None)), 201)
     if head == "organizations" and len(rest) == 2 and rest[0] == "by-name" and method == "GET":
@@ -76,9 +77,9 @@ def _route(
     if len(rest) == 2 and rest[1] == CHILDREN.get(node.kind):
         return _children(iam, method, node, params, body)
     if len(rest) == 2 and rest[1] == "members":
-        return _members(iam, method, node, body)
+        return _members(iam, method, node, params, body)
     if rest[1] == "tokens" and node.kind == "environment" and len(rest) in (2, 3):
-        return _tokens(iam, method, node, rest[2:], body)
+        return _tokens(iam, method, node, rest[2:], params, body)
     raise _no_route(method, path)
 
 
@@ -109,7 +110,7 @@ def _children(
             for n in iam.nodes.values()
             if n.parent is parent and iam.visible(n) and params.get("name", n.name) == n.name
         ]
-        return ok([iam.node_json(n) for n in rows])
+        return paged([iam.node_json(n) for n in rows], params)
     if method == "POST":
         iam.need(parent, "admin", f"{kind}.create")
         return ok(iam.node_json(iam.create_node(kind, body, parent)), 201)
@@ -129,12 +130,14 @@ def _same_subject(a: Binding, b: Binding) -> bool:
     return (a.node, a.user_id, a.user_group_id) == (b.node, b.user_id, b.user_group_id)
 
 
-def _members(iam: FakeIam, method: str, node: Node, body: Body) -> httpx.Response:
+def _members(
+    iam: FakeIam, method: str, node: Node, params: dict[str, str], body: Body
+) -> httpx.Response:
     if method == "GET":
         iam.need(node, "admin", "members.read")
         lineage = node.lineage
         found = [b for b in iam.bindings if b.node in lineage]
-        return ok([iam.binding_json(b, node) for b in found])
+        return paged([iam.binding_json(b, node) for b in found], params)
     iam.need(node, "admin", "members.grant")
     wanted = _subject(iam, node, body)
     existing = next((b for b in iam.bindings if _same_subject(b, wanted)), None)
@@ -175,8 +178,12 @@ def _user_groups(
         org = iam.node("organizations", str(org_id))
         if method == "GET":
             iam.need(org, "viewer", "user_group.read")
-            rows = [g for g in iam.user_groups.values() if g.org is org]
-            return ok([iam.user_group_json(g) for g in rows])
+            rows = [
+                g
+                for g in iam.user_groups.values()
+                if g.org is org and params.get("name", g.name) == g.name
+            ]
+            return paged([iam.user_group_json(g) for g in rows], params)
         if method == "POST":
             iam.need(org, "admin", "user_group.create")
             name = iam.check_name(body)
@@ -195,15 +202,17 @@ def _user_groups(
             iam.bindings = [b for b in iam.bindings if b.user_group_id != group.id]
             return ok({"id": group.id, "deleted": True})
     if len(rest) == 2 and rest[1] == "members":
-        return _group_members(iam, method, _user_group(iam, rest[0]), body)
+        return _group_members(iam, method, _user_group(iam, rest[0]), params, body)
     raise _no_route(method, path)
 
 
-def _group_members(iam: FakeIam, method: str, group: UserGroup, body: Body) -> httpx.Response:
+def _group_members(
+    iam: FakeIam, method: str, group: UserGroup, params: dict[str, str], body: Body
+) -> httpx.Response:
     if method == "GET":
         iam.need(group.org, "viewer", "user_group.read")
         users = [u for u in USERS.values() if u["id"] in group.members]
-        return ok([_member_json(u, group) for u in users])
+        return paged([_member_json(u, group) for u in users], params)
     iam.need(group.org, "admin", "user_group.members")
     user = iam.find_user(body.get("user"))
     if method == "POST":
@@ -226,10 +235,15 @@ def _member_json(user: dict[str, Any], group: UserGroup) -> dict[str, Any]:
     }
 
 
-def _tokens(iam: FakeIam, method: str, env: Node, rest: list[str], body: Body) -> httpx.Response:
+def _tokens(
+    iam: FakeIam, method: str, env: Node, rest: list[str], params: dict[str, str], body: Body
+) -> httpx.Response:
     if not rest and method == "GET":
         iam.need(env, "admin", "token.read")
-        return ok([iam.token_json(t) for t in iam.tokens.values() if t.env is env])
+        rows = [
+            t for t in iam.tokens.values() if t.env is env and params.get("name", t.name) == t.name
+        ]
+        return paged([iam.token_json(t) for t in rows], params)
     if not rest and method == "POST":
         iam.need(env, "admin", "token.create")
         name = iam.check_name(body)

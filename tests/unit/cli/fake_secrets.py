@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .fake_iam import USERS, Failure, FakeIam, Node, Token, ok
+from .fake_iam import USERS, Failure, FakeIam, Node, Token, ok, paged
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
 SECRETS_PATH = re.compile(r"^/environments/([^/]+)/secrets(/.*)?$")
@@ -190,17 +190,7 @@ def _route(
         return _commit(secrets, env, token, body if isinstance(body, dict) else {})
     if (method, rest) == ("GET", "/versions"):
         history = list(reversed(secrets.versions.get(env.id) or []))
-        if "before" in params:
-            history = [v for v in history if v.seq < int(params["before"])]
-        page = history[: int(params.get("limit", 50))]
-        following = page[-1].seq if page and page[-1].seq > 1 else None
-        return ok(
-            {
-                "versions": [v.summary() for v in page],
-                "total": len(secrets.versions.get(env.id) or []),
-                "next_before": following,
-            }
-        )
+        return paged([v.summary() for v in history], params)
     if method == "GET" and rest.startswith("/versions/"):
         found = secrets.find(env, rest.removeprefix("/versions/"))
         return ok({**found.summary(), "secrets": dict(found.values)})

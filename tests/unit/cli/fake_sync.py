@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .fake_iam import Failure, FakeIam, Node, Token, ok
+from .fake_iam import Failure, FakeIam, Node, Token, ok, paged
 from .fake_secrets import FakeSecrets
 
 PROVIDERS_PATH = re.compile(r"^/environments/([^/]+)/providers/(?:([^/]+)(/test)?)?$")
@@ -167,9 +167,8 @@ def _route(
         env = _env(sync, token, match.group(1), "viewer", "provider.read")
         runs = sync.runs.get(env.id, [])
         if match.group(2) is None:
-            limit = int(params.get("limit", "50"))
-            newest = list(reversed(runs))[:limit]
-            return ok([{k: v for k, v in r.items() if k != "items"} for r in newest])
+            newest = [{k: v for k, v in r.items() if k != "items"} for r in reversed(runs)]
+            return paged(newest, params)
         for run in runs:
             if run["id"] == match.group(2):
                 return ok(run)
@@ -188,7 +187,7 @@ def _route(
     configured = sync.providers.setdefault(env.id, {})
     if name is None:
         if method == "GET":
-            return ok([configured[p].public() for p in sorted(configured)])
+            return paged([configured[p].public() for p in sorted(configured)], params)
         return _create(sync, env, configured, body)
     found = configured.get(name)
     if found is None:

@@ -14,7 +14,7 @@ from kavach.cli.app import Runtime
 
 from .conftest import FakeClock, Invoke, table_header, table_rows, use_context
 from .fake_api import Call, FakeApi, envelope, failure
-from .fake_iam import Failure, Node
+from .fake_iam import Failure, Node, page_of
 
 pytestmark = pytest.mark.usefixtures("logged_in")
 
@@ -82,12 +82,10 @@ class FakeAudit:
             return failure(exc.status, exc.code, exc.message)
         if path == "/api/v1/audit/verify":
             return httpx.Response(200, json=envelope(self.report))
-        limit = int(params.get("limit", "50"))
-        before = int(params["before"]) if "before" in params else None
-        older = [e for e in self.events if before is None or e["id"] < before]
-        page = older[:limit]
-        next_before = page[-1]["id"] if len(older) > limit else None
-        return httpx.Response(200, json=envelope({"events": page, "next_before": next_before}))
+        try:
+            return httpx.Response(200, json=envelope(page_of(self.events, params)))
+        except Failure as exc:
+            return failure(exc.status, exc.code, exc.message)
 
 
 @pytest.fixture(autouse=True)
@@ -185,16 +183,16 @@ def test_list_picks_the_most_specific_scope_and_pages(
         ["audit", "list", "--group", "web", "--env", "prod", "-n", "2"], runtime=runtime
     )
     assert result.exit_code == 0, result.output
-    assert "Older events: run the same command with --before 2." in result.stderr
+    assert "Older events: run the same command with --cursor 2." in result.stderr
     older = invoke(
-        ["audit", "list", "--group", "web", "--env", "prod", "--before", "2"], runtime=runtime
+        ["audit", "list", "--group", "web", "--env", "prod", "--cursor", "2"], runtime=runtime
     )
     assert older.exit_code == 0, older.output
     assert [row[0] for row in table_rows(older.stdout)] == ["1"]
     assert _audit_requests(api) == [
         ("/audit", {"secret_group_id": tree["group"].id, "limit": "50"}),
         ("/audit", {"environment_id": tree["env"].id, "limit": "2"}),
-        ("/audit", {"environment_id": tree["env"].id, "limit": "50", "before": "2"}),
+        ("/audit", {"environment_id": tree["env"].id, "limit": "50", "cursor": "2"}),
     ]
 
 
@@ -205,7 +203,7 @@ def test_list_as_json_prints_the_page(
 
     assert result.exit_code == 0, result.output
     page = json.loads(result.stdout)
-    assert page == {"events": [audit.events[0]], "next_before": 3}
+    assert page == {"items": [audit.events[0]], "next": "1"}
 
 
 def test_list_without_a_role_is_refused(

@@ -87,14 +87,20 @@ def test_group_list_marks_the_active_group_only_in_its_org(
 
     result = invoke(["group", "list"])
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", f"/organizations/{tree.acme.id}/secret-groups", {}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        f"/organizations/{tree.acme.id}/secret-groups",
+        {"limit": "1000"},
+        None,
+    )
     assert result.stdout.splitlines()[0].strip() == "Secret groups in organization acme"
     assert [row[:3] for row in table_rows(result.stdout)] == [
         ["*", "web", "owner"],
         ["", "api", "owner"],  # owner inherited from the organization beats viewer
     ]
     elsewhere = json.loads(invoke(["group", "list", "--org", "other", "--json"]).stdout)
-    assert [(row["name"], row["active"]) for row in elsewhere] == [("web", False)]
+    assert elsewhere["next"] is None
+    assert [(row["name"], row["active"]) for row in elsewhere["items"]] == [("web", False)]
 
 
 def test_group_list_when_empty(api: FakeApi, invoke: Invoke, home: Path) -> None:
@@ -114,7 +120,12 @@ def test_group_activate_looks_the_group_up_by_name(
     assert result.stdout == "Switched to secret group acme/web.\n"
     assert api.requests() == [
         ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", f"/organizations/{tree.acme.id}/secret-groups", {"name": "web"}, None),
+        (
+            "GET",
+            f"/organizations/{tree.acme.id}/secret-groups",
+            {"limit": "1000", "name": "web"},
+            None,
+        ),
     ]
     # A different group: the environment of the old one means nothing in it.
     assert active(home) == ("acme", "web", None)
@@ -242,7 +253,12 @@ def test_env_create_in_the_active_group(
     assert result.stdout == "Created environment acme/web/staging.\n"
     assert api.requests() == [
         ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", f"/organizations/{tree.acme.id}/secret-groups", {"name": "web"}, None),
+        (
+            "GET",
+            f"/organizations/{tree.acme.id}/secret-groups",
+            {"limit": "1000", "name": "web"},
+            None,
+        ),
         ("POST", f"/secret-groups/{tree.web.id}/environments", {}, {"name": "staging"}),
     ]
 
@@ -276,16 +292,22 @@ def test_env_list_with_flags_and_the_active_mark(
         ["*", "prod", "owner"],
         ["", "dev", "owner"],
     ]
-    assert api.requests()[-1] == ("GET", f"/secret-groups/{tree.web.id}/environments", {}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        f"/secret-groups/{tree.web.id}/environments",
+        {"limit": "1000"},
+        None,
+    )
     data = json.loads(invoke(["env", "list", "--org", "acme", "--group", "web", "--json"]).stdout)
-    assert [(row["name"], row["active"], row["secret_group_id"]) for row in data] == [
+    assert data["next"] is None
+    assert [(row["name"], row["active"], row["secret_group_id"]) for row in data["items"]] == [
         ("prod", True, tree.web.id),
         ("dev", False, tree.web.id),
     ]
     # Another group's "prod" is not the active environment.
     api_prod = api.iam.env(api.iam.group(tree.acme, "api"), "prod")
     data = json.loads(invoke(["env", "list", "--group", "api", "--json"]).stdout)
-    assert [(row["id"], row["active"]) for row in data] == [(api_prod.id, False)]
+    assert [(row["id"], row["active"]) for row in data["items"]] == [(api_prod.id, False)]
 
 
 def test_env_activate_sets_all_three(api: FakeApi, invoke: Invoke, home: Path, tree: Tree) -> None:
@@ -295,7 +317,7 @@ def test_env_activate_sets_all_three(api: FakeApi, invoke: Invoke, home: Path, t
     assert api.requests()[-1] == (
         "GET",
         f"/secret-groups/{tree.web.id}/environments",
-        {"name": "prod"},
+        {"limit": "1000", "name": "prod"},
         None,
     )
     assert active(home) == ("acme", "web", "prod")
@@ -331,7 +353,12 @@ def test_env_bindings_say_where_they_are_inherited_from(
     result = invoke(["env", "list-bindings"])
 
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", f"/environments/{tree.prod.id}/members", {}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        f"/environments/{tree.prod.id}/members",
+        {"limit": "1000"},
+        None,
+    )
     assert table_rows(result.stdout) == [
         ["alice", "user", "owner", "organization acme"],
         ["devs", "user group", "editor", "secret group web"],

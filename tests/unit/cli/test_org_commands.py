@@ -64,7 +64,7 @@ def test_list_shows_role_and_marks_the_active_organization(
     result = invoke(["org", "list"])
 
     assert result.exit_code == 0, result.output
-    assert api.requests() == [("GET", "/organizations/", {}, None)]
+    assert api.requests() == [("GET", "/organizations/", {"limit": "1000"}, None)]
     assert table_header(result.stdout) == ["", "Name", "Your role", "Description", "Created"]
     assert table_rows(result.stdout) == [
         ["", "acme", "owner", "-", "2025-01-01T00:00:00+00:00"],
@@ -77,18 +77,19 @@ def test_list_json_carries_the_active_flag(api: FakeApi, invoke: Invoke, home: P
     api.iam.org("shared", role="viewer")
     use_context(home, "acme")
     data = json.loads(invoke(["org", "list", "--json"]).stdout)
-    assert [(row["name"], row["role"], row["active"]) for row in data] == [
+    assert set(data) == {"items", "next"} and data["next"] is None
+    assert [(row["name"], row["role"], row["active"]) for row in data["items"]] == [
         ("acme", "owner", True),
         ("shared", "viewer", False),
     ]
-    assert data[0]["id"] == acme.id
+    assert data["items"][0]["id"] == acme.id
 
 
 def test_list_without_organizations_says_so(invoke: Invoke) -> None:
     result = invoke(["org", "list"])
     assert result.exit_code == 0
     assert (result.stdout, result.stderr) == ("", "No organizations.\n")
-    assert json.loads(invoke(["org", "list", "--json"]).stdout) == []
+    assert json.loads(invoke(["org", "list", "--json"]).stdout) == {"items": [], "next": None}
 
 
 def test_activate_checks_the_name_then_writes_config(
@@ -371,7 +372,12 @@ def test_list_bindings(api: FakeApi, invoke: Invoke, home: Path) -> None:
     result = invoke(["org", "list-bindings"])
 
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", f"/organizations/{acme.id}/members", {}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        f"/organizations/{acme.id}/members",
+        {"limit": "1000"},
+        None,
+    )
     assert result.stdout.splitlines()[0].strip() == "Roles on organization acme"
     assert table_header(result.stdout) == ["Subject", "Type", "Role", "Inherited from"]
     assert table_rows(result.stdout) == [
@@ -379,7 +385,8 @@ def test_list_bindings(api: FakeApi, invoke: Invoke, home: Path) -> None:
         ["devs", "user group", "viewer", "-"],
     ]
     data = json.loads(invoke(["org", "list-bindings", "--json"]).stdout)
-    assert [(b["subject_type"], b["role"], b["inherited"]) for b in data] == [
+    assert data["next"] is None
+    assert [(b["subject_type"], b["role"], b["inherited"]) for b in data["items"]] == [
         ("user", "owner", False),
         ("user_group", "viewer", False),
     ]

@@ -404,12 +404,13 @@ def test_list_as_a_table_and_as_json(api: FakeApi, invoke: Invoke, configured: N
     assert "project kavach-test" in result.stdout
     assert api.requests() == [
         ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", "/organizations/org-1/secret-groups", {"name": "web"}, None),
-        ("GET", "/secret-groups/grp-2/environments", {"name": "prod"}, None),
-        ("GET", f"/environments/{configured.id}/providers/", {}, None),
+        ("GET", "/organizations/org-1/secret-groups", {"limit": "1000", "name": "web"}, None),
+        ("GET", "/secret-groups/grp-2/environments", {"limit": "1000", "name": "prod"}, None),
+        ("GET", f"/environments/{configured.id}/providers/", {"limit": "1000"}, None),
     ]
     listed = json.loads(invoke(["provider", "list", "--json"]).stdout)
-    assert [p["provider"] for p in listed] == ["azure", "gcp", "github"]
+    assert listed["next"] is None
+    assert [p["provider"] for p in listed["items"]] == ["azure", "gcp", "github"]
     assert "old" not in json.dumps(listed) and PRIVATE_KEY not in json.dumps(listed)
 
 

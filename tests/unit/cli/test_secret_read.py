@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from kavach.cli import secrets_api
 from kavach.cli.app import Runtime
 
 from .conftest import FakeClock, Invoke, table_header, table_rows, use_context
@@ -57,25 +58,26 @@ def test_list_versions_with_paging(api: FakeApi, invoke: Invoke, prod: Node) -> 
         [versions[4].id, "5", "change 5", "alice", "1"],
         [versions[3].id, "4", "change 4", "alice", "1"],
     ]
-    assert result.stderr == "Showing 2 of 5; older ones: `kavach secret list --before 4`.\n"
+    assert result.stderr == "Showing 2; older ones: `kavach secret list --cursor 2`.\n"
 
-    older = json.loads(invoke(["secret", "list", "--before", "4", "--json"]).stdout)
-    assert [v["seq"] for v in older["versions"]] == [3, 2, 1]
-    assert (older["total"], older["next_before"]) == (5, None)
+    older = json.loads(invoke(["secret", "list", "--cursor", "2", "--json"]).stdout)
+    assert [v["seq"] for v in older["items"]] == [3, 2, 1]
+    assert older["next"] is None
 
 
 def test_list_pages_through_more_than_the_server_gives_at_once(
-    api: FakeApi, invoke: Invoke, prod: Node
+    api: FakeApi, invoke: Invoke, prod: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(250):
+    monkeypatch.setattr(secrets_api, "PAGE_MAX", 20)
+    for i in range(25):
         api.secrets.commit(prod, {"N": str(i)})
 
-    data = json.loads(invoke(["secret", "list", "--limit", "230", "--json"]).stdout)
+    data = json.loads(invoke(["secret", "list", "--limit", "23", "--json"]).stdout)
 
-    assert len(data["versions"]) == 230
-    assert data["next_before"] == 21
+    assert [v["seq"] for v in data["items"]] == list(range(25, 2, -1))
+    assert data["next"] == "23"
     pages = [call.params for call in api.calls if call.path.endswith("/versions")]
-    assert pages == [{"limit": "200"}, {"limit": "30", "before": "51"}]
+    assert pages == [{"limit": "20"}, {"limit": "3", "cursor": "20"}]
 
 
 def test_list_empty(api: FakeApi, invoke: Invoke, prod: Node) -> None:

@@ -59,8 +59,8 @@ def test_add_pairs_writes_a_private_staging_file(
     web, org = prod.lineage[1:]
     assert api.requests() == [
         ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", f"/organizations/{org.id}/secret-groups", {"name": "web"}, None),
-        ("GET", f"/secret-groups/{web.id}/environments", {"name": "prod"}, None),
+        ("GET", f"/organizations/{org.id}/secret-groups", {"limit": "1000", "name": "web"}, None),
+        ("GET", f"/secret-groups/{web.id}/environments", {"limit": "1000", "name": "prod"}, None),
         ("GET", f"/environments/{prod.id}/secrets/versions", {"limit": "1"}, None),
     ]
     path = staging_file(home, prod)

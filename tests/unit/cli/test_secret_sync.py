@@ -295,12 +295,14 @@ def test_sync_runs_lists_newest_first(
 
     assert result.exit_code == 0, result.output
     assert api.requests()[-1] == ("GET", f"/environments/{prod.id}/sync-runs", {"limit": "5"}, None)
+    assert "Older runs" not in result.stderr
     runs = api.sync.runs[prod.id]
     rows = [row for row in table_rows(result.stdout) if row[0]]
     assert [row[0] for row in rows] == [runs[1]["id"][:8], runs[0]["id"][:8]]
     listed = json.loads(invoke(["secret", "sync-runs", "--json"]).stdout)
-    assert [run["status"] for run in listed] == ["succeeded", "planned"]
-    assert "items" not in listed[0]
+    assert listed["next"] is None
+    assert [run["status"] for run in listed["items"]] == ["succeeded", "planned"]
+    assert "items" not in listed["items"][0]
 
 
 @pytest.mark.parametrize("how", ["full", "prefix"])
@@ -326,7 +328,7 @@ def test_sync_run_shows_one_run_by_id_or_prefix(
     ("wanted", "code", "message"),
     [
         ("zz", 1, "'zz' is not a sync run id (or the first 4+ characters of one)"),
-        ("ffff", 2, "no recent sync run of environment acme/web/prod starts with ffff (not_found)"),
+        ("ffff", 2, "no sync run of environment acme/web/prod starts with ffff (not_found)"),
     ],
 )
 def test_sync_run_refuses_what_is_not_a_run(

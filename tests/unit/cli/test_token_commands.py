@@ -157,7 +157,7 @@ def test_list_shows_status_but_never_a_value(
     old = api.iam.token(prod, "old", "editor", revoked=True)
     result = invoke(["token", "list"])
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", f"/environments/{prod.id}/tokens", {}, None)
+    assert api.requests()[-1] == ("GET", f"/environments/{prod.id}/tokens", {"limit": "1000"}, None)
     assert table_header(result.stdout) == ["Name", "ID", "Role", "Status", "Expires", "Last used"]
     rows = table_rows(result.stdout)
     assert [row[:4] for row in rows] == [
@@ -165,15 +165,17 @@ def test_list_shows_status_but_never_a_value(
         ["old", old.id, "editor", "revoked"],
     ]
     data = json.loads(invoke(["token", "list", "--json"]).stdout)
-    assert [(row["name"], row["status"]) for row in data] == [("ci", "active"), ("old", "revoked")]
-    assert "token" not in data[0]
+    assert data["next"] is None
+    rows = data["items"]
+    assert [(row["name"], row["status"]) for row in rows] == [("ci", "active"), ("old", "revoked")]
+    assert "token" not in rows[0]
     assert ci.value not in result.stdout
 
 
 def test_list_marks_expired_tokens(api: FakeApi, invoke: Invoke, prod: Node) -> None:
     api.iam.token(prod, "stale").expires_at = datetime.now(UTC) - timedelta(days=1)
     data = json.loads(invoke(["token", "list", "--json"]).stdout)
-    assert data[0]["status"] == "expired"
+    assert data["items"][0]["status"] == "expired"
 
 
 def test_list_empty(api: FakeApi, invoke: Invoke, prod: Node) -> None:
@@ -196,7 +198,7 @@ def test_revoke_by_name_needs_yes(api: FakeApi, invoke: Invoke, prod: Node) -> N
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Revoked token 'ci' ({ci.id}) for environment acme/web/prod.\n"
     assert api.requests()[-2:] == [
-        ("GET", f"/environments/{prod.id}/tokens", {}, None),
+        ("GET", f"/environments/{prod.id}/tokens", {"limit": "1000", "name": "ci"}, None),
         ("DELETE", f"/environments/{prod.id}/tokens/{ci.id}", {}, None),
     ]
     assert ci.revoked_at is not None

@@ -57,11 +57,17 @@ def test_list(api: FakeApi, invoke: Invoke, acme: Node) -> None:
     api.iam.user_group(api.iam.org("other"), "elsewhere")
     result = invoke(["user-group", "list"])
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", "/user-groups/", {"organization_id": acme.id}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        "/user-groups/",
+        {"limit": "1000", "organization_id": acme.id},
+        None,
+    )
     assert table_header(result.stdout) == ["Name", "Description", "Created"]
     assert table_rows(result.stdout) == [["devs", "-", "2025-01-01T00:00:00+00:00"]]
     data = json.loads(invoke(["user-group", "list", "--json"]).stdout)
-    assert [(row["name"], row["organization_id"]) for row in data] == [("devs", acme.id)]
+    assert data["next"] is None
+    assert [(row["name"], row["organization_id"]) for row in data["items"]] == [("devs", acme.id)]
 
 
 def test_list_empty_and_missing_org(api: FakeApi, invoke: Invoke, home: Path) -> None:
@@ -90,7 +96,12 @@ def test_delete_needs_yes_then_deletes_by_id(api: FakeApi, invoke: Invoke, acme:
     assert result.exit_code == 0, result.output
     assert result.stdout == "Deleted user group devs in organization acme.\n"
     assert api.requests()[-2:] == [
-        ("GET", "/user-groups/", {"organization_id": acme.id}, None),
+        (
+            "GET",
+            "/user-groups/",
+            {"limit": "1000", "organization_id": acme.id, "name": "devs"},
+            None,
+        ),
         ("DELETE", f"/user-groups/{devs.id}", {}, None),
     ]
     assert devs.id not in api.iam.user_groups
@@ -123,18 +134,21 @@ def test_members_add_list_remove(api: FakeApi, invoke: Invoke, acme: Node) -> No
 
     listed = invoke(["user-group", "members", "list", "devs"])
     assert listed.exit_code == 0, listed.output
-    assert api.requests()[-1] == ("GET", members, {}, None)
+    assert api.requests()[-1] == ("GET", members, {"limit": "1000"}, None)
     assert listed.stdout.splitlines()[0].strip() == "Members of user group devs"
     assert table_rows(listed.stdout) == [["bob", "Bob Example", "2025-02-03T04:05:06+00:00"]]
     data = json.loads(invoke(["user-group", "members", "list", "devs", "--json"]).stdout)
-    assert data == [
-        {
-            "user_id": USERS["bob"]["id"],
-            "login": "bob",
-            "name": "Bob Example",
-            "added_at": "2025-02-03T04:05:06Z",
-        }
-    ]
+    assert data == {
+        "items": [
+            {
+                "user_id": USERS["bob"]["id"],
+                "login": "bob",
+                "name": "Bob Example",
+                "added_at": "2025-02-03T04:05:06Z",
+            }
+        ],
+        "next": None,
+    }
 
     refused = invoke(["user-group", "members", "remove", "devs", "bob"])
     assert refused.exit_code == 1
@@ -155,8 +169,13 @@ def test_members_in_another_org(api: FakeApi, invoke: Invoke, acme: Node) -> Non
     assert result.exit_code == 0, result.output
     assert table_rows(result.stdout) == [["carol", "-", "2025-01-01T00:00:00+00:00"]]
     assert api.requests()[-2:] == [
-        ("GET", "/user-groups/", {"organization_id": other.id}, None),
-        ("GET", f"/user-groups/{ops.id}/members", {}, None),
+        (
+            "GET",
+            "/user-groups/",
+            {"limit": "1000", "organization_id": other.id, "name": "ops"},
+            None,
+        ),
+        ("GET", f"/user-groups/{ops.id}/members", {"limit": "1000"}, None),
     ]
 
 

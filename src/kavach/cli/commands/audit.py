@@ -13,13 +13,14 @@ from kavach.cli.context import resolve_env, resolve_group, resolve_org
 from kavach.cli.errors import CliError, ExitCode
 from kavach.cli.options import JsonFlag, OrgOption
 from kavach.cli.resources import (
+    PAGE_LIMIT,
     Object,
     Resource,
-    expect_list,
     expect_object,
     load_env,
     load_group,
     load_org,
+    page,
 )
 
 if TYPE_CHECKING:
@@ -64,11 +65,12 @@ EnvOption = Annotated[
     typer.Option("--env", help="An environment, in --group or the active group (default: none)."),
 ]
 LimitOption = Annotated[
-    int, typer.Option("--limit", "-n", min=1, max=500, help="How many events (newest first).")
+    int,
+    typer.Option("--limit", "-n", min=1, max=PAGE_LIMIT, help="How many events (newest first)."),
 ]
-BeforeOption = Annotated[
-    int | None,
-    typer.Option("--before", min=1, metavar="ID", help="Only events older than this event id."),
+CursorOption = Annotated[
+    str | None,
+    typer.Option("--cursor", metavar="CURSOR", help="Show the page after this cursor (paging)."),
 ]
 LocalFlag = Annotated[
     bool,
@@ -137,20 +139,16 @@ def list_(
     group: GroupOption = None,
     env: EnvOption = None,
     limit: LimitOption = 50,
-    before: BeforeOption = None,
+    cursor: CursorOption = None,
     json: JsonFlag = False,
 ) -> None:
     """List audit events, newest first: of --env, else --group, else the organization."""
     cli = get_app(ctx, json=json)
     target = _scope(cli, org, group, env)
     params: dict[str, Any] = {SCOPE_PARAMS[target.kind]: target.id, "limit": limit}
-    if before is not None:
-        params["before"] = before
-    page = expect_object(cli.client.get("/audit", params=params))
-    events = expect_list(page.get("events"))
-    next_before = page.get("next_before")
+    events, following = page(cli.client, "/audit", params, cursor=cursor)
     if cli.json:
-        render.print_json(page)
+        render.print_json(render.listing(events, following))
         return
     render.table(
         cli,
@@ -159,8 +157,8 @@ def list_(
         title=f"Audit events of {target.label}",
         empty=f"No audit events for {target.label}.",
     )
-    if next_before is not None:
-        render.note(cli, f"Older events: run the same command with --before {next_before}.")
+    if following is not None:
+        render.note(cli, f"Older events: run the same command with --cursor {following}.")
 
 
 def _broken_line(where: str, broken: Object) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from kavach.cli import actions, resources
 from kavach.cli.context import resolve_env, resolve_group, resolve_org
-from kavach.cli.resources import KINDS, Resource, expect_list, expect_object
+from kavach.cli.resources import KINDS, Resource, expect_object, list_all
 
 if TYPE_CHECKING:
     from kavach.cli.app import App
@@ -38,6 +38,6 @@ def create(cli: App, parent: Resource, kind: str, name: str, description: str | 
 def show_children(cli: App, parent: Resource, kind: str, active: str | None) -> None:
     """List the `kind`s in `parent`, marking the `active` one."""
     collection, noun = KINDS[kind]
-    rows = expect_list(cli.client.get(f"{parent.path}/{collection}"))
+    rows = list_all(cli.client, f"{parent.path}/{collection}")
     title = f"{noun.capitalize()}s in {parent.label}"
     actions.show_list(cli, rows, active, title=title, empty=f"No {noun}s in {parent.label}.")

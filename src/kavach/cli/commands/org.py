@@ -19,7 +19,7 @@ from kavach.cli.options import (
     UserOption,
     YesFlag,
 )
-from kavach.cli.resources import Resource, expect_list, expect_object, find_org, load_org
+from kavach.cli.resources import Resource, expect_object, find_org, list_all, load_org
 
 app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def create(
 def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     """List the organizations you can see, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
-    rows = expect_list(cli.client.get("/organizations/"))
+    rows = list_all(cli.client, "/organizations/")
     active = cli.config.context.organization
     actions.show_list(cli, rows, active, title=None, empty="No organizations.")
 

@@ -14,7 +14,7 @@ from kavach.cli.context import resolve_env
 from kavach.cli.credentials import well_formed
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
-from kavach.cli.resources import Object, Resource, expect_list, expect_object, load_env, segment
+from kavach.cli.resources import Object, Resource, expect_object, list_all, load_env, segment
 
 app = typer.Typer(
     help="Manage service tokens for an environment (--org/--group/--env or the active one).",
@@ -77,6 +77,14 @@ def _status(token: Object, now: datetime) -> str:
     return "active"
 
 
+def _lookup(cli: App, target: Resource, wanted: str) -> Object:
+    """Return the token `wanted` names: by name (the server filters), else by id."""
+    path = f"{target.path}/tokens"
+    named = list_all(cli.client, path, {"name": wanted})
+    tokens = named or list_all(cli.client, path)
+    return _pick(tokens, wanted, target.label)
+
+
 def _pick(tokens: list[Object], wanted: str, where: str) -> Object:
     """Return the token whose id is `wanted`, else the one live token named `wanted`."""
     for token in tokens:
@@ -137,12 +145,12 @@ def list_(
     """List the environment's service tokens (never their values)."""
     cli = get_app(ctx, json=json)
     target = _environment(cli, org, group, env)
-    tokens = expect_list(cli.client.get(f"{target.path}/tokens"))
+    tokens = list_all(cli.client, f"{target.path}/tokens")
     now = datetime.now(UTC)
     rows = [{**token, "status": _status(token, now)} for token in tokens]
     render.output(
         cli,
-        rows,
+        render.listing(rows),
         lambda: render.table(
             cli,
             actions.human_rows(rows, "expires_at", "last_used_at"),
@@ -166,8 +174,7 @@ def revoke(
     """Revoke a service token by name or id; it stops working at once."""
     cli = get_app(ctx, json=json)
     target = _environment(cli, org, group, env)
-    tokens = expect_list(cli.client.get(f"{target.path}/tokens"))
-    found = _pick(tokens, token, target.label)
+    found = _lookup(cli, target, token)
     label = f"token {found.get('name')!r} ({found.get('id')})"
     actions.confirm(cli, f"revoke {label} for {target.label}", yes=yes)
     revoked = cli.client.delete(f"{target.path}/tokens/{segment(found['id'])}")

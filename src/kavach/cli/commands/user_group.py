@@ -13,9 +13,9 @@ from kavach.cli.options import DescriptionOption, JsonFlag, OrgOption, YesFlag
 from kavach.cli.resources import (
     Object,
     Resource,
-    expect_list,
     expect_object,
     find_user_group,
+    list_all,
     load_org,
     segment,
     user_groups,
@@ -70,7 +70,7 @@ def list_(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> 
     rows = user_groups(cli.client, parent)
     render.output(
         cli,
-        rows,
+        render.listing(rows),
         lambda: render.table(
             cli,
             actions.human_rows(rows, "created_at"),
@@ -138,10 +138,10 @@ def list_members(
     """List the members of a user group."""
     cli = get_app(ctx, json=json)
     _, found = _group(cli, org, group)
-    rows = expect_list(cli.client.get(f"/user-groups/{segment(found['id'])}/members"))
+    rows = list_all(cli.client, f"/user-groups/{segment(found['id'])}/members")
     render.output(
         cli,
-        rows,
+        render.listing(rows),
         lambda: render.table(
             cli,
             actions.human_rows(rows, "added_at"),

@@ -11,12 +11,12 @@ from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import integrity, service
 from kavach.server.audit.schemas import (
     AuditEventPublic,
-    AuditPage,
     AuditVerification,
     ChainBreak,
 )
 from kavach.server.deps import PrincipalDep, SessionDep
 from kavach.server.errors import ValidationFailed
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=f"{API_PREFIX}/audit", tags=["audit"])
@@ -61,13 +61,12 @@ class ScopeRequirement(Requirement):
         return await check(request, principal, session)
 
 
-@router.get("", response_model=Envelope[AuditPage])
+@router.get("", response_model=Envelope[Page[AuditEventPublic]])
 async def list_audit_events(
     access: Annotated[Access, Depends(ScopeRequirement("audit.read"))],
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="an event id: older events")] = None,
-) -> Envelope[AuditPage]:
+    page: PageDep,
+) -> Envelope[Page[AuditEventPublic]]:
     """List the events of an organization, secret group or environment and all below it."""
     scope = access.scope
     assert scope is not None  # noqa: S101 - a scoped requirement always has one
@@ -76,12 +75,10 @@ async def list_audit_events(
         secret_group_id=scope.secret_group_id,
         environment_id=scope.environment_id,
     )
-    events, next_before = await service.list_events(
-        session, where=where, limit=limit, before=before
-    )
+    events, after = await service.list_events(session, where=where, request=page)
     first = await integrity.first_chained_id(session)
-    page = [AuditEventPublic.of(e, integrity.chain_status(e, first)) for e in events]
-    return ok(AuditPage(events=page, next_before=next_before))
+    items = [AuditEventPublic.of(e, integrity.chain_status(e, first)) for e in events]
+    return ok(Page(items=items, next=after))
 
 
 @router.get("/verify", response_model=Envelope[AuditVerification])

@@ -45,13 +45,6 @@ class AuditEventPublic(BaseModel):
         return cls.model_validate(event).model_copy(update={"chain_status": status})
 
 
-class AuditPage(BaseModel):
-    """A page of events, newest first; pass `next_before` as `before` for the next page."""
-
-    events: list[AuditEventPublic]
-    next_before: int | None
-
-
 class ChainBreak(BaseModel):
     """Where a chain stops holding, and why."""
 

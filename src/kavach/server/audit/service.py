@@ -28,6 +28,7 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.db.base import utcnow
 from kavach.server.db.driver import DriverStatement
 from kavach.server.db.engine import outside_transaction
+from kavach.server.pages import Keyset, PageRequest
 
 
 def chain_of(organization_id: uuid.UUID | None) -> str:
@@ -286,14 +287,12 @@ def in_scope(
     return AuditEvent.organization_id == organization_id
 
 
+EVENTS = Keyset("audit-events", AuditEvent.id, descending=True)
+
+
 async def list_events(
-    session: AsyncSession, *, where: ColumnElement[bool], limit: int, before: int | None = None
-) -> tuple[list[AuditEvent], int | None]:
-    """Return up to `limit` events, newest first, and the cursor of the next page (or None)."""
-    query = select(AuditEvent).where(where)
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    rows = list(await session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    page = rows[:limit]
-    return page, (page[-1].id if more and page else None)
+    session: AsyncSession, *, where: ColumnElement[bool], request: PageRequest
+) -> tuple[list[AuditEvent], str | None]:
+    """Return a page of events, newest first, and the cursor of the next page (or None)."""
+    found = list(await session.scalars(EVENTS.page(select(AuditEvent).where(where), request)))
+    return EVENTS.cut(found, request, lambda event: (event.id,))

@@ -19,6 +19,7 @@ from kavach.server.db.base import utcnow
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.tree import flush_unique
+from kavach.server.pages import Keyset, Page, PageDep
 from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])
@@ -65,18 +66,24 @@ async def create_token(
     return ok(ServiceTokenCreated(**public.model_dump(), token=secret))
 
 
-@router.get("", response_model=Envelope[list[ServiceTokenPublic]])
+# Oldest first; the id breaks ties between tokens made in the same instant.
+TOKENS = Keyset("tokens", ServiceToken.created_at, ServiceToken.id)
+
+
+@router.get("", response_model=Envelope[Page[ServiceTokenPublic]])
 async def list_tokens(
     access: Annotated[Access, Depends(Requirement("token.read", "environment"))],
     session: SessionDep,
-) -> Envelope[list[ServiceTokenPublic]]:
-    """List an environment's service tokens (never their secrets)."""
-    tokens = await session.scalars(
-        select(ServiceToken)
-        .where(ServiceToken.environment_id == access.environment_id)
-        .order_by(ServiceToken.created_at)
-    )
-    return ok([ServiceTokenPublic.model_validate(t) for t in tokens])
+    page: PageDep,
+    name: str | None = None,
+) -> Envelope[Page[ServiceTokenPublic]]:
+    """List an environment's service tokens, oldest first (never their secrets)."""
+    query = select(ServiceToken).where(ServiceToken.environment_id == access.environment_id)
+    if name is not None:
+        query = query.where(ServiceToken.name == name)
+    found = list(await session.scalars(TOKENS.page(query, page)))
+    tokens, after = TOKENS.cut(found, page, lambda token: (token.created_at, token.id))
+    return ok(Page(items=[ServiceTokenPublic.model_validate(t) for t in tokens], next=after))
 
 
 @router.delete("/{token_id}", response_model=Envelope[ServiceTokenPublic])

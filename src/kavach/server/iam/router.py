@@ -28,6 +28,7 @@ from kavach.server.iam.schemas import (
     ResourceUpdate,
     SecretGroupPublic,
 )
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=API_PREFIX, tags=["resources"])
@@ -271,13 +272,15 @@ async def create_organization(
     return ok(_org(org, "owner"))
 
 
-@router.get("/organizations/", response_model=Envelope[list[OrganizationPublic]])
+@router.get("/organizations/", response_model=Envelope[Page[OrganizationPublic]])
 async def list_organizations(
-    access: Annotated[Access, Depends(Requirement("org.list"))], session: SessionDep
-) -> Envelope[list[OrganizationPublic]]:
+    access: Annotated[Access, Depends(Requirement("org.list"))],
+    session: SessionDep,
+    page: PageDep,
+) -> Envelope[Page[OrganizationPublic]]:
     """List the organizations the caller can see, with the caller's role on each."""
-    found = await seen.organizations(session, access.user.user.id)
-    return ok([_org(item.row, item.role) for item in found])
+    found, after = await seen.organizations(session, access.user.user.id, page)
+    return ok(Page(items=[_org(item.row, item.role) for item in found], next=after))
 
 
 @router.get("/organizations/by-name/{name}", response_model=Envelope[OrganizationPublic])
@@ -299,17 +302,18 @@ _add_node_routes(_ORGANIZATIONS)
 # --- secret groups ---------------------------------------------------------------------------
 
 
-@router.get("/organizations/{id}/secret-groups", response_model=Envelope[list[SecretGroupPublic]])
+@router.get("/organizations/{id}/secret-groups", response_model=Envelope[Page[SecretGroupPublic]])
 async def list_secret_groups(
     access: Annotated[Access, Depends(Requirement("group.read", "organization"))],
     session: SessionDep,
+    page: PageDep,
     name: str | None = None,
-) -> Envelope[list[SecretGroupPublic]]:
+) -> Envelope[Page[SecretGroupPublic]]:
     """List the secret groups of an organization that the caller can see."""
     assert access.scope is not None  # noqa: S101
     org_id = access.scope.organization_id
-    found = await seen.secret_groups(session, access.user.user.id, org_id, name)
-    return ok([_group(item.row, item.role) for item in found])
+    found, after = await seen.secret_groups(session, access.user.user.id, org_id, page, name)
+    return ok(Page(items=[_group(item.row, item.role) for item in found], next=after))
 
 
 _add_create_route(_ORGANIZATIONS, _SECRET_GROUPS)
@@ -319,17 +323,20 @@ _add_node_routes(_SECRET_GROUPS)
 # --- environments ----------------------------------------------------------------------------
 
 
-@router.get("/secret-groups/{id}/environments", response_model=Envelope[list[EnvironmentPublic]])
+@router.get("/secret-groups/{id}/environments", response_model=Envelope[Page[EnvironmentPublic]])
 async def list_environments(
     access: Annotated[Access, Depends(Requirement("env.read", "secret_group"))],
     session: SessionDep,
+    page: PageDep,
     name: str | None = None,
-) -> Envelope[list[EnvironmentPublic]]:
+) -> Envelope[Page[EnvironmentPublic]]:
     """List the environments of a secret group that the caller can see."""
     scope = access.scope
     assert scope is not None  # noqa: S101
-    found = await seen.environments(session, access.user.user.id, scope, name)
-    return ok([_env(item.row, scope.organization_id, item.role) for item in found])
+    found, after = await seen.environments(session, access.user.user.id, scope, page, name)
+    return ok(
+        Page(items=[_env(item.row, scope.organization_id, item.role) for item in found], next=after)
+    )
 
 
 _add_create_route(_SECRET_GROUPS, _ENVIRONMENTS)

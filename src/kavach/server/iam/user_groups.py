@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.models import User, UserGroup, UserGroupMember
-from kavach.server.iam.schemas import ResourceUpdate, UserGroupMemberPublic
+from kavach.server.iam.schemas import ResourceUpdate, UserGroupMemberPublic, UserGroupPublic
 from kavach.server.iam.tree import flush_unique, update_node
+from kavach.server.pages import Keyset, Page, PageRequest
 from kavach.server.rbac import holders
 
 
@@ -29,15 +30,24 @@ async def create(
     return group
 
 
-async def list_in(session: AsyncSession, *, organization_id: uuid.UUID) -> list[UserGroup]:
-    """Return an organization's user groups by name."""
-    return list(
-        await session.scalars(
-            select(UserGroup)
-            .where(UserGroup.organization_id == organization_id)
-            .order_by(UserGroup.name)
-        )
-    )
+USER_GROUPS = Keyset("user-groups", UserGroup.name)  # names are unique in an organization
+GROUP_MEMBERS = Keyset("user-group-members", User.login)
+
+
+async def list_in(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID,
+    request: PageRequest,
+    name: str | None = None,
+) -> Page[UserGroupPublic]:
+    """Return a page of an organization's user groups by name (or the one named)."""
+    query = select(UserGroup).where(UserGroup.organization_id == organization_id)
+    if name is not None:
+        query = query.where(UserGroup.name == name)
+    found = list(await session.scalars(USER_GROUPS.page(query, request)))
+    groups, after = USER_GROUPS.cut(found, request, lambda group: (group.name,))
+    return Page(items=[UserGroupPublic.model_validate(g) for g in groups], next=after)
 
 
 async def _user(session: AsyncSession, login: str) -> User:
@@ -47,18 +57,22 @@ async def _user(session: AsyncSession, login: str) -> User:
     return user
 
 
-async def members(session: AsyncSession, *, group: UserGroup) -> list[UserGroupMemberPublic]:
-    """Return a user group's members by login."""
-    rows = await session.execute(
+async def members(
+    session: AsyncSession, *, group: UserGroup, request: PageRequest
+) -> Page[UserGroupMemberPublic]:
+    """Return a page of a user group's members by login."""
+    query = (
         select(User, UserGroupMember.added_at)
         .join(UserGroupMember, UserGroupMember.user_id == User.id)
         .where(UserGroupMember.user_group_id == group.id)
-        .order_by(User.login)
     )
-    return [
+    found = list(await session.execute(GROUP_MEMBERS.page(query, request)))
+    rows, after = GROUP_MEMBERS.cut(found, request, lambda row: (row[0].login,))
+    items = [
         UserGroupMemberPublic(user_id=user.id, login=user.login, name=user.name, added_at=added)
         for user, added in rows
     ]
+    return Page(items=items, next=after)
 
 
 async def update(

@@ -21,6 +21,7 @@ from kavach.server.iam.schemas import (
     UserGroupMemberPublic,
     UserGroupPublic,
 )
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])
@@ -45,7 +46,7 @@ async def _audit(
     )
 
 
-@router.get("/", response_model=Envelope[list[UserGroupPublic]])
+@router.get("/", response_model=Envelope[Page[UserGroupPublic]])
 async def list_user_groups(
     access: Annotated[
         Access,
@@ -54,11 +55,13 @@ async def list_user_groups(
         ),
     ],
     session: SessionDep,
-) -> Envelope[list[UserGroupPublic]]:
-    """List an organization's user groups (?organization_id=)."""
+    page: PageDep,
+    name: str | None = None,
+) -> Envelope[Page[UserGroupPublic]]:
+    """List an organization's user groups (?organization_id=), or the one named (?name=)."""
     assert access.scope is not None  # noqa: S101
-    groups = await user_groups.list_in(session, organization_id=access.scope.organization_id)
-    return ok([UserGroupPublic.model_validate(g) for g in groups])
+    org_id = access.scope.organization_id
+    return ok(await user_groups.list_in(session, organization_id=org_id, request=page, name=name))
 
 
 @router.post("/", status_code=201, response_model=Envelope[UserGroupPublic])
@@ -121,13 +124,14 @@ async def delete_user_group(
     return ok(Deleted(id=group.id))
 
 
-@router.get("/{id}/members", response_model=Envelope[list[UserGroupMemberPublic]])
+@router.get("/{id}/members", response_model=Envelope[Page[UserGroupMemberPublic]])
 async def list_user_group_members(
     access: Annotated[Access, Depends(Requirement("user_group.read", "user_group"))],
     session: SessionDep,
-) -> Envelope[list[UserGroupMemberPublic]]:
-    """List a user group's members."""
-    return ok(await user_groups.members(session, group=_group(access)))
+    page: PageDep,
+) -> Envelope[Page[UserGroupMemberPublic]]:
+    """List a user group's members, by login."""
+    return ok(await user_groups.members(session, group=_group(access), request=page))
 
 
 @router.post("/{id}/members", status_code=201, response_model=Envelope[UserGroupMemberPublic])

@@ -18,12 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
 from kavach.server.iam.models import Environment, Organization, SecretGroup
+from kavach.server.pages import Keyset, PageRequest
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
 from kavach.server.rbac.service import held_by
 
 Level = tuple[str, uuid.UUID]
 T = TypeVar("T")
+# Names are unique among siblings (organizations: everywhere).
+ORGANIZATIONS = Keyset("organizations", Organization.name)
+SECRET_GROUPS = Keyset("secret-groups", SecretGroup.name)
+ENVIRONMENTS = Keyset("environments", Environment.name)
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,26 @@ class Seen(Generic[T]):
     role: str | None
 
 
-async def organizations(session: AsyncSession, user_id: uuid.UUID) -> list[Seen[Organization]]:
-    """Return the organizations the user holds a role in, by name."""
+async def organizations(
+    session: AsyncSession, user_id: uuid.UUID, request: PageRequest
+) -> tuple[list[Seen[Organization]], str | None]:
+    """Return a page of the organizations the user holds a role in, by name."""
     held = held_by(user_id)
     roles = await Holdings.read(session, and_(held, RoleBinding.resource_type == ORGANIZATION))
     within = select(RoleBinding.organization_id).where(held)
-    query = select(Organization).where(Organization.id.in_(within)).order_by(Organization.name)
-    return [Seen(org, roles.role_at(Scope(org.id))) for org in await session.scalars(query)]
+    query = ORGANIZATIONS.page(select(Organization).where(Organization.id.in_(within)), request)
+    orgs, after = ORGANIZATIONS.cut(list(await session.scalars(query)), request, _by_name)
+    return [Seen(org, roles.role_at(Scope(org.id))) for org in orgs], after
 
 
 async def secret_groups(
-    session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID, name: str | None = None
-) -> list[Seen[SecretGroup]]:
-    """Return an organization's secret groups the user holds a role on or under, by name."""
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID,
+    request: PageRequest,
+    name: str | None = None,
+) -> tuple[list[Seen[SecretGroup]], str | None]:
+    """Return a page of an organization's groups the user holds a role on or under."""
     held = and_(held_by(user_id), RoleBinding.organization_id == org_id)
     above_envs = RoleBinding.resource_type.in_((ORGANIZATION, SECRET_GROUP))
     roles = await Holdings.read(session, and_(held, above_envs))
@@ -83,14 +95,19 @@ async def secret_groups(
         query = query.where(or_(SecretGroup.id.in_(on_group), SecretGroup.id.in_(under_group)))
     if name is not None:
         query = query.where(SecretGroup.name == name)
-    groups = await session.scalars(query.order_by(SecretGroup.name))
-    return [Seen(group, roles.role_at(Scope(org_id, group.id))) for group in groups]
+    found = list(await session.scalars(SECRET_GROUPS.page(query, request)))
+    groups, after = SECRET_GROUPS.cut(found, request, _by_name)
+    return [Seen(group, roles.role_at(Scope(org_id, group.id))) for group in groups], after
 
 
 async def environments(
-    session: AsyncSession, user_id: uuid.UUID, scope: Scope, name: str | None = None
-) -> list[Seen[Environment]]:
-    """Return a secret group's environments the user holds a role on or under, by name."""
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    scope: Scope,
+    request: PageRequest,
+    name: str | None = None,
+) -> tuple[list[Seen[Environment]], str | None]:
+    """Return a page of a secret group's environments the user holds a role on or under."""
     group_id = scope.secret_group_id
     assert group_id is not None  # noqa: S101 - the scope of a secret group
     org_id = scope.organization_id
@@ -108,5 +125,10 @@ async def environments(
         query = query.where(Environment.id.in_(on_env) if on_env else false())
     if name is not None:
         query = query.where(Environment.name == name)
-    envs = await session.scalars(query.order_by(Environment.name))
-    return [Seen(env, roles.role_at(Scope(org_id, group_id, env.id))) for env in envs]
+    found = list(await session.scalars(ENVIRONMENTS.page(query, request)))
+    envs, after = ENVIRONMENTS.cut(found, request, _by_name)
+    return [Seen(env, roles.role_at(Scope(org_id, group_id, env.id))) for env in envs], after
+
+
+def _by_name(row: Organization | SecretGroup | Environment) -> tuple[str]:
+    return (row.name,)

@@ -12,6 +12,7 @@ from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import ProviderError
 from kavach.server.iam.schemas import Removed
+from kavach.server.pages import Page, PageDep
 from kavach.server.providers import service
 from kavach.server.providers.egress import Egress
 from kavach.server.providers.schemas import (
@@ -42,11 +43,15 @@ async def _audit(
     )
 
 
-@router.get("/", response_model=Envelope[list[ProviderPublic]])
-async def list_providers(access: Viewer, session: SessionDep) -> Envelope[list[ProviderPublic]]:
+@router.get("/", response_model=Envelope[Page[ProviderPublic]])
+async def list_providers(
+    access: Viewer, session: SessionDep, page: PageDep
+) -> Envelope[Page[ProviderPublic]]:
     """List the environment's sync targets (config only, never credentials)."""
-    records = await service.list_for(session, environment_id=access.environment_id)
-    return ok([service.public(record) for record in records])
+    records, after = await service.list_for(
+        session, environment_id=access.environment_id, request=page
+    )
+    return ok(Page(items=[service.public(record) for record in records], next=after))
 
 
 @router.post("/", status_code=201, response_model=Envelope[ProviderPublic])

@@ -20,6 +20,7 @@ from kavach.server.errors import (
     NotFound,
     ValidationFailed,
 )
+from kavach.server.pages import Keyset, PageRequest
 from kavach.server.providers.base import SyncProvider, provider_class, provider_names
 from kavach.server.providers.egress import Egress
 from kavach.server.providers.models import ProviderConfig
@@ -85,15 +86,16 @@ async def find(
     return record
 
 
-async def list_for(session: AsyncSession, *, environment_id: uuid.UUID) -> list[ProviderConfig]:
-    """Return an environment's provider configurations."""
-    return list(
-        await session.scalars(
-            select(ProviderConfig)
-            .where(ProviderConfig.environment_id == environment_id)
-            .order_by(ProviderConfig.provider)
-        )
-    )
+PROVIDERS = Keyset("providers", ProviderConfig.provider)  # one of each per environment
+
+
+async def list_for(
+    session: AsyncSession, *, environment_id: uuid.UUID, request: PageRequest
+) -> tuple[list[ProviderConfig], str | None]:
+    """Return a page of an environment's provider configurations, by provider."""
+    query = select(ProviderConfig).where(ProviderConfig.environment_id == environment_id)
+    found = list(await session.scalars(PROVIDERS.page(query, request)))
+    return PROVIDERS.cut(found, request, lambda record: (record.provider,))
 
 
 async def create(

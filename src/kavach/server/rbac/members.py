@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import Scope
+from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
 from kavach.server.errors import NotFound
 from kavach.server.iam.models import User, UserGroup
+from kavach.server.pages import Keyset, Page, PageRequest
 from kavach.server.rbac import holders
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.models import RoleBinding
@@ -100,16 +101,28 @@ async def revoke(
     return binding
 
 
-async def describe(session: AsyncSession, *, scope: Scope) -> list[BindingPublic]:
-    """List the bindings on a scope and its ancestors, naming subjects and resources."""
-    bindings = await rbac_service.bindings_on_chain(session, scope=scope)
-    return await describe_bindings(session, scope=scope, bindings=bindings)
+# Outermost level first, then by role and binding: ids are unique, so the order is total.
+_DEPTH = case(
+    {ORGANIZATION: 0, SECRET_GROUP: 1, ENVIRONMENT: 2}, value=RoleBinding.resource_type, else_=3
+)
+MEMBERS = Keyset("members", _DEPTH, RoleBinding.role, RoleBinding.id)
+
+
+async def describe(
+    session: AsyncSession, *, scope: Scope, request: PageRequest
+) -> Page[BindingPublic]:
+    """List a page of the bindings on a scope and its ancestors, naming subjects and resources."""
+    query = MEMBERS.page(select(RoleBinding, _DEPTH).where(rbac_service.on_chain(scope)), request)
+    found = list(await session.execute(query))
+    rows, after = MEMBERS.cut(found, request, lambda row: (row[1], row[0].role, row[0].id))
+    described = await describe_bindings(session, scope=scope, bindings=[b for b, _ in rows])
+    return Page(items=described, next=after)
 
 
 async def describe_bindings(
     session: AsyncSession, *, scope: Scope, bindings: list[RoleBinding]
 ) -> list[BindingPublic]:
-    """Name the subjects and resources of bindings on a scope's chain, outermost first."""
+    """Name the subjects and resources of bindings on a scope's chain, in the order given."""
     user_ids = {b.user_id for b in bindings if b.user_id}
     group_ids = {b.user_group_id for b in bindings if b.user_group_id}
     logins: dict[uuid.UUID, str] = {
@@ -123,8 +136,6 @@ async def describe_bindings(
         )
     }
     names = await rbac_service.chain_names(session, scope)
-    depth = {kind: index for index, (kind, _) in enumerate(scope.chain())}
-    bindings.sort(key=lambda b: (depth[b.resource_type], b.role, str(b.user_id or b.user_group_id)))
     return [
         BindingPublic(
             subject_type="user" if b.user_id else "user_group",

@@ -13,6 +13,7 @@ from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam.schemas import Removed
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac import members
 from kavach.server.rbac.deps import Requirement, ResourceKind
 from kavach.server.rbac.schemas import BindingPublic, Grant, Revoke
@@ -30,10 +31,11 @@ def _add_member_routes(path: str, kind: ResourceKind) -> None:
     async def list_members(
         access: Annotated[Access, Depends(Requirement("members.read", kind))],
         session: SessionDep,
-    ) -> Envelope[list[BindingPublic]]:
-        """List the roles held on this resource, direct and inherited."""
+        page: PageDep,
+    ) -> Envelope[Page[BindingPublic]]:
+        """List the roles held on this resource, direct and inherited, outermost first."""
         assert access.scope is not None  # noqa: S101
-        return ok(await members.describe(session, scope=access.scope))
+        return ok(await members.describe(session, scope=access.scope, request=page))
 
     async def grant_member(
         body: Grant,

@@ -32,6 +32,7 @@ from kavach.server.deps import (
     origin_of,
     runtime_of,
 )
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service
 from kavach.server.secrets.flows import summary
@@ -44,14 +45,12 @@ from kavach.server.secrets.schemas import (
     SecretsResponse,
     VersionDetail,
     VersionId,
-    VersionPage,
     VersionSummary,
 )
 from kavach.server.secrets.usecases import READ, WRITE
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
 # Version numbers are a 32-bit column; a larger bound is not a query the database can run.
-MAX_SEQ = 2**31 - 1
 Reader = Annotated[Access, Depends(Requirement(READ, "environment", cached=True))]
 Writer = Annotated[Access, Depends(Requirement(WRITE, "environment", cached=True))]
 # The hot routes declare the bearer scheme here: no dependency of theirs declares it.
@@ -127,29 +126,15 @@ router.add_api_route(
 )
 
 
-@router.get("/versions", response_model=Envelope[VersionPage])
+@router.get("/versions", response_model=Envelope[Page[VersionSummary]])
 async def list_versions(
-    access: Reader,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[
-        int | None, Query(ge=1, le=MAX_SEQ, description="a seq: versions older than it")
-    ] = None,
-) -> Envelope[VersionPage]:
-    """List versions newest first, with author and secret count; page with ?before=SEQ."""
-    env_id = access.environment_id
-    versions = await service.list_versions(
-        session, environment_id=env_id, limit=limit, before_seq=before
+    access: Reader, session: SessionDep, page: PageDep
+) -> Envelope[Page[VersionSummary]]:
+    """List versions newest first, with author and secret count."""
+    versions, after = await service.list_versions(
+        session, environment_id=access.environment_id, request=page
     )
-    total = await service.count_versions(session, environment_id=env_id)
-    more = bool(versions) and versions[-1].seq > 1
-    return ok(
-        VersionPage(
-            versions=[summary(v) for v in versions],
-            total=total,
-            next_before=versions[-1].seq if more else None,
-        )
-    )
+    return ok(Page(items=[summary(v) for v in versions], next=after))
 
 
 @router.get("/{name}/history", response_model=Envelope[list[HistoryEntry]])

@@ -84,14 +84,6 @@ class SecretsResponse(BaseModel):
     secrets: dict[str, str]
 
 
-class VersionPage(BaseModel):
-    """A page of versions, newest first."""
-
-    versions: list[VersionSummary]
-    total: int
-    next_before: int | None
-
-
 class Modified(BaseModel):
     """A value that changed between two versions."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.crypto.envelope import DecryptionFailed, seal_all, unseal_all
 from kavach.server.db.base import utcnow
 from kavach.server.errors import CannotDecrypt, NotFound
+from kavach.server.pages import Keyset, PageRequest
 from kavach.server.secrets.models import Secret, SecretVersion
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -321,24 +322,16 @@ def sealed_rows(
     ]
 
 
+VERSIONS = Keyset("versions", SecretVersion.seq, descending=True)  # seq: unique per environment
+
+
 async def list_versions(
-    session: AsyncSession, *, environment_id: uuid.UUID, limit: int, before_seq: int | None
-) -> list[SecretVersion]:
-    """Return versions newest first, a page at a time."""
+    session: AsyncSession, *, environment_id: uuid.UUID, request: PageRequest
+) -> tuple[list[SecretVersion], str | None]:
+    """Return a page of versions, newest first."""
     query = select(SecretVersion).where(SecretVersion.environment_id == environment_id)
-    if before_seq is not None:
-        query = query.where(SecretVersion.seq < before_seq)
-    return list(await session.scalars(query.order_by(SecretVersion.seq.desc()).limit(limit)))
-
-
-async def count_versions(session: AsyncSession, *, environment_id: uuid.UUID) -> int:
-    """Count an environment's versions."""
-    total = await session.scalar(
-        select(func.count())
-        .select_from(SecretVersion)
-        .where(SecretVersion.environment_id == environment_id)
-    )
-    return int(total or 0)
+    found = list(await session.scalars(VERSIONS.page(query, request)))
+    return VERSIONS.cut(found, request, lambda version: (version.seq,))
 
 
 async def versions_with_name(

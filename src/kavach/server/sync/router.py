@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends
 
 from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import NotFound
+from kavach.server.pages import Page, PageDep
 from kavach.server.rbac.deps import Requirement
 from kavach.server.sync import flows, runs
 from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
@@ -56,14 +57,14 @@ async def sync_secrets(
     return ok(result)
 
 
-@router.get("/sync-runs", response_model=Envelope[list[SyncRunPublic]])
+@router.get("/sync-runs", response_model=Envelope[Page[SyncRunPublic]])
 async def list_sync_runs(
     access: Annotated[Access, Depends(Requirement("provider.read", "environment"))],
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Envelope[list[SyncRunPublic]]:
+    page: PageDep,
+) -> Envelope[Page[SyncRunPublic]]:
     """List the environment's sync runs, newest first."""
-    return ok(await runs.recent(session, environment_id=access.environment_id, limit=limit))
+    return ok(await runs.recent(session, environment_id=access.environment_id, request=page))
 
 
 @router.get("/sync-runs/{run_id}", response_model=Envelope[SyncRunDetail])

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kavach.server.access import Actor
 from kavach.server.db.base import utcnow
 from kavach.server.errors import NotFound
+from kavach.server.pages import Keyset, Page, PageRequest
 from kavach.server.secrets.schemas import Author
 from kavach.server.sync.apply import Outcome
 from kavach.server.sync.models import SyncRun, SyncRunItem
@@ -151,14 +152,15 @@ async def detail(
     )
 
 
+# Newest first; the id breaks ties between runs started in the same instant.
+RUNS = Keyset("sync-runs", SyncRun.created_at, SyncRun.id, descending=True)
+
+
 async def recent(
-    session: AsyncSession, *, environment_id: uuid.UUID, limit: int
-) -> list[SyncRunPublic]:
-    """Return an environment's runs, newest first."""
-    runs = await session.scalars(
-        select(SyncRun)
-        .where(SyncRun.environment_id == environment_id)
-        .order_by(SyncRun.created_at.desc())
-        .limit(limit)
-    )
-    return [public(run) for run in runs]
+    session: AsyncSession, *, environment_id: uuid.UUID, request: PageRequest
+) -> Page[SyncRunPublic]:
+    """Return a page of an environment's runs, newest first."""
+    query = select(SyncRun).where(SyncRun.environment_id == environment_id)
+    found = list(await session.scalars(RUNS.page(query, request)))
+    runs, after = RUNS.cut(found, request, lambda run: (run.created_at, run.id))
+    return Page(items=[public(run) for run in runs], next=after)

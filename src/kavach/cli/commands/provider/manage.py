@@ -10,7 +10,7 @@ from kavach.cli import actions, providers_api, render
 from kavach.cli.app import get_app
 from kavach.cli.errors import ApiError
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
-from kavach.cli.resources import expect_list, expect_object
+from kavach.cli.resources import expect_object, list_all
 from kavach.cli.target import resolve_target
 
 app = typer.Typer()
@@ -38,14 +38,14 @@ def list_(
     """List the environment's providers and where each syncs to."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
-    rows = expect_list(cli.client.get(providers_api.collection(target)))
+    rows = list_all(cli.client, providers_api.collection(target))
     shown = [
         {**row, "destination": providers_api.destination(row)}
         for row in actions.human_rows(rows, "updated_at")
     ]
     render.output(
         cli,
-        rows,
+        render.listing(rows),
         lambda: render.table(
             cli,
             shown,

@@ -16,14 +16,14 @@ from kavach.cli import actions, providers_api, render, secrets_api, sync_view
 from kavach.cli.app import App, get_app
 from kavach.cli.errors import ApiError, CliError, ExitCode, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, VersionOption, YesFlag
-from kavach.cli.resources import Object, expect_list, expect_object, segment
+from kavach.cli.resources import PAGE_LIMIT, Object, expect_object, page, pages, segment
 from kavach.cli.target import Target, resolve_target
 
 app = typer.Typer()
 PANEL = "Sync"
 RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUN_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
-RUNS_MAX = 200  # the server's largest page of runs
+RUNS_MAX = PAGE_LIMIT  # the server's largest page of runs
 
 ProviderOption = Annotated[
     str,
@@ -50,6 +50,10 @@ AdoptFlag = Annotated[
 ]
 LimitOption = Annotated[
     int, typer.Option("--limit", "-n", min=1, max=RUNS_MAX, help="How many runs to show.")
+]
+CursorOption = Annotated[
+    str | None,
+    typer.Option("--cursor", metavar="CURSOR", help="Show the page after this cursor (paging)."),
 ]
 RunArgument = Annotated[
     str,
@@ -205,6 +209,7 @@ def _nothing_to_write(cli: App, plan: Object) -> None:
 def sync_runs(
     ctx: typer.Context,
     limit: LimitOption = 20,
+    cursor: CursorOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
@@ -213,30 +218,41 @@ def sync_runs(
     """List the environment's sync runs (dry runs too), newest first."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
-    runs = expect_list(cli.client.get(_runs_path(target), params={"limit": limit}))
-    render.output(
-        cli,
-        runs,
-        lambda: render.table(
+    runs, following = page(cli.client, _runs_path(target), {"limit": limit}, cursor=cursor)
+
+    def human() -> None:
+        render.table(
             cli,
             sync_view.run_rows(runs),
             sync_view.RUN_COLUMNS,
             title=f"Sync runs of {target.label}",
             empty=f"No sync runs in {target.label} yet.",
-        ),
-    )
+        )
+        if following is not None:
+            render.note(cli, f"Older runs: run the same command with --cursor {following}.")
+
+    render.output(cli, render.listing(runs, following), human)
+
+
+def _matching_runs(cli: App, target: Target, prefix: str) -> list[str]:
+    """Return the ids of runs starting with `prefix` (stops paging once two are found)."""
+    matches: set[str] = set()
+    for runs in pages(cli.client, _runs_path(target)):
+        matches |= {str(r.get("id")) for r in runs if str(r.get("id")).startswith(prefix)}
+        if len(matches) > 1:
+            break
+    return sorted(matches)
 
 
 def _find_run(cli: App, target: Target, wanted: str) -> Object:
-    """Return a run by id, or by the first characters of its id among the recent runs."""
+    """Return a run by id, or by the first characters of its id."""
     wanted = wanted.lower()
     if RUN_ID.fullmatch(wanted) is None:
         if RUN_PREFIX.fullmatch(wanted) is None:
             raise CliError(f"{wanted!r} is not a sync run id (or the first 4+ characters of one)")
-        runs = expect_list(cli.client.get(_runs_path(target), params={"limit": RUNS_MAX}))
-        matches = sorted({str(r.get("id")) for r in runs if str(r.get("id")).startswith(wanted)})
+        matches = _matching_runs(cli, target, wanted)
         if not matches:
-            raise NotFound(f"no recent sync run of {target.label} starts with {wanted}")
+            raise NotFound(f"no sync run of {target.label} starts with {wanted}")
         if len(matches) > 1:
             raise CliError(f"{wanted} matches several runs; give more of it: {', '.join(matches)}")
         wanted = matches[0]

@@ -40,10 +40,10 @@ NameArgument = Annotated[str, typer.Argument(help="The secret's name.", show_def
 LimitOption = Annotated[
     int, typer.Option("--limit", "-n", min=1, max=10_000, help="How many versions to show.")
 ]
-BeforeOption = Annotated[
-    int | None,
+CursorOption = Annotated[
+    str | None,
     typer.Option(
-        "--before", min=1, help="Show versions older than this seq (paging).", metavar="SEQ"
+        "--cursor", help="Show the versions after this cursor (paging).", metavar="CURSOR"
     ),
 ]
 DetailsVersion = Annotated[
@@ -77,7 +77,7 @@ def _version_rows(rows: list[Object]) -> list[Object]:
 def list_(
     ctx: typer.Context,
     limit: LimitOption = 20,
-    before: BeforeOption = None,
+    cursor: CursorOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
@@ -86,8 +86,7 @@ def list_(
     """List the environment's versions, newest first."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
-    rows, total, following = secrets_api.versions(cli.client, target, limit=limit, before=before)
-    data = {"versions": rows, "total": total, "next_before": following}
+    rows, following = secrets_api.versions(cli.client, target, limit=limit, cursor=cursor)
 
     def human() -> None:
         render.table(
@@ -100,11 +99,10 @@ def list_(
         if following is not None:
             render.note(
                 cli,
-                f"Showing {len(rows)} of {total}; older ones: "
-                f"`kavach secret list --before {following}`.",
+                f"Showing {len(rows)}; older ones: `kavach secret list --cursor {following}`.",
             )
 
-    render.output(cli, data, human)
+    render.output(cli, render.listing(rows, following), human)
 
 
 @app.command(rich_help_panel=PANEL)
