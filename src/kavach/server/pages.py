@@ -14,10 +14,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
-from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, literal, tuple_
 from sqlalchemy.orm import QueryableAttribute
@@ -29,7 +28,7 @@ R = TypeVar("R")
 Q = TypeVar("Q")  # a Select, of whatever columns
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-_MAX_CURSOR = 1024
+MAX_CURSOR = 1024
 
 
 class Page(BaseModel, Generic[T]):
@@ -45,22 +44,6 @@ class PageRequest:
 
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
-
-
-def page_request(
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_LIMIT, description="Items per page, at most 1,000.")
-    ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=_MAX_CURSOR, description="The `next` of the page before this one."),
-    ] = None,
-) -> PageRequest:
-    """Read a page's limit and cursor from the query."""
-    return PageRequest(limit, cursor)
-
-
-PageDep = Annotated[PageRequest, Depends(page_request)]
 
 
 class Keyset:

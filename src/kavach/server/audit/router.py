@@ -16,7 +16,8 @@ from kavach.server.audit.schemas import (
 )
 from kavach.server.deps import PrincipalDep, SessionDep
 from kavach.server.errors import ValidationFailed
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=f"{API_PREFIX}/audit", tags=["audit"])

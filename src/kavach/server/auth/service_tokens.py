@@ -19,7 +19,8 @@ from kavach.server.db.base import utcnow
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.errors import AlreadyExists, NotFound
 from kavach.server.iam.tree import flush_unique
-from kavach.server.pages import Keyset, Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Keyset, Page
 from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/tokens", tags=["service tokens"])

@@ -28,7 +28,8 @@ from kavach.server.iam.schemas import (
     ResourceUpdate,
     SecretGroupPublic,
 )
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement, ResourceKind
 
 router = api_router(prefix=API_PREFIX, tags=["resources"])

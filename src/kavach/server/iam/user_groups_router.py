@@ -21,7 +21,8 @@ from kavach.server.iam.schemas import (
     UserGroupMemberPublic,
     UserGroupPublic,
 )
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])

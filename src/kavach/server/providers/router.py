@@ -12,7 +12,8 @@ from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import ProviderError
 from kavach.server.iam.schemas import Removed
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.providers import service
 from kavach.server.providers.egress import Egress
 from kavach.server.providers.schemas import (

@@ -13,7 +13,8 @@ from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam.schemas import Removed
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac import members
 from kavach.server.rbac.deps import Requirement, ResourceKind
 from kavach.server.rbac.schemas import BindingPublic, Grant, Revoke

@@ -32,7 +32,8 @@ from kavach.server.deps import (
     origin_of,
     runtime_of,
 )
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service
 from kavach.server.secrets.flows import summary

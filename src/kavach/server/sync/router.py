@@ -12,7 +12,8 @@ from kavach.server.api import API_PREFIX, Envelope, api_router, ok
 from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import NotFound
-from kavach.server.pages import Page, PageDep
+from kavach.server.page_query import PageDep
+from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement
 from kavach.server.sync import flows, runs
 from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
