@@ -189,8 +189,10 @@ def test_sigterm_drains_requests_in_flight(backend: str, tmp_path: Path, launch:
 
 
 def _assert_versions_complete_snapshot(client: httpx.Client, url: str, env_id: str) -> int:
-    page = client.get(f"{url}/api/v1/environments/{env_id}/secrets/versions?limit=200")
-    versions = page.json()["data"]["versions"]
+    page = client.get(f"{url}/api/v1/environments/{env_id}/secrets/versions?limit=1000")
+    data = page.json()["data"]
+    versions = data["items"]
+    assert data["next"] is None
     for version in versions:
         assert version["secret_count"] == 1001
     return len(versions)
