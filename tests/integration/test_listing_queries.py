@@ -130,3 +130,36 @@ async def test_a_page_runs_as_many_statements_whatever_its_size_and_the_rows(
     seen = await world.bob.call("GET", f"/secret-groups/{world.group['id']}/environments")
     assert {env["name"] for env in seen["items"]} == {f"e{n}" for n in range(13)}
     assert {env["role"] for env in seen["items"]} == {"viewer"}
+
+
+async def test_pages_of_one_followed_by_cursor_give_every_listing_whole(
+    server: InProcessServer,
+) -> None:
+    world = World(server, await user(server, "alice"), await user(server, "bob"))
+    await world.start()
+    await world.grow(3)
+    org, group, env = world.org["id"], world.group["id"], world.env["id"]
+    listings = [
+        "/organizations/",
+        f"/organizations/{org}/secret-groups",
+        f"/secret-groups/{group}/environments",
+        f"/environments/{env}/members",
+        f"/user-groups/?organization_id={org}",
+        f"/user-groups/{world.team['id']}/members",
+        f"/environments/{env}/tokens",  # keyed on the time made, then the id
+        f"/environments/{env}/secrets/versions",
+        f"/audit?environment_id={env}",
+    ]
+    for path in listings:
+        whole = await world.alice.call("GET", path, status=200)
+        assert whole["next"] is None and len(whole["items"]) >= 3, path
+        followed: list[object] = []
+        cursor = ""
+        while True:
+            sep = "&" if "?" in path else "?"
+            page = await world.alice.call("GET", f"{path}{sep}limit=1{cursor}", status=200)
+            followed += page["items"]
+            if page["next"] is None:
+                break
+            cursor = f"&cursor={page['next']}"
+        assert followed == whole["items"], path

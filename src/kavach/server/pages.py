@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import ColumnElement, Select, TypeDecorator, literal, tuple_
 from sqlalchemy.orm import QueryableAttribute
 
 from kavach.server.errors import ValidationFailed
@@ -58,6 +58,7 @@ class Keyset:
         self.listing = listing
         self.columns = [c.expression if isinstance(c, QueryableAttribute) else c for c in columns]
         self.descending = descending
+        self._types = [_python_type(column) for column in self.columns]
 
     def page(self, query: Q, request: PageRequest) -> Q:
         """Return the query in this order, from after the cursor, one row more than a page."""
@@ -94,7 +95,7 @@ class Keyset:
             values = found[1:]
             if len(values) != len(self.columns):
                 raise ValueError(cursor)
-            return [_typed(v, c) for v, c in zip(values, self.columns, strict=True)]
+            return [_typed(v, t) for v, t in zip(values, self._types, strict=True)]
         except (ValueError, TypeError, UnicodeEncodeError, binascii.Error, orjson.JSONDecodeError):
             raise ValidationFailed("the cursor is not one this listing gave") from None
 
@@ -108,9 +109,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _typed(value: Any, column: ColumnElement[Any]) -> Any:
+def _python_type(column: ColumnElement[Any]) -> type:
+    """Return the Python type a key column holds (a decorated type's underlying one)."""
+    kind = column.type
+    return kind.impl_instance.python_type if isinstance(kind, TypeDecorator) else kind.python_type
+
+
+def _typed(value: Any, wanted: type) -> Any:
     """Return a key value from a cursor as its column holds it; ValueError if it cannot be."""
-    wanted = column.type.python_type
     if wanted is uuid.UUID:
         return uuid.UUID(str(value))
     if wanted is datetime:
