@@ -111,7 +111,7 @@ def _listing(server: Server, tree: Tree, path: str) -> Figure:
     """Time the first page of a listing (its own query kept: httpx's params would replace it)."""
     url = "/api/v1" + path.format(**asdict(tree))
     paged = f"{url}{'&' if '?' in url else '?'}{urlencode(PAGE)}"
-    return _time(lambda: server.client.get(paged), 30)
+    return _time(lambda: server.client.get(paged), 100)
 
 
 def _commit(server: Server, env: str) -> Callable[[], httpx.Response]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.server import Server
@@ -318,6 +318,9 @@ async def seed(server: Server, tree: Tree, shape: Shape, tag: str) -> Layout:
             await _env_rows(session, layout, shape)
         await _audit(session_maker, layout, shape)
         await _versions(session_maker, layout, shape)
+        # Statistics as autovacuum would soon have them: planning on the empty tables' is not.
+        async with session_maker() as session, session.begin():
+            await session.execute(text("ANALYZE"))
     finally:
         await engine.dispose()
     return layout

@@ -163,3 +163,20 @@ async def test_pages_of_one_followed_by_cursor_give_every_listing_whole(
                 break
             cursor = f"&cursor={page['next']}"
         assert followed == whole["items"], path
+
+
+async def test_a_members_cursor_from_a_deeper_scope_is_refused(server: InProcessServer) -> None:
+    world = World(server, await user(server, "alice"), await user(server, "bob"))
+    await world.start()
+    await world.grow(2)
+    env_members = f"/environments/{world.env['id']}/members"
+    levels = {b["resource_type"] for b in (await world.alice.call("GET", env_members))["items"]}
+    assert levels == {"organization", "secret_group", "environment"}
+    last = await world.alice.call("GET", f"{env_members}?limit=1", status=200)
+    deeper = last["next"]
+    while last["next"] is not None:  # the cursor of the last page names the environment level
+        deeper = last["next"]
+        last = await world.alice.call("GET", f"{env_members}?limit=1&cursor={deeper}", status=200)
+    org_members = f"/organizations/{world.org['id']}/members?cursor={deeper}"
+    refused = await world.alice.call("GET", org_members, status=422)
+    assert refused["error_code"] == "validation_failed"

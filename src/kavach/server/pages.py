@@ -71,6 +71,10 @@ class Keyset:
         order = [column.desc() if self.descending else column.asc() for column in self.columns]
         return cast(Q, selected.order_by(*order).limit(request.limit + 1))
 
+    def after(self, request: PageRequest) -> list[Any] | None:
+        """Return the key values the request's cursor names (None: from the first row)."""
+        return self._decoded(request.cursor)
+
     def cut(
         self, rows: Sequence[R], request: PageRequest, key: Callable[[R], Sequence[Any]]
     ) -> tuple[list[R], str | None]:

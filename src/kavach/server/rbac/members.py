@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    Uuid,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
-from kavach.server.errors import NotFound
+from kavach.server.access import Scope
+from kavach.server.errors import NotFound, ValidationFailed
 from kavach.server.iam.models import User, UserGroup
 from kavach.server.pages import Keyset, Page, PageRequest
 from kavach.server.rbac import holders
@@ -102,21 +113,49 @@ async def revoke(
 
 
 # Outermost level first, then by role and binding: ids are unique, so the order is total.
-_DEPTH = case(
-    {ORGANIZATION: 0, SECRET_GROUP: 1, ENVIRONMENT: 2}, value=RoleBinding.resource_type, else_=3
-)
-MEMBERS = Keyset("members", _DEPTH, RoleBinding.role, RoleBinding.id)
+MEMBERS = Keyset("members", literal_column("depth", Integer), RoleBinding.role, RoleBinding.id)
 
 
 async def describe(
     session: AsyncSession, *, scope: Scope, request: PageRequest
 ) -> Page[BindingPublic]:
     """List a page of the bindings on a scope and its ancestors, naming subjects and resources."""
-    query = MEMBERS.page(select(RoleBinding, _DEPTH).where(rbac_service.on_chain(scope)), request)
+    levels = union_all(*_levels(scope, request)).subquery()
+    query = (
+        select(RoleBinding, levels.c.depth)
+        .join(levels, RoleBinding.id == levels.c.id)
+        .order_by(levels.c.depth, levels.c.role, levels.c.id)
+        .limit(request.limit + 1)
+    )
     found = list(await session.execute(query))
     rows, after = MEMBERS.cut(found, request, lambda row: (row[1], row[0].role, row[0].id))
     described = await describe_bindings(session, scope=scope, bindings=[b for b, _ in rows])
     return Page(items=described, next=after)
+
+
+def _levels(scope: Scope, request: PageRequest) -> list[Select[Any]]:
+    """Return, per level of the chain from the cursor on, the first page of its bindings."""
+    after = MEMBERS.after(request)
+    levels: list[Select[Any]] = []
+    # One short index scan per level (bindings by resource, role, id), never a sort of all.
+    for depth, (kind, resource_id) in enumerate(scope.chain()):
+        if after is not None and depth < after[0]:
+            continue
+        level = select(
+            RoleBinding.id, RoleBinding.role, literal(depth, Integer).label("depth")
+        ).where(RoleBinding.resource_type == kind, RoleBinding.resource_id == resource_id)
+        if after is not None and depth == after[0]:
+            level = level.where(
+                tuple_(RoleBinding.role, RoleBinding.id)
+                > tuple_(literal(after[1]), literal(after[2], Uuid))
+            )
+        inner = level.order_by(RoleBinding.role, RoleBinding.id).limit(request.limit + 1)
+        # SQLite takes a branch's own order and limit only inside a subquery.
+        levels.append(select(inner.subquery()))
+    if not levels:
+        # The cursor names a level this scope's chain does not have.
+        raise ValidationFailed("the cursor is not one this listing gave")
+    return levels
 
 
 async def describe_bindings(

@@ -16,7 +16,8 @@ class RoleBinding(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "role_bindings"
     __table_args__ = (
         CheckConstraint("(user_id IS NULL) <> (user_group_id IS NULL)", name="one_subject"),
-        Index("ix_role_bindings_resource", "resource_type", "resource_id"),
+        # A resource's bindings in the members listing's order (role, then id).
+        Index("ix_role_bindings_resource", "resource_type", "resource_id", "role", "id"),
         Index("uq_role_bindings_user", "resource_type", "resource_id", "user_id", unique=True),
         Index(
             "uq_role_bindings_user_group",
