@@ -13,6 +13,10 @@ from kavach.server.text_rules import NUL_FREE
 SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"  # noqa: S105 - a name rule
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
 VersionId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
+# A version by id, by number (`3` or `v3`), or from the newest (`latest`, `latest~1`).
+VersionRef = Annotated[
+    str, StringConstraints(pattern=r"^([a-z0-9]{8}|v?[0-9]{1,9}|latest(~[0-9]{1,9})?)$")
+]
 CommitMessage = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NUL_FREE)]
 
 
@@ -46,7 +50,7 @@ class RollbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version_id: VersionId
+    version_id: VersionRef
     commit_message: CommitMessage
 
 
