@@ -513,7 +513,7 @@ async def test_local_verify_checks_every_chain(
 
         # The same from the command line, with the server's settings from the environment.
         result = await run_cli("audit", "verify", "--local")
-        assert result.exit_code == 2
+        assert result.exit_code == 4
         assert (
             f"the audit trail of chain server is broken: event #1 (id {login.id}) was changed"
         ) in result.stderr
@@ -545,7 +545,7 @@ async def test_local_verify_names_an_event_added_outside_the_chain(
         await _forge(server, id=0, action="auth.login")
         forged = await _forge(server, id=-1, organization_id=uuid.UUID(tree["org"]["id"]))
         result = await run_cli("audit", "verify", "--local")
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 4, result.output
     assert "the audit trail of chain server is broken: event id 0 is not on the chain" in (
         result.stderr
     )
@@ -592,7 +592,7 @@ async def test_the_cli_lists_verifies_and_names_a_tampered_event(
         update(AuditEvent).where(AuditEvent.id == victim.id).values(outcome="failure"),
     )
     broken = await kavach("audit", "verify", "--org", "acme")
-    assert broken.exit_code == 2
+    assert broken.exit_code == 4
     assert (
         f"the audit trail of organization acme is broken: event #{victim.chain_seq} "
         f"(id {victim.id}) was changed after it was recorded (modified)"

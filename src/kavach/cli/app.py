@@ -49,11 +49,15 @@ class App:
         server: str | None = None,
         json: bool = False,
         verbose: bool = False,
+        color: bool = True,
+        quiet: bool = False,
         runtime: Runtime | None = None,
     ) -> None:
         self.home = home
         self.json = json
         self.verbose = verbose
+        self.color = color
+        self.quiet = quiet
         self.runtime = runtime or Runtime()
         self._server = server
         self._config: Config | None = None
@@ -79,7 +83,10 @@ class App:
         if self._out is None:
             from kavach.cli.console import SafeConsole
 
-            self._out = SafeConsole(highlight=False)
+            terminal = self.stdout_is_terminal()
+            self._out = SafeConsole(
+                highlight=False, no_color=not self.color, soft_wrap=not terminal
+            )
         return self._out
 
     @property
@@ -88,7 +95,7 @@ class App:
         if self._err is None:
             from kavach.cli.console import SafeConsole
 
-            self._err = SafeConsole(stderr=True, highlight=False)
+            self._err = SafeConsole(stderr=True, highlight=False, no_color=not self.color)
         return self._err
 
     @property

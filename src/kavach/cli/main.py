@@ -8,6 +8,7 @@ To add a noun group, import its module below and register it with
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -35,13 +36,30 @@ from kavach.cli.config import home_dir
 from kavach.cli.errors import CliError, ExitCode
 
 
-def _verbose(ctx: ClickContext) -> bool:
-    app = ctx.find_object(App)
-    return app.verbose if app is not None else False
+def _app(ctx: ClickContext) -> App | None:
+    return ctx.find_object(App)
+
+
+def _report(ctx: ClickContext, exc: BaseException, message: str | None = None) -> None:
+    """Report a failure: one line on stderr, or a JSON object there under --json."""
+    cli = _app(ctx)
+    as_json = cli.json if cli is not None else _asks_json(sys.argv[1:])
+    render.error(
+        exc,
+        verbose=cli.verbose if cli is not None else False,
+        message=message,
+        as_json=as_json,
+        color=cli.color if cli is not None else render.color_allowed(None),
+    )
+
+
+def _asks_json(args: list[str]) -> bool:
+    """Tell whether a command line asks for JSON (before or after its command's name)."""
+    return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
 
 
 class KavachGroup(TyperGroup):
-    """The root group: turns every failure into one stderr line and its exit code."""
+    """The root group: turns every failure into one stderr report and its exit code."""
 
     def make_context(
         self,
@@ -50,32 +68,39 @@ class KavachGroup(TyperGroup):
         parent: ClickContext | None = None,
         **extra: Any,
     ) -> ClickContext:
-        """Parse the root options; a usage error exits 1 (Click's default is 2)."""
+        """Parse the root options; a usage error under --json is reported as JSON."""
         try:
             return super().make_context(info_name, args, parent, **extra)
         except UsageError as exc:
-            exc.exit_code = ExitCode.LOCAL
+            self._usage(exc, args)
             raise
 
     def invoke(self, ctx: ClickContext) -> Any:
-        """Run the chosen command, mapping exceptions to exit codes (DESIGN §5)."""
+        """Run the chosen command, mapping exceptions to exit codes (README: exit codes)."""
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            exc.exit_code = ExitCode.LOCAL
+            self._usage(exc, sys.argv[1:])
             raise
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
             raise  # Typer's own control flow, printed and exited by Typer
         except CliError as exc:
-            render.error(exc, verbose=_verbose(ctx))
+            _report(ctx, exc)
             raise typer.Exit(exc.exit_code) from exc
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except Exception as exc:  # a bug or an unexpected local failure, still one line
-            message = f"unexpected {type(exc).__name__}: {exc}"
-            render.error(exc, verbose=_verbose(ctx), message=message)
+            _report(ctx, exc, message=f"unexpected {type(exc).__name__}: {exc}")
             raise typer.Exit(ExitCode.LOCAL) from exc
+
+    @staticmethod
+    def _usage(exc: UsageError, args: list[str]) -> None:
+        """Give a usage error Click's exit code; under --json, print it as JSON and exit."""
+        exc.exit_code = ExitCode.USAGE
+        if _asks_json(args):
+            render.error(exc, as_json=True, code="usage")
+            raise typer.Exit(ExitCode.USAGE) from exc
 
 
 app = typer.Typer(
@@ -83,18 +108,29 @@ app = typer.Typer(
     cls=KavachGroup,
     help="Kavach: versioned, encrypted secrets for teams, with access control and sync.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 ServerOption = Annotated[
     str | None,
-    typer.Option("--server", envvar=SERVER_ENV, help="Kavach server URL (default: the saved one)."),
+    typer.Option(
+        "--server",
+        envvar=SERVER_ENV,
+        help="Kavach server URL (default: the saved one).",
+        metavar="URL",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 VerboseOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Log HTTP requests; show tracebacks on errors.")
+    bool, typer.Option("--verbose", help="Log HTTP requests; show tracebacks on errors.")
+]
+NoColorOption = Annotated[
+    bool, typer.Option("--no-color", help="Print no colours (also when NO_COLOR is set).")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print no progress lines, only results and errors.")
 ]
 
 
@@ -104,11 +140,21 @@ def main(
     server: ServerOption = None,
     json: JsonOption = False,
     verbose: VerboseOption = False,
+    no_color: NoColorOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Kavach: versioned, encrypted secrets for teams, with access control and sync."""
     # Tests pass a Runtime as `obj` to swap the HTTP transport, sleeping and the clock.
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else None
-    cli = App(home=home_dir(), server=server, json=json, verbose=verbose, runtime=runtime)
+    cli = App(
+        home=home_dir(),
+        server=server,
+        json=json,
+        verbose=verbose,
+        color=render.color_allowed(False if no_color else None),
+        quiet=quiet,
+        runtime=runtime,
+    )
     ctx.obj = cli
     ctx.call_on_close(cli.close)
 

@@ -113,7 +113,7 @@ def test_commit_refuses_when_the_environment_moved_on(
 
     result = invoke(["secret", "commit", "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == (
         f"Changed in environment acme/web/prod since {base.id}: B, C.\n"
         "Your staged changes are kept: `kavach secret status` shows them against the latest "
@@ -147,7 +147,7 @@ def test_commit_reports_the_servers_conflict_and_keeps_the_staging(
 
     result = invoke(["secret", "commit", "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert posts(api)[-1][1] == {"message": "x", "set": {"A": "mine"}, "parent_version": base.id}
     assert f"Changed in environment acme/web/prod since {base.id}: B.\n" in result.stderr
     assert result.stderr.endswith(
@@ -274,7 +274,7 @@ def test_push_conflict(api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path)
 
     result = invoke(["secret", "push", "-f", str(path), "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert f"Changed in environment acme/web/prod since {base.id}: Z.\n" in result.stderr
     assert "Nothing was pushed; run the push again" in result.stderr
     assert "(version_conflict)" in result.stderr

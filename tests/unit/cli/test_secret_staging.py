@@ -213,7 +213,7 @@ def test_remove_stages_unsets_and_drops_staged_additions(
 def test_remove_an_unknown_name(api: FakeApi, invoke: Invoke, home: Path, prod: Node) -> None:
     version = api.secrets.commit(prod, {"A": "1"})
     result = invoke(["secret", "remove", "A", "NOPE"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == (
         f"Error: NOPE: not set in environment acme/web/prod (v1 ({version.id})) "
         "and not staged (not_found)\n"

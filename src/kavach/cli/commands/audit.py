@@ -11,7 +11,7 @@ from kavach.cli import render
 from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_env, resolve_group, resolve_org
 from kavach.cli.errors import CliError, ExitCode
-from kavach.cli.options import JsonFlag, OrgOption
+from kavach.cli.options import JsonFlag, OrgOption, command_group
 from kavach.cli.resources import (
     PAGE_LIMIT,
     Object,
@@ -26,7 +26,7 @@ from kavach.cli.resources import (
 if TYPE_CHECKING:
     from kavach.server.audit.chain import ChainReport
 
-app = typer.Typer(
+app = command_group(
     help="Read and verify the audit trail (owners and admins of what you name).",
     no_args_is_help=True,
 )

@@ -13,9 +13,9 @@ from kavach.cli import render
 from kavach.cli.app import App, get_app
 from kavach.cli.config import ActiveContext
 from kavach.cli.errors import CliError, NotLoggedIn
-from kavach.cli.options import JsonFlag
+from kavach.cli.options import JsonFlag, command_group
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Session"
 
 ServerOption = Annotated[

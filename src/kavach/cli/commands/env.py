@@ -20,10 +20,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import find_env
 
-app = typer.Typer(
+app = command_group(
     help="Manage environments (in --org/--group or the active secret group).",
     no_args_is_help=True,
 )

@@ -19,10 +19,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import find_group
 
-app = typer.Typer(
+app = command_group(
     help="Manage secret groups (in --org or the active organization).", no_args_is_help=True
 )
 

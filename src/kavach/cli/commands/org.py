@@ -18,10 +18,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import Resource, expect_object, find_org, list_all, load_org
 
-app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+app = command_group(help="Manage organizations.", no_args_is_help=True)
 
 NameArgument = Annotated[str, typer.Argument(help="Organization name.", show_default=False)]
 

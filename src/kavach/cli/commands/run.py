@@ -10,13 +10,13 @@ import typer
 
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption
+from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption, command_group
 from kavach.cli.safe_text import neutralize
 
 if TYPE_CHECKING:
     from kavach.cli.child_env import ChildEnv
 
-app = typer.Typer()
+app = command_group()
 
 CommandArgument = Annotated[
     list[str] | None,

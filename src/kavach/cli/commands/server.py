@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kavach.cli.errors import ExitCode
+from kavach.cli.options import command_group
+
 if TYPE_CHECKING:
     from kavach.server.backup.archive import Manifest
 
-app = typer.Typer(help="Run and administer a Kavach server on this machine.", no_args_is_help=True)
+app = command_group(
+    help="Run and administer a Kavach server on this machine.", no_args_is_help=True
+)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -152,7 +157,7 @@ def _run_backup_command(action: str, work: object) -> tuple[str, Manifest]:
     try:
         result: tuple[str, Manifest] = work()
     except DatabaseFailed as error:
-        raise _fail(f"{action} failed: {error.message}", code=2) from None
+        raise _fail(f"{action} failed: {error.message}", code=ExitCode.SERVER) from None
     except KavachError as error:
         raise _fail(f"{action} refused: {error.message}") from None
     except OSError as error:

@@ -19,12 +19,13 @@ from kavach.cli.options import (
     OrgOption,
     RevealFlag,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import Object, expect_object
 from kavach.cli.target import Target, resolve_target
 from kavach.formats.common import names_list
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Versions"
 
 FileOption = Annotated[
@@ -51,7 +52,7 @@ def conflict(
     *,
     kept: str,
 ) -> ApiError:
-    """Report a version conflict on stderr and return the error to raise (exit 2)."""
+    """Report a version conflict on stderr and return the error to raise (exit 4)."""
     since = base or "the empty environment"
     render.note(cli, f"Changed in {target.label} since {since}: {names_list(changed) or '-'}.")
     render.note(cli, kept)

@@ -11,11 +11,18 @@ from kavach.cli.app import App, get_app
 from kavach.cli.commands.secret.commit import server_changes
 from kavach.cli.context import EnvRef, resolve_env
 from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    command_group,
+)
 from kavach.cli.resources import Object, expect_object, load_env
 from kavach.cli.target import Target, resolve_target, service_token_environment
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Reading"
 
 FromOption = Annotated[

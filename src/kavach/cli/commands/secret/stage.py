@@ -18,12 +18,19 @@ from kavach.cli.commands.secret.inputs import (
     values_to_stage,
 )
 from kavach.cli.errors import CliError, NotFound
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    command_group,
+)
 from kavach.cli.staging import Staged, StagingArea
 from kavach.cli.target import Target, resolve_target
 from kavach.formats.common import names_list
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Staging"
 
 NamesArgument = Annotated[

@@ -11,12 +11,12 @@ import typer
 from kavach.cli import actions, render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError, NotFound
-from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption
+from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption, command_group
 from kavach.cli.safe_text import neutralize
 from kavach.cli.target import resolve_target
 from kavach.formats.common import FormatError, is_secret_name
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Reading"
 
 NameArgument = Annotated[str, typer.Argument(help="The secret's name.", show_default=False)]

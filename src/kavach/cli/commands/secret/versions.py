@@ -9,12 +9,19 @@ import typer
 from kavach.cli import render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    command_group,
+)
 from kavach.cli.resources import Object, expect_list, segment
 from kavach.cli.target import resolve_target
 from kavach.formats.common import is_secret_name
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Versions"
 READ_PANEL = "Reading"
 
