@@ -8,7 +8,6 @@ To add a noun group, import its module below and register it with
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +31,7 @@ from kavach.cli.commands import (
     user_group,
 )
 from kavach.cli.commands import run as run_command
+from kavach.cli.commands.secret import current
 from kavach.cli.config import home_dir
 from kavach.cli.errors import CliError, ExitCode
 
@@ -43,7 +43,7 @@ def _app(ctx: ClickContext) -> App | None:
 def _report(ctx: ClickContext, exc: BaseException, message: str | None = None) -> None:
     """Report a failure: one line on stderr, or a JSON object there under --json."""
     cli = _app(ctx)
-    as_json = cli.json if cli is not None else _asks_json(sys.argv[1:])
+    as_json = cli.json if cli is not None else _asks_json(ctx.meta.get(_ARGS, []))
     render.error(
         exc,
         verbose=cli.verbose if cli is not None else False,
@@ -58,6 +58,9 @@ def _asks_json(args: list[str]) -> bool:
     return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
 
 
+_ARGS = "kavach.args"
+
+
 class KavachGroup(TyperGroup):
     """The root group: turns every failure into one stderr report and its exit code."""
 
@@ -69,18 +72,21 @@ class KavachGroup(TyperGroup):
         **extra: Any,
     ) -> ClickContext:
         """Parse the root options; a usage error under --json is reported as JSON."""
+        given = list(args)
         try:
-            return super().make_context(info_name, args, parent, **extra)
+            ctx = super().make_context(info_name, args, parent, **extra)
         except UsageError as exc:
-            self._usage(exc, args)
+            self._usage(exc, given)
             raise
+        ctx.meta[_ARGS] = given  # for a usage error of a command below, under --json
+        return ctx
 
     def invoke(self, ctx: ClickContext) -> Any:
         """Run the chosen command, mapping exceptions to exit codes (README: exit codes)."""
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            self._usage(exc, sys.argv[1:])
+            self._usage(exc, ctx.meta.get(_ARGS, []))
             raise
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
             raise  # Typer's own control flow, printed and exited by Typer
@@ -164,6 +170,7 @@ app.add_typer(meta.app)  # version, info
 app.add_typer(org.app, name="org", rich_help_panel="Resources")
 app.add_typer(group.app, name="group", rich_help_panel="Resources")
 app.add_typer(env.app, name="env", rich_help_panel="Resources")
+app.add_typer(current.root)  # secrets
 app.add_typer(secret.app, name="secret", rich_help_panel="Secrets")
 app.add_typer(provider.app, name="provider", rich_help_panel="Secrets")
 app.add_typer(run_command.app)  # run

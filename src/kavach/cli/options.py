@@ -63,7 +63,12 @@ UserGroupOption = Annotated[
 ]
 VersionOption = Annotated[
     str | None,
-    typer.Option("--version", "-v", help="A version id (default: the latest).", metavar="ID"),
+    typer.Option(
+        "--version",
+        "-v",
+        help="A version: its id, number (3 or v3), latest or latest~N (default: the latest).",
+        metavar="VERSION",
+    ),
 ]
 MessageOption = Annotated[
     str,

@@ -207,7 +207,7 @@ def test_command_runs_through_shell_or_bin_sh(
             ["-c", "true", "--", "true"],
             "Error: give either --command LINE or -- CMD ARGS…, not both\n",
         ),
-        (["-v", "nope", "--", "true"], "Error: --version 'nope' is not a version id"),
+        (["-v", "nope", "--", "true"], "Error: --version 'nope' is not a version: give its id"),
     ],
 )
 def test_usage_errors(

@@ -338,7 +338,8 @@ def test_rollback_needs_yes_and_a_valid_id(api: FakeApi, invoke: Invoke, prod: N
     bad = invoke(["secret", "rollback", "-v", "NOT-AN-ID", "-m", "undo", "--yes"])
     assert bad.exit_code == 1
     assert bad.stderr == (
-        "Error: --version 'NOT-AN-ID' is not a version id (8 characters, a-z and 0-9)\n"
+        "Error: --version 'NOT-AN-ID' is not a version: give its id (8 characters, a-z and "
+        "0-9), its number (3 or v3), latest or latest~N\n"
     )
 
 

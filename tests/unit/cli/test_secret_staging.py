@@ -288,12 +288,19 @@ def test_status_with_nothing_staged(api: FakeApi, invoke: Invoke, prod: Node) ->
 def test_reset_discards_the_staging(invoke: Invoke, home: Path, prod: Node) -> None:
     assert invoke(["secret", "add", "A=1", "B=2"]).exit_code == 0
 
-    result = invoke(["secret", "reset"])
+    refused = invoke(["secret", "reset"])
+    assert refused.exit_code == 1
+    assert "not confirmed: pass --yes to discard 2 staged change(s)" in refused.stderr
+    assert staging_file(home, prod).exists()
+    kept = invoke(["secret", "reset"], input="n\n", terminal=True)
+    assert kept.exit_code == 1 and staging_file(home, prod).exists()
+
+    result = invoke(["secret", "reset"], input="y\n", terminal=True)
 
     assert result.exit_code == 0
     assert result.stdout == "Discarded 2 staged change(s) for environment acme/web/prod.\n"
     assert not staging_file(home, prod).exists()
-    again = invoke(["secret", "reset"])
+    again = invoke(["secret", "reset"])  # nothing to discard: nothing to ask
     assert again.stdout == "Nothing staged for environment acme/web/prod.\n"
 
 
@@ -308,7 +315,7 @@ def test_an_unreadable_staging_file_is_reported_without_its_content(
 
     assert result.exit_code == 1
     assert result.stderr == f"Error: {path} is unreadable; `kavach secret reset` discards it\n"
-    assert invoke(["secret", "reset"]).exit_code == 0
+    assert invoke(["secret", "reset", "--yes"]).exit_code == 0
     assert not path.exists()
 
 

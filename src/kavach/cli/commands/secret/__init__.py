@@ -7,7 +7,16 @@ listed, shown, compared and rolled back; values are masked unless --reveal.
 
 from __future__ import annotations
 
-from kavach.cli.commands.secret import commit, diff, stage, sync, values, versions
+from kavach.cli.commands.secret import (
+    change,
+    commit,
+    current,
+    diff,
+    stage,
+    sync,
+    values,
+    versions,
+)
 from kavach.cli.options import command_group
 
 app = command_group(
@@ -15,6 +24,8 @@ app = command_group(
     "the active one; with KAVACH_TOKEN, the token's environment).",
     no_args_is_help=True,
 )
+app.add_typer(current.app)
+app.add_typer(change.app)
 app.add_typer(stage.app)
 app.add_typer(commit.app)
 app.add_typer(versions.app)

@@ -39,7 +39,13 @@ ReplaceFlag = Annotated[
     ),
 ]
 RollbackVersion = Annotated[
-    str, typer.Option("--version", "-v", help="The version to roll back to.", metavar="ID")
+    str,
+    typer.Option(
+        "--version",
+        "-v",
+        help="The version to roll back to: its id, number (3 or v3) or latest~N.",
+        metavar="VERSION",
+    ),
 ]
 
 
@@ -172,22 +178,37 @@ def push(
         line = f"Nothing to push: {where} holds these already."
         actions.say(cli, {"version": version, "changes": []}, line)
         return
-    if not cli.json:
-        title = f"To push to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"push {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     if replace:
         body.update(secrets=values, replace=True)
     else:
         body["set"] = values
+    commit_on_latest(cli, target, version, found, body, verb="push", yes=yes, kept=PUSH_KEPT)
+
+
+def commit_on_latest(
+    cli: App,
+    target: Target,
+    version: Object | None,
+    found: list[changes.Change],
+    body: dict[str, Any],
+    *,
+    verb: str,
+    yes: bool,
+    kept: str,
+) -> None:
+    """Show the change, ask (unless --yes), and commit `body` on top of `version`."""
+    if not cli.json:
+        title = f"To {verb} to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"{verb} {changes.summary(found)} to {target.label}", yes=yes)
     base = version.get("id") if version else None
     if base is not None:
         body["parent_version"] = base
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
-        server_conflict(cli, target, base, exc, PUSH_KEPT)
+        server_conflict(cli, target, base, exc, kept)
         raise
     _committed(cli, created, target, found)
 

@@ -24,6 +24,7 @@ from kavach.cli.options import (
     JsonFlag,
     OrgOption,
     RevealFlag,
+    YesFlag,
     command_group,
 )
 from kavach.cli.staging import Staged, StagingArea
@@ -171,15 +172,23 @@ def status(
 @app.command(rich_help_panel=PANEL)
 def reset(
     ctx: typer.Context,
+    yes: YesFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Discard every staged change for the environment."""
+    """Discard every staged change for the environment (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
     staging = area(cli, target)
+    try:
+        pending = staging.load()
+    except CliError:
+        pending = None  # unreadable: asked about all the same
+    if pending is not None or staging.path.exists():
+        what = f"{pending.count} staged change(s)" if pending else "the staged changes"
+        actions.confirm(cli, f"discard {what} for {target.label}", yes=yes)
     with staging.locked():
         try:
             staged = staging.load()

@@ -11,7 +11,14 @@ import typer
 from kavach.cli import actions, render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError, NotFound
-from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption, command_group
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    VersionOption,
+    command_group,
+)
 from kavach.cli.safe_text import neutralize
 from kavach.cli.target import resolve_target
 from kavach.formats.common import FormatError, is_secret_name
@@ -41,15 +48,19 @@ def get(
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
+    json: JsonFlag = False,
 ) -> None:
     """Print one secret's value exactly (on a terminal: escaped control characters, a newline)."""
-    cli = get_app(ctx)
+    cli = get_app(ctx, json=json)
     if not is_secret_name(name):
         raise CliError(f"{name!r} is not a valid secret name")
     target = resolve_target(cli, org, group, env)
     summary, values = secrets_api.read(cli.client, target, secrets_api.optional_version_id(version))
     if name not in values:
         raise NotFound(f"{name} is not set in {target.label} ({secrets_api.label(summary)})")
+    if cli.json:
+        render.print_json({"name": name, "value": values[name], "version": summary})
+        return
     terminal = cli.stdout_is_terminal()
     write_stdout(values[name] + ("\n" if terminal else ""), terminal=terminal)
 

@@ -54,7 +54,13 @@ CursorOption = Annotated[
     ),
 ]
 DetailsVersion = Annotated[
-    str, typer.Option("--version", "-v", help="The version id.", metavar="ID")
+    str,
+    typer.Option(
+        "--version",
+        "-v",
+        help="The version: its id, number (3 or v3), latest or latest~N.",
+        metavar="VERSION",
+    ),
 ]
 
 
