@@ -27,7 +27,7 @@ from kavach.server.deps import RuntimeDep
 from kavach.server.handlers import install_error_handlers
 from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
-from kavach.server.logging import configure_logging, get_logger
+from kavach.server.logging import configure_logging, get_logger, renders_json
 from kavach.server.middleware import RequestContextMiddleware
 from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     check_startable(settings)
     keys = keys or load_keys(settings)
     cors_origins = parse_cors_origins(settings.cors_origins)
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=renders_json(settings.chosen_log_format))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
