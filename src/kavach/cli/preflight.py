@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from kavach.cli import render
 from kavach.cli.config import check_home
 from kavach.cli.credentials import TOKEN_ENV, clean_token
 from kavach.cli.errors import ApiError, NotLoggedIn
@@ -25,8 +26,6 @@ def before_login(cli: App, server: str) -> Credentials | None:
     if token.strip():
         # Never repeated in the message: a malformed token may still be most of a real one.
         clean_token(token, TOKEN_ENV, f"unset {TOKEN_ENV} or set it to the token alone")
-        from kavach.cli import render
-
         render.warn(cli, f"{TOKEN_ENV} is set: other commands use it, not this login, until unset")
     return cli.store.check(server)
 
