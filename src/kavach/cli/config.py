@@ -44,11 +44,11 @@ def check_home(home: Path) -> None:
     not be approved only to find that its credentials cannot be saved.
     """
     named, way_out = _home_named(home)
-    if home.exists() and not home.is_dir():
-        raise CliError(f"{named} is a file, not a directory; {way_out}")
-    if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
-        raise CliError(f"{named} is not writable by you; {way_out}")
     try:
+        if home.exists() and not home.is_dir():
+            raise CliError(f"{named} is a file, not a directory; {way_out}")
+        if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+            raise CliError(f"{named} is not writable by you; {way_out}")
         ensure_private_dir(home)
         with tempfile.TemporaryFile(dir=home):
             pass  # a read-only file system, a full disk or a quota shows here
