@@ -24,6 +24,39 @@ def home_dir() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".kavach"
 
 
+def _home_named(home: Path) -> tuple[str, str]:
+    """Return how to name `home` in a message, and the way out of a problem with it."""
+    if os.environ.get(HOME_ENV):
+        return (
+            f"{HOME_ENV} ({home})",
+            f"set {HOME_ENV} to a directory you can write to (it is created if missing)",
+        )
+    return (
+        str(home),
+        f"move it aside, or set {HOME_ENV} to a directory you can write to",
+    )
+
+
+def check_home(home: Path) -> None:
+    """Make sure `home` is, or can become, a private directory this user writes to.
+
+    Each problem is named with the way out, before anything is sent anywhere: a login must
+    not be approved only to find that its credentials cannot be saved.
+    """
+    named, way_out = _home_named(home)
+    try:
+        if home.exists() and not home.is_dir():
+            raise CliError(f"{named} is a file, not a directory; {way_out}")
+        if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+            raise CliError(f"{named} is not writable by you; {way_out}")
+        ensure_private_dir(home)
+        with tempfile.TemporaryFile(dir=home):
+            pass  # a read-only file system, a full disk or a quota shows here
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CliError(f"{named} cannot be used ({reason}); {way_out}") from None
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` if needed and make it readable by its owner only."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -111,6 +144,11 @@ def load_config(home: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
+    except NotADirectoryError:
+        check_home(home)  # names what is wrong with the home directory
+        raise
+    except PermissionError:
+        raise CliError(f"cannot read {path}: permission denied") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

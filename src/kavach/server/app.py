@@ -14,8 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from kavach import __version__
-from kavach.server import health
+from kavach.server import health, home
 from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api_docs import install_api_docs
 from kavach.server.audit import chain as audit_chain
 from kavach.server.audit import router as audit_router
 from kavach.server.auth import device_page, service_tokens
@@ -26,7 +27,7 @@ from kavach.server.deps import RuntimeDep
 from kavach.server.handlers import install_error_handlers
 from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
-from kavach.server.logging import configure_logging, get_logger
+from kavach.server.logging import configure_logging, get_logger, renders_json
 from kavach.server.middleware import RequestContextMiddleware
 from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     check_startable(settings)
     keys = keys or load_keys(settings)
     cors_origins = parse_cors_origins(settings.cors_origins)
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=renders_json(settings.chosen_log_format))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,8 +147,11 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         version=__version__,
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # FastAPI's docs pages load Swagger UI from a CDN and start it with an inline
+        # script; install_api_docs serves a page and files of our own instead.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     # Requests are matched against routers in this order: the hottest route comes first.
     api_routers = (
@@ -167,6 +171,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     app.include_router(health.router)
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
+    app.include_router(home.router)
+    install_api_docs(app)
     install_error_handlers(app)
     if cors_origins:
         _allow_cors(app, cors_origins)

@@ -36,6 +36,10 @@ DenyOption = Annotated[
     str | None,
     typer.Option("--deny", metavar="CODE", help="Deny a pending login (one you did not start)."),
 ]
+ForceFlag = Annotated[
+    bool,
+    typer.Option("--force", help="Start a new login even when already signed in to the server."),
+]
 
 
 def _has_display() -> bool:
@@ -81,12 +85,17 @@ def login(
     ctx: typer.Context,
     server: ServerOption = None,
     no_browser: NoBrowserFlag = False,
+    force: ForceFlag = False,
     approve: ApproveOption = None,
     deny: DenyOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Log in to a Kavach server (device flow), or approve or deny another login for yourself."""
-    from kavach.cli import device
+    """Log in to a Kavach server (device flow), or approve or deny another login for yourself.
+
+    The server is --server, else $KAVACH_SERVER, else the one saved by the last login.
+    Already signed in there, it says as whom and starts no new login unless --force.
+    """
+    from kavach.cli import device, preflight
     from kavach.cli.credentials import Credentials
 
     cli = get_app(ctx, json=json)
@@ -96,6 +105,13 @@ def login(
         _decide(cli, approve or deny or "", approve=approve is not None)
         return
     url = cli.server_url(server)
+    saved = preflight.before_login(cli, url)
+    if saved is not None and not force:
+        user = preflight.signed_in_user(cli, url)
+        if user is not None:
+            _already_logged_in(cli, url, user)
+            return
+        render.note(cli, f"Your session on {url} has ended; starting a new login.")
     with cli.make_client(cli.session(url, env_token=False)) as client:
         code = device.start(client)
         render.note(cli, f"Your one-time code: {code.user_code}")
@@ -114,17 +130,33 @@ def login(
         )
     credentials = Credentials.from_token_response(answer)
     cli.store.save(url, credentials)
-    if cli.config.server != url:
-        # Names in the active context belong to the previous server.
-        cli.config.context = ActiveContext()
-    cli.config.server = url
-    cli.save_config()
+    _make_default(cli, url)
     who = credentials.login or "unknown user"
     render.output(
         cli,
-        {"server": url, "user": credentials.user},
+        {"server": url, "user": credentials.user, "already_logged_in": False},
         lambda: cli.out.print(f"Logged in as {who} on {url}", markup=False),
     )
+
+
+def _make_default(cli: App, url: str) -> None:
+    """Make `url` the server later commands use."""
+    if cli.config.server != url:
+        # Names in the active context belong to the previous server.
+        cli.config.context = ActiveContext()
+        cli.config.server = url
+        cli.save_config()
+
+
+def _already_logged_in(cli: App, url: str, user: dict[str, Any]) -> None:
+    _make_default(cli, url)
+    who = user.get("login") or "unknown user"
+
+    def human() -> None:
+        cli.out.print(f"Already logged in as {who} on {url}.", markup=False)
+        render.note(cli, "To log in again, run `kavach login --force`.")
+
+    render.output(cli, {"server": url, "user": user, "already_logged_in": True}, human)
 
 
 @app.command(rich_help_panel=PANEL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,9 +18,18 @@ if TYPE_CHECKING:
 app = command_group(
     help="Run and administer a Kavach server on this machine.", no_args_is_help=True
 )
+LOG_FORMAT_ENV = "KAVACH_LOG_FORMAT"
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+class LogFormatChoice(StrEnum):
+    """The values of --log-format (the server's LogFormat, without importing the server)."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _fail(message: str, code: ExitCode = ExitCode.LOCAL) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
     return typer.Exit(code)
 
@@ -28,11 +39,27 @@ def start(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
+    log_format: Annotated[
+        LogFormatChoice | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="Logs on stderr: JSON lines, console text, or auto (console on a terminal, "
+            f"else JSON). Default: ${LOG_FORMAT_ENV}, else auto.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start the API server (SQLite under ~/.kavach/server unless KAVACH_DATABASE_URL is set)."""
+    """Start the API server (SQLite under ~/.kavach/server unless KAVACH_DATABASE_URL is set).
+
+    Prints one line saying where it listens once it does; a port in use stops it at once.
+    """
     from kavach.server.errors import ConfigurationError
     from kavach.server.runner import serve
 
+    if log_format is not None:
+        # Through the environment, so that every worker process reads the same setting.
+        os.environ[LOG_FORMAT_ENV] = log_format.value
     try:
         serve(host=host, port=port, workers=workers)
     except ConfigurationError as error:
