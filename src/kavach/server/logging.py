@@ -78,8 +78,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     for name in noisy:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.disabled = False  # a logging.config call elsewhere may have turned it off
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
