@@ -8,7 +8,7 @@ import typer
 
 from kavach.cli import actions, changes, render, secrets_api
 from kavach.cli.app import App, get_app
-from kavach.cli.commands.secret.inputs import FormatOption, read_secrets_file
+from kavach.cli.commands.secret.inputs import read_secrets_file
 from kavach.cli.commands.secret.stage import area, changed_since
 from kavach.cli.errors import ApiError, CliError
 from kavach.cli.options import (
@@ -30,6 +30,14 @@ PANEL = "Versions"
 FileOption = Annotated[
     str,
     typer.Option("--file", "-f", help="A dotenv, JSON or YAML file (`-`: stdin).", metavar="FILE"),
+]
+FileFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Format of --file: dotenv, json or yaml (default: from the file's name).",
+        metavar="FORMAT",
+    ),
 ]
 ReplaceFlag = Annotated[
     bool,
@@ -150,7 +158,7 @@ def push(
     file: FileOption,
     message: MessageOption,
     replace: ReplaceFlag = False,
-    fmt: FormatOption = None,
+    fmt: FileFormatOption = None,
     yes: YesFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,

@@ -14,7 +14,7 @@ import typer
 from kavach.cli import render
 from kavach.cli.app import App
 from kavach.cli.errors import CliError
-from kavach.formats.common import FormatError, is_secret_name
+from kavach.formats.common import NAME_RULE, FormatError, is_secret_name
 
 PairsArgument = Annotated[
     list[str] | None,
@@ -55,10 +55,7 @@ StripFlag = Annotated[
 def check_name(name: str, position: int) -> str:
     if not is_secret_name(name):
         # The argument is not echoed: a mistyped NAME=VALUE may have the value in front.
-        raise CliError(
-            f"argument {position}: not a valid secret name (a letter or _, then letters, "
-            "digits, _, . or -, at most 256 characters)"
-        )
+        raise CliError(f"argument {position}: not a valid secret name ({NAME_RULE})")
     return name
 
 
