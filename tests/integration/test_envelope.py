@@ -78,6 +78,13 @@ async def test_info_is_public(server: InProcessServer) -> None:
     assert body["success"] is True
     assert body["data"]["identity_provider"] == "local"
     assert body["data"]["mode"] == "development"
+    # What a commit may hold, so that a client checks it before showing or sending one.
+    assert body["data"]["limits"] == {
+        "max_secret_value_bytes": 65536,
+        "max_secrets_per_version": 5000,
+        "max_message_chars": 500,
+        "max_body_bytes": 4194304,
+    }
 
 
 async def test_detailed_health_reports_database_and_migrations(server: InProcessServer) -> None:

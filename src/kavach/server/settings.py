@@ -11,6 +11,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kavach.formats.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_SECRETS,
+    DEFAULT_MAX_VALUE_BYTES,
+)
+
 
 class Mode(StrEnum):
     """How strict the server is about its configuration."""
@@ -153,9 +159,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "INFO"
     log_json: bool = True
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
-    max_secrets_per_version: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_secret_value_bytes: int = Field(default=DEFAULT_MAX_VALUE_BYTES, ge=1)
+    max_secrets_per_version: int = Field(default=DEFAULT_MAX_SECRETS, ge=1)
     auto_migrate: bool = True
     # Shared rate-limit counters across instances; in-process counters when unset.
     redis_url: str | None = None

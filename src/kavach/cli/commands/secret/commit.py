@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, render, secrets_api
+from kavach.cli import actions, changes, limits, render, secrets_api
 from kavach.cli.app import App, get_app
 from kavach.cli.commands.secret.inputs import read_secrets_file
 from kavach.cli.commands.secret.stage import area, changed_since
@@ -121,10 +121,6 @@ def commit(
             f"nothing to commit: the staged changes leave {secrets_api.label(version)} as it is "
             "(`kavach secret reset` discards them)"
         )
-    if not cli.json:
-        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     to_set = {c.name: c.new for c in found if c.kind != "removed" and c.new is not None}
     to_unset = [c.name for c in found if c.kind == "removed"]
@@ -134,6 +130,12 @@ def commit(
         body["unset"] = to_unset
     if base is not None:
         body["parent_version"] = base
+    wanted = {name: value for name, value in current.items() if name not in to_unset}
+    limits.check(cli.client, {**wanted, **to_set}, message, body=body)
+    if not cli.json:
+        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
@@ -179,10 +181,6 @@ def push(
         line = f"Nothing to push: {where} holds these already."
         actions.say(cli, {"version": version, "changes": []}, line)
         return
-    if not cli.json:
-        title = f"To push to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"push {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     if replace:
         body.update(secrets=values, replace=True)
@@ -191,6 +189,11 @@ def push(
     base = version.get("id") if version else None
     if base is not None:
         body["parent_version"] = base
+    limits.check(cli.client, wanted, message, body=body)
+    if not cli.json:
+        title = f"To push to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"push {changes.summary(found)} to {target.label}", yes=yes)
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
@@ -214,6 +217,7 @@ def rollback(
     """Make a new version holding the secrets of an older one (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
     secrets_api.check_version_id(version)
+    limits.check(cli.client, message=message)
     target = resolve_target(cli, org, group, env)
     latest = secrets_api.latest(cli.client, target)
     if latest is None:
