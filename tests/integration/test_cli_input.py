@@ -1,6 +1,8 @@
 """The real CLI against the real app: the server's limits are checked before a change is shown
 or sent, and refused input is explained in words."""
 
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 import asyncio
@@ -140,3 +142,29 @@ async def test_limits_are_checked_before_a_change_is_shown_or_sent(
     pushed = await cli("secret", "push", "-f", str(fine), "-m", "m" * 500, "--yes", *WHERE)
     assert pushed.exit_code == 0, pushed.output
     assert cli.writes == [("POST", f"/api/v1{tree['versions']}")]
+
+
+async def test_refused_names_are_explained_in_words(alice: Api, cli: Cli) -> None:
+    await _environment(alice, {"A": "1"})
+    names = "names are 1–63 characters: a–z, 0–9, '.', '_' or '-', starting with a letter or digit"
+    secret_names = (
+        "secret names are 1–256 characters: letters, digits, '_', '.' or '-', "
+        "starting with a letter or '_'"
+    )
+    # The server's refusal, as the CLI shows it.
+    created = await cli("org", "create", "Acme!")
+    assert (created.exit_code, created.stderr) == (
+        ExitCode.SERVER,
+        f"Error: invalid request: name: {names} (validation_failed)\n",
+    )
+    env = await cli("env", "create", "Prod", "--org", "acme", "--group", "web")
+    assert env.stderr == f"Error: invalid request: name: {names} (validation_failed)\n"
+    # The CLI's own checks, before anything is sent, say the same rule.
+    added = await cli("secret", "add", "1X=hunter2", *WHERE)
+    assert (added.exit_code, added.stderr) == (
+        ExitCode.LOCAL,
+        f"Error: argument 1: not a valid secret name ({secret_names})\n",
+    )
+    got = await cli("secret", "get", "1X", *WHERE)
+    assert got.stderr == f"Error: '1X' is not a valid secret name: {secret_names}\n"
+    assert cli.bridge is not None and cli.bridge.sent == []

@@ -35,8 +35,16 @@ async def test_validation_errors_name_the_fields_but_not_the_values(
         "/api/v1/auth/refresh", json={"refresh_token": "", "surprise": "hunter2-secret"}
     )
     body = _assert_failure(response, 422, "validation_failed")
-    assert "body.refresh_token" in str(body["error"])
-    assert "body.surprise" in str(body["error"])
+    assert body["error"] == (
+        "invalid request: refresh_token: must not be empty; "
+        "surprise: is not a field of this request"
+    )
+    assert body["data"] == {
+        "errors": [
+            {"field": "body.refresh_token", "message": "must not be empty"},
+            {"field": "body.surprise", "message": "is not a field of this request"},
+        ]
+    }
     assert "hunter2" not in response.text
 
 

@@ -9,11 +9,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kavach.formats.limits import MAX_MESSAGE_CHARS
-from kavach.server.text_rules import NUL_FREE
+from kavach.server.text_rules import NUL_FREE, SECRET_NAME, VERSION_ID
 
-SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"  # noqa: S105 - a name rule
-SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
-VersionId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME)]
+VersionId = Annotated[str, StringConstraints(pattern=VERSION_ID)]
 CommitMessage = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NUL_FREE)
 ]
