@@ -31,6 +31,7 @@ ExportFormat = Annotated[
         "--format",
         help="dotenv, json, yaml or shell (`export NAME='…'` lines); default: from the "
         "--output file's extension, else dotenv.",
+        metavar="FORMAT",
         show_default=False,
     ),
 ]
