@@ -415,7 +415,8 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
         1,
         "these secrets cannot be written as dotenv that python-dotenv and bash read alike: "
         "CRLF (a carriage return); DOLLAR_AND_BACKSLASH, DOLLAR_AND_QUOTE "
-        "($ or ` together with ', \\\\ or a trailing \\); use --format json, yaml or shell",
+        "($ or ` together with ', \\\\ or a trailing \\); --format shell carries them all "
+        "(so do json and yaml); --skip-invalid exports the others",
     )
     # The rest, pushed to prod, read back exactly by python-dotenv and by bash.
     safe = work / "safe.json"

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from kavach import __version__
+from kavach.formats.limits import MAX_MESSAGE_CHARS
 from kavach.server import health, home
 from kavach.server.api import API_PREFIX, Envelope, ok
 from kavach.server.api_docs import install_api_docs
@@ -43,12 +44,22 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+class Limits(BaseModel):
+    """What one commit may hold, so that a client can check it before sending."""
+
+    max_secret_value_bytes: int
+    max_secrets_per_version: int
+    max_message_chars: int
+    max_body_bytes: int
+
+
 class ServerInfo(BaseModel):
     """What a client may know about the server before logging in."""
 
     version: str
     identity_provider: str
     mode: str
+    limits: Limits
 
 
 def _meta_router() -> APIRouter:
@@ -56,13 +67,19 @@ def _meta_router() -> APIRouter:
 
     @router.get("/info", response_model=Envelope[ServerInfo])
     async def info(runtime: RuntimeDep) -> Envelope[ServerInfo]:
-        """Return the server's version and login method."""
+        """Return the server's version, login method and the limits of a commit."""
         settings = runtime.settings
         return ok(
             ServerInfo(
                 version=__version__,
                 identity_provider=settings.auth.identity_provider,
                 mode=settings.mode.value,
+                limits=Limits(
+                    max_secret_value_bytes=settings.max_secret_value_bytes,
+                    max_secrets_per_version=settings.max_secrets_per_version,
+                    max_message_chars=MAX_MESSAGE_CHARS,
+                    max_body_bytes=settings.max_body_bytes,
+                ),
             )
         )
 

@@ -11,6 +11,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kavach.formats.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_SECRETS,
+    DEFAULT_MAX_VALUE_BYTES,
+)
+
 
 class Mode(StrEnum):
     """How strict the server is about its configuration."""
@@ -163,9 +169,9 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     # The older switch: with log_format auto, true means JSON and false console.
     log_json: bool | None = None
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
-    max_secrets_per_version: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_secret_value_bytes: int = Field(default=DEFAULT_MAX_VALUE_BYTES, ge=1)
+    max_secrets_per_version: int = Field(default=DEFAULT_MAX_SECRETS, ge=1)
     auto_migrate: bool = True
     # Shared rate-limit counters across instances; in-process counters when unset.
     redis_url: str | None = None

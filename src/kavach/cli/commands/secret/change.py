@@ -57,13 +57,16 @@ def set_(
     values = values_to_stage(cli, pairs or [], None, None, stdin, strip_newline)
     target = resolve_target(cli, org, group, env)
     version, current = secrets_api.read(cli.client, target)
-    found = changes.between(current, {**current, **values})
+    wanted = {**current, **values}
+    found = changes.between(current, wanted)
     if not found:
         line = f"Nothing to set: {target.label} ({secrets_api.label(version)}) holds these already."
         actions.say(cli, {"version": version, "changes": []}, line)
         return
     body: dict[str, Any] = {"message": message, "set": values}
-    commit_on_latest(cli, target, version, found, body, verb="set", yes=yes, kept=KEPT)
+    commit_on_latest(
+        cli, target, version, found, body, wanted=wanted, verb="set", yes=yes, kept=KEPT
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -87,6 +90,9 @@ def unset(
     if unknown:
         where = f"{target.label} ({secrets_api.label(version)})"
         raise NotFound(f"{names_list(unknown)}: not set in {where}")
-    found = changes.between(current, {k: v for k, v in current.items() if k not in names})
+    wanted = {k: v for k, v in current.items() if k not in names}
+    found = changes.between(current, wanted)
     body: dict[str, Any] = {"message": message, "unset": sorted(set(names))}
-    commit_on_latest(cli, target, version, found, body, verb="unset", yes=yes, kept=KEPT)
+    commit_on_latest(
+        cli, target, version, found, body, wanted=wanted, verb="unset", yes=yes, kept=KEPT
+    )

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, render, secrets_api
+from kavach.cli import actions, changes, limits, render, secrets_api
 from kavach.cli.app import App, get_app
-from kavach.cli.commands.secret.inputs import FormatOption, read_secrets_file
+from kavach.cli.commands.secret.inputs import read_secrets_file
 from kavach.cli.commands.secret.stage import area, changed_since
 from kavach.cli.errors import ApiError, CliError
 from kavach.cli.options import (
@@ -31,6 +31,14 @@ PANEL = "Versions"
 FileOption = Annotated[
     str,
     typer.Option("--file", "-f", help="A dotenv, JSON or YAML file (`-`: stdin).", metavar="FILE"),
+]
+FileFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Format of --file: dotenv, json or yaml (default: from the file's name).",
+        metavar="FORMAT",
+    ),
 ]
 ReplaceFlag = Annotated[
     bool,
@@ -120,10 +128,6 @@ def commit(
             f"nothing to commit: the staged changes leave {secrets_api.label(version)} as it is "
             "(`kavach secret reset` discards them)"
         )
-    if not cli.json:
-        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     to_set = {c.name: c.new for c in found if c.kind != "removed" and c.new is not None}
     to_unset = [c.name for c in found if c.kind == "removed"]
@@ -133,6 +137,12 @@ def commit(
         body["unset"] = to_unset
     if base is not None:
         body["parent_version"] = base
+    wanted = {name: value for name, value in current.items() if name not in to_unset}
+    limits.check(cli.client, {**wanted, **to_set}, message, body=body)
+    if not cli.json:
+        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
@@ -157,7 +167,7 @@ def push(
     file: FileOption,
     message: MessageOption,
     replace: ReplaceFlag = False,
-    fmt: FormatOption = None,
+    fmt: FileFormatOption = None,
     yes: YesFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
@@ -183,7 +193,9 @@ def push(
         body.update(secrets=values, replace=True)
     else:
         body["set"] = values
-    commit_on_latest(cli, target, version, found, body, verb="push", yes=yes, kept=PUSH_KEPT)
+    commit_on_latest(
+        cli, target, version, found, body, wanted=wanted, verb="push", yes=yes, kept=PUSH_KEPT
+    )
 
 
 def commit_on_latest(
@@ -193,18 +205,24 @@ def commit_on_latest(
     found: list[changes.Change],
     body: dict[str, Any],
     *,
+    wanted: dict[str, str],
     verb: str,
     yes: bool,
     kept: str,
 ) -> None:
-    """Show the change, ask (unless --yes), and commit `body` on top of `version`."""
+    """Check the limits, show the change, ask (unless --yes), commit `body` on `version`.
+
+    `wanted` is the whole version the commit makes, checked against the server's limits
+    before anything is shown or sent.
+    """
+    base = version.get("id") if version else None
+    if base is not None:
+        body["parent_version"] = base
+    limits.check(cli.client, wanted, str(body["message"]), body=body)
     if not cli.json:
         title = f"To {verb} to {target.label} (on top of {secrets_api.label(version)})"
         changes.show(cli, found, reveal=False, title=title, empty="")
     actions.confirm(cli, f"{verb} {changes.summary(found)} to {target.label}", yes=yes)
-    base = version.get("id") if version else None
-    if base is not None:
-        body["parent_version"] = base
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
@@ -228,6 +246,7 @@ def rollback(
     """Make a new version holding the secrets of an older one (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
     secrets_api.check_version_id(version)
+    limits.check(cli.client, message=message)
     target = resolve_target(cli, org, group, env)
     latest = secrets_api.latest(cli.client, target)
     if latest is None:

@@ -19,7 +19,7 @@ from kavach.cli.options import (
 )
 from kavach.cli.resources import Object, expect_list, segment
 from kavach.cli.target import resolve_target
-from kavach.formats.common import is_secret_name
+from kavach.formats.common import NAME_RULE, is_secret_name
 
 app = command_group()
 PANEL = "Versions"
@@ -170,7 +170,7 @@ def history(
     """Show every change to one secret, newest first (values masked unless --reveal)."""
     cli = get_app(ctx, json=json)
     if not is_secret_name(name):
-        raise CliError(f"{name!r} is not a valid secret name")
+        raise CliError(f"{name!r} is not a valid secret name: {NAME_RULE}")
     target = resolve_target(cli, org, group, env)
     params = {"reveal": "true"} if reveal else None
     entries = expect_list(cli.client.get(f"{target.path}/{segment(name)}/history", params=params))
