@@ -36,7 +36,9 @@ SECRET_NAMES = (
     "secret names are 1–256 characters: letters, digits, '_', '.' or '-', "
     "starting with a letter or '_'"
 )
-VERSION_IDS = "version ids are 8 characters: a–z and 0–9"
+VERSION_REFS = (
+    "a version is its id (8 characters: a–z and 0–9), its number (3 or v3), latest or latest~N"
+)
 DEEP = 10_000
 
 
@@ -721,8 +723,8 @@ def text_cases(world: World) -> list[Bad]:
             "version id of 10,000 characters",
             "GET",
             f"/environments/{world.env}/secrets/versions/{'v' * 10_000}",
-            404,
-            "not_found",
+            422,
+            "validation_failed",
         ),
         Bad(
             "limit=0, under the smallest page",
@@ -837,14 +839,14 @@ def words_cases(world: World) -> list[Bad]:
             f"{secrets_path}?version=ABCDEFGH",
             422,
             "validation_failed",
-            says=f"version: {VERSION_IDS}",
+            says=f"version: {VERSION_REFS}",
         ),
         body(
             "version to roll back to",
             "POST",
             f"{secrets_path}/rollback",
-            {"version_id": "v1", "commit_message": "m"},
-            f"version_id: {VERSION_IDS}",
+            {"version_id": "v1.0", "commit_message": "m"},
+            f"version_id: {VERSION_REFS}",
         ),
         body(
             "empty message",

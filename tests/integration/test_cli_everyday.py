@@ -145,10 +145,9 @@ async def test_errors_under_json_are_json_on_stderr(server: InProcessServer, cli
     assert report["error_code"] == "not_found"
     assert "NOPE is not set in environment acme/web/prod" in report["error"]
     local = await cli(alice, "--json", "secret", "get", "bad name", *WHERE)
-    assert json.loads(local.stderr) == {
-        "error": "'bad name' is not a valid secret name",
-        "error_code": "local_error",
-    }
+    report = json.loads(local.stderr)
+    assert report["error"].startswith("'bad name' is not a valid secret name: ")
+    assert report["error_code"] == "local_error"
     usage = await cli(alice, "secrets", "--bogus", "--json")
     assert usage.exit_code == ExitCode.USAGE
     assert json.loads(usage.stderr)["error_code"] == "usage"

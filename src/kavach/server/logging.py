@@ -81,6 +81,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level, whatever uvicorn set before
         logger.disabled = False  # a logging.config call elsewhere may have turned it off
 
 
