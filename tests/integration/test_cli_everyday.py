@@ -26,15 +26,20 @@ LONG = "sk_live_0123456789abcdef"
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Return a runner of `kavach ARGS` as the given user, stdout a pipe unless `terminal`."""
 
-    async def runner(api: Api, *args: str, terminal: bool = False, stdin: str = "") -> Any:
-        token = api.headers["Authorization"].removeprefix("Bearer ")
+    async def runner(
+        api: Api, *args: str, terminal: bool = False, token: str | None = None, server: bool = True
+    ) -> Any:
+        token = token or api.headers["Authorization"].removeprefix("Bearer ")
         for name, value in {
             "KAVACH_HOME": str(tmp_path / "home"),
-            "KAVACH_SERVER": "http://127.0.0.1:8080",
             "KAVACH_TOKEN": token,
             "KAVACH_CREDENTIAL_STORE": "file",
         }.items():
             monkeypatch.setenv(name, value)
+        if server:
+            monkeypatch.setenv("KAVACH_SERVER", "http://127.0.0.1:8080")
+        else:
+            monkeypatch.delenv("KAVACH_SERVER", raising=False)
         runtime = Runtime(
             transport=LoopBridge(api.server, asyncio.get_running_loop()),
             stdout_is_terminal=lambda: terminal,
@@ -169,3 +174,85 @@ async def test_no_color_and_quiet(
         assert "A" in shown.stdout and "1" in shown.stdout
     quiet = await cli(alice, "--quiet", "secrets", *WHERE)
     assert (quiet.stdout, quiet.stderr) == ("Name\tValue\nA\t••••••\n", "")
+
+
+async def test_a_directory_s_kavach_yaml_chooses_the_context_below_flags_and_variables(
+    server: InProcessServer, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    await _prod(alice)
+    org = (await alice.call("GET", "/organizations/by-name/acme"))["id"]
+    groups = await alice.call("GET", f"/organizations/{org}/secret-groups")
+    group = groups["items"][0]["id"]
+    await alice.call("POST", f"/secret-groups/{group}/environments", {"name": "dev"}, status=201)
+    await cli(alice, "secret", "set", "WHERE=prod", "-m", "m", "--yes", *WHERE)
+    await cli(alice, "secret", "set", "WHERE=dev", "-m", "m", "--yes", *WHERE[:4], "--env", "dev")
+    project = tmp_path / "app"
+    (project / "src" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    missing = await cli(alice, "setup", "--org", "acme", "--group", "web", "--env", "nope")
+    assert missing.exit_code == ExitCode.SERVER
+    assert not (project / ".kavach.yaml").exists()
+    wrote = await cli(alice, "setup", "--org", "acme", "--group", "web", "--env", "prod")
+    assert wrote.exit_code == 0, wrote.output
+    written = (project / ".kavach.yaml").read_text()
+    assert "org: acme\ngroup: web\nenv: prod\n" in written
+    assert (project / ".kavach.yaml").stat().st_mode & 0o777 == 0o644
+    assert project.stat().st_mode & 0o777 != 0o700  # the project's directory is left as it was
+
+    monkeypatch.chdir(project / "src" / "deep")
+    read = await cli(alice, "secret", "get", "WHERE")
+    assert (read.exit_code, read.stdout) == (0, "prod")
+    status = json.loads((await cli(alice, "status", "--json")).stdout)
+    assert status["context"] == {
+        "organization": "acme",
+        "secret_group": "web",
+        "environment": "prod",
+    }
+    assert set(status["context_sources"].values()) == {str(project / ".kavach.yaml")}
+    shown = await cli(alice, "status")
+    assert f"Environment: prod (from {project / '.kavach.yaml'})" in shown.stdout
+
+    monkeypatch.setenv("KAVACH_ENV", "dev")  # a variable beats the file
+    assert (await cli(alice, "secret", "get", "WHERE")).stdout == "dev"
+    assert (await cli(alice, "secret", "get", "WHERE", "--env", "prod")).stdout == "prod"
+    monkeypatch.setenv("KAVACH_ORG", "other")  # another organization: the file's group is not its
+    elsewhere = await cli(alice, "secret", "get", "WHERE")
+    assert elsewhere.exit_code == ExitCode.LOCAL
+    assert "no secret group selected in organization 'other'" in elsewhere.stderr
+
+
+async def test_a_kavach_yaml_holding_a_token_or_unknown_keys_is_refused(
+    server: InProcessServer, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    monkeypatch.chdir(tmp_path)
+    for text, says in (
+        ("org: acme\ntoken: kvt_secret\n", "holds a token: remove it"),
+        ("org: acme\nenvironment: prod\n", "unknown key(s) environment; known: org, group, env"),
+        ("- a list\n", "must hold a mapping"),
+        ("org: [1]\n", "'org' must be a non-empty string"),
+    ):
+        (tmp_path / ".kavach.yaml").write_text(text)
+        result = await cli(alice, "secrets")
+        assert result.exit_code == ExitCode.LOCAL, text
+        assert says in result.stderr, result.stderr
+        assert "kvt_secret" not in result.output
+
+
+async def test_a_service_token_needs_only_itself_and_the_server_of_kavach_yaml(
+    server: InProcessServer, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    env = await _prod(alice)
+    await cli(alice, "secret", "set", "A=1", "-m", "m", "--yes", *WHERE)
+    made = await alice.call(
+        "POST", f"/environments/{env}/tokens", {"name": "ci", "role": "viewer"}, status=201
+    )
+    monkeypatch.chdir(tmp_path)
+    nowhere = await cli(alice, "secrets", "--plain", "--reveal", token=made["token"], server=False)
+    assert nowhere.exit_code == ExitCode.LOCAL
+    assert "no server set" in nowhere.stderr
+    (tmp_path / ".kavach.yaml").write_text("server: http://127.0.0.1:8080\n")
+    found = await cli(alice, "secrets", "--plain", "--reveal", token=made["token"], server=False)
+    assert (found.exit_code, found.stdout) == (0, "A=1\n"), found.output

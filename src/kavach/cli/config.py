@@ -65,9 +65,13 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never half of one."""
-    ensure_private_dir(path.parent)
+def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE, private_dir: bool = True) -> None:
+    """Replace `path` with `text` so readers see the old or the new file, never half of one.
+
+    The directory is made private too unless `private_dir` is False (a project's own).
+    """
+    if private_dir:
+        ensure_private_dir(path.parent)
     # mkstemp creates the file 0600 in the same directory, so the rename stays on one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

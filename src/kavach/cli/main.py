@@ -27,6 +27,7 @@ from kavach.cli.commands import (
     provider,
     secret,
     server,
+    setup,
     token,
     user_group,
 )
@@ -167,6 +168,7 @@ def main(
 
 app.add_typer(auth.app)  # login, logout, status
 app.add_typer(meta.app)  # version, info
+app.add_typer(setup.app)  # setup
 app.add_typer(org.app, name="org", rich_help_panel="Resources")
 app.add_typer(group.app, name="group", rich_help_panel="Resources")
 app.add_typer(env.app, name="env", rich_help_panel="Resources")

@@ -93,7 +93,7 @@ class ChainBroken(CliError):
 
 def _scope(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
     """Return what the most specific of --env, --group, --org (or the active org) names."""
-    active = cli.config.context
+    active = cli.context
     if env is not None:
         return load_env(cli.client, resolve_env(active, org, group, env))
     if group is not None:
@@ -177,7 +177,7 @@ def verify(
     if local:
         _verify_local(cli)
         return
-    target = load_org(cli.client, resolve_org(cli.config.context, org))
+    target = load_org(cli.client, resolve_org(cli.context, org))
     report = expect_object(cli.client.get("/audit/verify", params={"organization_id": target.id}))
     broken = report.get("broken")
     if cli.json:

@@ -207,13 +207,24 @@ def status(ctx: typer.Context, json: JsonFlag = False) -> None:
         "expires_at": stored.expires_at.isoformat(timespec="seconds") if stored else None,
         "expired": stored.is_expired(now) if stored else None,
     }
-    active = cli.config.context
+    chosen = cli.chosen
+    active = chosen.context
     context = {
         "organization": active.organization,
         "secret_group": active.secret_group,
         "environment": active.environment,
     }
-    data = {"server": url, "user": user, "token": token, "context": context}
+    data = {
+        "server": url,
+        "user": user,
+        "token": token,
+        "context": context,
+        "context_sources": chosen.sources,
+    }
+
+    def level(name: str | None, key: str) -> str | None:
+        source = chosen.sources.get(key)
+        return f"{name} (from {source})" if name and source else name
 
     def human() -> None:
         name = f"{user.get('login')} ({user['name']})" if user.get("name") else user.get("login")
@@ -226,9 +237,9 @@ def status(ctx: typer.Context, json: JsonFlag = False) -> None:
                 ("Email", user.get("email")),
                 ("Provider", user.get("provider")),
                 ("Access token expires", expiry),
-                ("Organization", active.organization),
-                ("Secret group", active.secret_group),
-                ("Environment", active.environment),
+                ("Organization", level(active.organization, "organization")),
+                ("Secret group", level(active.secret_group, "secret_group")),
+                ("Environment", level(active.environment, "environment")),
             ],
         )
 

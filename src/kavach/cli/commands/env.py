@@ -53,7 +53,7 @@ def list_(
 ) -> None:
     """List the secret group's environments, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
-    active = cli.config.context
+    active = cli.context
     parent = hierarchy.secret_group(cli, org, group)
     same = parent.names == [active.organization, active.secret_group]
     hierarchy.show_children(cli, parent, "environment", active.environment if same else None)

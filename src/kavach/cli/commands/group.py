@@ -48,7 +48,7 @@ def create(
 def list_(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> None:
     """List the organization's secret groups, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
-    active = cli.config.context
+    active = cli.context
     parent = hierarchy.organization(cli, org)
     current = active.secret_group if active.organization == parent.name else None
     hierarchy.show_children(cli, parent, "secret_group", current)

@@ -64,7 +64,7 @@ ExpiresOption = Annotated[
 
 
 def _environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
-    ref = resolve_env(cli.config.context, org, group, env)
+    ref = resolve_env(cli.context, org, group, env)
     return load_env(cli.client, ref)
 
 

@@ -35,7 +35,7 @@ MEMBER_COLUMNS = [("login", "Login"), ("name", "Name"), ("added_at", "Added")]
 
 
 def _org(cli: App, org: str | None) -> Resource:
-    ref = resolve_org(cli.config.context, org)
+    ref = resolve_org(cli.context, org)
     return load_org(cli.client, ref)
 
 

@@ -147,7 +147,7 @@ def _diff_environments(
 ) -> list[changes.Change]:
     if service_token_environment(cli) is not None:
         raise CliError("a service token sees only its own environment: --env-to needs a login")
-    ref = resolve_env(cli.config.context, *source)
+    ref = resolve_env(cli.context, *source)
     found_source = load_env(cli.client, ref)
     here = Target(str(found_source.id), found_source.qualified)
     there = _other_environment(cli, ref, other[2], other[1], other[0])
