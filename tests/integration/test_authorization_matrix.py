@@ -79,6 +79,7 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/secrets/versions": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/versions/{version_id}": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/secrets/names": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
