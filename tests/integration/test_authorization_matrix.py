@@ -48,6 +48,12 @@ class Case:
 
 MATRIX: dict[str, Case] = {
     "GET /api/v1/organizations/by-name/{name}": Case("org", "viewer", below="ok"),
+    "GET /api/v1/organizations/by-name/{name}/secret-groups/{group}": Case(
+        "group", "viewer", below="ok"
+    ),
+    "GET /api/v1/organizations/by-name/{name}/secret-groups/{group}/environments/{env}": Case(
+        "env", "viewer"
+    ),
     "GET /api/v1/organizations/{id}": Case("org", "viewer", below="ok"),
     "PATCH /api/v1/organizations/{id}": Case("org", "admin"),
     "DELETE /api/v1/organizations/{id}": Case("org", "owner", destructive=True),
@@ -260,6 +266,7 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     level = MATRIX[key].level
     path = path.removeprefix("/api/v1").replace("{version_id}", tree["version"]["id"])
     path = path.replace("{name}", "BASE" if "/secrets" in path else tree["org"]["name"])
+    path = path.replace("{group}", tree["group"]["name"]).replace("{env}", tree["env"]["name"])
     path = path.replace("{id}", tree[level]["id"])
     path = path.replace("{provider}", "memory").replace("{run_id}", tree["run"]["id"])
     alice = world.alice.call

@@ -64,11 +64,8 @@ def _route(
             return paged([iam.node_json(n) for n in orgs], params)
         if method == "POST":
             return ok(iam.node_json(iam.create_node("organization", body, None)), 201)
-    if head == "organizations" and len(rest) == 2 and rest[0] == "by-name" and method == "GET":
-        found = [n for n in iam.nodes.values() if n.parent is None and n.name == rest[1]]
-        if not found or not iam.visible(found[0]):
-            raise Failure(404, "not_found", "organization not found")
-        return ok(iam.node_json(found[0]))
+    if head == "organizations" and rest[:1] == ["by-name"] and method == "GET":
+        return ok(iam.node_json(_by_names(iam, rest[1:])))
     if head not in COLLECTIONS or not rest or not rest[0]:
         raise _no_route(method, path)
     node = iam.node(head, rest[0])
@@ -81,6 +78,24 @@ def _route(
     if rest[1] == "tokens" and node.kind == "environment" and len(rest) in (2, 3):
         return _tokens(iam, method, node, rest[2:], params, body)
     raise _no_route(method, path)
+
+
+def _by_names(iam: FakeIam, rest: list[str]) -> Node:
+    """Find the node `NAME[/secret-groups/GROUP[/environments/ENV]]` leads to, if visible."""
+    names, collections = rest[0::2], rest[1::2]
+    kinds = ["organization", "secret_group", "environment"][: len(names)]
+    if not names or collections != ["secret-groups", "environments"][: len(collections)]:
+        raise _no_route("GET", "/organizations/by-name/" + "/".join(rest))
+    parent: Node | None = None
+    for name in names:
+        found = [n for n in iam.nodes.values() if n.parent is parent and n.name == name]
+        if not found:
+            break
+        parent = found[0]
+    else:
+        if parent is not None and iam.visible(parent):
+            return parent
+    raise Failure(404, "not_found", f"{kinds[-1].replace('_', ' ')} not found")
 
 
 def _node(
