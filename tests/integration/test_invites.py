@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from kavach.server.audit.models import AuditEvent
 from kavach.server.rbac.models import PendingGrant
 from tests.conftest import InProcessServer
+from tests.integration.cli_bridge import run_cli_as
 from tests.integration.test_resources import Api, user
 
 
@@ -204,3 +208,52 @@ async def test_invites_go_with_the_resource_they_were_for(server: InProcessServe
     await alice.call("DELETE", f"/organizations/{tree['org']['id']}?cascade=true", status=200)
     async with server.runtime.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(PendingGrant)) == 0
+
+
+async def test_the_cli_invites_lists_and_withdraws_and_the_invitee_gets_the_role(
+    server: InProcessServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    where = ("--org", "acme", "--group", "web", "--env", "prod")
+
+    async def kavach(*args: str) -> Any:
+        result, _sent = await run_cli_as(alice, tmp_path / "home", monkeypatch, *args)
+        return result
+
+    granted = await kavach("env", "grant", "-r", "editor", "-u", "hana", *where)
+    assert granted.exit_code == 0, granted.output
+    assert granted.stdout == (
+        "Invited user hana as editor on environment acme/web/prod: pending until they first "
+        "sign in (`list-bindings --pending` shows it, `revoke --pending` withdraws it).\n"
+    )
+    mailed = await kavach("env", "grant", "-r", "viewer", "--email", "ivy@example.com", *where)
+    assert mailed.exit_code == 0, mailed.output
+    listed = await kavach("env", "list-bindings", "--pending", "--json", *where)
+    pending = json.loads(listed.stdout)
+    api_page = await alice.call("GET", f"/environments/{tree['env']['id']}/members/pending")
+    assert pending == api_page
+    assert [(i["login"], i["email"], i["role"]) for i in pending["items"]] == [
+        ("hana", None, "editor"),
+        (None, "ivy@example.com", "viewer"),
+    ]
+    table = await kavach("env", "list-bindings", "--pending", *where)
+    assert "hana" in table.stdout and "ivy@example.com" in table.stdout, table.output
+
+    withdrawn = await kavach("env", "revoke", "--email", "ivy@example.com", "--yes", *where)
+    assert withdrawn.stdout == (
+        "Withdrew the invite of ivy@example.com on environment acme/web/prod.\n"
+    )
+    missing = await kavach("env", "revoke", "--pending", "-u", "ivy", "--yes", *where)
+    assert missing.exit_code == 2
+    assert "(not_found)" in missing.stderr
+
+    hana = await user(server, "hana")
+    assert (await hana.call("GET", f"/environments/{tree['env']['id']}"))["role"] == "editor"
+    empty = await kavach("env", "list-bindings", "--pending", *where)
+    assert empty.stdout == "" and "No invites are pending on environment acme/web/prod." in (
+        empty.stderr
+    )
+    roles = await kavach("env", "list-bindings", "--json", *where)
+    held = [(b["user"]["login"], b["role"]) for b in json.loads(roles.stdout)["items"] if b["user"]]
+    assert ("hana", "editor") in held

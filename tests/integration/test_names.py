@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from kavach.cli.app import Runtime
 from tests.conftest import InProcessServer
-from tests.integration.cli_bridge import LoopBridge, run_cli
+from tests.integration.cli_bridge import run_cli_as
 from tests.integration.test_resources import Api, user
 
 BY_NAME = "/organizations/by-name"
@@ -125,31 +122,12 @@ async def test_a_service_token_finds_its_own_environment_only(server: InProcessS
         assert (await ci.call("GET", by_names(*names), status=404))["error_code"] == "not_found"
 
 
-class Recorder(LoopBridge):
-    """The bridge to the in-process server, noting each request's method and path."""
-
-    def __init__(self, server: InProcessServer, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(server, loop)
-        self.sent: list[tuple[str, str]] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append((request.method, request.url.path.removeprefix("/api/v1")))
-        return super().handle_request(request)
-
-
 @pytest.fixture
 def kavach_as(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Return a runner of `kavach ARGS` as a signed-in user, and the requests it sent."""
 
     async def runner(api: Api, *args: str) -> tuple[Any, list[tuple[str, str]]]:
-        token = api.headers["Authorization"].removeprefix("Bearer ")
-        monkeypatch.setenv("KAVACH_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("KAVACH_SERVER", "http://127.0.0.1:8080")
-        monkeypatch.setenv("KAVACH_TOKEN", token)
-        monkeypatch.setenv("COLUMNS", "200")
-        bridge = Recorder(api.server, asyncio.get_running_loop())
-        result = await run_cli(*args, runtime=Runtime(transport=bridge))
-        return result, bridge.sent
+        return await run_cli_as(api, tmp_path / "home", monkeypatch, *args)
 
     return runner
 

@@ -10,6 +10,7 @@ import httpx
 from .fake_iam import (
     CHILDREN,
     COLLECTIONS,
+    CREATED,
     DEFAULT_TOKEN_LIFETIME,
     MAX_TOKEN_LIFETIME,
     RANK,
@@ -75,6 +76,8 @@ def _route(
         return _children(iam, method, node, params, body)
     if len(rest) == 2 and rest[1] == "members":
         return _members(iam, method, node, params, body)
+    if rest[1:] == ["members", "pending"]:
+        return _pending(iam, method, node, params, body)
     if rest[1] == "tokens" and node.kind == "environment" and len(rest) in (2, 3):
         return _tokens(iam, method, node, rest[2:], params, body)
     raise _no_route(method, path)
@@ -154,6 +157,8 @@ def _members(
         found = [b for b in iam.bindings if b.node in lineage]
         return paged([iam.binding_json(b, node) for b in found], params)
     iam.need(node, "admin", "members.grant")
+    if method == "POST" and (body.get("email") or body.get("user") not in (None, *USERS)):
+        return _invite(iam, node, body)
     wanted = _subject(iam, node, body)
     existing = next((b for b in iam.bindings if _same_subject(b, wanted)), None)
     if method == "POST":
@@ -175,6 +180,49 @@ def _members(
             raise Failure(409, "last_owner", "an organization keeps at least one owner")
         iam.bindings.remove(existing)
         return ok({"removed": True})
+    raise _no_route(method, node.id)
+
+
+def _invite(iam: FakeIam, node: Node, body: Body) -> httpx.Response:
+    """Invite a login nobody has signed in with, or an address: 202 and the pending grant."""
+    if body.get("role") == "owner":
+        iam.need(node, "owner", "members.grant_owner")
+    login, email = body.get("user"), body.get("email")
+    invite = {
+        "id": iam._new_id("inv"),
+        "pending": True,
+        "login": login.lower() if login else None,
+        "email": email.lower() if email else None,
+        "role": body.get("role"),
+        "resource_type": node.kind,
+        "resource_id": node.id,
+        "resource_name": node.name,
+        "granted_by": {"id": USERS["alice"]["id"], "login": "alice"},
+        "created_at": CREATED,
+    }
+    iam.invites = [
+        (n, i)
+        for n, i in iam.invites
+        if (n, i["login"], i["email"]) != (node, invite["login"], invite["email"])
+    ]
+    iam.invites.append((node, invite))
+    return ok(invite, 202)
+
+
+def _pending(
+    iam: FakeIam, method: str, node: Node, params: dict[str, str], body: Body
+) -> httpx.Response:
+    if method == "GET":
+        iam.need(node, "admin", "members.read")
+        return paged([invite for n, invite in iam.invites if n is node], params)
+    if method == "DELETE":
+        iam.need(node, "admin", "members.grant")
+        wanted = (node, (body.get("user") or "").lower() or None, body.get("email"))
+        for found in iam.invites:
+            if (found[0], found[1]["login"], found[1]["email"]) == wanted:
+                iam.invites.remove(found)
+                return ok({"removed": True})
+        raise Failure(404, "not_found", "no such invite is pending on this resource")
     raise _no_route(method, node.id)
 
 
