@@ -125,6 +125,7 @@ async def test_invites_follow_the_rules_of_grants(server: InProcessServer) -> No
     for body in (
         {"user": "not a login", "role": "viewer"},
         {"user": "x" * 64, "role": "viewer"},
+        {"user": "newbie\n", "role": "viewer"},
         {"email": "not-an-address", "role": "viewer"},
         {"email": "a@b.c", "user": "dave", "role": "viewer"},
     ):

@@ -35,8 +35,9 @@ async def upsert_user(
 ) -> User:
     """Create the user for an identity, or refresh their profile; mark the login time.
 
-    Every sign-in through an identity provider passes here, so here the grants pending for
-    the person (by login, or by the e-mail address the provider vouches for) become theirs.
+    Every path that creates a user, or refreshes one from its identity provider, passes
+    here, so here the grants pending for the person (by login, or by an e-mail address the
+    provider vouches for) become theirs, in the same transaction.
     """
     user = await session.scalar(
         select(User).where(

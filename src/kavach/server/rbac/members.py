@@ -80,7 +80,7 @@ async def grant(
     An e-mail address, or a login nobody has signed in with, gets a pending grant instead.
     """
     role = subject.role
-    invitee: pending.Invitee | None = None
+    invitee: pending.InviteeKey | None = None
     if subject.email is not None:
         invitee = pending.email_invitee(subject.email)
     elif subject.user is not None:

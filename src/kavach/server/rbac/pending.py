@@ -32,16 +32,16 @@ from kavach.server.rbac.schemas import PendingGrantPublic, UserRef
 
 LOGIN, EMAIL = "login", "email"
 # What a login can be with either identity provider (GitHub's are a subset), without case.
-_SIGN_IN_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_SIGN_IN_LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # An invitee is unique on its resource (a login never holds "@", an address always does).
 PENDING = Keyset("pending-members", PendingGrant.invitee)
-Invitee = tuple[str, str]  # (login or email, lower-cased value)
+InviteeKey = tuple[str, str]  # (login or email, lower-cased value)
 
 
-def login_invitee(login: str) -> Invitee:
+def login_invitee(login: str) -> InviteeKey:
     """Return the invitee for a login nobody has signed in with, if anyone ever could."""
     value = login.lower()
-    if not _SIGN_IN_LOGIN.match(value):
+    if not _SIGN_IN_LOGIN.fullmatch(value):
         raise ValidationFailed(
             f"no user has the login {login!r}, and nobody can sign in with it: a login is 1-63 "
             "letters, digits, '.', '_' or '-' (to invite an address, give email)"
@@ -49,7 +49,7 @@ def login_invitee(login: str) -> Invitee:
     return LOGIN, value
 
 
-def email_invitee(email: str) -> Invitee:
+def email_invitee(email: str) -> InviteeKey:
     """Return the invitee for an e-mail address (already checked by the request's schema)."""
     return EMAIL, email.lower()
 
@@ -61,7 +61,7 @@ def _on(scope: Scope) -> Any:
     )
 
 
-async def _find(session: AsyncSession, scope: Scope, invitee: Invitee) -> PendingGrant | None:
+async def _find(session: AsyncSession, scope: Scope, invitee: InviteeKey) -> PendingGrant | None:
     return await session.scalar(
         select(PendingGrant).where(_on(scope), PendingGrant.invitee == invitee[1])
     )
@@ -71,7 +71,7 @@ async def invite(
     session: AsyncSession,
     *,
     scope: Scope,
-    invitee: Invitee,
+    invitee: InviteeKey,
     role: str,
     caller_role: str | None,
     caller_id: uuid.UUID,
@@ -104,7 +104,7 @@ async def revoke(
     session: AsyncSession,
     *,
     scope: Scope,
-    invitee: Invitee,
+    invitee: InviteeKey,
     role: str | None,
     caller_role: str | None,
 ) -> PendingGrant:

@@ -32,7 +32,7 @@ def _invitee_details(grant: PendingGrant) -> dict[str, str]:
     return {who: grant.invitee, "role": grant.role}
 
 
-def _invitee(body: Invitee) -> pending.Invitee:
+def _invitee(body: Invitee) -> pending.InviteeKey:
     if body.email is not None:
         return pending.email_invitee(body.email)
     return pending.login_invitee(body.user or "")
