@@ -52,7 +52,8 @@ def subject(
     }
     if len(given) == 1:
         if user_group is not None and ctx.params.get("pending"):
-            raise UsageError("--pending names a login or an address: user groups are not invited")
+            message = "--pending names a login or an address: user groups are not invited"
+            raise UsageError(message, ctx=ctx)
         return given
     allowed = "-u/--user LOGIN or --user-group NAME"
     if "email" in ctx.params:
