@@ -273,7 +273,7 @@ async def test_tab_completes_names_from_the_server_and_then_from_its_cache(
             result = await cli(alice, *words)
         finally:
             monkeypatch.delenv("_KAVACH_COMPLETE")
-        return result.stdout.split()
+        return [str(word) for word in result.stdout.split()]
 
     reads = await _reads(alice)
     assert await tab("secrets", "--org", "") == ["acme"]
