@@ -421,7 +421,7 @@ def test_sync_to_github_gcp_and_azure(
     runs = json.loads(_ok(cli.run("secret", "sync-runs", "--json", "--limit", "200")))["items"]
     partial = next(r for r in runs if r["provider"] == "gcp" and r["status"] == "partial")
     shown = _ok(cli.run("secret", "sync-run", partial["id"][:8]))
-    assert "Status    partial" in shown and "FLAKY" in shown and "failed" in shown
+    assert "Status: partial" in shown and "FLAKY" in shown and "failed" in shown
 
     # 7. A 429 with Retry-After: 1 is waited out and retried.
     _commit(cli, "limited", {"RATE": "limited"})
