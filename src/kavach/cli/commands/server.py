@@ -7,10 +7,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kavach.cli.server_extra import require_server
+
 if TYPE_CHECKING:
     from kavach.server.backup.archive import Manifest
 
-app = typer.Typer(help="Run and administer a Kavach server on this machine.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run and administer a Kavach server on this machine (needs the server extra).",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def needs_server(ctx: typer.Context) -> None:
+    """Stop every `kavach server` command with the install hint when the server is missing."""
+    require_server(f"kavach server {ctx.invoked_subcommand}")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
