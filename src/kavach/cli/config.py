@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ def ensure_private_dir(path: Path) -> Path:
 
 def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE) -> None:
     """Replace `path` with `text` so readers see the old or the new file, never half of one."""
+    import tempfile  # here: most commands write nothing, and it imports random and hashlib
+
     ensure_private_dir(path.parent)
     # mkstemp creates the file 0600 in the same directory, so the rename stays on one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
