@@ -27,15 +27,16 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
 
-# Rewrite the lock after a change to the dependencies in pyproject.toml; pins that still fit
-# are kept. `make lock UPGRADE=1` moves every pin to the newest release,
+# Rewrite the lock after a change to the dependencies in pyproject.toml (then `make dev`
+# installs it; until then its `pip check` fails); pins that still fit are kept. `make lock UPGRADE=1` moves every pin to the newest release,
 # `make lock UPGRADE="--upgrade-package NAME"` one package. The lock is resolved for CPython
 # 3.11 on Linux (this machine's); it carries the hashes of every file of each release.
 LOCK_ARGS = --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 	--no-emit-find-links $(if $(filter 1,$(UPGRADE)),--upgrade,$(UPGRADE))
 COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_ARGS)
 
-lock: dev
+lock:
+	@test -x $(BIN)/pip-compile || { echo "make lock needs pip-tools: run make dev first"; exit 1; }
 	$(COMPILE) --all-build-deps --extra server --extra dev -o requirements/dev.txt pyproject.toml
 	$(COMPILE) --all-build-deps --extra server -c requirements/dev.txt \
 		-o requirements/server.txt pyproject.toml
