@@ -7,6 +7,7 @@ import little; the root help is plain text written from the registry, without ri
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated, Any
 
 import typer
@@ -116,6 +117,8 @@ def main(
     verbose: VerboseOption = False,
 ) -> None:
     """Kavach: versioned, encrypted secrets for teams, with access control and sync."""
+    if ctx.invoked_subcommand == "server":
+        gc.enable()  # a server runs long; entry.run leaves the collector off for commands
     # Tests pass a Runtime as `obj` to swap the HTTP transport, sleeping and the clock.
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else None
     cli = App(home=home_dir(), server=server, json=json, verbose=verbose, runtime=runtime)
