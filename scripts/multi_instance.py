@@ -75,7 +75,7 @@ def shared_environment(*, database_url: str, public_url: str) -> dict[str, str]:
         "KAVACH_TRUSTED_PROXIES": HOST,
         "KAVACH_AUTO_MIGRATE": "false",
         "KAVACH_DEVICE_POLL_INTERVAL_SECONDS": "1",
-        "KAVACH_LOG_JSON": "true",
+        "KAVACH_LOG_FORMAT": "json",
     }
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
@@ -15,6 +18,8 @@ from kavach.server.db.migrate import alembic_config
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.e2e.harness import (
     HOST,
+    START_TIMEOUT,
+    Launcher,
     ServerFactory,
     clean_environ,
     free_port,
@@ -108,3 +113,26 @@ def test_production_mode_refuses_an_unsafe_configuration(tmp_path: Path, backend
     assert "Traceback" not in done.stderr
     assert "listening" not in done.stdout
     assert not (data_dir / "keys.json").exists(), "keys were generated in production mode"
+
+
+def test_start_says_listening_once_it_is_and_logs_text_when_asked(
+    launch: Launcher, tmp_path: Path
+) -> None:
+    env = clean_environ(KAVACH_DATA_DIR=str(tmp_path / "data"))
+    server = launch(tmp_path / "server", env, wait=False, args=("--log-format", "console"))
+    deadline = time.monotonic() + START_TIMEOUT
+    while "listening" not in server.stdout():
+        assert server.process.poll() is None, server.stderr()
+        assert time.monotonic() < deadline, f"never said it listens:\n{server.stderr()}"
+        time.sleep(0.01)
+    # Said: so the socket takes connections now, at the first try, and the app answers.
+    with socket.create_connection((HOST, server.port), timeout=2):
+        pass
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    (line,) = server.stdout().splitlines()
+    assert f"listening on http://{HOST}:{server.port} (SQLite at" in line
+    # Asked for console text: readable lines, not JSON, though stderr is a file here.
+    logged = server.stderr()
+    assert "Application startup complete." in logged
+    assert "[info" in logged and "route=/healthz" in logged
+    assert not any(line.startswith("{") for line in logged.splitlines())

@@ -2,8 +2,11 @@
 
 Every case counts the rows of every table before and after. Only what is written on
 purpose may change: a failed refresh is audited, and a reused refresh token also revokes its
-session (an update, not a new row).
+session (an update, not a new row). A 422 says what is wrong in words (with en dashes in
+ranges), never with a regular expression or pydantic's phrasing.
 """
+
+# ruff: noqa: RUF001
 
 from __future__ import annotations
 
@@ -26,6 +29,16 @@ from tests.conftest import InProcessServer
 from tests.integration.helpers import bearer, login
 
 ENVELOPE_KEYS = {"success", "data", "error", "error_code"}
+# What a refusal must never say: a regular expression, or pydantic's own phrasing.
+JARGON = ("should", "String ", "Input ", "pattern", "^", "[a-", "Value error", "Field required")
+NAMES = "names are 1–63 characters: a–z, 0–9, '.', '_' or '-', starting with a letter or digit"
+SECRET_NAMES = (
+    "secret names are 1–256 characters: letters, digits, '_', '.' or '-', "
+    "starting with a letter or '_'"
+)
+VERSION_REFS = (
+    "a version is its id (8 characters: a–z and 0–9), its number (3 or v3), latest or latest~N"
+)
 DEEP = 10_000
 
 
@@ -143,6 +156,11 @@ def _check_envelope(response: httpx.Response, status: int, code: str, says: str 
         return f"not a failure envelope: {body!r}"
     if says not in body["error"]:
         return f"the error does not say {says!r}: {body['error']!r}"
+    if status == 422:
+        messages = [body["error"], *(e["message"] for e in (body["data"] or {}).get("errors", []))]
+        jargon = [bit for bit in JARGON for message in messages if bit in message]
+        if jargon:
+            return f"the error is not in words ({jargon}): {body['error']!r}"
     return None
 
 
@@ -705,8 +723,8 @@ def text_cases(world: World) -> list[Bad]:
             "version id of 10,000 characters",
             "GET",
             f"/environments/{world.env}/secrets/versions/{'v' * 10_000}",
-            404,
-            "not_found",
+            422,
+            "validation_failed",
         ),
         Bad(
             "limit=0, under the smallest page",
@@ -746,6 +764,185 @@ def text_cases(world: World) -> list[Bad]:
             JSON,
         ),
     ]
+
+
+def words_cases(world: World) -> list[Bad]:
+    """Refusals that say the rule broken, for each kind of name and field."""
+    commit = f"/environments/{world.env}/secrets/versions"
+    secrets_path = f"/environments/{world.env}/secrets"
+    providers = f"/environments/{world.env}/providers/"
+    tokens = f"/environments/{world.env}/tokens"
+
+    def body(label: str, method: str, path: str, value: object, says: str) -> Bad:
+        return Bad(label, method, path, 422, "validation_failed", _json(value), JSON, says=says)
+
+    def github(config: dict[str, str], says: str) -> Bad:
+        value = {"provider": "github", "config": config, "credentials": {"token": "t"}}
+        return body(f"GitHub {config}", "POST", providers, value, says)
+
+    return [
+        body("organization", "POST", "/organizations/", {"name": "Acme!"}, f"name: {NAMES}"),
+        body(
+            "secret group",
+            "POST",
+            f"/organizations/{world.org}/secret-groups",
+            {"name": "Web"},
+            f"name: {NAMES}",
+        ),
+        body(
+            "environment",
+            "POST",
+            f"/secret-groups/{world.group}/environments",
+            {"name": ""},
+            f"name: {NAMES}",
+        ),
+        body(
+            "rename",
+            "PATCH",
+            f"/environments/{world.env}",
+            {"name": "-prod"},
+            f"name: {NAMES}",
+        ),
+        body(
+            "user group",
+            "POST",
+            "/user-groups/",
+            {"name": "d" * 64, "organization_id": world.org},
+            f"name: {NAMES}",
+        ),
+        body("service token", "POST", tokens, {"name": "CI", "role": "viewer"}, f"name: {NAMES}"),
+        body(
+            "secret name to set",
+            "POST",
+            commit,
+            {"message": "m", "set": {"1ABC": "v"}},
+            f"set.1ABC: {SECRET_NAMES}",
+        ),
+        body(
+            "secret name to unset",
+            "POST",
+            commit,
+            {"message": "m", "unset": ["a b"]},
+            f"unset.0: {SECRET_NAMES}",
+        ),
+        Bad(
+            "secret name in the path",
+            "GET",
+            f"{secrets_path}/1bad/history",
+            422,
+            "validation_failed",
+            says=f"name: {SECRET_NAMES}",
+        ),
+        Bad(
+            "version in the query",
+            "GET",
+            f"{secrets_path}?version=ABCDEFGH",
+            422,
+            "validation_failed",
+            says=f"version: {VERSION_REFS}",
+        ),
+        body(
+            "version to roll back to",
+            "POST",
+            f"{secrets_path}/rollback",
+            {"version_id": "v1.0", "commit_message": "m"},
+            f"version_id: {VERSION_REFS}",
+        ),
+        body(
+            "empty message",
+            "POST",
+            commit,
+            {"message": "", "set": {"B": "1"}},
+            "message: must not be empty",
+        ),
+        body(
+            "long message",
+            "POST",
+            commit,
+            {"message": "m" * 501, "set": {"B": "1"}},
+            "message: must be at most 500 characters",
+        ),
+        body(
+            "NUL in a message",
+            "POST",
+            commit,
+            {"message": "a\x00", "set": {"B": "1"}},
+            "message: must not contain a NUL character",
+        ),
+        body(
+            "both set and unset",
+            "POST",
+            commit,
+            {"message": "m", "set": {"B": "1"}, "unset": ["B"]},
+            "body: a name cannot be both set and unset",
+        ),
+        body("missing field", "POST", "/organizations/", {}, "name: is required"),
+        body(
+            "unknown field",
+            "POST",
+            "/organizations/",
+            {"name": "acme5", "colour": "red"},
+            "colour: is not a field of this request",
+        ),
+        body("wrong type", "POST", "/organizations/", {"name": 5}, "name: must be a string"),
+        body(
+            "unknown role",
+            "POST",
+            tokens,
+            {"name": "ci2", "role": "god"},
+            "role: must be one of 'viewer' or 'editor'",
+        ),
+        body(
+            "short lifetime",
+            "POST",
+            tokens,
+            {"name": "ci2", "role": "viewer", "expires_in": 10},
+            "expires_in: must be at least 60",
+        ),
+        Bad(
+            "page size",
+            "GET",
+            f"{secrets_path}/versions?limit=0",
+            422,
+            "validation_failed",
+            says="limit: must be at least 1",
+        ),
+        Bad(
+            "an id that is no id",
+            "GET",
+            "/audit?organization_id=acme",
+            422,
+            "validation_failed",
+        ),
+        github({"owner": "-acme", "repository": "web"}, "owner: owners are 1–100 characters"),
+        github({"owner": "acme", "repository": ".."}, "a repository name cannot be '.' or '..'"),
+        body(
+            "GCP project",
+            "POST",
+            providers,
+            {
+                "provider": "gcp",
+                "config": {"project_id": "X"},
+                "credentials": {"type": "service_account"},
+            },
+            "project_id: project ids are 6–30 characters",
+        ),
+        body(
+            "Azure tenant",
+            "POST",
+            providers,
+            {
+                "provider": "azure",
+                "config": {"vault_url": "https://v.vault.azure.net"},
+                "credentials": {"tenant_id": "a b", "client_id": "c", "client_secret": "hunter2"},
+            },
+            "tenant_id: tenant ids hold only letters, digits, '.' and '-'",
+        ),
+    ]
+
+
+async def test_refusals_say_the_rule_in_words(server: InProcessServer, world: World) -> None:
+    await run_cases(server, world, words_cases(world))
 
 
 async def test_nul_characters_and_long_names_are_422_and_write_nothing(

@@ -165,6 +165,8 @@ async def test_run_keeps_code_running_names_from_the_child_unless_allowed(
     assert env["API_KEY"] == "sk_live_0123456789abcdef"
     assert env["HTTPS_PROXY"] == "http://attacker.example"
     assert not (set(HAZARDS) - {"HTTPS_PROXY"}) & set(env)
+    # The caller's token signed kavach in; the command does not get it.
+    assert "KAVACH_TOKEN" not in env
     assert "Note: reserved HTTPS_PROXY set from a secret" in allowed.stderr.splitlines()
     assert "Warning: HTTPS_PROXY" not in allowed.stderr
 

@@ -35,8 +35,16 @@ async def test_validation_errors_name_the_fields_but_not_the_values(
         "/api/v1/auth/refresh", json={"refresh_token": "", "surprise": "hunter2-secret"}
     )
     body = _assert_failure(response, 422, "validation_failed")
-    assert "body.refresh_token" in str(body["error"])
-    assert "body.surprise" in str(body["error"])
+    assert body["error"] == (
+        "invalid request: refresh_token: must not be empty; "
+        "surprise: is not a field of this request"
+    )
+    assert body["data"] == {
+        "errors": [
+            {"field": "body.refresh_token", "message": "must not be empty"},
+            {"field": "body.surprise", "message": "is not a field of this request"},
+        ]
+    }
     assert "hunter2" not in response.text
 
 
@@ -78,6 +86,13 @@ async def test_info_is_public(server: InProcessServer) -> None:
     assert body["success"] is True
     assert body["data"]["identity_provider"] == "local"
     assert body["data"]["mode"] == "development"
+    # What a commit may hold, so that a client checks it before showing or sending one.
+    assert body["data"]["limits"] == {
+        "max_secret_value_bytes": 65536,
+        "max_secrets_per_version": 5000,
+        "max_message_chars": 500,
+        "max_body_bytes": 4194304,
+    }
 
 
 async def test_detailed_health_reports_database_and_migrations(server: InProcessServer) -> None:

@@ -144,6 +144,18 @@ async def test_requests_are_counted_by_route_template_and_nothing_names_data(
         assert value(samples, "kavach_group_commit_batch_size_count", kind="secrets") > 0
 
 
+async def test_the_docs_files_are_counted_by_their_mount_never_by_a_file_name(
+    server: InProcessServer,
+) -> None:
+    assert (await server.client.get("/static/swagger-ui/swagger-ui.css")).status_code == 200
+    assert (await server.client.get("/static/swagger-ui/no-such-file.js")).status_code == 404
+    text, samples = await scrape(server)
+    mount = "/static/swagger-ui"
+    assert value(samples, "kavach_http_requests_total", route=mount, status_class="2xx") == 1
+    assert value(samples, "kavach_http_requests_total", route=mount, status_class="4xx") == 1
+    assert "swagger-ui.css" not in text and "no-such-file" not in text
+
+
 async def test_the_access_epoch_moving_is_counted(server: InProcessServer) -> None:
     alice = Api(server, (await login(server, "alice"))["access_token"])
     bob = Api(server, (await login(server, "bob"))["access_token"])

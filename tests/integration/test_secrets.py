@@ -227,6 +227,46 @@ async def test_diff_rollback_and_history(server: InProcessServer) -> None:
     assert [h["change"] for h in named] == ["added"]
 
 
+async def test_versions_are_chosen_by_id_number_or_from_the_latest(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    env = await _env(alice)
+    base = f"/environments/{env['id']}/secrets"
+    made = [await _commit(alice, env["id"], set={"N": str(n)}) for n in (1, 2, 3)]
+    chosen = {
+        made[0]["id"]: 1,
+        "2": 2,
+        "v2": 2,
+        "v3": 3,
+        "latest": 3,
+        "latest~0": 3,
+        "latest~1": 2,
+        "latest~2": 1,
+    }
+    for ref, seq in chosen.items():
+        read = await alice.call("GET", f"{base}?version={ref}", status=200)
+        assert (read["version"]["seq"], read["secrets"]) == (seq, {"N": str(seq)}), ref
+        detail = await alice.call("GET", f"{base}/versions/{ref}", status=200)
+        assert detail["seq"] == seq, ref
+    diff = await alice.call("GET", f"{base}/diff?from=v1&to=latest", status=200)
+    assert (diff["from_version"]["seq"], diff["to_version"]["seq"], diff["modified"]) == (
+        1,
+        3,
+        ["N"],
+    )
+    back = await alice.call(
+        "POST", f"{base}/rollback", {"version_id": "latest~2", "commit_message": "undo"}
+    )
+    assert (back["seq"], back["rollback_of"]) == (4, made[0]["id"])
+    for missing in ("v9", "latest~4", "0"):
+        refused = await alice.call("GET", f"{base}?version={missing}", status=404)
+        assert refused["error_code"] == "not_found", missing
+    for malformed in ("latest~", "v", "~1", "LATEST", "v1234567890", "head"):
+        refused = await alice.call("GET", f"{base}/versions/{malformed}", status=422)
+        assert refused["error_code"] == "validation_failed", malformed
+
+
 async def test_versions_of_another_environment_are_404(server: InProcessServer) -> None:
     alice = await user(server, "alice")
     mine = await _env(alice, "acme")

@@ -83,6 +83,11 @@ def activate(cli: App, target: Resource) -> None:
     path = "/".join(name for name in data.values() if name)
     kept = "" if path == target.qualified else f" (active: {path})"
     say(cli, data, f"Switched to {target.label}{kept}.")
+    from kavach.cli.project import CONFIG_SOURCE
+
+    overriding = sorted({s for s in cli.chosen.sources.values() if s != CONFIG_SOURCE})
+    if overriding:
+        render.warn(cli, f"here, {' and '.join(overriding)} choose(s) the context before it.")
 
 
 def delete(cli: App, target: Resource, *, cascade: bool, yes: bool) -> None:

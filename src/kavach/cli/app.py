@@ -21,10 +21,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from kavach.cli.client import ApiClient
+    from kavach.cli.config import ActiveContext
     from kavach.cli.credentials import CredentialStore
+    from kavach.cli.project import Chosen, Project
     from kavach.cli.session import Session
 
 SERVER_ENV = "KAVACH_SERVER"
+_UNREAD = object()
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,15 @@ class App:
         server: str | None = None,
         json: bool = False,
         verbose: bool = False,
+        color: bool = True,
+        quiet: bool = False,
         runtime: Runtime | None = None,
     ) -> None:
         self.home = home
         self.json = json
         self.verbose = verbose
+        self.color = color
+        self.quiet = quiet
         self.runtime = runtime or Runtime()
         self._server = server
         self._config: Config | None = None
@@ -61,6 +68,7 @@ class App:
         self._err: Console | None = None
         self._store: CredentialStore | None = None
         self._client: ApiClient | None = None
+        self._project: Project | object | None = _UNREAD
 
     @property
     def config(self) -> Config:
@@ -68,6 +76,32 @@ class App:
         if self._config is None:
             self._config = load_config(self.home)
         return self._config
+
+    @property
+    def project(self) -> Project | None:
+        """Return the nearest `.kavach.yaml` (working directory or above), read on first use."""
+        if self._project is _UNREAD:
+            from kavach.cli.project import find_project, load_project
+
+            found = find_project(Path.cwd())
+            self._project = load_project(found) if found else None
+        return self._project  # type: ignore[return-value]
+
+    @property
+    def chosen(self) -> Chosen:
+        """Return the default context and where each level came from (see cli.project)."""
+        from kavach.cli.project import CONFIG_SOURCE, from_variables, layered
+
+        layers = [(CONFIG_SOURCE, self.config.context)]
+        if self.project is not None:
+            layers.append((str(self.project.path), self.project.context))
+        layers.append(("KAVACH_ORG/KAVACH_GROUP/KAVACH_ENV", from_variables(os.environ)))
+        return layered(layers)
+
+    @property
+    def context(self) -> ActiveContext:
+        """Return the context commands use when no --org/--group/--env is given."""
+        return self.chosen.context
 
     def save_config(self) -> None:
         """Write the (possibly changed) config back to config.yaml."""
@@ -79,7 +113,10 @@ class App:
         if self._out is None:
             from kavach.cli.console import SafeConsole
 
-            self._out = SafeConsole(highlight=False)
+            terminal = self.stdout_is_terminal()
+            self._out = SafeConsole(
+                highlight=False, no_color=not self.color, soft_wrap=not terminal
+            )
         return self._out
 
     @property
@@ -88,7 +125,7 @@ class App:
         if self._err is None:
             from kavach.cli.console import SafeConsole
 
-            self._err = SafeConsole(stderr=True, highlight=False)
+            self._err = SafeConsole(stderr=True, highlight=False, no_color=not self.color)
         return self._err
 
     @property
@@ -101,8 +138,9 @@ class App:
         return self._store
 
     def configured_server(self, override: str | None = None) -> str | None:
-        """Return the server to talk to: `override`, then --server/$KAVACH_SERVER, then config."""
-        candidate = override or self._server or self.config.server
+        """Return the server: `override`, --server/$KAVACH_SERVER, .kavach.yaml, config.yaml."""
+        project = self.project.server if self.project is not None else None
+        candidate = override or self._server or project or self.config.server
         return normalize_server(candidate) if candidate else None
 
     def server_url(self, override: str | None = None) -> str:

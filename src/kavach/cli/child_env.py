@@ -8,6 +8,10 @@ on `git log`, `BASH_ENV='$(…)'` on any bash script, `LD_PRELOAD` in every prog
 families below (shell-style patterns, case-sensitive) are never set from a secret unless
 the caller opts in: `--allow-env NAME` for one name, `--override-reserved` for all. The
 README's table of families is this table; keep the two the same.
+
+The caller's own Kavach credentials (`CREDENTIALS`: the CLI's token, a server's keys) are
+taken out of the environment the command inherits unless the caller passes them on: the
+command needs the secrets, not the power to read or change every other one.
 """
 
 from __future__ import annotations
@@ -96,6 +100,19 @@ FAMILIES = (
     Family("Kavach's own settings", ("KAVACH_*",)),
 )
 
+# Variables of the caller's environment that hold Kavach credentials: the CLI's token, and
+# what a server reads its keys and connection secrets from (URLs may hold passwords).
+CREDENTIALS = (
+    "KAVACH_TOKEN",
+    "KAVACH_JWT_SIGNING_KEY",
+    "KAVACH_SECRET_ENCRYPTION_KEY",
+    "KAVACH_SECRET_ENCRYPTION_OLD_KEYS",
+    "KAVACH_PROVIDER_CREDENTIAL_KEY",
+    "KAVACH_GITHUB_CLIENT_SECRET",
+    "KAVACH_DATABASE_URL",
+    "KAVACH_REDIS_URL",
+)
+
 _PATTERNS = [
     (family, re.compile("|".join(translate(pattern) for pattern in family.patterns)))
     for family in FAMILIES
@@ -135,6 +152,7 @@ class ChildEnv:
     skipped_reserved: list[str] = field(default_factory=list)
     set_reserved: list[str] = field(default_factory=list)
     kept_existing: list[str] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)  # the caller's credentials, not passed on
 
 
 def build_env(
@@ -144,15 +162,22 @@ def build_env(
     allow: frozenset[str] = frozenset(),
     override_reserved: bool = False,
     preserve_env: bool = False,
+    pass_credentials: bool = False,
 ) -> ChildEnv:
-    """Return `base` with `secrets` added: reserved names if allowed, existing kept if asked."""
+    """Return `base` without the caller's credentials, with `secrets` added.
+
+    Reserved names are set only if allowed, existing variables kept only if asked, and the
+    credentials left in only with `pass_credentials`.
+    """
     with_nul = [name for name, value in secrets.items() if "\0" in value]
     if with_nul:
         raise CliError(
             f"{names_list(with_nul)}: a value holds a NUL character, which no environment "
             "variable can carry"
         )
-    built = ChildEnv(dict(base))
+    withheld = [] if pass_credentials else sorted(name for name in CREDENTIALS if name in base)
+    base = {name: value for name, value in base.items() if name not in withheld}
+    built = ChildEnv(dict(base), withheld=withheld)
     for name, value in secrets.items():
         reserved = is_reserved(name)
         if reserved and not (override_reserved or name in allow):

@@ -23,6 +23,41 @@ def home_dir() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".kavach"
 
 
+def _home_named(home: Path) -> tuple[str, str]:
+    """Return how to name `home` in a message, and the way out of a problem with it."""
+    if os.environ.get(HOME_ENV):
+        return (
+            f"{HOME_ENV} ({home})",
+            f"set {HOME_ENV} to a directory you can write to (it is created if missing)",
+        )
+    return (
+        str(home),
+        f"move it aside, or set {HOME_ENV} to a directory you can write to",
+    )
+
+
+def check_home(home: Path) -> None:
+    """Make sure `home` is, or can become, a private directory this user writes to.
+
+    Each problem is named with the way out, before anything is sent anywhere: a login must
+    not be approved only to find that its credentials cannot be saved.
+    """
+    import tempfile  # here, as in atomic_write: it imports random and hashlib
+
+    named, way_out = _home_named(home)
+    try:
+        if home.exists() and not home.is_dir():
+            raise CliError(f"{named} is a file, not a directory; {way_out}")
+        if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+            raise CliError(f"{named} is not writable by you; {way_out}")
+        ensure_private_dir(home)
+        with tempfile.TemporaryFile(dir=home):
+            pass  # a read-only file system, a full disk or a quota shows here
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CliError(f"{named} cannot be used ({reason}); {way_out}") from None
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` if needed and make it readable by its owner only."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -31,11 +66,15 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never half of one."""
+def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE, private_dir: bool = True) -> None:
+    """Replace `path` with `text` so readers see the old or the new file, never half of one.
+
+    The directory is made private too unless `private_dir` is False (a project's own).
+    """
     import tempfile  # here: most commands write nothing, and it imports random and hashlib
 
-    ensure_private_dir(path.parent)
+    if private_dir:
+        ensure_private_dir(path.parent)
     # mkstemp creates the file 0600 in the same directory, so the rename stays on one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -112,6 +151,11 @@ def load_config(home: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
+    except NotADirectoryError:
+        check_home(home)  # names what is wrong with the home directory
+        raise
+    except PermissionError:
+        raise CliError(f"cannot read {path}: permission denied") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -228,6 +228,19 @@ class CredentialStore:
                 record = _parse_json(raw) if raw is not None else None
         return None if record is None else Credentials.from_dict(record)
 
+    def check(self, server: str) -> Credentials | None:
+        """Return `server`'s saved credentials, once sure this store can keep new ones.
+
+        `kavach login` asks before its device flow: a keyring that was asked for must answer
+        now, not once the login has been approved and its tokens have nowhere to go.
+        """
+        if self.mode == "keyring" and (backend := self._backend()) is not None:
+            try:
+                backend.get_password(KEYRING_SERVICE, server)
+            except Exception as exc:  # see load()
+                self._keyring_failed(exc)
+        return self.load(server)
+
     def save(self, server: str, credentials: Credentials) -> None:
         """Save `credentials` for `server` to the keyring if usable, else to the file."""
         record = credentials.to_dict()
@@ -261,12 +274,25 @@ class CredentialStore:
             self._keyring_probed = True
             self._keyring = usable_keyring()
             if self._keyring is None and self.mode == "keyring":
-                raise CliError(f"no usable OS keyring; set {STORE_ENV}=file to use a file instead")
+                raise CliError(
+                    "no usable OS keyring (no Secret Service, KWallet, macOS Keychain or "
+                    f"Windows Credential Locker answered); {self._way_out}"
+                )
         return self._keyring
+
+    @property
+    def _way_out(self) -> str:
+        return (
+            f"set {STORE_ENV}=file (or auto) to keep credentials in {self._file.path} "
+            "instead, readable by you only"
+        )
 
     def _keyring_failed(self, exc: Exception) -> None:
         """Fall back to the file in auto mode; fail when the keyring was asked for."""
         if self.mode == "keyring":
             # Not chained: a backend's error may quote what it was given (--verbose shows it).
-            raise CliError(f"the OS keyring failed ({type(exc).__name__})") from None
+            raise CliError(
+                f"the OS keyring failed ({type(exc).__name__}); unlock or repair it, or "
+                f"{self._way_out}"
+            ) from None
         self._keyring = None

@@ -10,9 +10,10 @@ class ExitCode(IntEnum):
     """Process exit codes shared by every command."""
 
     OK = 0
-    LOCAL = 1  # usage or local error
-    SERVER = 2  # the server answered with an error, or could not be reached
+    LOCAL = 1  # a local error: a file, the config, input refused before sending; differences
+    USAGE = 2  # the command line itself: an unknown option, a missing argument (as Click)
     AUTH = 3  # not logged in, or permission denied
+    SERVER = 4  # the server answered with an error, or could not be reached
     INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -20,6 +21,7 @@ class CliError(Exception):
     """A failure to report as `Error: <message> (<code>)`; local by default."""
 
     exit_code: ExitCode = ExitCode.LOCAL
+    kind = "local_error"  # the error_code a JSON report gives when the server gave none
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -33,11 +35,13 @@ class CliError(Exception):
 class MissingContext(CliError):
     """A command needs an organization, secret group or environment nobody named."""
 
+    kind = "missing_context"
+
 
 class NotFound(CliError):
     """A named resource does not exist or the caller may not see it."""
 
-    # The server answers 404 for the same case, which is a server error (exit 2) too.
+    # The server answers 404 for the same case, which is a server error (exit 4) too.
     exit_code = ExitCode.SERVER
 
     def __init__(self, message: str) -> None:
@@ -48,12 +52,14 @@ class NotLoggedIn(CliError):
     """No usable credentials for the server, or the session has ended."""
 
     exit_code = ExitCode.AUTH
+    kind = "not_logged_in"
 
 
 class NetworkError(CliError):
     """The server could not be reached or did not answer in time."""
 
     exit_code = ExitCode.SERVER
+    kind = "unreachable"
 
 
 class ApiError(CliError):

@@ -15,9 +15,9 @@ from kavach.cli.commands.registry import COMMANDS, COMMANDS_PANEL, Entry
 def load(name: str, entry: Entry) -> Command:
     """Import `name`'s module and build its Click command as the root Typer app would."""
     module = importlib.import_module(entry.module)
-    app: typer.Typer = module.app
+    app: typer.Typer = getattr(module, entry.attribute)
     if entry.group:
-        holder = typer.Typer(rich_markup_mode="rich")
+        holder = typer.Typer(rich_markup_mode=None)  # plain help, as the root's
         panel = None if entry.panel == COMMANDS_PANEL else entry.panel
         holder.add_typer(app, name=name, rich_help_panel=panel)
         app = holder

@@ -2,7 +2,9 @@
 
 A command's module is imported only when that command runs or shows its help
 (`commands.registry` lists them, `lazy` loads them), so `kavach --help` and `kavach run`
-import little; the root help is plain text written from the registry, without rich.
+import little; the root help is written from the registry. To add a root command or a noun
+group, add it to `commands.registry`. Anything heavy (httpx, yaml, keyring…) is imported
+inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -24,20 +26,40 @@ from kavach.cli.errors import CliError, ExitCode
 from kavach.cli.lazy import LazyCommands
 
 
-def _verbose(ctx: ClickContext) -> bool:
-    app = ctx.find_object(App)
-    return app.verbose if app is not None else False
+def _app(ctx: ClickContext) -> App | None:
+    return ctx.find_object(App)
+
+
+def _report(ctx: ClickContext, exc: BaseException, message: str | None = None) -> None:
+    """Report a failure: one line on stderr, or a JSON object there under --json."""
+    cli = _app(ctx)
+    as_json = cli.json if cli is not None else _asks_json(ctx.meta.get(_ARGS, []))
+    render.error(
+        exc,
+        verbose=cli.verbose if cli is not None else False,
+        message=message,
+        as_json=as_json,
+        color=cli.color if cli is not None else render.color_allowed(None),
+    )
+
+
+def _asks_json(args: list[str]) -> bool:
+    """Tell whether a command line asks for JSON (before or after its command's name)."""
+    return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+
+
+_ARGS = "kavach.args"
 
 
 class KavachGroup(TyperGroup):
-    """The root group: commands loaded on first use; every failure one line and an exit code."""
+    """The root group: commands loaded on first use; every failure one report and exit code."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands = LazyCommands(self.commands)
 
     def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
-        """Write the help in plain text (Typer's rich help would load every command)."""
+        """Write the help in plain text, the commands by help panel."""
         Command.format_help(self, ctx, formatter)
 
     def format_commands(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
@@ -61,32 +83,42 @@ class KavachGroup(TyperGroup):
         parent: ClickContext | None = None,
         **extra: Any,
     ) -> ClickContext:
-        """Parse the root options; a usage error exits 1 (Click's default is 2)."""
+        """Parse the root options; a usage error under --json is reported as JSON."""
+        given = list(args)
         try:
-            return super().make_context(info_name, args, parent, **extra)
+            ctx = super().make_context(info_name, args, parent, **extra)
         except UsageError as exc:
-            exc.exit_code = ExitCode.LOCAL
+            self._usage(exc, given)
             raise
+        ctx.meta[_ARGS] = given  # for a usage error of a command below, under --json
+        return ctx
 
     def invoke(self, ctx: ClickContext) -> Any:
-        """Run the chosen command, mapping exceptions to exit codes (DESIGN §5)."""
+        """Run the chosen command, mapping exceptions to exit codes (README: exit codes)."""
         try:
             return super().invoke(ctx)
         except UsageError as exc:
-            exc.exit_code = ExitCode.LOCAL
+            self._usage(exc, ctx.meta.get(_ARGS, []))
             raise
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
             raise  # Typer's own control flow, printed and exited by Typer
         except CliError as exc:
-            render.error(exc, verbose=_verbose(ctx))
+            _report(ctx, exc)
             raise typer.Exit(exc.exit_code) from exc
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except Exception as exc:  # a bug or an unexpected local failure, still one line
-            message = f"unexpected {type(exc).__name__}: {exc}"
-            render.error(exc, verbose=_verbose(ctx), message=message)
+            _report(ctx, exc, message=f"unexpected {type(exc).__name__}: {exc}")
             raise typer.Exit(ExitCode.LOCAL) from exc
+
+    @staticmethod
+    def _usage(exc: UsageError, args: list[str]) -> None:
+        """Give a usage error Click's exit code; under --json, print it as JSON and exit."""
+        exc.exit_code = ExitCode.USAGE
+        if _asks_json(args):
+            render.error(exc, as_json=True, code="usage")
+            raise typer.Exit(ExitCode.USAGE) from exc
 
 
 app = typer.Typer(
@@ -94,18 +126,29 @@ app = typer.Typer(
     cls=KavachGroup,
     help="Kavach: versioned, encrypted secrets for teams, with access control and sync.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 ServerOption = Annotated[
     str | None,
-    typer.Option("--server", envvar=SERVER_ENV, help="Kavach server URL (default: the saved one)."),
+    typer.Option(
+        "--server",
+        envvar=SERVER_ENV,
+        help="Kavach server URL (default: the saved one).",
+        metavar="URL",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 VerboseOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Log HTTP requests; show tracebacks on errors.")
+    bool, typer.Option("--verbose", help="Log HTTP requests; show tracebacks on errors.")
+]
+NoColorOption = Annotated[
+    bool, typer.Option("--no-color", help="Print no colours (also when NO_COLOR is set).")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print no progress lines, only results and errors.")
 ]
 
 
@@ -115,13 +158,23 @@ def main(
     server: ServerOption = None,
     json: JsonOption = False,
     verbose: VerboseOption = False,
+    no_color: NoColorOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Kavach: versioned, encrypted secrets for teams, with access control and sync."""
     if ctx.invoked_subcommand == "server":
         gc.enable()  # a server runs long; entry.run leaves the collector off for commands
     # Tests pass a Runtime as `obj` to swap the HTTP transport, sleeping and the clock.
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else None
-    cli = App(home=home_dir(), server=server, json=json, verbose=verbose, runtime=runtime)
+    cli = App(
+        home=home_dir(),
+        server=server,
+        json=json,
+        verbose=verbose,
+        color=render.color_allowed(False if no_color else None),
+        quiet=quiet,
+        runtime=runtime,
+    )
     ctx.obj = cli
     ctx.call_on_close(cli.close)
 

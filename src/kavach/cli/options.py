@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+import typer.core
+
+
+def _value_hint(param: Any, ctx: Any) -> str | None:
+    """Name an option's value by its metavar (or its name), never by a `<str>` type hint."""
+    if not isinstance(param, typer.core.TyperOption):
+        return None  # an argument is shown by its name (or metavar) already
+    if param.is_flag or param.count:
+        return None
+    return param.metavar or (param.name or "value").upper()
+
+
+# Typer shows every parameter's Python type in help (`--org <str>`, `--json <bool>`); help
+# reads as Click's does instead, values named in capitals (`--org ORG`).
+typer.core.TyperOption.display_type_rich = _value_hint  # type: ignore[method-assign,assignment]
+typer.core.TyperArgument.display_type_rich = _value_hint  # type: ignore[method-assign,assignment]
+
+
+def command_group(**settings: Any) -> typer.Typer:
+    """Return a Typer app whose help is plain text: no boxes, no rich import, no <type> hints."""
+    return typer.Typer(rich_markup_mode=None, **settings)
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 OrgOption = Annotated[
@@ -41,7 +63,12 @@ UserGroupOption = Annotated[
 ]
 VersionOption = Annotated[
     str | None,
-    typer.Option("--version", "-v", help="A version id (default: the latest).", metavar="ID"),
+    typer.Option(
+        "--version",
+        "-v",
+        help="A version: its id, number (3 or v3), latest or latest~N (default: the latest).",
+        metavar="VERSION",
+    ),
 ]
 MessageOption = Annotated[
     str,

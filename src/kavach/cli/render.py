@@ -6,6 +6,7 @@ safe_text, so text from a server or a file never reaches a terminal as control c
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -86,7 +87,19 @@ def table(
     With `mark`, a first unlabelled column shows ACTIVE_MARK on rows whose `mark` key is true.
     """
     if not rows:
-        app.err.print(empty, markup=False)
+        note(app, empty)
+        return
+    if not app.stdout_is_terminal():
+        # Pipes and files get tab-separated columns under one header line: nothing to parse.
+        if title:
+            note(app, title)  # for a person watching; stdout holds only the table
+        headers = ([""] if mark is not None else []) + [_plain_cell(h) for _, h in columns]
+        lines = [headers]
+        for row in rows:
+            values = [_plain_cell(cell(row.get(key))) for key, _ in columns]
+            lines.append(([ACTIVE_MARK if row.get(mark) else ""] if mark else []) + values)
+        sys.stdout.write("".join("\t".join(line) + "\n" for line in lines))
+        sys.stdout.flush()
         return
     from rich.table import Table
 
@@ -116,6 +129,15 @@ def when(value: Any) -> Any:
 
 def fields(app: App, pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
     """Print label/value pairs as a two-column table without a header."""
+    if not app.stdout_is_terminal():
+        if title:
+            note(app, title)
+        text = "".join(
+            f"{neutralize(label)}: {_plain_cell(cell(value))}\n" for label, value in pairs
+        )
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     from rich.table import Table
 
     grid = Table(title=title, show_header=False, box=None, title_justify="left")
@@ -139,8 +161,15 @@ def listing(items: Sequence[Any], following: str | None = None) -> dict[str, Any
     return {"items": list(items), "next": following}
 
 
+def _plain_cell(text: str) -> str:
+    """Return a cell for a tab-separated line: controls, tabs and newlines escaped."""
+    return neutralize(text).replace("\t", "\\t").replace("\n", "\\n")
+
+
 def note(app: App, message: str) -> None:
-    """Print a progress line on stderr (stdout stays clean for data) and flush it now."""
+    """Print a progress line on stderr (stdout stays clean for data), unless --quiet."""
+    if app.quiet:
+        return
     app.err.print(message, markup=False, soft_wrap=True)
     app.err.file.flush()
 
@@ -150,9 +179,39 @@ def warn(app: App, message: str) -> None:
     app.err.print(f"Warning: {message}", markup=False, soft_wrap=True, style="yellow")
 
 
-def error(exc: BaseException, *, verbose: bool = False, message: str | None = None) -> None:
-    """Report `exc` (or `message` about it) as ONE line on stderr; the traceback with --verbose."""
+def color_allowed(choice: bool | None) -> bool:
+    """Tell whether colour may be used: never with --no-color or a non-empty NO_COLOR."""
+    if choice is False:
+        return False
+    return not os.environ.get("NO_COLOR")
+
+
+def error(
+    exc: BaseException,
+    *,
+    verbose: bool = False,
+    message: str | None = None,
+    as_json: bool = False,
+    color: bool = True,
+    code: str | None = None,
+) -> None:
+    """Report `exc` as ONE line on stderr (JSON with --json); the traceback with --verbose."""
     if verbose:
         sys.stderr.write(neutralize("".join(traceback.format_exception(exc))))
+    if as_json:
+        text = message or _message_of(exc)
+        found = code or getattr(exc, "code", None) or getattr(exc, "kind", "unexpected_error")
+        report = {"error": " ".join(text.split()), "error_code": found}
+        sys.stderr.write(dumps(report, indent=None) + "\n")  # one line, as a log reader wants
+        return
     line = neutralize(" ".join((message or str(exc)).split())) or type(exc).__name__
-    typer.secho(f"Error: {line}", err=True, fg="red")
+    typer.secho(f"Error: {line}", err=True, fg="red" if color else None)
+
+
+def _message_of(exc: BaseException) -> str:
+    """Return an error's message without the code shown after it on one line."""
+    found = getattr(exc, "message", None)
+    if isinstance(found, str):
+        return found
+    formatted = getattr(exc, "format_message", None)  # Click's usage errors
+    return str(formatted()) if callable(formatted) else str(exc) or type(exc).__name__

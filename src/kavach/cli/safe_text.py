@@ -56,11 +56,11 @@ def _json_escape(match: re.Match[str]) -> str:
 _JSON_CANDIDATE = re.compile("[^\x00-\x7e]")
 
 
-def dumps(data: Any) -> str:
-    """Return `data` as indented JSON that a terminal shows as it is and a parser reads exactly.
+def dumps(data: Any, *, indent: int | None = 2) -> str:
+    """Return `data` as (indented) JSON that a terminal shows as it is and a parser reads exactly.
 
     Every character a terminal could act on is written as a \\u escape, which JSON parsers
     turn back into the same character: the data is unchanged, only its spelling differs.
     """
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
     return _JSON_CANDIDATE.sub(_json_escape, text)

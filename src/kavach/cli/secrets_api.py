@@ -12,14 +12,16 @@ if TYPE_CHECKING:
     from kavach.cli.client import ApiClient
     from kavach.cli.target import Target
 
-VERSION_ID = re.compile(r"[a-z0-9]{8}")
+# A version's id, its number (3 or v3), or one counted from the newest (latest, latest~1).
+VERSION_REF = re.compile(r"[a-z0-9]{8}|v?[0-9]{1,9}|latest(~[0-9]{1,9})?")
 PAGE_MAX = PAGE_LIMIT  # the server's largest page of versions
+VERSION_FORMS = "its id (8 characters, a-z and 0-9), its number (3 or v3), latest or latest~N"
 
 
 def check_version_id(value: str, flag: str = "--version") -> str:
-    """Return `value` if it looks like a version id (8 of a-z, 0-9), else fail as usage."""
-    if VERSION_ID.fullmatch(value) is None:
-        raise CliError(f"{flag} {value!r} is not a version id (8 characters, a-z and 0-9)")
+    """Return `value` if it names a version (id, number or latest~N), else fail before sending."""
+    if VERSION_REF.fullmatch(value) is None:
+        raise CliError(f"{flag} {value!r} is not a version: give {VERSION_FORMS}")
     return value
 
 

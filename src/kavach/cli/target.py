@@ -80,6 +80,6 @@ def resolve_target(
     env_id = service_token_environment(cli)
     if env_id is not None:
         return _token_target(cli, env_id, org, group, env)
-    ref = resolve_env(cli.config.context, org, group, env)
+    ref = resolve_env(cli.context, org, group, env)
     found = load_env(cli.client, ref)
     return Target(str(found.id), found.qualified)

@@ -24,6 +24,37 @@ def guess_format(filename: str) -> InputFormat:
     return "dotenv"
 
 
+# Output file names and the format each picks (`.env.local` and the like are dotenv too).
+OUTPUT_EXTENSIONS: dict[str, Format] = {
+    ".env": "dotenv",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".sh": "shell",
+}
+
+
+def output_format(filename: str) -> Format | None:
+    """Return the format an output file's name asks for, or None when it names none."""
+    name = PurePath(filename).name.lower()
+    found = OUTPUT_EXTENSIONS.get(PurePath(name).suffix)
+    if found is None and (name == ".env" or name.startswith(".env.")):
+        return "dotenv"
+    return found
+
+
+def carriers(secrets: Mapping[str, str], candidates: tuple[str, ...]) -> list[str]:
+    """Return the candidate formats that can write every one of `secrets`, in order."""
+    found = []
+    for fmt in candidates:
+        try:
+            render(secrets, fmt)
+        except FormatError:
+            continue
+        found.append(fmt)
+    return found
+
+
 def parse(text: str, fmt: str) -> dict[str, str]:
     """Return the secrets in `text`, written in format `fmt` (dotenv, json or yaml)."""
     if fmt == "dotenv":

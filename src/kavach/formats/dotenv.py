@@ -31,7 +31,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from kavach.formats.common import SHELL_NAME, FormatError, is_secret_name, names_list
+from kavach.formats.common import (
+    NAME_RULE,
+    SHELL_NAME,
+    FormatError,
+    Unrepresentable,
+    is_secret_name,
+)
 
 _SPACE = r"[^\S\r\n]*"
 _INDENT = re.compile(_SPACE)
@@ -123,11 +129,7 @@ def parse_dotenv(text: str) -> dict[str, str]:
             raise reader.fail("expected NAME=VALUE", line)
         name = key.group(1)
         if not is_secret_name(name):
-            raise reader.fail(
-                "invalid secret name: a name starts with a letter or _, then letters, "
-                "digits, _, . or -",
-                line,
-            )
+            raise reader.fail(f"invalid secret name: {NAME_RULE}", line)
         if name in found:
             raise reader.fail(f"{name} is already set on line {lines[name]}", line)
         # `KEY= # note` is an empty value, `KEY=#x` the value `#x` (python-dotenv's rule).
@@ -163,23 +165,18 @@ def _refusal(name: str, value: str) -> str | None:
     return None
 
 
+def refusals(secrets: Mapping[str, str]) -> dict[str, str]:
+    """Return the names dotenv cannot carry, each with the reason (never the value)."""
+    found = {name: _refusal(name, value) for name, value in secrets.items()}
+    return {name: reason for name, reason in found.items() if reason is not None}
+
+
 def render_dotenv(secrets: Mapping[str, str]) -> str:
     """Return `secrets` as NAME='value' lines, or refuse (naming them) what cannot be."""
-    refused: dict[str, list[str]] = {}
-    lines = []
-    for name, value in secrets.items():
-        reason = _refusal(name, value)
-        if reason is not None:
-            refused.setdefault(reason, []).append(name)
-            continue
-        lines.append(f"{name}={_quote(value)}\n")
+    refused = refusals(secrets)
     if refused:
-        details = "; ".join(f"{names_list(names)} ({why})" for why, names in refused.items())
-        raise FormatError(
-            "these secrets cannot be written as dotenv that python-dotenv and bash read "
-            f"alike: {details}; use --format json, yaml or shell"
-        )
-    return "".join(lines)
+        raise Unrepresentable("dotenv that python-dotenv and bash read alike", refused)
+    return "".join(f"{name}={_quote(value)}\n" for name, value in secrets.items())
 
 
 def expanding_names(secrets: Mapping[str, str]) -> list[str]:

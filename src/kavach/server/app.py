@@ -14,8 +14,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from kavach import __version__
-from kavach.server import health
+from kavach.formats.limits import MAX_MESSAGE_CHARS
+from kavach.server import health, home
 from kavach.server.api import API_PREFIX, Envelope, ok
+from kavach.server.api_docs import install_api_docs
 from kavach.server.audit import chain as audit_chain
 from kavach.server.audit import router as audit_router
 from kavach.server.auth import device_page, service_tokens
@@ -26,7 +28,7 @@ from kavach.server.deps import RuntimeDep
 from kavach.server.handlers import install_error_handlers
 from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
-from kavach.server.logging import configure_logging, get_logger
+from kavach.server.logging import configure_logging, get_logger, renders_json
 from kavach.server.middleware import RequestContextMiddleware
 from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
@@ -42,12 +44,22 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+class Limits(BaseModel):
+    """What one commit may hold, so that a client can check it before sending."""
+
+    max_secret_value_bytes: int
+    max_secrets_per_version: int
+    max_message_chars: int
+    max_body_bytes: int
+
+
 class ServerInfo(BaseModel):
     """What a client may know about the server before logging in."""
 
     version: str
     identity_provider: str
     mode: str
+    limits: Limits
 
 
 def _meta_router() -> APIRouter:
@@ -55,13 +67,19 @@ def _meta_router() -> APIRouter:
 
     @router.get("/info", response_model=Envelope[ServerInfo])
     async def info(runtime: RuntimeDep) -> Envelope[ServerInfo]:
-        """Return the server's version and login method."""
+        """Return the server's version, login method and the limits of a commit."""
         settings = runtime.settings
         return ok(
             ServerInfo(
                 version=__version__,
                 identity_provider=settings.auth.identity_provider,
                 mode=settings.mode.value,
+                limits=Limits(
+                    max_secret_value_bytes=settings.max_secret_value_bytes,
+                    max_secrets_per_version=settings.max_secrets_per_version,
+                    max_message_chars=MAX_MESSAGE_CHARS,
+                    max_body_bytes=settings.max_body_bytes,
+                ),
             )
         )
 
@@ -120,7 +138,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     check_startable(settings)
     keys = keys or load_keys(settings)
     cors_origins = parse_cors_origins(settings.cors_origins)
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=renders_json(settings.chosen_log_format))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,8 +164,11 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         version=__version__,
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # FastAPI's docs pages load Swagger UI from a CDN and start it with an inline
+        # script; install_api_docs serves a page and files of our own instead.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     # Requests are matched against routers in this order: the hottest route comes first.
     api_routers = (
@@ -167,6 +188,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     app.include_router(health.router)
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
+    app.include_router(home.router)
+    install_api_docs(app)
     install_error_handlers(app)
     if cors_origins:
         _allow_cors(app, cors_origins)

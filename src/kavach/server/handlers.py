@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,6 +19,7 @@ from kavach.server.errors import (
     http_status_for,
 )
 from kavach.server.logging import get_logger
+from kavach.server.wording import describe, in_words
 
 log = get_logger(__name__)
 
@@ -48,25 +47,16 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg"))
-    if error.get("type") == "json_invalid":
-        # The parser's reason ("depth limit exceeded", "str is not valid UTF-8"), never input.
-        reason = (error.get("ctx") or {}).get("error")
-        return f"{message}: {reason}" if reason else message
-    return message
-
-
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    # Field locations and messages only: the submitted values may be secrets.
+    # Field locations and words only: the submitted values may be secrets.
+    errors = exc.errors()
     problems = [
-        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": _message(err)}
-        for err in exc.errors()
+        {"field": ".".join(str(part) for part in err.get("loc", ())), "message": describe(err)}
+        for err in errors
     ]
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:10])
     return error_response(
-        422, "validation_failed", f"invalid request: {summary}", data={"errors": problems}
+        422, "validation_failed", f"invalid request: {in_words(errors)}", data={"errors": problems}
     )
 
 

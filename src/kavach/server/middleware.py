@@ -22,6 +22,13 @@ _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 log = get_logger("kavach.request")
 
 
+def _mount(scope: Scope) -> str | None:
+    """Return the prefix of the mounted app that answered (the docs' files), if any."""
+    # Routing added the mount's prefix to root_path; a fixed string, never a file's name.
+    prefix: str = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return prefix or None
+
+
 class _BodyTooLarge(HTTPException):
     """Raised inside receive() when the body passes the limit.
 
@@ -87,7 +94,7 @@ class RequestContextMiddleware:
             await response(scope, receive, send_with_id)
         finally:
             # The route's template, never the path: it holds names.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or _mount(scope) or "unmatched"
             seconds = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.observe_request(route, scope["method"], status, seconds)

@@ -11,12 +11,26 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kavach.formats.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_SECRETS,
+    DEFAULT_MAX_VALUE_BYTES,
+)
+
 
 class Mode(StrEnum):
     """How strict the server is about its configuration."""
 
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written: chosen by stderr (auto), or always JSON or console."""
+
+    AUTO = "auto"  # console on a terminal, JSON otherwise (a file, a pipe, a collector)
+    JSON = "json"
+    CONSOLE = "console"
 
 
 def default_data_dir() -> Path:
@@ -152,10 +166,12 @@ class Settings(BaseSettings):
     mode: Mode = Mode.DEVELOPMENT
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "INFO"
-    log_json: bool = True
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_secret_value_bytes: int = Field(default=64 * 1024, ge=1)
-    max_secrets_per_version: int = Field(default=5000, ge=1)
+    log_format: LogFormat = LogFormat.AUTO
+    # The older switch: with log_format auto, true means JSON and false console.
+    log_json: bool | None = None
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_secret_value_bytes: int = Field(default=DEFAULT_MAX_VALUE_BYTES, ge=1)
+    max_secrets_per_version: int = Field(default=DEFAULT_MAX_SECRETS, ge=1)
     auto_migrate: bool = True
     # Shared rate-limit counters across instances; in-process counters when unset.
     redis_url: str | None = None
@@ -176,6 +192,11 @@ class Settings(BaseSettings):
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
@@ -195,6 +216,13 @@ class Settings(BaseSettings):
         if value is not None:
             split_host_port(value)
         return value
+
+    @property
+    def chosen_log_format(self) -> LogFormat:
+        """Return the log format asked for: auto unless set (or set by the older switch)."""
+        if self.log_format is LogFormat.AUTO and self.log_json is not None:
+            return LogFormat.JSON if self.log_json else LogFormat.CONSOLE
+        return self.log_format
 
     @property
     def metrics_on(self) -> bool:

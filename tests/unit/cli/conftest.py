@@ -122,18 +122,19 @@ def active(home: Path) -> tuple[str | None, str | None, str | None]:
     return context.organization, context.secret_group, context.environment
 
 
-def table_rows(text: str) -> list[list[str]]:
-    """Return the cells of each body row of a rich table (box lines and header skipped)."""
+def _table(text: str) -> list[list[str]]:
+    """Return the first table printed to a pipe: its run of tab-separated lines, split."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("┡")), len(lines))
-    return [
-        [part.strip() for part in line.strip("│").split("│")]
-        for line in lines[start + 1 :]
-        if line.startswith("│")
-    ]
+    start = next(i for i, line in enumerate(lines) if "\t" in line)
+    end = next((i for i in range(start, len(lines)) if "\t" not in lines[i]), len(lines))
+    return [line.split("\t") for line in lines[start:end]]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Return the cells of each body row of a table printed to a pipe (tab-separated)."""
+    return _table(text)[1:]
 
 
 def table_header(text: str) -> list[str]:
-    """Return the column headers of a rich table."""
-    line = next(line for line in text.splitlines() if line.startswith("┃"))
-    return [part.strip() for part in line.strip("┃").split("┃")]
+    """Return the column headers of a table printed to a pipe (its first line)."""
+    return _table(text)[0]

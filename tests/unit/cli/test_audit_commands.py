@@ -160,7 +160,7 @@ def test_list_shows_the_active_organizations_events(
     ]
     assert rows[0][4] == "environment env-3" and rows[2][4] == "-"
     assert [row[6] for row in rows] == ["#3", "#2", "before chaining"]
-    assert "Audit events of organization acme" in result.stdout
+    assert "Audit events of organization acme" in result.stderr
 
 
 def test_list_marks_an_event_that_is_not_on_its_chain(
@@ -243,7 +243,7 @@ def test_verify_names_the_broken_event_and_fails(
     )
     result = invoke(["audit", "verify", "--org", "acme"], runtime=audit.runtime(clock))
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stdout == ""
     assert result.stderr.strip() == (
         "Error: the audit trail of organization acme is broken: event #2 (id 17) was changed "
@@ -251,7 +251,7 @@ def test_verify_names_the_broken_event_and_fails(
     )
 
     as_json = invoke(["audit", "verify", "--json"], runtime=audit.runtime(clock))
-    assert as_json.exit_code == 2
+    assert as_json.exit_code == 4
     assert json.loads(as_json.stdout)["broken"]["event_id"] == 17
 
 
@@ -260,7 +260,7 @@ def test_verify_of_an_unseen_organization_is_not_found(
 ) -> None:
     result = invoke(["audit", "verify", "--org", "ghost"], runtime=audit.runtime(clock))
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "organization 'ghost' not found" in result.stderr
 
 

@@ -58,11 +58,11 @@ def test_status_shows_user_expiry_and_context_but_no_token(
     result = invoke(["status"])
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
-    assert f"Server {SERVER}" in lines
-    assert "User alice (Alice Example)" in lines
-    assert "Organization acme" in lines
-    assert "Secret group web" in lines
-    assert "Environment -" in lines
+    assert f"Server: {SERVER}" in lines
+    assert "User: alice (Alice Example)" in lines
+    assert "Organization: acme" in lines
+    assert "Secret group: web" in lines
+    assert "Environment: -" in lines
     assert any(line.startswith("Access token expires") and "(in 1" in line for line in lines)
     assert logged_in.access_token not in result.output
     assert logged_in.refresh_token not in result.output
@@ -142,11 +142,11 @@ def test_info(api: FakeApi, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> 
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert lines == [
-        f"Server {SERVER}",
-        "Server version 0.1.0",
-        "Identity provider local",
-        "Mode development",
-        "Health ok",
+        f"Server: {SERVER}",
+        "Server version: 0.1.0",
+        "Identity provider: local",
+        "Mode: development",
+        "Health: ok",
     ]
     data = json.loads(invoke(["info", "--json"]).stdout)
     assert data["health"] == {"ok": True, "status": "ok", "http_status": 200}
@@ -158,7 +158,7 @@ def test_info_on_an_unhealthy_server_exits_2(
 ) -> None:
     api.healthy = False
     result = invoke(["--server", SERVER, "info", "--json"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert json.loads(result.stdout)["health"] == {
         "ok": False,
         "status": "degraded",
@@ -168,7 +168,7 @@ def test_info_on_an_unhealthy_server_exits_2(
 
 @pytest.mark.parametrize(
     ("status", "code", "exit_code"),
-    [(403, "forbidden", 3), (401, "invalid_token", 3), (500, "internal_error", 2)],
+    [(403, "forbidden", 3), (401, "invalid_token", 3), (500, "internal_error", 4)],
 )
 def test_server_errors_print_one_line_and_map_to_exit_codes(
     logged_in: Credentials, invoke: Invoke, status: int, code: str, exit_code: int
@@ -187,7 +187,7 @@ def test_network_errors_exit_2(invoke: Invoke, logged_in: Credentials) -> None:
         raise httpx.ConnectTimeout("timed out")
 
     result = invoke(["status"], runtime=Runtime(transport=httpx.MockTransport(down)))
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == f"Error: {SERVER} did not answer in time\n"
 
 
@@ -216,8 +216,8 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(
 
 
 @pytest.mark.parametrize("args", [["no-such-command"], ["status", "--bogus"], ["--server"], []])
-def test_usage_errors_exit_1(invoke: Invoke, args: list[str]) -> None:
-    assert invoke(args).exit_code == 1
+def test_usage_errors_exit_2(invoke: Invoke, args: list[str]) -> None:
+    assert invoke(args).exit_code == 2
 
 
 def test_invalid_server_url_is_a_local_error(invoke: Invoke) -> None:

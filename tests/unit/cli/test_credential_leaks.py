@@ -66,24 +66,24 @@ def _rotated(request: httpx.Request) -> httpx.Response:
 
 
 HANDLERS: dict[str, tuple[Handler, int]] = {
-    "connect error": (_raise(httpx.ConnectError), 2),
-    "read error": (_raise(httpx.ReadError), 2),
-    "proxy error": (_raise(httpx.ProxyError), 2),
-    "remote protocol error": (_raise(httpx.RemoteProtocolError), 2),
+    "connect error": (_raise(httpx.ConnectError), 4),
+    "read error": (_raise(httpx.ReadError), 4),
+    "proxy error": (_raise(httpx.ProxyError), 4),
+    "remote protocol error": (_raise(httpx.RemoteProtocolError), 4),
     "local protocol error": (_raise(httpx.LocalProtocolError), 1),
-    "connect timeout": (_raise(httpx.ConnectTimeout), 2),
-    "read timeout": (_raise(httpx.ReadTimeout), 2),
-    "400 envelope": (_answer(400, "validation_failed"), 2),
+    "connect timeout": (_raise(httpx.ConnectTimeout), 4),
+    "read timeout": (_raise(httpx.ReadTimeout), 4),
+    "400 envelope": (_answer(400, "validation_failed"), 4),
     "401 envelope": (_answer(401, "invalid_token"), 3),
     "403 envelope": (_answer(403, "forbidden"), 3),
-    "429 envelope": (_answer(429, "rate_limited"), 2),
-    "500 envelope": (_answer(500, "internal_error"), 2),
-    "503 envelope": (_answer(503, "unavailable"), 2),
-    "non-JSON body": (_not_json, 2),
+    "429 envelope": (_answer(429, "rate_limited"), 4),
+    "500 envelope": (_answer(500, "internal_error"), 4),
+    "503 envelope": (_answer(503, "unavailable"), 4),
+    "non-JSON body": (_not_json, 4),
     "refresh refused": (_refresh_then(_answer(401, "invalid_token")), 3),
-    "refresh fails": (_refresh_then(_answer(500, "internal_error")), 2),
-    "refresh not JSON": (_refresh_then(_not_json), 2),
-    "refresh unreachable": (_refresh_then(_raise(httpx.ConnectError)), 2),
+    "refresh fails": (_refresh_then(_answer(500, "internal_error")), 4),
+    "refresh not JSON": (_refresh_then(_not_json), 4),
+    "refresh unreachable": (_refresh_then(_raise(httpx.ConnectError)), 4),
 }
 
 
@@ -209,7 +209,7 @@ def test_real_network_and_tls_failures_print_no_token(
         tls = plain.url.replace("http://", "https://")
         for server in (refused, tls):
             result = _kavach(None, *verbose, "--server", server, "org", "list")
-            assert result.exit_code == 2, result.output
+            assert result.exit_code == 4, result.output
             assert f"cannot reach {server}" in result.stderr
             _assert_clean(result)
 

@@ -171,7 +171,7 @@ def test_sync_runs_shows_one_page_and_the_next_cursor(
 
     assert first.exit_code == 0, first.output
     assert len([row for row in table_rows(first.stdout) if row[0]]) == 2
-    assert first.stderr == "Older runs: run the same command with --cursor 2.\n"
+    assert first.stderr.splitlines()[-1] == "Older runs: run the same command with --cursor 2."
     assert rest == {"items": [{"id": runs[0]["id"], "status": "succeeded"}], "next": None}
 
 

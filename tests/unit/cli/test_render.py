@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kavach.cli import render
-from kavach.cli.app import App
+from kavach.cli.app import App, Runtime
 from kavach.cli.console import SafeConsole
 from kavach.cli.errors import ApiError
 
@@ -86,12 +86,32 @@ def test_a_marked_table_flags_active_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = [{"name": "acme", "active": False}, {"name": "beta", "active": True}]
-    render.table(App(home=tmp_path), rows, [("name", "Name")], mark="active")
+    render.table(TERMINAL(tmp_path), rows, [("name", "Name")], mark="active")
     body = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
     assert [[cell.strip() for cell in line.strip("│").split("│")] for line in body] == [
         ["", "acme"],
         ["*", "beta"],
     ]
+    render.table(App(home=tmp_path), rows, [("name", "Name")], mark="active")
+    assert capsys.readouterr().out == "\tName\n\tacme\n*\tbeta\n"
+
+
+def TERMINAL(home: Path) -> App:  # noqa: N802 - reads as the kind of App it makes
+    """Return an App whose stdout counts as a terminal (rich tables, titles)."""
+    return App(home=home, verbose=True, runtime=Runtime(stdout_is_terminal=lambda: True))
+
+
+def test_a_pipe_gets_tab_separated_rows_without_titles_boxes_or_wrapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = "x" * 200
+    rows: list[dict[str, str | None]] = [
+        {"name": "a b", "value": long},
+        {"name": "tab\there", "value": None},
+    ]
+    render.table(App(home=tmp_path), rows, [("name", "Name"), ("value", "Value")], title="T")
+    render.fields(App(home=tmp_path), [("Label", long)], title="T")
+    assert capsys.readouterr().out == (f"Name\tValue\na b\t{long}\ntab\\there\t-\nLabel: {long}\n")
 
 
 def test_when_parses_iso_timestamps_only() -> None:
@@ -105,11 +125,15 @@ HOSTILE = "a\x1b]0;pwned\x07\x1b[2J\x9b1m\u202eb\u2066c\x7fd\re"
 ESCAPED = "a\\x1b]0;pwned\\x07\\x1b[2J\\x9b1m\\u202eb\\u2066c\\x7fd\\x0de"
 
 
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
 def test_everything_printed_shows_control_characters_escaped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    terminal: bool,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
-    app = App(home=tmp_path, verbose=True)
+    app = TERMINAL(tmp_path) if terminal else App(home=tmp_path, verbose=True)
     render.table(app, [{"name": HOSTILE}], [("name", HOSTILE)], title=HOSTILE)
     render.fields(app, [(HOSTILE, HOSTILE)], title=HOSTILE)
     app.out.print(HOSTILE, markup=False, soft_wrap=True)
@@ -120,8 +144,10 @@ def test_everything_printed_shows_control_characters_escaped(
     captured = capsys.readouterr()
     for stream in (captured.out, captured.err):
         assert not set(stream) & set(HOSTILE) - set("abcde]0;pwned[2J1m")
-    assert captured.out.count(ESCAPED) == 7  # titles, header, cells, label, plain line
-    assert captured.err.count(ESCAPED) == 4  # note, warn, log and the traceback
+    # On a terminal: titles, header, cells, label, plain line; in a pipe, no titles.
+    assert captured.out.count(ESCAPED) == (7 if terminal else 5)
+    # Note, warn, log and the traceback; in a pipe, the two titles too.
+    assert captured.err.count(ESCAPED) == (4 if terminal else 6)
     # One line: the carriage return, being whitespace, became a space there.
     one_line = ESCAPED.replace("\\x0d", " ")
     assert captured.err.endswith(f"Error: {one_line} (conflict)\n")

@@ -15,7 +15,7 @@ import pytest
 
 from kavach.cli.child_env import allowed_names, build_env, is_reserved
 from kavach.cli.credentials import CredentialStore
-from kavach.cli.errors import CliError
+from kavach.cli.errors import CliError, ExitCode
 from kavach.cli.process import run_child
 
 from .conftest import SERVER, Invoke, make_credentials, use_context
@@ -207,7 +207,7 @@ def test_command_runs_through_shell_or_bin_sh(
             ["-c", "true", "--", "true"],
             "Error: give either --command LINE or -- CMD ARGS…, not both\n",
         ),
-        (["-v", "nope", "--", "true"], "Error: --version 'nope' is not a version id"),
+        (["-v", "nope", "--", "true"], "Error: --version 'nope' is not a version: give its id"),
     ],
 )
 def test_usage_errors(
@@ -249,6 +249,82 @@ def test_token_mode_makes_two_requests(
         "/auth/whoami",
         f"/environments/{prod.id}/secrets",
     ]
+
+
+def test_the_callers_kavach_credentials_stay_out_unless_passed_on(
+    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = api.iam.token(prod, "ci")
+    monkeypatch.setenv("KAVACH_TOKEN", token.value)
+    monkeypatch.setenv("KAVACH_SERVER", SERVER)
+    monkeypatch.setenv("KAVACH_SECRET_ENCRYPTION_KEY", "server-key")
+    api.secrets.commit(prod, {"A": "1"})
+    out = tmp_path / "env.json"
+
+    withheld = invoke(["--verbose", "run", "--", PYTHON, "-c", DUMP, str(out)])
+
+    assert withheld.exit_code == 0, withheld.output
+    env = dumped(out)
+    assert env["A"] == "1" and env["KAVACH_SERVER"] == SERVER
+    assert "KAVACH_TOKEN" not in env and "KAVACH_SECRET_ENCRYPTION_KEY" not in env
+    assert (
+        "not passed on: KAVACH_SECRET_ENCRYPTION_KEY, KAVACH_TOKEN (--pass-credentials passes "
+        "them)" in withheld.stderr
+    )
+    assert token.value not in withheld.stderr and "server-key" not in withheld.stderr
+
+    passed = invoke(["run", "--pass-credentials", "--", PYTHON, "-c", DUMP, str(out)])
+
+    assert passed.exit_code == 0, passed.output
+    env = dumped(out)
+    assert env["KAVACH_TOKEN"] == token.value
+    assert env["KAVACH_SECRET_ENCRYPTION_KEY"] == "server-key"
+
+
+def test_a_secret_does_not_stand_in_for_a_withheld_credential() -> None:
+    base = {"KAVACH_TOKEN": "caller's", "KAVACH_REDIS_URL": "redis://:pw@r", "X": "1"}
+    built = build_env(base, {"KAVACH_TOKEN": "from a secret"})
+    assert built.env == {"X": "1"}
+    assert built.withheld == ["KAVACH_REDIS_URL", "KAVACH_TOKEN"]
+    assert built.skipped_reserved == ["KAVACH_TOKEN"]
+    allowed = build_env(base, {"KAVACH_TOKEN": "from a secret"}, allow=frozenset({"KAVACH_TOKEN"}))
+    assert allowed.env == {"X": "1", "KAVACH_TOKEN": "from a secret"}
+    kept = build_env(base, {}, pass_credentials=True)
+    assert (kept.env, kept.withheld) == (base, [])
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_an_environment_without_secrets_warns_and_require_secrets_refuses(
+    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path
+) -> None:
+    out = tmp_path / "env.json"
+    where = "environment acme/web/prod"
+
+    empty = invoke(["run", "--", PYTHON, "-c", DUMP, str(out)])
+
+    assert empty.exit_code == 0, empty.output
+    assert empty.stderr == (
+        f"Warning: {where} has no version yet: the command runs without secrets "
+        "(--require-secrets fails)\n"
+    )
+    assert out.exists()
+    out.unlink()
+
+    required = invoke(["run", "--require-secrets", "--", PYTHON, "-c", DUMP, str(out)])
+
+    assert required.exit_code == ExitCode.LOCAL
+    assert required.stderr == f"Error: {where} has no version yet (--require-secrets)\n"
+    assert not out.exists()
+
+    version = api.secrets.commit(prod, {})
+    none_left = invoke(["run", "--require-secrets", "--", "true"])
+    assert none_left.exit_code == ExitCode.LOCAL
+    assert none_left.stderr == (
+        f"Error: v1 ({version.id}) of {where} holds no secrets (--require-secrets)\n"
+    )
+    api.secrets.commit(prod, {"A": "1"})
+    found = invoke(["run", "--require-secrets", "--", "true"])
+    assert (found.exit_code, found.stderr) == (0, "")
 
 
 def test_forwarding_with_handlers_also_returns_the_status() -> None:

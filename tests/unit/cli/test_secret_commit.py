@@ -113,7 +113,7 @@ def test_commit_refuses_when_the_environment_moved_on(
 
     result = invoke(["secret", "commit", "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == (
         f"Changed in environment acme/web/prod since {base.id}: B, C.\n"
         "Your staged changes are kept: `kavach secret status` shows them against the latest "
@@ -147,7 +147,7 @@ def test_commit_reports_the_servers_conflict_and_keeps_the_staging(
 
     result = invoke(["secret", "commit", "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert posts(api)[-1][1] == {"message": "x", "set": {"A": "mine"}, "parent_version": base.id}
     assert f"Changed in environment acme/web/prod since {base.id}: B.\n" in result.stderr
     assert result.stderr.endswith(
@@ -274,7 +274,7 @@ def test_push_conflict(api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path)
 
     result = invoke(["secret", "push", "-f", str(path), "-m", "x", "--yes"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert f"Changed in environment acme/web/prod since {base.id}: Z.\n" in result.stderr
     assert "Nothing was pushed; run the push again" in result.stderr
     assert "(version_conflict)" in result.stderr
@@ -338,7 +338,8 @@ def test_rollback_needs_yes_and_a_valid_id(api: FakeApi, invoke: Invoke, prod: N
     bad = invoke(["secret", "rollback", "-v", "NOT-AN-ID", "-m", "undo", "--yes"])
     assert bad.exit_code == 1
     assert bad.stderr == (
-        "Error: --version 'NOT-AN-ID' is not a version id (8 characters, a-z and 0-9)\n"
+        "Error: --version 'NOT-AN-ID' is not a version: give its id (8 characters, a-z and "
+        "0-9), its number (3 or v3), latest or latest~N\n"
     )
 
 

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 from dotenv import dotenv_values
 
 from kavach.cli import secrets_api
@@ -58,7 +59,8 @@ def test_list_versions_with_paging(api: FakeApi, invoke: Invoke, prod: Node) -> 
         [versions[4].id, "5", "change 5", "alice", "1"],
         [versions[3].id, "4", "change 4", "alice", "1"],
     ]
-    assert result.stderr == "Showing 2; older ones: `kavach secret list --cursor 2`.\n"
+    hint = "Showing 2; older ones: `kavach secret list --cursor 2`."
+    assert result.stderr.splitlines()[-1] == hint
 
     older = json.loads(invoke(["secret", "list", "--cursor", "2", "--json"]).stdout)
     assert [v["seq"] for v in older["items"]] == [3, 2, 1]
@@ -93,7 +95,7 @@ def test_details_masks_unless_reveal(api: FakeApi, invoke: Invoke, prod: Node) -
 
     assert result.exit_code == 0, result.output
     assert api.requests()[-1][1] == f"/environments/{prod.id}/secrets/versions/{version.id}"
-    assert "Message      init" in result.stdout
+    assert "Message: init" in result.stdout
     assert table_rows(result.stdout) == [
         ["API_KEY", "sk••••••"],
         ["EMPTY", "••••••"],
@@ -143,7 +145,7 @@ def test_get_an_older_version_and_a_missing_name(api: FakeApi, invoke: Invoke, p
     assert api.requests()[-1][2] == {"version": old.id}
 
     missing = invoke(["secret", "get", "B"])
-    assert missing.exit_code == 2
+    assert missing.exit_code == 4
     assert missing.stdout == ""
     assert missing.stderr.startswith("Error: B is not set in environment acme/web/prod (v2 (")
 
@@ -226,7 +228,7 @@ def test_history_masks_unless_reveal(api: FakeApi, invoke: Invoke, prod: Node) -
     assert api.requests()[-1][2] == {"reveal": "true"}
     assert [row[2] for row in table_rows(revealed.stdout)] == ["-", "second", "first"]
     never = invoke(["secret", "history", "NOPE"])
-    assert never.exit_code == 2
+    assert never.exit_code == 4
 
 
 def test_export_dotenv_to_stdout(api: FakeApi, invoke: Invoke, prod: Node) -> None:
@@ -236,32 +238,39 @@ def test_export_dotenv_to_stdout(api: FakeApi, invoke: Invoke, prod: Node) -> No
     assert result.stdout == "A=\"it's\"\nB='$HOME'\nC=''\n"
 
 
-@pytest.mark.parametrize("fmt", ["dotenv", "json", "yaml", "shell"])
-def test_export_to_a_private_file_and_no_overwrite_without_force(
-    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path, fmt: str
+@pytest.mark.parametrize(
+    ("fmt", "filename"),
+    [("dotenv", ".env"), ("json", "out.json"), ("yaml", "out.yml"), ("shell", "out.sh")],
+)
+def test_export_to_a_private_file_in_the_format_its_extension_names(
+    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path, fmt: str, filename: str
 ) -> None:
     values = {"A": "x y", "B": "multi\nline", "C": SECRET}
     version = api.secrets.commit(prod, values)
-    out = tmp_path / f"out.{fmt}"
+    out = tmp_path / filename
 
-    result = invoke(["secret", "export", "--format", fmt, "-o", str(out)])
+    result = invoke(["secret", "export", "-o", str(out)])
 
     assert result.exit_code == 0, result.output
-    assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert result.stdout == (
+    assert (result.stdout, result.stderr) == (
         f"Wrote 3 secret(s) of environment acme/web/prod (v1 ({version.id})) to {out} "
-        "(mode 0600).\n"
+        "(mode 0600).\n",
+        "",
     )
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
     text = out.read_text()
     if fmt == "dotenv":
         assert dotenv_values(out) == values
     elif fmt == "json":
         assert json.loads(text) == values
-    assert SECRET in text
+    elif fmt == "yaml":
+        assert yaml.safe_load(text) == values
+    else:
+        assert text.startswith("export A='x y'\n")
     out.write_text("keep me")
     out.chmod(0o644)
 
-    refused = invoke(["secret", "export", "--format", fmt, "-o", str(out)])
+    refused = invoke(["secret", "export", "-o", str(out)])
     assert refused.exit_code == 1
     assert refused.stderr == f"Error: {out} exists; pass --force to overwrite it\n"
     assert out.read_text() == "keep me"
@@ -272,20 +281,89 @@ def test_export_to_a_private_file_and_no_overwrite_without_force(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
-def test_export_refuses_what_dotenv_cannot_carry(
+def test_export_refuses_a_format_its_file_name_contradicts_or_cannot_tell(
     api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path
 ) -> None:
-    api.secrets.commit(prod, {"OK": "1", "PRICE": "it's $5", "WIN": "a\r\nb", "a.b": "x"})
+    api.secrets.commit(prod, {"A": "1"})
+    mismatch = invoke(["secret", "export", "--format", "json", "-o", str(tmp_path / "x.yaml")])
+    assert (mismatch.exit_code, mismatch.stderr) == (
+        1,
+        "Error: --format json does not match x.yaml, which names a yaml file: drop --format, "
+        "or give the file a matching extension\n",
+    )
+    unknown = invoke(["secret", "export", "-o", str(tmp_path / "secrets.txt")])
+    assert (unknown.exit_code, unknown.stderr) == (
+        1,
+        "Error: cannot tell the format from the name secrets.txt: name the file .env, .json, "
+        ".yaml, .yml or .sh, or give --format (dotenv, json, yaml, shell)\n",
+    )
+    assert api.calls == []
+    assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "secrets.txt").exists()
+
+    # A name that says nothing takes whatever --format says.
+    named = invoke(["secret", "export", "--format", "json", "-o", str(tmp_path / "secrets.txt")])
+    assert named.exit_code == 0, named.output
+    assert json.loads((tmp_path / "secrets.txt").read_text()) == {"A": "1"}
+
+
+def test_export_refuses_what_dotenv_cannot_carry_and_names_a_format_that_can(
+    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path
+) -> None:
+    api.secrets.commit(prod, {"OK": "1", "PRICE": "it's $5", "WIN": "a\r\nb"})
     out = tmp_path / "x.env"
-    result = invoke(["secret", "export", "-o", str(out)])
-    assert result.exit_code == 1
-    assert result.stderr == (
+    to_stdout = invoke(["secret", "export"])
+    assert to_stdout.exit_code == 1
+    assert to_stdout.stderr == (
         "Error: these secrets cannot be written as dotenv that python-dotenv and bash read "
         "alike: PRICE ($ or ` together with ', \\\\ or a trailing \\); WIN (a carriage "
-        "return); a.b (not a shell variable name); use --format json, yaml or shell\n"
+        "return); --format shell carries them all (so do json and yaml); --skip-invalid "
+        "exports the others\n"
+    )
+    to_file = invoke(["secret", "export", "-o", str(out)])
+    assert to_file.stderr.endswith(
+        "return); a .sh file carries them all (so do .json and .yaml); --skip-invalid "
+        "exports the others\n"
     )
     assert not out.exists()
-    assert invoke(["secret", "export", "--format", "json"]).exit_code == 0
+    shell = invoke(["secret", "export", "--format", "shell"])
+    assert shell.exit_code == 0, shell.output
+
+
+def test_export_suggests_only_formats_that_carry_every_name(
+    api: FakeApi, invoke: Invoke, prod: Node
+) -> None:
+    # A shell cannot hold a name with a dot: shell is not suggested.
+    api.secrets.commit(prod, {"a.b": "x", "CR": "\r", "N": "a\0b"})
+    result = invoke(["secret", "export"])
+    assert result.stderr == (
+        "Error: these secrets cannot be written as dotenv that python-dotenv and bash read "
+        "alike: CR (a carriage return); N (a NUL character); a.b (not a shell variable name); "
+        "--format json carries them all (so does yaml); --skip-invalid exports the others\n"
+    )
+    shell = invoke(["secret", "export", "--format", "shell"])
+    assert shell.stderr == (
+        "Error: these secrets cannot be written as shell variables: N (a NUL character); "
+        "a.b (not a shell variable name); --format json carries them all (so does yaml); "
+        "--skip-invalid exports the others\n"
+    )
+
+
+def test_export_skip_invalid_writes_the_rest_and_names_what_it_left_out(
+    api: FakeApi, invoke: Invoke, prod: Node, tmp_path: Path
+) -> None:
+    api.secrets.commit(prod, {"OK": SECRET, "PRICE": "it's $5", "a.b": "hunter2"})
+    out = tmp_path / ".env"
+
+    result = invoke(["secret", "export", "-o", str(out), "--skip-invalid"])
+
+    assert result.exit_code == 0, result.output
+    assert dotenv_values(out) == {"OK": SECRET}
+    assert result.stdout.startswith("Wrote 1 secret(s) of environment acme/web/prod")
+    assert result.stderr == (
+        "Warning: left out 2 secret(s) (--skip-invalid): PRICE ($ or ` together with ', "
+        "\\\\ or a trailing \\); a.b (not a shell variable name)\n"
+    )
+    assert "hunter2" not in result.stderr and "$5" not in result.stderr
 
 
 def test_export_warns_about_python_dotenv_expansion(

@@ -58,6 +58,7 @@ def test_add_pairs_writes_a_private_staging_file(
     assert SECRET not in result.output
     web, org = prod.lineage[1:]
     assert api.requests() == [
+        ("GET", "/info", {}, None),  # the server's limits on a value
         ("GET", "/organizations/by-name/acme", {}, None),
         ("GET", f"/organizations/{org.id}/secret-groups", {"limit": "1000", "name": "web"}, None),
         ("GET", f"/secret-groups/{web.id}/environments", {"limit": "1000", "name": "prod"}, None),
@@ -213,7 +214,7 @@ def test_remove_stages_unsets_and_drops_staged_additions(
 def test_remove_an_unknown_name(api: FakeApi, invoke: Invoke, home: Path, prod: Node) -> None:
     version = api.secrets.commit(prod, {"A": "1"})
     result = invoke(["secret", "remove", "A", "NOPE"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == (
         f"Error: NOPE: not set in environment acme/web/prod (v1 ({version.id})) "
         "and not staged (not_found)\n"
@@ -288,12 +289,19 @@ def test_status_with_nothing_staged(api: FakeApi, invoke: Invoke, prod: Node) ->
 def test_reset_discards_the_staging(invoke: Invoke, home: Path, prod: Node) -> None:
     assert invoke(["secret", "add", "A=1", "B=2"]).exit_code == 0
 
-    result = invoke(["secret", "reset"])
+    refused = invoke(["secret", "reset"])
+    assert refused.exit_code == 1
+    assert "not confirmed: pass --yes to discard 2 staged change(s)" in refused.stderr
+    assert staging_file(home, prod).exists()
+    kept = invoke(["secret", "reset"], input="n\n", terminal=True)
+    assert kept.exit_code == 1 and staging_file(home, prod).exists()
+
+    result = invoke(["secret", "reset"], input="y\n", terminal=True)
 
     assert result.exit_code == 0
     assert result.stdout == "Discarded 2 staged change(s) for environment acme/web/prod.\n"
     assert not staging_file(home, prod).exists()
-    again = invoke(["secret", "reset"])
+    again = invoke(["secret", "reset"])  # nothing to discard: nothing to ask
     assert again.stdout == "Nothing staged for environment acme/web/prod.\n"
 
 
@@ -308,7 +316,7 @@ def test_an_unreadable_staging_file_is_reported_without_its_content(
 
     assert result.exit_code == 1
     assert result.stderr == f"Error: {path} is unreadable; `kavach secret reset` discards it\n"
-    assert invoke(["secret", "reset"]).exit_code == 0
+    assert invoke(["secret", "reset", "--yes"]).exit_code == 0
     assert not path.exists()
 
 

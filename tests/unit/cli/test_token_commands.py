@@ -102,14 +102,14 @@ def test_create_with_expiry_and_flags_as_json(
 )
 def test_create_usage_errors(api: FakeApi, invoke: Invoke, prod: Node, args: list[str]) -> None:
     result = invoke(["token", "create", "ci", *args])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Usage: kavach token create" in result.stderr
     assert api.calls == []
 
 
 def test_create_beyond_the_servers_limit(api: FakeApi, invoke: Invoke, prod: Node) -> None:
     result = invoke(["token", "create", "ci", "-r", "viewer", "--expires-in", "400d"])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stdout == ""
     assert result.stderr == "Error: expires_in must be 1 s to 1 year (validation_failed)\n"
 
@@ -227,7 +227,7 @@ def test_revoke_unknown_revoked_or_ambiguous(api: FakeApi, invoke: Invoke, prod:
     api.iam.token(prod, "old", revoked=True)
     first, second = api.iam.token(prod, "twin"), api.iam.token(prod, "twin")
     cases = [
-        (["nope"], 2, "Error: no token named 'nope' or with that id in environment acme/web/prod"),
+        (["nope"], 4, "Error: no token named 'nope' or with that id in environment acme/web/prod"),
         (["old"], 1, "Error: token 'old' in environment acme/web/prod is already revoked"),
         (
             ["twin"],
@@ -239,7 +239,7 @@ def test_revoke_unknown_revoked_or_ambiguous(api: FakeApi, invoke: Invoke, prod:
     for args, code, line in cases:
         result = invoke(["token", "revoke", *args, "--yes"])
         assert result.exit_code == code, result.output
-        assert result.stderr.splitlines() == [line + (" (not_found)" if code == 2 else "")]
+        assert result.stderr.splitlines() == [line + (" (not_found)" if code == 4 else "")]
     assert "DELETE" not in [call.method for call in api.calls]
 
 

@@ -128,3 +128,32 @@ def test_unknown_formats_are_refused() -> None:
         codec.parse("", "shell")
     with pytest.raises(FormatError, match="unknown format 'xml'"):
         codec.render({}, "xml")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("out.json", "json"),
+        ("OUT.JSON", "json"),
+        ("dir.d/a.yaml", "yaml"),
+        ("a.yml", "yaml"),
+        ("a.sh", "shell"),
+        (".env", "dotenv"),
+        ("prod.env", "dotenv"),
+        (".env.local", "dotenv"),
+        (".env.json", "json"),
+        ("secrets", None),
+        ("secrets.txt", None),
+        ("prod.env.bak", None),
+        (".envrc", None),
+    ],
+)
+def test_output_format_comes_from_the_extension(name: str, fmt: str | None) -> None:
+    assert codec.output_format(name) == fmt
+
+
+def test_carriers_are_the_formats_that_write_every_secret() -> None:
+    every = ("dotenv", "shell", "json", "yaml")
+    assert codec.carriers({"A": "it's $5"}, every) == ["shell", "json", "yaml"]
+    assert codec.carriers({"a.b": "1", "C": "x\r\n"}, every) == ["json", "yaml"]
+    assert codec.carriers({"NUL": "a\0b"}, ("shell", "yaml", "json")) == ["yaml", "json"]

@@ -11,7 +11,7 @@ from kavach.cli import render
 from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_env, resolve_group, resolve_org
 from kavach.cli.errors import CliError, ExitCode
-from kavach.cli.options import JsonFlag, OrgOption
+from kavach.cli.options import JsonFlag, OrgOption, command_group
 from kavach.cli.resources import (
     PAGE_LIMIT,
     Object,
@@ -27,7 +27,7 @@ from kavach.cli.server_extra import require_server
 if TYPE_CHECKING:
     from kavach.server.audit.chain import ChainReport
 
-app = typer.Typer(
+app = command_group(
     help="Read and verify the audit trail (owners and admins of what you name).",
     no_args_is_help=True,
 )
@@ -94,7 +94,7 @@ class ChainBroken(CliError):
 
 def _scope(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
     """Return what the most specific of --env, --group, --org (or the active org) names."""
-    active = cli.config.context
+    active = cli.context
     if env is not None:
         return load_env(cli.client, resolve_env(active, org, group, env))
     if group is not None:
@@ -178,7 +178,7 @@ def verify(
     if local:
         _verify_local(cli)
         return
-    target = load_org(cli.client, resolve_org(cli.config.context, org))
+    target = load_org(cli.client, resolve_org(cli.context, org))
     report = expect_object(cli.client.get("/audit/verify", params={"organization_id": target.id}))
     broken = report.get("broken")
     if cli.json:

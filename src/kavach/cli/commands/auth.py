@@ -13,9 +13,9 @@ from kavach.cli import render
 from kavach.cli.app import App, get_app
 from kavach.cli.config import ActiveContext
 from kavach.cli.errors import CliError, NotLoggedIn
-from kavach.cli.options import JsonFlag
+from kavach.cli.options import JsonFlag, command_group
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Session"
 
 ServerOption = Annotated[
@@ -35,6 +35,10 @@ ApproveOption = Annotated[
 DenyOption = Annotated[
     str | None,
     typer.Option("--deny", metavar="CODE", help="Deny a pending login (one you did not start)."),
+]
+ForceFlag = Annotated[
+    bool,
+    typer.Option("--force", help="Start a new login even when already signed in to the server."),
 ]
 
 
@@ -81,12 +85,17 @@ def login(
     ctx: typer.Context,
     server: ServerOption = None,
     no_browser: NoBrowserFlag = False,
+    force: ForceFlag = False,
     approve: ApproveOption = None,
     deny: DenyOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Log in to a Kavach server (device flow), or approve or deny another login for yourself."""
-    from kavach.cli import device
+    """Log in to a Kavach server (device flow), or approve or deny another login for yourself.
+
+    The server is --server, else $KAVACH_SERVER, else the one saved by the last login.
+    Already signed in there, it says as whom and starts no new login unless --force.
+    """
+    from kavach.cli import device, preflight
     from kavach.cli.credentials import Credentials
 
     cli = get_app(ctx, json=json)
@@ -96,6 +105,13 @@ def login(
         _decide(cli, approve or deny or "", approve=approve is not None)
         return
     url = cli.server_url(server)
+    saved = preflight.before_login(cli, url)
+    if saved is not None and not force:
+        user = preflight.signed_in_user(cli, url)
+        if user is not None:
+            _already_logged_in(cli, url, user)
+            return
+        render.note(cli, f"Your session on {url} has ended; starting a new login.")
     with cli.make_client(cli.session(url, env_token=False)) as client:
         code = device.start(client)
         render.note(cli, f"Your one-time code: {code.user_code}")
@@ -114,17 +130,33 @@ def login(
         )
     credentials = Credentials.from_token_response(answer)
     cli.store.save(url, credentials)
-    if cli.config.server != url:
-        # Names in the active context belong to the previous server.
-        cli.config.context = ActiveContext()
-    cli.config.server = url
-    cli.save_config()
+    _make_default(cli, url)
     who = credentials.login or "unknown user"
     render.output(
         cli,
-        {"server": url, "user": credentials.user},
+        {"server": url, "user": credentials.user, "already_logged_in": False},
         lambda: cli.out.print(f"Logged in as {who} on {url}", markup=False),
     )
+
+
+def _make_default(cli: App, url: str) -> None:
+    """Make `url` the server later commands use."""
+    if cli.config.server != url:
+        # Names in the active context belong to the previous server.
+        cli.config.context = ActiveContext()
+        cli.config.server = url
+        cli.save_config()
+
+
+def _already_logged_in(cli: App, url: str, user: dict[str, Any]) -> None:
+    _make_default(cli, url)
+    who = user.get("login") or "unknown user"
+
+    def human() -> None:
+        cli.out.print(f"Already logged in as {who} on {url}.", markup=False)
+        render.note(cli, "To log in again, run `kavach login --force`.")
+
+    render.output(cli, {"server": url, "user": user, "already_logged_in": True}, human)
 
 
 @app.command(rich_help_panel=PANEL)
@@ -175,13 +207,24 @@ def status(ctx: typer.Context, json: JsonFlag = False) -> None:
         "expires_at": stored.expires_at.isoformat(timespec="seconds") if stored else None,
         "expired": stored.is_expired(now) if stored else None,
     }
-    active = cli.config.context
+    chosen = cli.chosen
+    active = chosen.context
     context = {
         "organization": active.organization,
         "secret_group": active.secret_group,
         "environment": active.environment,
     }
-    data = {"server": url, "user": user, "token": token, "context": context}
+    data = {
+        "server": url,
+        "user": user,
+        "token": token,
+        "context": context,
+        "context_sources": chosen.sources,
+    }
+
+    def level(name: str | None, key: str) -> str | None:
+        source = chosen.sources.get(key)
+        return f"{name} (from {source})" if name and source else name
 
     def human() -> None:
         name = f"{user.get('login')} ({user['name']})" if user.get("name") else user.get("login")
@@ -194,9 +237,9 @@ def status(ctx: typer.Context, json: JsonFlag = False) -> None:
                 ("Email", user.get("email")),
                 ("Provider", user.get("provider")),
                 ("Access token expires", expiry),
-                ("Organization", active.organization),
-                ("Secret group", active.secret_group),
-                ("Environment", active.environment),
+                ("Organization", level(active.organization, "organization")),
+                ("Secret group", level(active.secret_group, "secret_group")),
+                ("Environment", level(active.environment, "environment")),
             ],
         )
 

@@ -20,10 +20,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import find_env
 
-app = typer.Typer(
+app = command_group(
     help="Manage environments (in --org/--group or the active secret group).",
     no_args_is_help=True,
 )
@@ -52,7 +53,7 @@ def list_(
 ) -> None:
     """List the secret group's environments, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
-    active = cli.config.context
+    active = cli.context
     parent = hierarchy.secret_group(cli, org, group)
     same = parent.names == [active.organization, active.secret_group]
     hierarchy.show_children(cli, parent, "environment", active.environment if same else None)

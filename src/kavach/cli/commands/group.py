@@ -19,10 +19,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import find_group
 
-app = typer.Typer(
+app = command_group(
     help="Manage secret groups (in --org or the active organization).", no_args_is_help=True
 )
 
@@ -47,7 +48,7 @@ def create(
 def list_(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> None:
     """List the organization's secret groups, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
-    active = cli.config.context
+    active = cli.context
     parent = hierarchy.organization(cli, org)
     current = active.secret_group if active.organization == parent.name else None
     hierarchy.show_children(cli, parent, "secret_group", current)

@@ -14,17 +14,17 @@ if TYPE_CHECKING:
 
 def organization(cli: App, org: str | None) -> Resource:
     """Return the organization --org names, else the active one."""
-    return resources.load_org(cli.client, resolve_org(cli.config.context, org))
+    return resources.load_org(cli.client, resolve_org(cli.context, org))
 
 
 def secret_group(cli: App, org: str | None, group: str | None) -> Resource:
     """Return the secret group --org/--group name, else the active one."""
-    return resources.load_group(cli.client, resolve_group(cli.config.context, org, group))
+    return resources.load_group(cli.client, resolve_group(cli.context, org, group))
 
 
 def environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
     """Return the environment --org/--group/--env name, else the active one."""
-    return resources.load_env(cli.client, resolve_env(cli.config.context, org, group, env))
+    return resources.load_env(cli.client, resolve_env(cli.context, org, group, env))
 
 
 def create(cli: App, parent: Resource, kind: str, name: str, description: str | None) -> None:

@@ -11,9 +11,9 @@ from kavach import __version__
 from kavach.cli import render
 from kavach.cli.app import get_app
 from kavach.cli.errors import ExitCode
-from kavach.cli.options import JsonFlag
+from kavach.cli.options import JsonFlag, command_group
 
-app = typer.Typer()
+app = command_group()
 PANEL = "About"
 
 ShortFlag = Annotated[bool, typer.Option("--short", help="Print only the version number.")]

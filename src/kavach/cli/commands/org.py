@@ -18,10 +18,11 @@ from kavach.cli.options import (
     UserGroupOption,
     UserOption,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import Resource, expect_object, find_org, list_all, load_org
 
-app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+app = command_group(help="Manage organizations.", no_args_is_help=True)
 
 NameArgument = Annotated[str, typer.Argument(help="Organization name.", show_default=False)]
 
@@ -45,7 +46,7 @@ def list_(ctx: typer.Context, json: JsonFlag = False) -> None:
     """List the organizations you can see, with your role; `*` marks the active one."""
     cli = get_app(ctx, json=json)
     rows = list_all(cli.client, "/organizations/")
-    active = cli.config.context.organization
+    active = cli.context.organization
     actions.show_list(cli, rows, active, title=None, empty="No organizations.")
 
 
@@ -81,7 +82,7 @@ def grant(
     """Give a user or user group a role on the organization (and all inside it)."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_org(cli.config.context, org)
+    ref = resolve_org(cli.context, org)
     target = load_org(cli.client, ref)
     bindings.grant(cli, target, who, role)
 
@@ -98,7 +99,7 @@ def revoke(
     """Remove a user's or user group's role on the organization."""
     cli = get_app(ctx, json=json)
     who = bindings.subject(ctx, user, user_group)
-    ref = resolve_org(cli.config.context, org)
+    ref = resolve_org(cli.context, org)
     target = load_org(cli.client, ref)
     bindings.revoke(cli, target, who, yes=yes)
 
@@ -107,5 +108,5 @@ def revoke(
 def list_bindings(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> None:
     """List who has which role on the organization."""
     cli = get_app(ctx, json=json)
-    ref = resolve_org(cli.config.context, org)
+    ref = resolve_org(cli.context, org)
     bindings.show(cli, load_org(cli.client, ref))

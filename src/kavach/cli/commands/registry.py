@@ -21,6 +21,7 @@ class Entry:
     summary: str
     panel: str = COMMANDS_PANEL
     group: bool = False  # the module's `app` is this group (else it holds this command)
+    attribute: str = "app"  # the module's Typer app that holds the command
 
 
 _COMMANDS = "kavach.cli.commands"
@@ -46,6 +47,11 @@ COMMANDS: dict[str, Entry] = {
         "Show the server, who you are logged in as, and the active context.",
         "Session",
     ),
+    "setup": Entry(
+        f"{_COMMANDS}.setup",
+        "Write .kavach.yaml here: the org, group and env (and server) used in this directory.",
+        "Session",
+    ),
     "version": Entry(f"{_COMMANDS}.meta", "Show the version of this command-line tool.", "About"),
     "info": Entry(
         f"{_COMMANDS}.meta",
@@ -64,6 +70,12 @@ COMMANDS: dict[str, Entry] = {
         "Manage environments (in --org/--group or the active secret group).",
         "Resources",
         group=True,
+    ),
+    "secrets": Entry(
+        f"{_COMMANDS}.secret.current",
+        "Show the environment's secrets now (or of --version), values masked unless --reveal.",
+        "Secrets",
+        attribute="root",
     ),
     "secret": Entry(
         f"{_COMMANDS}.secret",

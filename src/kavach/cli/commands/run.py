@@ -10,13 +10,14 @@ import typer
 
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption
+from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption, command_group
 from kavach.cli.safe_text import neutralize
 
 if TYPE_CHECKING:
     from kavach.cli.child_env import ChildEnv
+    from kavach.cli.resources import Object
 
-app = typer.Typer()
+app = command_group()
 
 CommandArgument = Annotated[
     list[str] | None,
@@ -56,6 +57,23 @@ AllowEnvOption = Annotated[
     ),
 ]
 
+RequireFlag = Annotated[
+    bool,
+    typer.Option(
+        "--require-secrets",
+        help="Fail instead of warning when the environment has no version or no secrets.",
+    ),
+]
+PassCredentialsFlag = Annotated[
+    bool,
+    typer.Option(
+        "--pass-credentials",
+        help="Pass KAVACH_TOKEN and the other Kavach credentials of your environment (a "
+        "server's keys, database and Redis URLs) on to the command; by default it does not "
+        "get them.",
+    ),
+]
+
 
 def _stderr(line: str) -> None:
     # Plain stderr, not rich: `kavach run` must start fast. Names come from the server.
@@ -73,6 +91,21 @@ def _report(built: ChildEnv) -> None:
         _stderr(f"Warning: {name} not set: reserved ({why}); --allow-env {name} sets it")
     for name in built.set_reserved:
         _stderr(f"Note: reserved {name} set from a secret")
+
+
+def _check_found(where: str, summary: Object | None, count: int, require: bool) -> None:
+    """Warn, or with --require-secrets fail, when the command would get no secrets."""
+    from kavach.cli.secrets_api import label
+
+    if summary is None:
+        problem = f"{where} has no version yet"
+    elif count == 0:
+        problem = f"{label(summary)} of {where} holds no secrets"
+    else:
+        return
+    if require:
+        raise CliError(f"{problem} (--require-secrets)")
+    _stderr(f"Warning: {problem}: the command runs without secrets (--require-secrets fails)")
 
 
 def _argv(command: list[str], line: str | None) -> list[str]:
@@ -95,7 +128,11 @@ HELP = (
     "user is (PATH, HOME, every GIT_*, LD_*, DYLD_*, PYTHON*, PERL5*, RUBY*, *JAVA_OPTIONS, "
     "*_PROXY, SSL_CERT_*, BASH_ENV, ENV, PROMPT_COMMAND, PAGER, EDITOR, KAVACH_* and more: "
     "the README lists every family). Each one skipped is named on stderr. "
-    "--allow-env NAME sets one anyway; --override-reserved sets them all."
+    "--allow-env NAME sets one anyway; --override-reserved sets them all.\n\n"
+    "The command does not inherit KAVACH_TOKEN or the other Kavach credentials of your "
+    "environment unless --pass-credentials. When the environment has no version yet (or "
+    "the version holds no secrets) the command runs without secrets after a warning; "
+    "--require-secrets makes that an error, and the command does not run."
 )
 
 
@@ -112,6 +149,8 @@ def run(
     preserve_env: PreserveFlag = False,
     override_reserved: OverrideFlag = False,
     allow_env: AllowEnvOption = None,
+    require_secrets: RequireFlag = False,
+    pass_credentials: PassCredentialsFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
@@ -128,16 +167,20 @@ def run(
     if version is not None:
         secrets_api.check_version_id(version)
     target = resolve_target(cli, org, group, env)
-    _, values = secrets_api.read(cli.client, target, version)
+    summary, values = secrets_api.read(cli.client, target, version)
     cli.close()  # the connection is not needed while the command runs
+    _check_found(target.label, summary, len(values), require_secrets)
     built = build_env(
         os.environ,
         values,
         allow=allow,
         override_reserved=override_reserved,
         preserve_env=preserve_env,
+        pass_credentials=pass_credentials,
     )
     _report(built)
+    if built.withheld:
+        cli.log(f"not passed on: {', '.join(built.withheld)} (--pass-credentials passes them)")
     if built.kept_existing:
         cli.log(f"kept the existing values of {', '.join(built.kept_existing)} (--preserve-env)")
     try:

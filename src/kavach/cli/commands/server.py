@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kavach.cli.errors import ExitCode
+from kavach.cli.options import command_group
 from kavach.cli.server_extra import require_server
 
 if TYPE_CHECKING:
     from kavach.server.backup.archive import Manifest
 
-app = typer.Typer(
+app = command_group(
     help="Run and administer a Kavach server on this machine (needs the server extra).",
     no_args_is_help=True,
 )
+LOG_FORMAT_ENV = "KAVACH_LOG_FORMAT"
 
 
 @app.callback()
@@ -24,7 +29,15 @@ def needs_server(ctx: typer.Context) -> None:
     require_server(f"kavach server {ctx.invoked_subcommand}")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+class LogFormatChoice(StrEnum):
+    """The values of --log-format (the server's LogFormat, without importing the server)."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _fail(message: str, code: ExitCode = ExitCode.LOCAL) -> typer.Exit:
     typer.echo(f"Error: {message}", err=True)
     return typer.Exit(code)
 
@@ -34,11 +47,27 @@ def start(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
+    log_format: Annotated[
+        LogFormatChoice | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="Logs on stderr: JSON lines, console text, or auto (console on a terminal, "
+            f"else JSON). Default: ${LOG_FORMAT_ENV}, else auto.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start the API server (SQLite under ~/.kavach/server unless KAVACH_DATABASE_URL is set)."""
+    """Start the API server (SQLite under ~/.kavach/server unless KAVACH_DATABASE_URL is set).
+
+    Prints one line saying where it listens once it does; a port in use stops it at once.
+    """
     from kavach.server.errors import ConfigurationError
     from kavach.server.runner import serve
 
+    if log_format is not None:
+        # Through the environment, so that every worker process reads the same setting.
+        os.environ[LOG_FORMAT_ENV] = log_format.value
     try:
         serve(host=host, port=port, workers=workers)
     except ConfigurationError as error:
@@ -163,7 +192,7 @@ def _run_backup_command(action: str, work: object) -> tuple[str, Manifest]:
     try:
         result: tuple[str, Manifest] = work()
     except DatabaseFailed as error:
-        raise _fail(f"{action} failed: {error.message}", code=2) from None
+        raise _fail(f"{action} failed: {error.message}", code=ExitCode.SERVER) from None
     except KavachError as error:
         raise _fail(f"{action} refused: {error.message}") from None
     except OSError as error:

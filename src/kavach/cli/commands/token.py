@@ -13,10 +13,10 @@ from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_env
 from kavach.cli.credentials import well_formed
 from kavach.cli.errors import CliError, NotFound
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
+from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag, command_group
 from kavach.cli.resources import Object, Resource, expect_object, list_all, load_env, segment
 
-app = typer.Typer(
+app = command_group(
     help="Manage service tokens for an environment (--org/--group/--env or the active one).",
     no_args_is_help=True,
 )
@@ -64,7 +64,7 @@ ExpiresOption = Annotated[
 
 
 def _environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
-    ref = resolve_env(cli.config.context, org, group, env)
+    ref = resolve_env(cli.context, org, group, env)
     return load_env(cli.client, ref)
 
 

@@ -9,7 +9,7 @@ import typer
 from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_org
-from kavach.cli.options import DescriptionOption, JsonFlag, OrgOption, YesFlag
+from kavach.cli.options import DescriptionOption, JsonFlag, OrgOption, YesFlag, command_group
 from kavach.cli.resources import (
     Object,
     Resource,
@@ -21,10 +21,10 @@ from kavach.cli.resources import (
     user_groups,
 )
 
-app = typer.Typer(
+app = command_group(
     help="Manage user groups (in --org or the active organization).", no_args_is_help=True
 )
-members = typer.Typer(help="Manage the members of a user group.", no_args_is_help=True)
+members = command_group(help="Manage the members of a user group.", no_args_is_help=True)
 app.add_typer(members, name="members")
 
 NameArgument = Annotated[str, typer.Argument(help="User group name.", show_default=False)]
@@ -35,7 +35,7 @@ MEMBER_COLUMNS = [("login", "Login"), ("name", "Name"), ("added_at", "Added")]
 
 
 def _org(cli: App, org: str | None) -> Resource:
-    ref = resolve_org(cli.config.context, org)
+    ref = resolve_org(cli.context, org)
     return load_org(cli.client, ref)
 
 

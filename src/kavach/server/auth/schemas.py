@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kavach.server.text_rules import RESOURCE_NAME
+
 
 class DeviceCodeRequest(BaseModel):
     """Start a device login; no fields are needed."""
@@ -99,7 +101,7 @@ class ServiceTokenCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    name: str = Field(pattern=RESOURCE_NAME)
     role: Literal["viewer", "editor"]
     expires_in: int = Field(default=DEFAULT_TOKEN_SECONDS, ge=60, le=MAX_TOKEN_SECONDS)
 

@@ -8,10 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from kavach.server.text_rules import NUL_FREE
+from kavach.server.text_rules import NUL_FREE, RESOURCE_NAME
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=RESOURCE_NAME)]
 Description = Annotated[str, StringConstraints(max_length=500, pattern=NUL_FREE)]
 
 

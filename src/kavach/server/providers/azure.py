@@ -61,6 +61,7 @@ from kavach.server.providers.base import (
     register,
 )
 from kavach.server.providers.egress import Egress
+from kavach.server.text_rules import worded
 
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 # What vaults of the public and sovereign clouds name as resource in their challenge.
@@ -103,13 +104,17 @@ def _is_loopback(origin: str) -> bool:
         return False
 
 
+_PREFIX = worded(r"^[0-9A-Za-z-]*$", "prefixes hold only letters, digits and '-'")
+_TENANT = worded(r"^[0-9A-Za-z.-]+$", "tenant ids hold only letters, digits, '.' and '-'")
+
+
 class AzureKeyVaultConfig(BaseModel):
     """Where to sync: the vault, an optional name prefix, and the cloud's Entra authority."""
 
     model_config = ConfigDict(extra="forbid")
 
     vault_url: str = Field(description="e.g. https://my-vault.vault.azure.net")
-    prefix: str = Field(default="", max_length=64, pattern=r"^[0-9A-Za-z-]*$")
+    prefix: str = Field(default="", max_length=64, pattern=_PREFIX)
     authority_host: str = Field(
         default=PUBLIC_CLOUD_AUTHORITY,
         description="Microsoft Entra authority, e.g. https://login.microsoftonline.us",
@@ -136,7 +141,7 @@ class AzureKeyVaultCredentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(min_length=1, max_length=100, pattern=r"^[0-9A-Za-z.-]+$")
+    tenant_id: str = Field(min_length=1, max_length=100, pattern=_TENANT)
     client_id: str = Field(min_length=1, max_length=100)
     client_secret: SecretStr = Field(min_length=1)
 

@@ -50,6 +50,7 @@ from kavach.server.providers.base import (
     register,
 )
 from kavach.server.providers.egress import Egress, NoRedirects
+from kavach.server.text_rules import worded
 
 T = TypeVar("T")
 
@@ -87,17 +88,34 @@ def _endpoint(value: str, what: str) -> str:
     return value.rstrip("/")
 
 
+_PROJECT = worded(
+    r"^(?:(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$",
+    "project ids are 6–30 characters: a–z, 0–9 or '-', starting with a letter and not "  # noqa: RUF001
+    "ending with '-', perhaps after a domain and ':' (example.com:my-project); or a "
+    "project number of up to 20 digits",
+)
+_LOCATION = worded(
+    r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$",
+    "locations are 2–63 characters: a–z, 0–9 or '-', starting with a letter and not "  # noqa: RUF001
+    "ending with '-'",
+)
+_PREFIX = worded(
+    r"^[A-Za-z0-9_-]{0,200}$", "prefixes are up to 200 characters: letters, digits, '_' or '-'"
+)
+_EMAIL = worded(
+    r"^[^@\s]+@[^@\s]+$", "must be an email address, e.g. name@project.iam.gserviceaccount.com"
+)
+
+
 class GCPConfig(BaseModel):
     """Where to sync: a project's global secrets, or its regional secrets in one location."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # A project id (`my-project`, `example.com:my-project`) or number.
-    project_id: Annotated[
-        str, Field(pattern=r"^(?:(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20})$")
-    ]
-    location: Annotated[str | None, Field(pattern=r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")] = None
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{0,200}$")] = ""
+    project_id: Annotated[str, Field(pattern=_PROJECT)]
+    location: Annotated[str | None, Field(pattern=_LOCATION)] = None
+    prefix: Annotated[str, Field(pattern=_PREFIX)] = ""
     labels: dict[str, str] = Field(default_factory=dict)
     disable_older_versions: bool = False
     api_endpoint: str | None = None
@@ -132,7 +150,7 @@ class GCPCredentials(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     type: Literal["service_account"]
-    client_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+    client_email: Annotated[str, Field(pattern=_EMAIL)]
     private_key: Annotated[SecretStr, Field(min_length=1)]
     private_key_id: str | None = None
     project_id: str | None = None

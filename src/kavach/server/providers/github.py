@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers.base import RemoteSecret, SyncProvider, register
 from kavach.server.providers.egress import Egress
+from kavach.server.text_rules import worded
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -44,13 +45,24 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+_OWNER = worded(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+    "owners are 1–100 characters: letters, digits, '_', '.' or '-', "  # noqa: RUF001
+    "starting with a letter or digit",
+)
+_REPOSITORY = worded(
+    r"^[A-Za-z0-9_.-]{1,100}$",
+    "repository names are 1–100 characters: letters, digits, '_', '.' or '-'",  # noqa: RUF001
+)
+
+
 class GitHubConfig(BaseModel):
     """Where to sync: a repository's Actions secrets, or one environment's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    owner: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
-    repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
+    owner: Annotated[str, Field(pattern=_OWNER)]
+    repository: Annotated[str, Field(pattern=_REPOSITORY)]
     environment: Annotated[str | None, Field(min_length=1, max_length=255)] = None
     api_url: str = DEFAULT_API_URL
 
@@ -58,7 +70,7 @@ class GitHubConfig(BaseModel):
     @classmethod
     def _not_dots(cls, value: str) -> str:
         if value in (".", ".."):
-            raise ValueError("not a repository name")
+            raise ValueError("a repository name cannot be '.' or '..'")
         return value
 
     @field_validator("environment")

@@ -25,6 +25,7 @@ from kavach.server.providers.base import SyncProvider, provider_class, provider_
 from kavach.server.providers.egress import Egress
 from kavach.server.providers.models import ProviderConfig
 from kavach.server.providers.schemas import ProviderPublic
+from kavach.server.wording import in_words
 
 
 def _aad(environment_id: uuid.UUID, provider: str) -> bytes:
@@ -44,11 +45,8 @@ def _validated(model: type[BaseModel], data: dict[str, Any], what: str) -> BaseM
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        # Locations and messages only: inputs may be credentials.
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValidationFailed(f"invalid {what}: {problems}") from None
+        # Fields and words only: inputs may be credentials.
+        raise ValidationFailed(f"invalid {what}: {in_words(exc.errors())}") from None
 
 
 def _plain(model: BaseModel) -> dict[str, Any]:

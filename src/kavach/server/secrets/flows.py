@@ -121,7 +121,7 @@ async def rollback(
     latest = await service.lock_latest(session, environment_id=env_id)
     values = await service.read_values(session, keys, version=target)
     if latest is not None and values == await service.read_values(session, keys, version=latest):
-        raise NoChanges(f"the latest version already holds the secrets of {version_id}")
+        raise NoChanges(f"the latest version already holds the secrets of {target.id}")
     return await service.write_version(
         session,
         keys,

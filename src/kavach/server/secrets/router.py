@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from pydantic import TypeAdapter
 from starlette.responses import Response
 
@@ -45,7 +45,7 @@ from kavach.server.secrets.schemas import (
     SecretName,
     SecretsResponse,
     VersionDetail,
-    VersionId,
+    VersionRef,
     VersionSummary,
 )
 from kavach.server.secrets.usecases import READ, WRITE
@@ -68,15 +68,15 @@ def _json_of(found: SecretsResponse) -> Response:
 
 
 _READER, _WRITER = Admitted(READ), Admitted(WRITE)
-_VERSION_ID: TypeAdapter[str] = TypeAdapter(VersionId)
+_VERSION_REF: TypeAdapter[str] = TypeAdapter(VersionRef)
 
 
 async def read_secrets(
     request: Request,
     admitted: Annotated[Admit, Depends(_READER)],
-    version: Annotated[VersionId | None, Query()] = None,
+    version: Annotated[VersionRef | None, Query()] = None,
 ) -> Response:
-    """Return the latest secrets with values, or those of ?version=ID."""
+    """Return the latest secrets with values, or those of ?version=ID, N, vN or latest~N."""
     use_cases, origin = runtime_of(request).secrets, origin_of(request)
     ticket, admission = admitted
     if version:
@@ -87,7 +87,7 @@ async def read_secrets(
 async def _serve_read(request: Request) -> Response:
     """Serve read_secrets as declared, without FastAPI's dependency solving."""
     admitted = await _READER(request)
-    return await read_secrets(request, admitted, query_value(request, "version", _VERSION_ID))
+    return await read_secrets(request, admitted, query_value(request, "version", _VERSION_REF))
 
 
 router.add_api_route(
@@ -156,13 +156,13 @@ async def secret_history(
 
 @router.get("/versions/{version_id}", response_model=Envelope[VersionDetail])
 async def get_version(
-    version_id: str,
+    version_id: Annotated[VersionRef, Path()],
     access: Reader,
     runtime: RuntimeDep,
     session: SessionDep,
     origin: OriginDep,
 ) -> Envelope[VersionDetail]:
-    """Return one version of this environment with its values."""
+    """Return one version (by id, N, vN, latest or latest~N) with its values."""
     return ok(await runtime.secrets.read_version(session, access, origin, version_id))
 
 
@@ -172,8 +172,8 @@ async def diff_versions(
     runtime: RuntimeDep,
     session: SessionDep,
     origin: OriginDep,
-    from_: Annotated[VersionId | None, Query(alias="from")] = None,
-    to: Annotated[VersionId | None, Query()] = None,
+    from_: Annotated[VersionRef | None, Query(alias="from")] = None,
+    to: Annotated[VersionRef | None, Query()] = None,
     reveal: bool = False,
 ) -> Envelope[DiffResponse]:
     """Compare two versions (default: latest against its parent); values only with reveal."""

@@ -8,12 +8,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kavach.server.text_rules import NUL_FREE
+from kavach.formats.limits import MAX_MESSAGE_CHARS
+from kavach.server.text_rules import NUL_FREE, SECRET_NAME, VERSION_ID, VERSION_REF
 
-SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"  # noqa: S105 - a name rule
-SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
-VersionId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
-CommitMessage = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NUL_FREE)]
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME)]
+VersionId = Annotated[str, StringConstraints(pattern=VERSION_ID)]
+# A version by id, by number (`3` or `v3`), or from the newest (`latest`, `latest~1`).
+VersionRef = Annotated[str, StringConstraints(pattern=VERSION_REF)]
+CommitMessage = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NUL_FREE)
+]
 
 
 class CommitRequest(BaseModel):
@@ -46,7 +50,7 @@ class RollbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version_id: VersionId
+    version_id: VersionRef
     commit_message: CommitMessage
 
 

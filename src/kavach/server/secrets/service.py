@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets as random
 import string
 import uuid
@@ -94,12 +95,33 @@ async def latest_version(
     return await session.scalar(_LATEST, {"environment_id": environment_id})
 
 
+_ID = re.compile(r"[a-z0-9]{8}")
+_NUMBER = re.compile(r"v?([0-9]{1,9})")
+_FROM_LATEST = re.compile(r"latest(?:~([0-9]{1,9}))?")
+
+
 async def get_version(
     session: AsyncSession, *, environment_id: uuid.UUID, version_id: str
 ) -> SecretVersion:
-    """Return a version of this environment; any other id, even another's, is a 404."""
-    version = await session.get(SecretVersion, version_id)
-    if version is None or version.environment_id != environment_id:
+    """Return a version of this environment by id, number (3, v3) or latest~N; else a 404.
+
+    An id that is eight digits is tried as an id first; any other id, even another
+    environment's, is a 404.
+    """
+    if _ID.fullmatch(version_id):
+        version = await session.get(SecretVersion, version_id)
+        if version is not None and version.environment_id == environment_id:
+            return version
+    mine = select(SecretVersion).where(SecretVersion.environment_id == environment_id)
+    if found := _FROM_LATEST.fullmatch(version_id):
+        back = int(found.group(1) or 0)
+        picked = mine.order_by(SecretVersion.seq.desc()).offset(back).limit(1)
+        version = await session.scalar(picked)
+    elif found := _NUMBER.fullmatch(version_id):
+        version = await session.scalar(mine.where(SecretVersion.seq == int(found.group(1))))
+    else:
+        version = None
+    if version is None:
         raise NotFound(f"version {version_id!r} not found in this environment")
     return version
 

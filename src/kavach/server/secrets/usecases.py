@@ -204,7 +204,7 @@ class SecretUseCases:
             message=message,
             author=access.principal.actor,
         )
-        details = {"version_id": version.id, "rollback_of": version_id}
+        details = {"version_id": version.id, "rollback_of": version.rollback_of}
         await audit.append(session, [environment_event(access, origin, "secret.rollback", details)])
         return version
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kavach.server.secrets.schemas import Author, VersionId
+from kavach.server.secrets.schemas import Author, VersionRef
 from kavach.server.text_rules import NUL_FREE
 
 
@@ -18,7 +18,7 @@ class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(min_length=1, max_length=32, pattern=NUL_FREE)
-    version_id: VersionId | None = None
+    version_id: VersionRef | None = None
     dry_run: bool = False
     prune: bool = False
     # Take over remote secrets with the same name that Kavach did not write.

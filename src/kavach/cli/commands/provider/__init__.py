@@ -7,11 +7,10 @@ Configurations hold settings (shown) and credentials (stored encrypted, never sh
 
 from __future__ import annotations
 
-import typer
-
 from kavach.cli.commands.provider import configure, manage, update
+from kavach.cli.options import command_group
 
-app = typer.Typer(
+app = command_group(
     help="Configure where an environment's secrets sync to: github, gcp or azure "
     "(--org/--group/--env or the active one).",
     no_args_is_help=True,

@@ -9,11 +9,11 @@ import typer
 from kavach.cli import actions, providers_api, render
 from kavach.cli.app import get_app
 from kavach.cli.errors import ApiError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag
+from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag, command_group
 from kavach.cli.resources import expect_object, list_all
 from kavach.cli.target import resolve_target
 
-app = typer.Typer()
+app = command_group()
 
 ProviderArgument = Annotated[
     str,
@@ -113,7 +113,7 @@ def check(
     env: EnvOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Check the provider's credentials and target without writing anything (exit 2 if bad)."""
+    """Check the provider's credentials and target without writing anything (exit 4 if bad)."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
     try:

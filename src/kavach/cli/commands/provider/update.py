@@ -13,12 +13,12 @@ from kavach.cli import actions, providers_api
 from kavach.cli.app import App
 from kavach.cli.commands.provider import options as opts
 from kavach.cli.errors import ApiError, CliError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption
+from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, command_group
 from kavach.cli.resources import Object, expect_object
 from kavach.cli.sensitive import read_key_file, read_secret
 from kavach.cli.target import resolve_target
 
-app = typer.Typer(
+app = command_group(
     help="Change a provider's settings or credentials: only the options given are sent.",
     no_args_is_help=True,
 )

@@ -7,15 +7,25 @@ listed, shown, compared and rolled back; values are masked unless --reveal.
 
 from __future__ import annotations
 
-import typer
+from kavach.cli.commands.secret import (
+    change,
+    commit,
+    current,
+    diff,
+    stage,
+    sync,
+    values,
+    versions,
+)
+from kavach.cli.options import command_group
 
-from kavach.cli.commands.secret import commit, diff, stage, sync, values, versions
-
-app = typer.Typer(
+app = command_group(
     help="Stage, commit, read and export an environment's secrets (--org/--group/--env or "
     "the active one; with KAVACH_TOKEN, the token's environment).",
     no_args_is_help=True,
 )
+app.add_typer(current.app)
+app.add_typer(change.app)
 app.add_typer(stage.app)
 app.add_typer(commit.app)
 app.add_typer(versions.app)

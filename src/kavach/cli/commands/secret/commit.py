@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, render, secrets_api
+from kavach.cli import actions, changes, limits, render, secrets_api
 from kavach.cli.app import App, get_app
-from kavach.cli.commands.secret.inputs import FormatOption, read_secrets_file
+from kavach.cli.commands.secret.inputs import read_secrets_file
 from kavach.cli.commands.secret.stage import area, changed_since
 from kavach.cli.errors import ApiError, CliError
 from kavach.cli.options import (
@@ -19,17 +19,26 @@ from kavach.cli.options import (
     OrgOption,
     RevealFlag,
     YesFlag,
+    command_group,
 )
 from kavach.cli.resources import Object, expect_object
 from kavach.cli.target import Target, resolve_target
 from kavach.formats.common import names_list
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Versions"
 
 FileOption = Annotated[
     str,
     typer.Option("--file", "-f", help="A dotenv, JSON or YAML file (`-`: stdin).", metavar="FILE"),
+]
+FileFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Format of --file: dotenv, json or yaml (default: from the file's name).",
+        metavar="FORMAT",
+    ),
 ]
 ReplaceFlag = Annotated[
     bool,
@@ -38,7 +47,13 @@ ReplaceFlag = Annotated[
     ),
 ]
 RollbackVersion = Annotated[
-    str, typer.Option("--version", "-v", help="The version to roll back to.", metavar="ID")
+    str,
+    typer.Option(
+        "--version",
+        "-v",
+        help="The version to roll back to: its id, number (3 or v3) or latest~N.",
+        metavar="VERSION",
+    ),
 ]
 
 
@@ -51,7 +66,7 @@ def conflict(
     *,
     kept: str,
 ) -> ApiError:
-    """Report a version conflict on stderr and return the error to raise (exit 2)."""
+    """Report a version conflict on stderr and return the error to raise (exit 4)."""
     since = base or "the empty environment"
     render.note(cli, f"Changed in {target.label} since {since}: {names_list(changed) or '-'}.")
     render.note(cli, kept)
@@ -113,10 +128,6 @@ def commit(
             f"nothing to commit: the staged changes leave {secrets_api.label(version)} as it is "
             "(`kavach secret reset` discards them)"
         )
-    if not cli.json:
-        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     to_set = {c.name: c.new for c in found if c.kind != "removed" and c.new is not None}
     to_unset = [c.name for c in found if c.kind == "removed"]
@@ -126,6 +137,12 @@ def commit(
         body["unset"] = to_unset
     if base is not None:
         body["parent_version"] = base
+    wanted = {name: value for name, value in current.items() if name not in to_unset}
+    limits.check(cli.client, {**wanted, **to_set}, message, body=body)
+    if not cli.json:
+        title = f"To commit to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"commit {changes.summary(found)} to {target.label}", yes=yes)
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
@@ -150,7 +167,7 @@ def push(
     file: FileOption,
     message: MessageOption,
     replace: ReplaceFlag = False,
-    fmt: FormatOption = None,
+    fmt: FileFormatOption = None,
     yes: YesFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
@@ -171,22 +188,45 @@ def push(
         line = f"Nothing to push: {where} holds these already."
         actions.say(cli, {"version": version, "changes": []}, line)
         return
-    if not cli.json:
-        title = f"To push to {target.label} (on top of {secrets_api.label(version)})"
-        changes.show(cli, found, reveal=False, title=title, empty="")
-    actions.confirm(cli, f"push {changes.summary(found)} to {target.label}", yes=yes)
     body: dict[str, Any] = {"message": message}
     if replace:
         body.update(secrets=values, replace=True)
     else:
         body["set"] = values
+    commit_on_latest(
+        cli, target, version, found, body, wanted=wanted, verb="push", yes=yes, kept=PUSH_KEPT
+    )
+
+
+def commit_on_latest(
+    cli: App,
+    target: Target,
+    version: Object | None,
+    found: list[changes.Change],
+    body: dict[str, Any],
+    *,
+    wanted: dict[str, str],
+    verb: str,
+    yes: bool,
+    kept: str,
+) -> None:
+    """Check the limits, show the change, ask (unless --yes), commit `body` on `version`.
+
+    `wanted` is the whole version the commit makes, checked against the server's limits
+    before anything is shown or sent.
+    """
     base = version.get("id") if version else None
     if base is not None:
         body["parent_version"] = base
+    limits.check(cli.client, wanted, str(body["message"]), body=body)
+    if not cli.json:
+        title = f"To {verb} to {target.label} (on top of {secrets_api.label(version)})"
+        changes.show(cli, found, reveal=False, title=title, empty="")
+    actions.confirm(cli, f"{verb} {changes.summary(found)} to {target.label}", yes=yes)
     try:
         created = expect_object(cli.client.post(f"{target.path}/versions", body))
     except ApiError as exc:
-        server_conflict(cli, target, base, exc, PUSH_KEPT)
+        server_conflict(cli, target, base, exc, kept)
         raise
     _committed(cli, created, target, found)
 
@@ -206,6 +246,7 @@ def rollback(
     """Make a new version holding the secrets of an older one (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
     secrets_api.check_version_id(version)
+    limits.check(cli.client, message=message)
     target = resolve_target(cli, org, group, env)
     latest = secrets_api.latest(cli.client, target)
     if latest is None:

@@ -10,23 +10,38 @@ from kavach.cli import changes, render, secrets_api
 from kavach.cli.app import App, get_app
 from kavach.cli.commands.secret.commit import server_changes
 from kavach.cli.context import EnvRef, resolve_env
-from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.errors import CliError, ExitCode
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    command_group,
+)
 from kavach.cli.resources import Object, expect_object, load_env
 from kavach.cli.target import Target, resolve_target, service_token_environment
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Reading"
 
 FromOption = Annotated[
     str | None,
     typer.Option(
-        "--from", "-f", help="Version to compare from (default: the parent).", metavar="ID"
+        "--from",
+        "-f",
+        help="Version to compare from: id, number, latest~N (default: the parent).",
+        metavar="VERSION",
     ),
 ]
 ToOption = Annotated[
     str | None,
-    typer.Option("--to", "-t", help="Version to compare to (default: the latest).", metavar="ID"),
+    typer.Option(
+        "--to",
+        "-t",
+        help="Version to compare to: id, number, latest~N (default: the latest).",
+        metavar="VERSION",
+    ),
 ]
 EnvToOption = Annotated[
     str | None,
@@ -35,6 +50,10 @@ EnvToOption = Annotated[
 GroupToOption = Annotated[
     str | None,
     typer.Option("--group-to", help="Its secret group (default: the same).", metavar="GROUP"),
+]
+ExitCodeFlag = Annotated[
+    bool,
+    typer.Option("--exit-code", help="Exit 1 when there are differences, 0 when none (for CI)."),
 ]
 OrgToOption = Annotated[
     str | None,
@@ -59,6 +78,7 @@ def diff(
     env_to: EnvToOption = None,
     group_to: GroupToOption = None,
     org_to: OrgToOption = None,
+    exit_code: ExitCodeFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
@@ -71,9 +91,10 @@ def diff(
     if env_to is None and (group_to or org_to):
         raise CliError("--group-to and --org-to go with --env-to")
     if env_to is not None:
-        _diff_environments(
+        found = _diff_environments(
             cli, (org, group, env), (org_to, group_to, env_to), from_id, to_id, reveal
         )
+        _exit_on_differences(found, exit_code)
         return
     target = resolve_target(cli, org, group, env)
     params: dict[str, str] = {}
@@ -97,6 +118,13 @@ def diff(
     }
     title = f"{target.label}: {old_label} → {new_label}"
     _show_diff(cli, payload, found, reveal, title, data.get("unchanged"))
+    _exit_on_differences(found, exit_code)
+
+
+def _exit_on_differences(found: list[changes.Change], exit_code: bool) -> None:
+    """With --exit-code, exit 1 when there are differences (as `git diff --exit-code`)."""
+    if exit_code and found:
+        raise typer.Exit(ExitCode.LOCAL)
 
 
 def _show_diff(
@@ -116,10 +144,10 @@ def _diff_environments(
     from_id: str | None,
     to_id: str | None,
     reveal: bool,
-) -> None:
+) -> list[changes.Change]:
     if service_token_environment(cli) is not None:
         raise CliError("a service token sees only its own environment: --env-to needs a login")
-    ref = resolve_env(cli.config.context, *source)
+    ref = resolve_env(cli.context, *source)
     found_source = load_env(cli.client, ref)
     here = Target(str(found_source.id), found_source.qualified)
     there = _other_environment(cli, ref, other[2], other[1], other[0])
@@ -139,3 +167,4 @@ def _diff_environments(
         f"{there.name} ({secrets_api.label(new_version)})"
     )
     _show_diff(cli, payload, found, reveal, title, payload["unchanged"])
+    return found

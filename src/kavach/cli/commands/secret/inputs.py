@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
-from kavach.cli import render
+from kavach.cli import limits, render
 from kavach.cli.app import App
 from kavach.cli.errors import CliError
-from kavach.formats.common import FormatError, is_secret_name
+from kavach.formats.common import NAME_RULE, FormatError, is_secret_name
 
 PairsArgument = Annotated[
     list[str] | None,
@@ -55,10 +55,7 @@ StripFlag = Annotated[
 def check_name(name: str, position: int) -> str:
     if not is_secret_name(name):
         # The argument is not echoed: a mistyped NAME=VALUE may have the value in front.
-        raise CliError(
-            f"argument {position}: not a valid secret name (a letter or _, then letters, "
-            "digits, _, . or -, at most 256 characters)"
-        )
+        raise CliError(f"argument {position}: not a valid secret name ({NAME_RULE})")
     return name
 
 
@@ -120,10 +117,13 @@ def values_to_stage(
     if strip_newline and not stdin:
         raise CliError("--strip-newline goes with --stdin")
     if stdin:
-        return _from_stdin(pairs, strip_newline, cli)
-    if from_file is not None:
+        found = _from_stdin(pairs, strip_newline, cli)
+    elif from_file is not None:
         found = read_secrets_file(from_file, fmt)
         if not found:
             raise CliError(f"{from_file} holds no secrets")
-        return found
-    return _pairs(pairs)
+    else:
+        found = _pairs(pairs)
+    # A value the server will never take is refused now, not at commit time.
+    limits.check(cli.client, found)
+    return found

@@ -18,12 +18,20 @@ from kavach.cli.commands.secret.inputs import (
     values_to_stage,
 )
 from kavach.cli.errors import CliError, NotFound
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    YesFlag,
+    command_group,
+)
 from kavach.cli.staging import Staged, StagingArea
 from kavach.cli.target import Target, resolve_target
 from kavach.formats.common import names_list
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Staging"
 
 NamesArgument = Annotated[
@@ -164,15 +172,23 @@ def status(
 @app.command(rich_help_panel=PANEL)
 def reset(
     ctx: typer.Context,
+    yes: YesFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Discard every staged change for the environment."""
+    """Discard every staged change for the environment (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
     target = resolve_target(cli, org, group, env)
     staging = area(cli, target)
+    try:
+        pending = staging.load()
+    except CliError:
+        pending = None  # unreadable: asked about all the same
+    if pending is not None or staging.path.exists():
+        what = f"{pending.count} staged change(s)" if pending else "the staged changes"
+        actions.confirm(cli, f"discard {what} for {target.label}", yes=yes)
     with staging.locked():
         try:
             staged = staging.load()

@@ -15,11 +15,19 @@ import typer
 from kavach.cli import actions, providers_api, render, secrets_api, sync_view
 from kavach.cli.app import App, get_app
 from kavach.cli.errors import ApiError, CliError, ExitCode, NotFound
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, VersionOption, YesFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    VersionOption,
+    YesFlag,
+    command_group,
+)
 from kavach.cli.resources import PAGE_LIMIT, Object, expect_object, page, pages, segment
 from kavach.cli.target import Target, resolve_target
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Sync"
 RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUN_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
@@ -155,7 +163,7 @@ def sync(
 ) -> None:
     """Sync a version (default: the latest) to a provider: plan, confirm, write.
 
-    Exit 0 when every secret succeeded or was unchanged; exit 2 when any failed or was
+    Exit 0 when every secret succeeded or was unchanged; exit 4 when any failed or was
     refused (a same-named secret Kavach did not write: see --adopt). With --json, prints the
     run (or the plan, when nothing is to be written). Without a terminal, needs --yes.
     """

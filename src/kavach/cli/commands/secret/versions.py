@@ -9,12 +9,19 @@ import typer
 from kavach.cli import render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
-from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, RevealFlag
+from kavach.cli.options import (
+    EnvOption,
+    GroupOption,
+    JsonFlag,
+    OrgOption,
+    RevealFlag,
+    command_group,
+)
 from kavach.cli.resources import Object, expect_list, segment
 from kavach.cli.target import resolve_target
-from kavach.formats.common import is_secret_name
+from kavach.formats.common import NAME_RULE, is_secret_name
 
-app = typer.Typer()
+app = command_group()
 PANEL = "Versions"
 READ_PANEL = "Reading"
 
@@ -47,7 +54,13 @@ CursorOption = Annotated[
     ),
 ]
 DetailsVersion = Annotated[
-    str, typer.Option("--version", "-v", help="The version id.", metavar="ID")
+    str,
+    typer.Option(
+        "--version",
+        "-v",
+        help="The version: its id, number (3 or v3), latest or latest~N.",
+        metavar="VERSION",
+    ),
 ]
 
 
@@ -157,7 +170,7 @@ def history(
     """Show every change to one secret, newest first (values masked unless --reveal)."""
     cli = get_app(ctx, json=json)
     if not is_secret_name(name):
-        raise CliError(f"{name!r} is not a valid secret name")
+        raise CliError(f"{name!r} is not a valid secret name: {NAME_RULE}")
     target = resolve_target(cli, org, group, env)
     params = {"reveal": "true"} if reveal else None
     entries = expect_list(cli.client.get(f"{target.path}/{segment(name)}/history", params=params))
