@@ -46,8 +46,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "KAVACH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 # The last commit at each revision: 0004 is the first release with every data table (its
-# audit events predate the hash chain), 0009 the last before data keys moved to versions.
-RELEASES = {"0004": "0f11ade", "0009": "560b91d"}
+# audit events predate the hash chain), 0009 the last before data keys moved to versions,
+# 0013 the first with pending grants (invites).
+RELEASES = {"0004": "0f11ade", "0009": "560b91d", "0013": "a217e3f"}
 OWNER, REPO = "acme", "payments"
 
 
@@ -154,6 +155,26 @@ def _secrets(api: Api, env_id: str, version_id: str) -> dict[str, str]:
     return found
 
 
+def _versions(api: Api, env_id: str) -> list[dict[str, Any]]:
+    """Return an environment's versions: a list in early releases, then a page."""
+    data = api.call("GET", f"/environments/{env_id}/secrets/versions?limit=1000")
+    found: list[dict[str, Any]] = data["versions"] if "versions" in data else data["items"]
+    return found
+
+
+def _invite(api: Api, env_id: str) -> dict[str, Any] | None:
+    """Invite erin, who never signs in, where the release has invites (else None)."""
+    answer = api.client.post(
+        f"/environments/{env_id}/members", json={"user": "erin", "role": "viewer"}
+    )
+    if answer.status_code == 404:  # before invites: nobody called erin
+        return None
+    if answer.status_code != 202:
+        raise RuntimeError(f"inviting erin: {answer.status_code} {answer.text}")
+    invited: dict[str, Any] = answer.json()["data"]
+    return invited
+
+
 def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str, Any]:
     """Write something into every table through the API; return what was written."""
     sessions = {name: login(url, src, env, name) for name in ("alice", "bob", "carol", "dave")}
@@ -181,6 +202,7 @@ def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str,
     viewers = {"user_group": "backend", "role": "viewer"}
     alice.call("POST", f"/secret-groups/{group['id']}/members", viewers)
     alice.call("POST", f"/environments/{prod}/members", {"user": "carol", "role": "editor"})
+    invited = _invite(alice, prod)
 
     tokens = f"/environments/{prod}/tokens"
     ci = alice.call("POST", tokens, {"name": "ci", "role": "viewer", "expires_in": 86_400}, 201)
@@ -205,10 +227,7 @@ def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str,
     sync = alice.call("POST", f"/environments/{prod}/secrets/sync", {"provider": "github"})
     Api(url, ci["token"]).call("GET", f"/environments/{prod}/secrets")
 
-    listed = {
-        name: alice.call("GET", f"/environments/{env_id}/secrets/versions")["versions"]
-        for name, env_id in ((n, e["id"]) for n, e in envs.items())
-    }
+    listed = {name: _versions(alice, e["id"]) for name, e in envs.items()}
     versions = {
         name: [
             {**v, "secrets": _secrets(alice, env_id, v["id"])}
@@ -216,8 +235,10 @@ def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str,
         ]
         for name, env_id in ((n, e["id"]) for n, e in envs.items())
     }
+    invites = {"invites": [invited]} if invited is not None else {}
     return {
         "_": "TEST ONLY: tokens and values of a throwaway database",
+        **invites,
         "organization": org,
         "secret_group": group,
         "environments": {name: e["id"] for name, e in envs.items()},

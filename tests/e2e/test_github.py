@@ -97,6 +97,7 @@ def test_github_device_flow_success_slow_down_denied_and_expired(
     api_calls = [r for r in state.requests if r.path.startswith("/api/v3/")]
     assert [r.path for r in api_calls] == [
         "/api/v3/user",
+        "/api/v3/user/emails",  # the verified addresses, which invites by e-mail match
         "/api/v3/user/memberships/orgs/kavach-team",
     ]
     assert state.requests_to("/login/device/code")[0].form["scope"].split()[-1] == "read:org"

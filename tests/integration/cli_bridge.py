@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from typer.testing import CliRunner, Result
 
 from tests.conftest import InProcessServer
+
+if TYPE_CHECKING:
+    from tests.integration.test_resources import Api
 
 
 class LoopBridge(httpx.BaseTransport):
@@ -37,3 +42,30 @@ async def run_cli(*args: str, runtime: Any = None) -> Result:
     from kavach.cli.main import app as cli
 
     return await asyncio.to_thread(CliRunner().invoke, cli, list(args), obj=runtime)
+
+
+class Recorder(LoopBridge):
+    """The bridge to the in-process server, noting each request's method and path."""
+
+    def __init__(self, server: InProcessServer, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(server, loop)
+        self.sent: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path.removeprefix("/api/v1")))
+        return super().handle_request(request)
+
+
+async def run_cli_as(
+    api: Api, home: Path, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[Result, list[tuple[str, str]]]:
+    """Run `kavach ARGS` signed in as `api`'s user; return its result and the requests sent."""
+    from kavach.cli.app import Runtime
+
+    monkeypatch.setenv("KAVACH_HOME", str(home))
+    monkeypatch.setenv("KAVACH_SERVER", "http://127.0.0.1:8080")
+    monkeypatch.setenv("KAVACH_TOKEN", api.headers["Authorization"].removeprefix("Bearer "))
+    monkeypatch.setenv("COLUMNS", "200")
+    bridge = Recorder(api.server, asyncio.get_running_loop())
+    result = await run_cli(*args, runtime=Runtime(transport=bridge))
+    return result, bridge.sent

@@ -49,6 +49,12 @@ class Case:
 
 MATRIX: dict[str, Case] = {
     "GET /api/v1/organizations/by-name/{name}": Case("org", "viewer", below="ok"),
+    "GET /api/v1/organizations/by-name/{name}/secret-groups/{group}": Case(
+        "group", "viewer", below="ok"
+    ),
+    "GET /api/v1/organizations/by-name/{name}/secret-groups/{group}/environments/{env}": Case(
+        "env", "viewer"
+    ),
     "GET /api/v1/organizations/{id}": Case("org", "viewer", below="ok"),
     "PATCH /api/v1/organizations/{id}": Case("org", "admin"),
     "DELETE /api/v1/organizations/{id}": Case("org", "owner", destructive=True),
@@ -57,6 +63,8 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/organizations/{id}/members": Case("org", "admin"),
     "POST /api/v1/organizations/{id}/members": Case("org", "admin"),
     "DELETE /api/v1/organizations/{id}/members": Case("org", "admin"),
+    "GET /api/v1/organizations/{id}/members/pending": Case("org", "admin"),
+    "DELETE /api/v1/organizations/{id}/members/pending": Case("org", "admin"),
     "GET /api/v1/secret-groups/{id}": Case("group", "viewer", below="ok"),
     "PATCH /api/v1/secret-groups/{id}": Case("group", "admin"),
     "DELETE /api/v1/secret-groups/{id}": Case("group", "owner", destructive=True),
@@ -65,12 +73,16 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/secret-groups/{id}/members": Case("group", "admin"),
     "POST /api/v1/secret-groups/{id}/members": Case("group", "admin"),
     "DELETE /api/v1/secret-groups/{id}/members": Case("group", "admin"),
+    "GET /api/v1/secret-groups/{id}/members/pending": Case("group", "admin"),
+    "DELETE /api/v1/secret-groups/{id}/members/pending": Case("group", "admin"),
     "GET /api/v1/environments/{id}": Case("env", "viewer"),
     "PATCH /api/v1/environments/{id}": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}": Case("env", "owner", destructive=True),
     "GET /api/v1/environments/{id}/members": Case("env", "admin"),
     "POST /api/v1/environments/{id}/members": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}/members": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/members/pending": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}/members/pending": Case("env", "admin"),
     "GET /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "POST /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}/tokens/{token_id}": Case("env", "admin"),
@@ -79,6 +91,7 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/secrets/versions": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/versions/{version_id}": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/secrets/names": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -262,6 +275,7 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     level = MATRIX[key].level
     path = path.removeprefix("/api/v1").replace("{version_id}", tree["version"]["id"])
     path = path.replace("{name}", "BASE" if "/secrets" in path else tree["org"]["name"])
+    path = path.replace("{group}", tree["group"]["name"]).replace("{env}", tree["env"]["name"])
     path = path.replace("{id}", tree[level]["id"])
     path = path.replace("{provider}", "memory").replace("{run_id}", tree["run"]["id"])
     alice = world.alice.call
@@ -287,6 +301,9 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = {"description": world.name("d")}
     elif method == "POST" and path.endswith(("/secret-groups", "/environments")):
         body = {"name": world.name("n")}
+    elif path.endswith("/members/pending") and method == "DELETE":
+        body = {"user": "newcomer"}  # nobody signs in as newcomer: the invite stays pending
+        await alice("POST", path.removesuffix("/pending"), body | {"role": "viewer"}, status=202)
     elif path.endswith("/members") and level == "user_group":
         body = {"user": "carol"}
         if method == "DELETE":

@@ -256,3 +256,44 @@ async def test_a_service_token_needs_only_itself_and_the_server_of_kavach_yaml(
     (tmp_path / ".kavach.yaml").write_text("server: http://127.0.0.1:8080\n")
     found = await cli(alice, "secrets", "--plain", "--reveal", token=made["token"], server=False)
     assert (found.exit_code, found.stdout) == (0, "A=1\n"), found.output
+
+
+async def test_tab_completes_names_from_the_server_and_then_from_its_cache(
+    server: InProcessServer, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(server, "alice")
+    await _prod(alice)
+    await cli(alice, "secret", "set", "API_KEY=1", "API_URL=2", "DB=3", "-m", "m", "-y", *WHERE)
+
+    async def tab(*words: str) -> list[str]:
+        monkeypatch.setenv("_KAVACH_COMPLETE", "complete_bash")
+        monkeypatch.setenv("COMP_WORDS", " ".join(("kavach", *words)))
+        monkeypatch.setenv("COMP_CWORD", str(len(words)))
+        try:
+            result = await cli(alice, *words)
+        finally:
+            monkeypatch.delenv("_KAVACH_COMPLETE")
+        return [str(word) for word in result.stdout.split()]
+
+    reads = await _reads(alice)
+    assert await tab("secrets", "--org", "") == ["acme"]
+    assert await tab("secrets", "--org", "acme", "--group", "") == ["web"]
+    assert await tab("secrets", "--org", "acme", "--group", "web", "--env", "p") == ["prod"]
+    assert await tab("secret", "get", *WHERE, "API") == ["API_KEY", "API_URL"]
+    assert await tab("secret", "export", "--format", "y") == ["yaml"]
+    assert await _reads(alice) == reads  # names only: no value was read
+    cache = tmp_path / "home" / "cache" / "completion.json"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert "API_KEY" in cache.read_text() and "=1" not in cache.read_text()
+    await cli(alice, "secret", "set", "API_NEW=4", "-m", "m", "-y", *WHERE)
+    # Within a minute the kept names answer, without asking the server again.
+    assert await tab("secret", "get", *WHERE, "API") == ["API_KEY", "API_URL"]
+    # Names are kept per server: another one is asked (here the same app answers, anew).
+    other = ("--server", "http://127.0.0.2:8080", "secret", "get", *WHERE, "API")
+    assert await tab(*other) == ["API_KEY", "API_NEW", "API_URL"]
+
+
+async def _reads(alice: Api) -> int:
+    org = (await alice.call("GET", "/organizations/by-name/acme"))["id"]
+    events = await alice.call("GET", f"/audit?organization_id={org}&limit=1000")
+    return sum(event["action"] == "secret.read" for event in events["items"])

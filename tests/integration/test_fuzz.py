@@ -128,7 +128,7 @@ def real_parameters(operation: Operation, world: World) -> dict[str, dict[str, s
     path = operation.path
     ids = world.ids
     kinds = {
-        "/api/v1/organizations/by-name/": {"name": ids["org_name"]},
+        "/api/v1/organizations/by-name/": {"name": ids["org_name"], "group": "web", "env": "prod"},
         "/api/v1/organizations/": {"id": ids["organization"]},
         "/api/v1/secret-groups/": {"id": ids["secret_group"]},
         "/api/v1/environments/": {"id": ids["environment"]},

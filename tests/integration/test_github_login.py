@@ -229,3 +229,35 @@ async def test_a_membership_check_github_fails_is_a_502_not_an_admission(
     failed = await _login(server, github)
     assert (failed.status_code, failed.json()["error_code"]) == (502, "identity_provider_error")
     assert await _users(server) == []
+
+
+async def test_invites_by_a_verified_address_or_the_login_apply_at_first_sign_in(
+    server: InProcessServer, github: FakeGitHubState
+) -> None:
+    data = await _start(server)
+    github.script(str(data["device_code"]), "success")
+    octocat = bearer((await _poll(server, data["device_code"])).json()["data"]["access_token"])
+
+    async def call(method: str, path: str, body: object = None) -> httpx.Response:
+        return await server.client.request(method, f"/api/v1{path}", json=body, headers=octocat)
+
+    org = (await call("POST", "/organizations/", {"name": "acme"})).json()["data"]
+    members = f"/organizations/{org['id']}/members"
+    # hidden-hubber's addresses: old@ (verified), unverified@ (not), hubber@ (primary).
+    for invitee, role in (
+        ({"email": "OLD@example.com"}, "editor"),
+        ({"email": "unverified@example.com"}, "admin"),
+        ({"user": "Hidden-Hubber"}, "viewer"),
+    ):
+        assert (await call("POST", members, {**invitee, "role": role})).status_code == 202
+
+    github.user = private_email_user()
+    data = await _start(server)
+    github.script(str(data["device_code"]), "success")
+    assert (await _poll(server, data["device_code"])).status_code == 200
+
+    listed = (await call("GET", members)).json()["data"]["items"]
+    held = {b["user"]["login"]: b["role"] for b in listed}
+    assert held == {"octocat": "owner", "hidden-hubber": "editor"}  # the strongest of two
+    left = (await call("GET", f"{members}/pending")).json()["data"]["items"]
+    assert [(i["email"], i["role"]) for i in left] == [("unverified@example.com", "admin")]

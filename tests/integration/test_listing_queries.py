@@ -82,6 +82,8 @@ class World:
             await self.alice.call(
                 "POST", f"/user-groups/{self.team['id']}/members", join, status=201
             )
+            invite = {"user": f"invitee-{n}", "role": "viewer"}
+            await self.alice.call("POST", f"/environments/{env_id}/members", invite, status=202)
             token = {"name": f"ci-{n}", "role": "viewer"}
             await self.alice.call("POST", f"/environments/{env_id}/tokens", token, status=201)
             change = {"message": f"v{n}", "set": {"N": str(n)}}
@@ -102,6 +104,7 @@ class World:
             "environments by name": (self.bob, f"/secret-groups/{group}/environments?name=e1"),
             "organization members": (self.alice, f"/organizations/{org}/members"),
             "environment members": (self.alice, f"/environments/{env}/members"),
+            "pending members": (self.alice, f"/environments/{env}/members/pending"),
             "user groups": (self.alice, f"/user-groups/?organization_id={org}"),
             "user group members": (self.alice, f"/user-groups/{self.team['id']}/members"),
             "tokens": (self.alice, f"/environments/{env}/tokens"),
@@ -144,6 +147,7 @@ async def test_pages_of_one_followed_by_cursor_give_every_listing_whole(
         f"/organizations/{org}/secret-groups",
         f"/secret-groups/{group}/environments",
         f"/environments/{env}/members",
+        f"/environments/{env}/members/pending",
         f"/user-groups/?organization_id={org}",
         f"/user-groups/{world.team['id']}/members",
         f"/environments/{env}/tokens",  # keyed on the time made, then the id

@@ -111,6 +111,20 @@ async def _check_tree(server: InProcessServer, alice: Api, made: dict[str, Any])
     assert refused["error_code"] == "forbidden"
 
 
+async def _check_invites(server: InProcessServer, alice: Api, made: dict[str, Any]) -> None:
+    """An invite made before the upgrade is still pending, and is the role at first sign-in."""
+    for invite in made.get("invites", []):
+        pending = f"/environments/{invite['resource_id']}/members/pending"
+        listed = await every(alice, pending)
+        assert [(i["id"], i["login"], i["role"]) for i in listed] == [
+            (invite["id"], invite["login"], invite["role"])
+        ]
+        invited = Api(server, (await login(server, invite["login"]))["access_token"])
+        env = await invited.call("GET", f"/environments/{invite['resource_id']}", status=200)
+        assert env["role"] == invite["role"]
+        assert await every(alice, pending) == []
+
+
 async def _check_sync(server: InProcessServer, alice: Api, made: dict[str, Any]) -> None:
     """The earlier runs are listed; the stored credentials still sync (to today's fake)."""
     prod = made["environments"]["prod"]
@@ -160,6 +174,7 @@ async def test_a_database_of_an_earlier_release_upgrades_keeping_everything(
             alice = await _refreshed(server, made["refresh_token"])
             carol = Api(server, (await login(server, "carol"))["access_token"])
             await _check_tree(server, alice, made)
+            await _check_invites(server, alice, made)
             await _check_sync(server, alice, made)
             for name, env_id in made["environments"].items():
                 writer = carol if name == "prod" else alice

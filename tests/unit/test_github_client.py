@@ -247,8 +247,10 @@ async def test_public_email_identity(h: Harness) -> None:
         name="The Octocat",
         avatar_url=f"{WEB}/avatars/u/583231?v=4",
     )
-    [recorded] = h.state.requests
+    # The verified addresses are asked for even when the profile shows one: it may not be.
+    recorded, emails = h.state.requests
     assert (recorded.method, recorded.path) == ("GET", f"{h.state.api_prefix}/user")
+    assert (emails.method, emails.path) == ("GET", f"{h.state.api_prefix}/user/emails")
     assert recorded.headers["accept"] == "application/vnd.github+json"
     assert recorded.headers["x-github-api-version"] == "2022-11-28"
     assert h.sent[0].headers["authorization"] == f"Bearer {token}"
@@ -262,6 +264,7 @@ async def test_private_email_uses_primary_verified(h: Harness) -> None:
     identity = await h.gh.fetch_identity(token)
 
     assert identity.email == "hubber@example.com"
+    assert identity.verified_emails == ("old@example.com", "hubber@example.com")
     assert (identity.provider_id, identity.login, identity.name) == ("9919", "hidden-hubber", None)
     assert [r.path.removeprefix(h.state.api_prefix) for r in h.state.requests] == [
         "/user",
@@ -276,6 +279,7 @@ async def test_private_email_without_primary_verified_or_permission(h: Harness) 
     user.emails = [e | {"verified": False} for e in user.emails]
     token = h.state.issue_token(user)
     assert (await h.gh.fetch_identity(token)).email is None
+    assert (await h.gh.fetch_identity(token)).verified_emails == ()
 
     h.state.fail_api("/user/emails", 404)  # a token not allowed to list emails
     assert (await h.gh.fetch_identity(token)).email is None
@@ -318,7 +322,7 @@ async def test_ghes_client_needs_the_api_prefix() -> None:
             )
 
         assert (await client("https://ghe.test/api/v3/").fetch_identity(token)).login == "octocat"
-        assert state.requests[-1].path == "/api/v3/user"
+        assert [r.path for r in state.requests] == ["/api/v3/user", "/api/v3/user/emails"]
         with pytest.raises(IdentityProviderError, match="HTTP 404"):
             await client("https://ghe.test").fetch_identity(token)
         assert state.requests[-1].path == "/user"
@@ -329,7 +333,7 @@ async def test_get_retried_after_503_then_succeeds(h: Harness) -> None:
     token = h.state.issue_token()
 
     assert (await h.gh.fetch_identity(token)).login == "octocat"
-    assert [r.status_code for r in h.received] == [503, 200]
+    assert [r.status_code for r in h.received] == [503, 200, 200]  # /user twice, /user/emails
     assert_documented(h)
 
 
@@ -348,12 +352,12 @@ async def test_429_honours_short_retry_after_only(h: Harness) -> None:
     token = h.state.issue_token()
     h.state.fail_api("/user", 429, headers={"Retry-After": "0"})
     assert (await h.gh.fetch_identity(token)).login == "octocat"
-    assert len(h.state.requests) == 2
+    assert len(h.state.requests) == 3  # /user twice, then /user/emails
 
     h.state.fail_api("/user", 429, headers={"Retry-After": "3600"})
     with pytest.raises(IdentityProviderError, match="HTTP 429"):
         await h.gh.fetch_identity(token)
-    assert len(h.state.requests) == 3  # too long a wait: not retried
+    assert len(h.state.requests) == 4  # too long a wait: not retried
 
 
 async def test_network_errors(h: Harness) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import typer
 import typer.core
 
+from kavach.cli import completion
+
 
 def _value_hint(param: Any, ctx: Any) -> str | None:
     """Name an option's value by its metavar (or its name), never by a `<str>` type hint."""
@@ -30,13 +32,28 @@ def command_group(**settings: Any) -> typer.Typer:
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 OrgOption = Annotated[
-    str | None, typer.Option("--org", help="Organization (default: the active one).")
+    str | None,
+    typer.Option(
+        "--org",
+        help="Organization (default: KAVACH_ORG, .kavach.yaml or the active one).",
+        autocompletion=completion.organizations,
+    ),
 ]
 GroupOption = Annotated[
-    str | None, typer.Option("--group", help="Secret group (default: the active one).")
+    str | None,
+    typer.Option(
+        "--group",
+        help="Secret group (default: KAVACH_GROUP, .kavach.yaml or the active one).",
+        autocompletion=completion.groups,
+    ),
 ]
 EnvOption = Annotated[
-    str | None, typer.Option("--env", help="Environment (default: the active one).")
+    str | None,
+    typer.Option(
+        "--env",
+        help="Environment (default: KAVACH_ENV, .kavach.yaml or the active one).",
+        autocompletion=completion.environments,
+    ),
 ]
 RevealFlag = Annotated[
     bool, typer.Option("--reveal", help="Show secret values instead of masking them.")

@@ -139,35 +139,64 @@ class Resource:
         return f"/{KINDS[self.kind][0]}/{segment(self.id)}"
 
 
-def find_org(client: ApiClient, name: str) -> Resource:
-    """Return the organization called `name`."""
+def _by_names(*names: str) -> str:
+    """Return the API path that finds a resource by the names on the way down to it."""
+    path = f"/organizations/by-name/{segment(names[0])}"
+    for collection, name in zip(("secret-groups", "environments"), names[1:], strict=False):
+        path += f"/{collection}/{segment(name)}"
+    return path
+
+
+def _get_by_names(client: ApiClient, *names: str) -> Object | None:
+    """Return what the names lead to, or None when the server answers 404.
+
+    The server answers the same 404 for a resource that does not exist and for one the
+    caller may not see, so None never tells which.
+    """
     try:
-        data = client.get(f"/organizations/by-name/{segment(name)}")
+        return expect_object(client.get(_by_names(*names)))
     except ApiError as exc:
         if exc.status == 404:
-            raise NotFound(f"organization {name!r} not found, or you have no access to it") from exc
+            return None
         raise
-    return Resource("organization", expect_object(data))
 
 
-def _find_child(client: ApiClient, parent: Resource, kind: str, name: str) -> Resource:
-    collection, noun = KINDS[kind]
-    rows = list_all(client, f"{parent.path}/{collection}", {"name": name})
-    # Matched here too: the filter is the server's to apply, the exact name is ours to check.
-    for row in rows:
-        if row.get("name") == name:
-            return Resource(kind, row, parent)
-    raise NotFound(f"{noun} {name!r} not found in {parent.label}, or you have no access to it")
+def _org_missing(name: str) -> NotFound:
+    return NotFound(f"organization {name!r} not found, or you have no access to it")
+
+
+def _child_missing(kind: str, name: str, parent: str) -> NotFound:
+    noun = KINDS[kind][1]
+    return NotFound(f"{noun} {name!r} not found in {parent}, or you have no access to it")
+
+
+def _parent(data: Object, key: str, kind: str, name: str, parent: Resource | None) -> Resource:
+    """Return the parent a resource's answer names by id, under the name it was asked by."""
+    return Resource(kind, {"id": data.get(key), "name": name}, parent)
+
+
+def find_org(client: ApiClient, name: str) -> Resource:
+    """Return the organization called `name`."""
+    data = _get_by_names(client, name)
+    if data is None:
+        raise _org_missing(name)
+    return Resource("organization", data)
 
 
 def find_group(client: ApiClient, org: Resource, name: str) -> Resource:
     """Return the secret group called `name` in `org`."""
-    return _find_child(client, org, "secret_group", name)
+    data = _get_by_names(client, org.name, name)
+    if data is None:
+        raise _child_missing("secret_group", name, org.label)
+    return Resource("secret_group", data, org)
 
 
 def find_env(client: ApiClient, group: Resource, name: str) -> Resource:
     """Return the environment called `name` in `group`."""
-    return _find_child(client, group, "environment", name)
+    data = _get_by_names(client, *group.names, name)
+    if data is None:
+        raise _child_missing("environment", name, group.label)
+    return Resource("environment", data, group)
 
 
 def load_org(client: ApiClient, ref: OrgRef) -> Resource:
@@ -176,13 +205,30 @@ def load_org(client: ApiClient, ref: OrgRef) -> Resource:
 
 
 def load_group(client: ApiClient, ref: GroupRef) -> Resource:
-    """Return the secret group `ref` names (with its organization as parent)."""
-    return find_group(client, load_org(client, ref), ref.secret_group)
+    """Return the secret group `ref` names (with its organization as parent), in one request.
+
+    Only when it is not found does a second request say whether the organization was.
+    """
+    data = _get_by_names(client, ref.organization, ref.secret_group)
+    if data is None:
+        org = find_org(client, ref.organization)
+        raise _child_missing("secret_group", ref.secret_group, org.label)
+    org = _parent(data, "organization_id", "organization", ref.organization, None)
+    return Resource("secret_group", data, org)
 
 
 def load_env(client: ApiClient, ref: EnvRef) -> Resource:
-    """Return the environment `ref` names (with its group and organization as parents)."""
-    return find_env(client, load_group(client, ref), ref.environment)
+    """Return the environment `ref` names (with its group and organization), in one request.
+
+    Only when it is not found do further requests say which level was not.
+    """
+    data = _get_by_names(client, ref.organization, ref.secret_group, ref.environment)
+    if data is None:
+        group = load_group(client, ref)
+        raise _child_missing("environment", ref.environment, group.label)
+    org = _parent(data, "organization_id", "organization", ref.organization, None)
+    group = _parent(data, "secret_group_id", "secret_group", ref.secret_group, org)
+    return Resource("environment", data, group)
 
 
 def user_groups(client: ApiClient, org: Resource, name: str | None = None) -> list[Object]:

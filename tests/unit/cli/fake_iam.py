@@ -123,6 +123,8 @@ class FakeIam:
     bindings: list[Binding] = field(default_factory=list)
     user_groups: dict[str, UserGroup] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
+    # Invites of logins nobody has signed in with, and of addresses: (node, the invite's JSON).
+    invites: list[tuple[Node, dict[str, Any]]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # ---- set-up helpers -------------------------------------------------------------------

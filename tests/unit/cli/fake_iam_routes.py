@@ -10,6 +10,7 @@ import httpx
 from .fake_iam import (
     CHILDREN,
     COLLECTIONS,
+    CREATED,
     DEFAULT_TOKEN_LIFETIME,
     MAX_TOKEN_LIFETIME,
     RANK,
@@ -64,11 +65,8 @@ def _route(
             return paged([iam.node_json(n) for n in orgs], params)
         if method == "POST":
             return ok(iam.node_json(iam.create_node("organization", body, None)), 201)
-    if head == "organizations" and len(rest) == 2 and rest[0] == "by-name" and method == "GET":
-        found = [n for n in iam.nodes.values() if n.parent is None and n.name == rest[1]]
-        if not found or not iam.visible(found[0]):
-            raise Failure(404, "not_found", "organization not found")
-        return ok(iam.node_json(found[0]))
+    if head == "organizations" and rest[:1] == ["by-name"] and method == "GET":
+        return ok(iam.node_json(_by_names(iam, rest[1:])))
     if head not in COLLECTIONS or not rest or not rest[0]:
         raise _no_route(method, path)
     node = iam.node(head, rest[0])
@@ -78,9 +76,29 @@ def _route(
         return _children(iam, method, node, params, body)
     if len(rest) == 2 and rest[1] == "members":
         return _members(iam, method, node, params, body)
+    if rest[1:] == ["members", "pending"]:
+        return _pending(iam, method, node, params, body)
     if rest[1] == "tokens" and node.kind == "environment" and len(rest) in (2, 3):
         return _tokens(iam, method, node, rest[2:], params, body)
     raise _no_route(method, path)
+
+
+def _by_names(iam: FakeIam, rest: list[str]) -> Node:
+    """Find the node `NAME[/secret-groups/GROUP[/environments/ENV]]` leads to, if visible."""
+    names, collections = rest[0::2], rest[1::2]
+    kinds = ["organization", "secret_group", "environment"][: len(names)]
+    if not names or collections != ["secret-groups", "environments"][: len(collections)]:
+        raise _no_route("GET", "/organizations/by-name/" + "/".join(rest))
+    parent: Node | None = None
+    for name in names:
+        found = [n for n in iam.nodes.values() if n.parent is parent and n.name == name]
+        if not found:
+            break
+        parent = found[0]
+    else:
+        if parent is not None and iam.visible(parent):
+            return parent
+    raise Failure(404, "not_found", f"{kinds[-1].replace('_', ' ')} not found")
 
 
 def _node(
@@ -139,6 +157,8 @@ def _members(
         found = [b for b in iam.bindings if b.node in lineage]
         return paged([iam.binding_json(b, node) for b in found], params)
     iam.need(node, "admin", "members.grant")
+    if method == "POST" and (body.get("email") or body.get("user") not in (None, *USERS)):
+        return _invite(iam, node, body)
     wanted = _subject(iam, node, body)
     existing = next((b for b in iam.bindings if _same_subject(b, wanted)), None)
     if method == "POST":
@@ -160,6 +180,49 @@ def _members(
             raise Failure(409, "last_owner", "an organization keeps at least one owner")
         iam.bindings.remove(existing)
         return ok({"removed": True})
+    raise _no_route(method, node.id)
+
+
+def _invite(iam: FakeIam, node: Node, body: Body) -> httpx.Response:
+    """Invite a login nobody has signed in with, or an address: 202 and the pending grant."""
+    if body.get("role") == "owner":
+        iam.need(node, "owner", "members.grant_owner")
+    login, email = body.get("user"), body.get("email")
+    invite = {
+        "id": iam._new_id("inv"),
+        "pending": True,
+        "login": login.lower() if login else None,
+        "email": email.lower() if email else None,
+        "role": body.get("role"),
+        "resource_type": node.kind,
+        "resource_id": node.id,
+        "resource_name": node.name,
+        "granted_by": {"id": USERS["alice"]["id"], "login": "alice"},
+        "created_at": CREATED,
+    }
+    iam.invites = [
+        (n, i)
+        for n, i in iam.invites
+        if (n, i["login"], i["email"]) != (node, invite["login"], invite["email"])
+    ]
+    iam.invites.append((node, invite))
+    return ok(invite, 202)
+
+
+def _pending(
+    iam: FakeIam, method: str, node: Node, params: dict[str, str], body: Body
+) -> httpx.Response:
+    if method == "GET":
+        iam.need(node, "admin", "members.read")
+        return paged([invite for n, invite in iam.invites if n is node], params)
+    if method == "DELETE":
+        iam.need(node, "admin", "members.grant")
+        wanted = (node, (body.get("user") or "").lower() or None, body.get("email"))
+        for found in iam.invites:
+            if (found[0], found[1]["login"], found[1]["email"]) == wanted:
+                iam.invites.remove(found)
+                return ok({"removed": True})
+        raise Failure(404, "not_found", "no such invite is pending on this resource")
     raise _no_route(method, node.id)
 
 

@@ -120,12 +120,7 @@ def test_group_activate_looks_the_group_up_by_name(
     assert result.stdout == "Switched to secret group acme/web.\n"
     assert api.requests() == [
         ("GET", "/organizations/by-name/acme", {}, None),
-        (
-            "GET",
-            f"/organizations/{tree.acme.id}/secret-groups",
-            {"limit": "1000", "name": "web"},
-            None,
-        ),
+        ("GET", "/organizations/by-name/acme/secret-groups/web", {}, None),
     ]
     # A different group: the environment of the old one means nothing in it.
     assert active(home) == ("acme", "web", None)
@@ -252,13 +247,7 @@ def test_env_create_in_the_active_group(
     assert result.exit_code == 0, result.output
     assert result.stdout == "Created environment acme/web/staging.\n"
     assert api.requests() == [
-        ("GET", "/organizations/by-name/acme", {}, None),
-        (
-            "GET",
-            f"/organizations/{tree.acme.id}/secret-groups",
-            {"limit": "1000", "name": "web"},
-            None,
-        ),
+        ("GET", "/organizations/by-name/acme/secret-groups/web", {}, None),
         ("POST", f"/secret-groups/{tree.web.id}/environments", {}, {"name": "staging"}),
     ]
 
@@ -314,12 +303,10 @@ def test_env_activate_sets_all_three(api: FakeApi, invoke: Invoke, home: Path, t
     result = invoke(["env", "activate", "prod", "--org", "acme", "--group", "web"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "Switched to environment acme/web/prod.\n"
-    assert api.requests()[-1] == (
-        "GET",
-        f"/secret-groups/{tree.web.id}/environments",
-        {"limit": "1000", "name": "prod"},
-        None,
-    )
+    assert api.requests() == [
+        ("GET", "/organizations/by-name/acme/secret-groups/web", {}, None),
+        ("GET", "/organizations/by-name/acme/secret-groups/web/environments/prod", {}, None),
+    ]
     assert active(home) == ("acme", "web", "prod")
 
 

@@ -282,7 +282,9 @@ def test_grant_usage_errors_exit_2_before_any_request(
 def test_subject_error_message(invoke: Invoke, home: Path) -> None:
     use_context(home, "acme")
     result = invoke(["org", "grant", "-r", "viewer"])
-    assert "pass exactly one of -u/--user LOGIN or --user-group NAME" in result.stderr
+    assert "pass exactly one of -u/--user LOGIN, --user-group NAME or --email ADDRESS" in (
+        result.stderr
+    )
 
 
 def test_an_admin_may_not_grant_owner(api: FakeApi, invoke: Invoke) -> None:
@@ -294,11 +296,45 @@ def test_an_admin_may_not_grant_owner(api: FakeApi, invoke: Invoke) -> None:
     )
 
 
-def test_grant_to_an_unknown_user_is_not_found(api: FakeApi, invoke: Invoke) -> None:
-    api.iam.org("acme")
+def test_a_grant_to_a_login_nobody_signed_in_with_is_an_invite(
+    api: FakeApi, invoke: Invoke
+) -> None:
+    org = api.iam.org("acme")
     result = invoke(["org", "grant", "--org", "acme", "-r", "viewer", "-u", "mallory"])
-    assert result.exit_code == 4
-    assert result.stderr == "Error: no user 'mallory' (not_found)\n"
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "Invited user mallory as viewer on organization acme: pending until they first sign "
+        "in (`list-bindings --pending` shows it, `revoke --pending` withdraws it).\n"
+    )
+    by_mail = invoke(["org", "grant", "--org", "acme", "-r", "editor", "--email", "m@x.io"])
+    assert "Invited m@x.io as editor" in by_mail.stdout
+
+    listed = invoke(["org", "list-bindings", "--org", "acme", "--pending"])
+    assert listed.exit_code == 0, listed.output
+    assert table_header(listed.stdout) == ["Invitee", "Type", "Role", "Invited by", "Since"]
+    assert [row[:4] for row in table_rows(listed.stdout)] == [
+        ["mallory", "login", "viewer", "alice"],
+        ["m@x.io", "e-mail", "editor", "alice"],
+    ]
+    as_json = json.loads(
+        invoke(["org", "list-bindings", "--org", "acme", "--pending", "--json"]).stdout
+    )
+    assert as_json == {"items": [i for _, i in api.iam.invites], "next": None}
+
+    withdrawn = invoke(["org", "revoke", "--org", "acme", "--pending", "-u", "mallory", "--yes"])
+    assert withdrawn.stdout == "Withdrew the invite of user mallory on organization acme.\n"
+    assert api.requests()[-1] == (
+        "DELETE",
+        f"/organizations/{org.id}/members/pending",
+        {},
+        {"user": "mallory"},
+    )
+    by_mail = invoke(["org", "revoke", "--org", "acme", "--email", "m@x.io", "--yes"])
+    assert by_mail.exit_code == 0, by_mail.output
+    assert api.iam.invites == []
+    refused = invoke(["org", "revoke", "--org", "acme", "--pending", "--user-group", "devs"])
+    assert refused.exit_code == 1
+    assert "user groups are not invited" in refused.stderr
 
 
 def test_missing_org_says_which_flag_or_command_to_use(api: FakeApi, invoke: Invoke) -> None:

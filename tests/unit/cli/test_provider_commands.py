@@ -403,9 +403,7 @@ def test_list_as_a_table_and_as_json(api: FakeApi, invoke: Invoke, configured: N
     assert [row[0] for row in rows if row[0]] == ["azure", "gcp", "github"]
     assert "project kavach-test" in result.stdout
     assert api.requests() == [
-        ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", "/organizations/org-1/secret-groups", {"limit": "1000", "name": "web"}, None),
-        ("GET", "/secret-groups/grp-2/environments", {"limit": "1000", "name": "prod"}, None),
+        ("GET", "/organizations/by-name/acme/secret-groups/web/environments/prod", {}, None),
         ("GET", f"/environments/{configured.id}/providers/", {"limit": "1000"}, None),
     ]
     listed = json.loads(invoke(["provider", "list", "--json"]).stdout)

@@ -79,11 +79,9 @@ def test_secrets_reach_the_child_and_reserved_names_do_not(
         ]
     ]
     assert "hunter2" not in result.output
-    # One request per level of the name, then the secrets.
+    # One request for the environment, by its names, then the secrets.
     assert [path for _, path, _, _ in api.requests()] == [
-        "/organizations/by-name/acme",
-        f"/organizations/{prod.lineage[2].id}/secret-groups",
-        f"/secret-groups/{prod.lineage[1].id}/environments",
+        "/organizations/by-name/acme/secret-groups/web/environments/prod",
         f"/environments/{prod.id}/secrets",
     ]
 

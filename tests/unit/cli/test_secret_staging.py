@@ -56,12 +56,9 @@ def test_add_pairs_writes_a_private_staging_file(
         "`kavach secret status`, commit with `kavach secret commit -m MESSAGE`.\n"
     )
     assert SECRET not in result.output
-    web, org = prod.lineage[1:]
     assert api.requests() == [
         ("GET", "/info", {}, None),  # the server's limits on a value
-        ("GET", "/organizations/by-name/acme", {}, None),
-        ("GET", f"/organizations/{org.id}/secret-groups", {"limit": "1000", "name": "web"}, None),
-        ("GET", f"/secret-groups/{web.id}/environments", {"limit": "1000", "name": "prod"}, None),
+        ("GET", "/organizations/by-name/acme/secret-groups/web/environments/prod", {}, None),
         ("GET", f"/environments/{prod.id}/secrets/versions", {"limit": "1"}, None),
     ]
     path = staging_file(home, prod)

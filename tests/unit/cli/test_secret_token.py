@@ -128,7 +128,7 @@ def test_a_user_token_in_kavach_token_resolves_names(
     assert (result.exit_code, result.stdout) == (0, "1")
     assert [path for _, path, _, _ in api.requests()][:2] == [
         "/auth/whoami",
-        "/organizations/by-name/acme",
+        "/organizations/by-name/acme/secret-groups/web/environments/prod",
     ]
 
 

@@ -95,14 +95,19 @@ def grant(
     role: RoleOption,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Give a user or user group a role on the environment."""
+    """Give a user or user group a role on the environment.
+
+    A login nobody has signed in with yet, or an --email address, is invited: the role
+    applies when that person signs in.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
+    who = bindings.subject(ctx, user, user_group, email)
     bindings.grant(cli, hierarchy.environment(cli, org, group, env), who, role)
 
 
@@ -111,16 +116,21 @@ def revoke(
     ctx: typer.Context,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
+    pending: bindings.PendingFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
     yes: YesFlag = False,
     json: JsonFlag = False,
 ) -> None:
-    """Remove a user's or user group's role on the environment."""
+    """Remove a user's or user group's role on the environment.
+
+    With --pending (or --email): withdraw an invite that has not been accepted.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
-    bindings.revoke(cli, hierarchy.environment(cli, org, group, env), who, yes=yes)
+    who = bindings.subject(ctx, user, user_group, email)
+    bindings.revoke(cli, hierarchy.environment(cli, org, group, env), who, yes=yes, pending=pending)
 
 
 @app.command("list-bindings")
@@ -129,8 +139,12 @@ def list_bindings(
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
+    pending: bindings.PendingFlag = False,
     json: JsonFlag = False,
 ) -> None:
-    """List who has which role on the environment, directly or from its parents."""
+    """List who has which role on the environment, directly or from its parents.
+
+    With --pending: who is invited to it and has not signed in yet.
+    """
     cli = get_app(ctx, json=json)
-    bindings.show(cli, hierarchy.environment(cli, org, group, env))
+    bindings.show(cli, hierarchy.environment(cli, org, group, env), pending=pending)

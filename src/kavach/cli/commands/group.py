@@ -85,13 +85,18 @@ def grant(
     role: RoleOption,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Give a user or user group a role on the secret group (and its environments)."""
+    """Give a user or user group a role on the secret group (and its environments).
+
+    A login nobody has signed in with yet, or an --email address, is invited: the role
+    applies when that person signs in.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
+    who = bindings.subject(ctx, user, user_group, email)
     bindings.grant(cli, hierarchy.secret_group(cli, org, group), who, role)
 
 
@@ -100,21 +105,33 @@ def revoke(
     ctx: typer.Context,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
+    pending: bindings.PendingFlag = False,
     org: OrgOption = None,
     group: GroupOption = None,
     yes: YesFlag = False,
     json: JsonFlag = False,
 ) -> None:
-    """Remove a user's or user group's role on the secret group."""
+    """Remove a user's or user group's role on the secret group.
+
+    With --pending (or --email): withdraw an invite that has not been accepted.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
-    bindings.revoke(cli, hierarchy.secret_group(cli, org, group), who, yes=yes)
+    who = bindings.subject(ctx, user, user_group, email)
+    bindings.revoke(cli, hierarchy.secret_group(cli, org, group), who, yes=yes, pending=pending)
 
 
 @app.command("list-bindings")
 def list_bindings(
-    ctx: typer.Context, org: OrgOption = None, group: GroupOption = None, json: JsonFlag = False
+    ctx: typer.Context,
+    org: OrgOption = None,
+    group: GroupOption = None,
+    pending: bindings.PendingFlag = False,
+    json: JsonFlag = False,
 ) -> None:
-    """List who has which role on the secret group, directly or from its organization."""
+    """List who has which role on the secret group, directly or from its organization.
+
+    With --pending: who is invited to it and has not signed in yet.
+    """
     cli = get_app(ctx, json=json)
-    bindings.show(cli, hierarchy.secret_group(cli, org, group))
+    bindings.show(cli, hierarchy.secret_group(cli, org, group), pending=pending)

@@ -76,12 +76,17 @@ def grant(
     role: RoleOption,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
     org: OrgOption = None,
     json: JsonFlag = False,
 ) -> None:
-    """Give a user or user group a role on the organization (and all inside it)."""
+    """Give a user or user group a role on the organization (and all inside it).
+
+    A login nobody has signed in with yet, or an --email address, is invited: the role
+    applies when that person signs in.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
+    who = bindings.subject(ctx, user, user_group, email)
     ref = resolve_org(cli.context, org)
     target = load_org(cli.client, ref)
     bindings.grant(cli, target, who, role)
@@ -92,21 +97,31 @@ def revoke(
     ctx: typer.Context,
     user: UserOption = None,
     user_group: UserGroupOption = None,
+    email: bindings.EmailOption = None,
+    pending: bindings.PendingFlag = False,
     org: OrgOption = None,
     yes: YesFlag = False,
     json: JsonFlag = False,
 ) -> None:
-    """Remove a user's or user group's role on the organization."""
+    """Remove a user's or user group's role on the organization.
+
+    With --pending (or --email): withdraw an invite that has not been accepted.
+    """
     cli = get_app(ctx, json=json)
-    who = bindings.subject(ctx, user, user_group)
+    who = bindings.subject(ctx, user, user_group, email)
     ref = resolve_org(cli.context, org)
     target = load_org(cli.client, ref)
-    bindings.revoke(cli, target, who, yes=yes)
+    bindings.revoke(cli, target, who, yes=yes, pending=pending)
 
 
 @app.command("list-bindings")
-def list_bindings(ctx: typer.Context, org: OrgOption = None, json: JsonFlag = False) -> None:
-    """List who has which role on the organization."""
+def list_bindings(
+    ctx: typer.Context,
+    org: OrgOption = None,
+    pending: bindings.PendingFlag = False,
+    json: JsonFlag = False,
+) -> None:
+    """List who has which role on the organization (--pending: who is invited)."""
     cli = get_app(ctx, json=json)
     ref = resolve_org(cli.context, org)
-    bindings.show(cli, load_org(cli.client, ref))
+    bindings.show(cli, load_org(cli.client, ref), pending=pending)

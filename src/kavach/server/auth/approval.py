@@ -111,7 +111,9 @@ async def decide_as_operator(
     # The code is checked first, so an unknown code creates no user.
     await _pending(session, user_code)
     user = await iam_service.upsert_user(
-        session, identity=iam_service.Identity(provider="local", provider_id=name, login=name)
+        session,
+        identity=iam_service.Identity(provider="local", provider_id=name, login=name),
+        origin=origin,
     )
     return await approve_for(
         session, user_code=user_code, user=user, actor=actor, origin=origin, via="server"

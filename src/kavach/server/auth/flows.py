@@ -207,7 +207,9 @@ async def _exchange_github(
             email=found.email,
             name=found.name,
             avatar_url=found.avatar_url,
+            verified_emails=found.verified_emails,
         ),
+        origin=origin,
     )
     return await issue_tokens(runtime, session, user=user, provider="github", origin=origin)
 

@@ -53,6 +53,8 @@ class GitHubIdentity:
     email: str | None
     name: str | None
     avatar_url: str | None
+    # Every address GitHub says the user has verified (invites by e-mail match these only).
+    verified_emails: tuple[str, ...] = ()
 
 
 class _TransientStatusError(Exception):
@@ -185,34 +187,45 @@ class GitHubClient:
         return token
 
     async def fetch_identity(self, access_token: str) -> GitHubIdentity:
-        """Read the user behind an access token, finding a verified email if it is private."""
+        """Read the user behind an access token, and the addresses they have verified.
+
+        The profile's email is the public one, which a GitHub Enterprise Server without
+        email verification does not vouch for: only /user/emails says which are verified.
+        """
         response = await self._get("/user", access_token)
         self._check_api_status(response, "/user")
         body = _json(response, "user")
         if not isinstance(body, dict):
             raise IdentityProviderError("GitHub's user response is not an object")
-        email_address = _optional_str(body, "email") or await self._primary_email(access_token)
+        primary, verified = await self._verified_emails(access_token)
         return GitHubIdentity(
             provider_id=str(_field(body, "id", int, "user")),
             login=_field(body, "login", str, "user"),
-            email=email_address,
+            email=_optional_str(body, "email") or primary,
             name=_optional_str(body, "name"),
             avatar_url=_optional_str(body, "avatar_url"),
+            verified_emails=verified,
         )
 
-    async def _primary_email(self, access_token: str) -> str | None:
-        """Return the primary verified email, or None when GitHub withholds the list."""
+    async def _verified_emails(self, access_token: str) -> tuple[str | None, tuple[str, ...]]:
+        """Return the primary verified email and every verified one (none if GitHub withholds)."""
         response = await self._get("/user/emails", access_token)
         if response.status_code in (403, 404):
-            return None  # a GitHub App token without the email permission: email stays unknown
+            return None, ()  # a GitHub App token without the email permission: none known
         self._check_api_status(response, "/user/emails")
         body = _json(response, "emails")
         if not isinstance(body, list):
             raise IdentityProviderError("GitHub's emails response is not a list")
-        for entry in body:
-            if isinstance(entry, dict) and entry.get("primary") and entry.get("verified"):
-                return _optional_str(entry, "email")
-        return None
+        verified = [
+            entry for entry in body if isinstance(entry, dict) and entry.get("verified") is True
+        ]
+        addresses = tuple(
+            address for entry in verified if (address := _optional_str(entry, "email"))
+        )
+        primary = next(
+            (_optional_str(entry, "email") for entry in verified if entry.get("primary")), None
+        )
+        return primary, addresses
 
     async def is_active_member(self, access_token: str, org: str) -> bool:
         """Say whether the token's user is an active (not merely invited) member of an org."""

@@ -284,19 +284,45 @@ async def list_organizations(
     return ok(Page(items=[_org(item.row, item.role) for item in found], next=after))
 
 
+# By name: one request from the names a person types to the resource, for anyone who sees it
+# (a role on or beneath it), and the same 404 for a resource they may not see as for none.
+# Declared before /{id}, so the routes of the levels below cannot take a name for an id.
 @router.get("/organizations/by-name/{name}", response_model=Envelope[OrganizationPublic])
 async def get_organization_by_name(
-    access: Annotated[
-        Access, Depends(Requirement("org.read", "organization", param="name", by_name=True))
-    ],
+    access: Annotated[Access, Depends(Requirement("org.read", "organization", names=("name",)))],
 ) -> Envelope[OrganizationPublic]:
     """Return an organization by its name."""
-    assert isinstance(access.resource, Organization)  # noqa: S101
-    return ok(_org(access.resource, access.role))
+    return ok(_ORGANIZATIONS.to_public(_ORGANIZATIONS.node_of(access), access, access.role))
+
+
+@router.get(
+    "/organizations/by-name/{name}/secret-groups/{group}",
+    response_model=Envelope[SecretGroupPublic],
+)
+async def get_secret_group_by_name(
+    access: Annotated[
+        Access, Depends(Requirement("group.read", "secret_group", names=("name", "group")))
+    ],
+) -> Envelope[SecretGroupPublic]:
+    """Return a secret group by its organization's name and its own."""
+    return ok(_SECRET_GROUPS.to_public(_SECRET_GROUPS.node_of(access), access, access.role))
+
+
+@router.get(
+    "/organizations/by-name/{name}/secret-groups/{group}/environments/{env}",
+    response_model=Envelope[EnvironmentPublic],
+)
+async def get_environment_by_name(
+    access: Annotated[
+        Access, Depends(Requirement("env.read", "environment", names=("name", "group", "env")))
+    ],
+) -> Envelope[EnvironmentPublic]:
+    """Return an environment by its organization's, its secret group's and its own names."""
+    return ok(_ENVIRONMENTS.to_public(_ENVIRONMENTS.node_of(access), access, access.role))
 
 
 # Each level's routes are added in its section: the order of routes is the order of the API
-# description, and of matching (by-name above is tried before /{id}).
+# description, and of matching.
 _add_node_routes(_ORGANIZATIONS)
 
 

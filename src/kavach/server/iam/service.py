@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kavach.server.access import RequestOrigin
 from kavach.server.db.base import utcnow
 from kavach.server.errors import Conflict, NotFound
 from kavach.server.iam.models import User
+from kavach.server.rbac import pending
 
 
 @dataclass(frozen=True)
@@ -23,10 +25,20 @@ class Identity:
     email: str | None = None
     name: str | None = None
     avatar_url: str | None = None
+    # The addresses the identity provider vouches the person owns (grants pending for them
+    # are theirs at sign-in); `email` alone proves nothing.
+    verified_emails: tuple[str, ...] = ()
 
 
-async def upsert_user(session: AsyncSession, *, identity: Identity) -> User:
-    """Create the user for an identity, or refresh their profile; mark the login time."""
+async def upsert_user(
+    session: AsyncSession, *, identity: Identity, origin: RequestOrigin | None = None
+) -> User:
+    """Create the user for an identity, or refresh their profile; mark the login time.
+
+    Every path that creates a user, or refreshes one from its identity provider, passes
+    here, so here the grants pending for the person (by login, or by an e-mail address the
+    provider vouches for) become theirs, in the same transaction.
+    """
     user = await session.scalar(
         select(User).where(
             User.provider == identity.provider, User.provider_id == identity.provider_id
@@ -44,6 +56,7 @@ async def upsert_user(session: AsyncSession, *, identity: Identity) -> User:
     user.avatar_url = identity.avatar_url
     user.last_login_at = utcnow()
     await session.flush()
+    await pending.accept(session, user=user, emails=identity.verified_emails, origin=origin)
     return user
 
 

@@ -7,19 +7,22 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import Path, Query, Request
-from sqlalchemy import select
 
 from kavach.server.access import LABELS, Access, ResourceKind
 from kavach.server.deps import PrincipalDep, SessionDep, bearer_token, runtime_of
 from kavach.server.errors import NotFound, ValidationFailed
 from kavach.server.gate import Admission, Ticket
-from kavach.server.iam.models import Organization
+from kavach.server.iam import names as named
 
 __all__ = ["Access", "Admit", "Admitted", "Requirement", "ResourceKind"]
 
 
 class Requirement:
-    """A route's declared action, and the resource (from path, query or body) it applies to."""
+    """A route's declared action, and the resource (from path, query or body) it applies to.
+
+    With `names`, the resource is named instead of given by id: the path parameters holding
+    its organization's name and, below it, its secret group's and its own, outermost first.
+    """
 
     def __init__(
         self,
@@ -28,7 +31,7 @@ class Requirement:
         *,
         param: str = "id",
         source: Literal["path", "query", "body"] = "path",
-        by_name: bool = False,
+        names: tuple[str, ...] = (),
         cached: bool = False,
     ) -> None:
         if cached and (resource != "environment" or source != "path"):
@@ -39,7 +42,7 @@ class Requirement:
         self.resource = resource
         self.param = param
         self.source = source
-        self.by_name = by_name
+        self.names = names
         # FastAPI reads a dependency's parameters from its signature: declare the one this
         # requirement reads, so the API description names it.
         self.__signature__ = self._signature()
@@ -51,11 +54,17 @@ class Requirement:
             for p in list(call.parameters.values())[1:]  # without self
             if p.kind is not inspect.Parameter.VAR_KEYWORD
         ]
-        if self.resource is not None and self.source != "body":
+        if self.resource is not None and self.names:
+            params += [
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, Path()]
+                )
+                for name in self.names
+            ]
+        elif self.resource is not None and self.source != "body":
             where = Path if self.source == "path" else Query
             # Not a UUID type: a malformed id in a path is a 404, like an unknown one.
-            shape = None if self.by_name else {"format": "uuid"}
-            declared = Annotated[str, where(json_schema_extra=shape)]
+            declared = Annotated[str, where(json_schema_extra={"format": "uuid"})]
             params.append(
                 inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, annotation=declared)
             )
@@ -97,13 +106,13 @@ class Requirement:
         await gate.count(state, principal)  # refused or not, the request counts
         if self.resource is None:
             return await gate.admit(session, principal, state, action=self.action)
-        if self.by_name:
-            org = await session.scalar(
-                select(Organization).where(Organization.name == request.path_params[self.param])
-            )
-            if org is None:
-                raise NotFound("organization not found")
-            resource_id = org.id
+        if self.names:
+            path = [request.path_params[name] for name in self.names]
+            found = await named.find(session, self.resource, path)
+            if found is None:
+                # As for a resource the caller may not see: nothing tells the two apart.
+                raise NotFound(f"{LABELS[self.resource]} not found")
+            resource_id = found
         else:
             resource_id = await self._resource_id(request)
         return await gate.admit(

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Uuid,
+    func,
     literal,
     literal_column,
     or_,
@@ -20,13 +21,29 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Scope
-from kavach.server.errors import NotFound, ValidationFailed
+from kavach.server.errors import Conflict, NotFound, ValidationFailed
 from kavach.server.iam.models import User, UserGroup
 from kavach.server.pages import Keyset, Page, PageRequest
-from kavach.server.rbac import holders
+from kavach.server.rbac import holders, pending
 from kavach.server.rbac import service as rbac_service
-from kavach.server.rbac.models import RoleBinding
-from kavach.server.rbac.schemas import BindingPublic, Subject, UserGroupRef, UserRef
+from kavach.server.rbac.models import PendingGrant, RoleBinding
+from kavach.server.rbac.schemas import BindingPublic, Grant, Subject, UserGroupRef, UserRef
+
+
+async def find_user(session: AsyncSession, login: str) -> uuid.UUID | None:
+    """Return the user with a login: the exact one, else the one it names without case."""
+    exact = await session.scalar(select(User.id).where(User.login == login))
+    if exact is not None:
+        return exact
+    # Both identity providers' logins are case-insensitive; one of each may differ in case.
+    alike = list(
+        await session.scalars(select(User.id).where(func.lower(User.login) == login.lower()))
+    )
+    if len(alike) > 1:
+        raise Conflict(
+            f"several users' logins differ from {login!r} only in case; give one exactly"
+        )
+    return alike[0] if alike else None
 
 
 async def resolve_subject(
@@ -34,7 +51,7 @@ async def resolve_subject(
 ) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     """Return (user_id, user_group_id) for a subject, or a clear 404."""
     if subject.user is not None:
-        user_id = await session.scalar(select(User.id).where(User.login == subject.user))
+        user_id = await find_user(session, subject.user)
         if user_id is None:
             raise NotFound(f"no user with login {subject.user!r}")
         return user_id, None
@@ -54,15 +71,35 @@ async def grant(
     session: AsyncSession,
     *,
     scope: Scope,
-    subject: Subject,
-    role: str,
+    subject: Grant,
     caller_role: str | None,
     caller_id: uuid.UUID,
-) -> RoleBinding:
-    """Give a subject a role on the scope, or change the role it has there."""
-    user_id, group_id = await resolve_subject(
-        session, subject=subject, organization_id=scope.organization_id
-    )
+) -> RoleBinding | PendingGrant:
+    """Give a subject a role on the scope, or change the role it has there.
+
+    An e-mail address, or a login nobody has signed in with, gets a pending grant instead.
+    """
+    role = subject.role
+    invitee: pending.InviteeKey | None = None
+    if subject.email is not None:
+        invitee = pending.email_invitee(subject.email)
+    elif subject.user is not None:
+        user_id, group_id = await find_user(session, subject.user), None
+        if user_id is None:
+            invitee = pending.login_invitee(subject.user)
+    else:
+        user_id, group_id = await resolve_subject(
+            session, subject=subject, organization_id=scope.organization_id
+        )
+    if invitee is not None:
+        return await pending.invite(
+            session,
+            scope=scope,
+            invitee=invitee,
+            role=role,
+            caller_role=caller_role,
+            caller_id=caller_id,
+        )
     existing = await rbac_service.find_binding(
         session, scope=scope, user_id=user_id, user_group_id=group_id
     )

@@ -46,6 +46,37 @@ class RoleBinding(UUIDPrimaryKey, CreatedAt, Base):
     )
 
 
+class PendingGrant(UUIDPrimaryKey, CreatedAt, Base):
+    """A role granted to a login or e-mail nobody has signed in with yet (an invite).
+
+    It grants nothing until the person it names signs in: then it becomes their role
+    binding, in the same transaction, and is removed (`rbac.pending`).
+    """
+
+    __tablename__ = "pending_grants"
+    __table_args__ = (
+        CheckConstraint("invitee_type IN ('login', 'email')", name="invitee_type"),
+        # One per resource and invitee, in the pending listing's order.
+        Index("uq_pending_grants_invitee", "resource_type", "resource_id", "invitee", unique=True),
+        # What a sign-in looks up.
+        Index("ix_pending_grants_by_invitee", "invitee"),
+    )
+
+    # The organization the resource lives in: deleting it removes its invites with it.
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    resource_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    resource_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    invitee_type: Mapped[str] = mapped_column(String(8), nullable=False)  # login or email
+    # Lower-cased: logins and e-mail addresses are matched without case.
+    invitee: Mapped[str] = mapped_column(String(320), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    granted_by: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
 class AccessEpoch(Base):
     """The one-row counter that every change ending or narrowing access moves (migration 0006)."""
 

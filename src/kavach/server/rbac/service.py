@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroupMember
-from kavach.server.rbac.models import RoleBinding
+from kavach.server.rbac.models import PendingGrant, RoleBinding
 from kavach.server.rbac.policy import highest
 
 _NAMED: dict[str, type[Organization] | type[SecretGroup] | type[Environment]] = {
@@ -185,9 +185,17 @@ async def put_binding(
 async def delete_bindings_on(
     session: AsyncSession, *, resource_type: str, resource_ids: list[uuid.UUID]
 ) -> int:
-    """Remove every binding on the given resources (used when they are deleted)."""
+    """Remove every binding on the given resources, and the grants pending there.
+
+    Used when the resources are deleted; return how many bindings went.
+    """
     if not resource_ids:
         return 0
+    await session.execute(
+        delete(PendingGrant).where(
+            PendingGrant.resource_type == resource_type, PendingGrant.resource_id.in_(resource_ids)
+        )
+    )
     result = await session.execute(
         delete(RoleBinding).where(
             RoleBinding.resource_type == resource_type, RoleBinding.resource_id.in_(resource_ids)

@@ -43,6 +43,7 @@ from kavach.server.secrets.schemas import (
     HistoryEntry,
     RollbackRequest,
     SecretName,
+    SecretNames,
     SecretsResponse,
     VersionDetail,
     VersionRef,
@@ -136,6 +137,16 @@ async def list_versions(
         session, environment_id=access.environment_id, request=page
     )
     return ok(Page(items=[summary(v) for v in versions], next=after))
+
+
+@router.get("/names", response_model=Envelope[SecretNames])
+async def secret_names(access: Reader, session: SessionDep) -> Envelope[SecretNames]:
+    """Return the names in the latest version (no value is read: for completion, listings)."""
+    version = await service.latest_version(session, environment_id=access.environment_id)
+    if version is None:
+        return ok(SecretNames(version=None, names=[]))
+    names = await service.secret_names(session, version=version)
+    return ok(SecretNames(version=summary(version), names=names))
 
 
 @router.get("/{name}/history", response_model=Envelope[list[HistoryEntry]])

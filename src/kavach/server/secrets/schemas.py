@@ -88,6 +88,13 @@ class SecretsResponse(BaseModel):
     secrets: dict[str, str]
 
 
+class SecretNames(BaseModel):
+    """The names in an environment's latest version, without values."""
+
+    version: VersionSummary | None
+    names: list[str]
+
+
 class Modified(BaseModel):
     """A value that changed between two versions."""
 

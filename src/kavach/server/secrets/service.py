@@ -95,6 +95,12 @@ async def latest_version(
     return await session.scalar(_LATEST, {"environment_id": environment_id})
 
 
+async def secret_names(session: AsyncSession, *, version: SecretVersion) -> list[str]:
+    """Return the names of a version's secrets, sorted (nothing is decrypted)."""
+    query = select(Secret.name).where(Secret.version_id == version.id).order_by(Secret.name)
+    return list(await session.scalars(query))
+
+
 _ID = re.compile(r"[a-z0-9]{8}")
 _NUMBER = re.compile(r"v?([0-9]{1,9})")
 _FROM_LATEST = re.compile(r"latest(?:~([0-9]{1,9}))?")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, secrets_api
+from kavach.cli import actions, changes, completion, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.commands.secret.commit import commit_on_latest
 from kavach.cli.commands.secret.inputs import (
@@ -34,7 +34,12 @@ PANEL = "Changing"
 
 NamesArgument = Annotated[
     list[str],
-    typer.Argument(help="Names of the secrets to remove.", metavar="NAME...", show_default=False),
+    typer.Argument(
+        help="Names of the secrets to remove.",
+        metavar="NAME...",
+        show_default=False,
+        autocompletion=completion.secrets,
+    ),
 ]
 KEPT = "Nothing was committed; run the command again to review the change against the latest."
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, limits, render, secrets_api
+from kavach.cli import actions, changes, completion, limits, render, secrets_api
 from kavach.cli.app import App, get_app
 from kavach.cli.commands.secret.inputs import read_secrets_file
 from kavach.cli.commands.secret.stage import area, changed_since
@@ -38,6 +38,7 @@ FileFormatOption = Annotated[
         "--format",
         help="Format of --file: dotenv, json or yaml (default: from the file's name).",
         metavar="FORMAT",
+        autocompletion=completion.input_formats,
     ),
 ]
 ReplaceFlag = Annotated[

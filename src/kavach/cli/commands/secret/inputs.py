@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from kavach.cli import limits, render
+from kavach.cli import completion, limits, render
 from kavach.cli.app import App
 from kavach.cli.errors import CliError
 from kavach.formats.common import NAME_RULE, FormatError, is_secret_name
@@ -39,6 +39,7 @@ FormatOption = Annotated[
         "--format",
         help="Format of --from-file: dotenv, json or yaml (default: from the file name).",
         metavar="FORMAT",
+        autocompletion=completion.input_formats,
     ),
 ]
 StdinFlag = Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import actions, changes, render, secrets_api
+from kavach.cli import actions, changes, completion, render, secrets_api
 from kavach.cli.app import App, get_app
 from kavach.cli.commands.secret.inputs import (
     FormatOption,
@@ -35,7 +35,13 @@ app = command_group()
 PANEL = "Staging"
 
 NamesArgument = Annotated[
-    list[str], typer.Argument(help="Names of secrets.", metavar="NAME...", show_default=False)
+    list[str],
+    typer.Argument(
+        help="Names of secrets.",
+        metavar="NAME...",
+        show_default=False,
+        autocompletion=completion.secrets,
+    ),
 ]
 
 STAGE_HINT = "review with `kavach secret status`, commit with `kavach secret commit -m MESSAGE`"

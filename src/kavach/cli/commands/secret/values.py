@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kavach.cli import actions, render, secrets_api
+from kavach.cli import actions, completion, render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import (
@@ -31,7 +31,12 @@ from kavach.formats.common import (
 app = command_group()
 PANEL = "Reading"
 
-NameArgument = Annotated[str, typer.Argument(help="The secret's name.", show_default=False)]
+NameArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The secret's name.", show_default=False, autocompletion=completion.secrets
+    ),
+]
 ExportFormat = Annotated[
     str | None,
     typer.Option(
@@ -40,6 +45,7 @@ ExportFormat = Annotated[
         "--output file's extension, else dotenv.",
         metavar="FORMAT",
         show_default=False,
+        autocompletion=completion.formats,
     ),
 ]
 OutputOption = Annotated[

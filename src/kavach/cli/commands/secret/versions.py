@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import render, secrets_api
+from kavach.cli import completion, render, secrets_api
 from kavach.cli.app import get_app
 from kavach.cli.errors import CliError
 from kavach.cli.options import (
@@ -43,7 +43,12 @@ HISTORY_COLUMNS = [
 ]
 SECRET_COLUMNS = [("name", "Name"), ("value", "Value")]
 
-NameArgument = Annotated[str, typer.Argument(help="The secret's name.", show_default=False)]
+NameArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The secret's name.", show_default=False, autocompletion=completion.secrets
+    ),
+]
 LimitOption = Annotated[
     int, typer.Option("--limit", "-n", min=1, max=10_000, help="How many versions to show.")
 ]
