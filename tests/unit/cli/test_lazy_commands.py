@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from kavach.cli.commands.registry import COMMANDS, COMMANDS_PANEL
+from kavach.cli.errors import ExitCode
 from kavach.cli.lazy import LazyCommands, load
 
 from .conftest import Invoke
@@ -77,7 +78,7 @@ def test_the_root_help_lists_every_command_under_its_panel(invoke: Invoke) -> No
 def test_a_mistyped_command_is_still_suggested(invoke: Invoke) -> None:
     result = invoke(["secrte", "list"])
 
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.USAGE
     assert "No such command 'secrte'. Did you mean 'secret'" in result.output
 
 
