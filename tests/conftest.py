@@ -49,7 +49,7 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def postgres_url() -> AsyncIterator[str]:
+async def postgres_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """Create a throwaway PostgreSQL database for this test run and drop it afterwards."""
     # Each xdist worker has its own (gw0, gw1, …).
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -63,6 +63,11 @@ async def postgres_url() -> AsyncIterator[str]:
         )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+        marks = request.config.option.markexpr or ""
+        if "faults" not in marks.replace("not faults", ""):
+            # Only the fault tests (which restart PostgreSQL) need a commit on disk before its
+            # answer; every other test is spared that wait (about 3 ms a commit here).
+            await admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
         yield _with_database(POSTGRES_ADMIN_URL, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

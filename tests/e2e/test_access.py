@@ -110,7 +110,7 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     # 2. Bob sees nothing, not even that the organization exists.
     assert bob.run_json("org", "list", "--json") == {"items": [], "next": None}
     hidden = bob.run("env", "list", "--org", ORG, "--group", GROUP)
-    _refused(hidden, 2, f"organization '{ORG}' not found, or you have no access to it (not_found)")
+    _refused(hidden, 4, f"organization '{ORG}' not found, or you have no access to it (not_found)")
     assert hidden.stdout == ""
     assert ENV1 not in hidden.stderr and ENV2 not in hidden.stderr
     bob_token = bob.tokens(server.url)[0]
@@ -162,7 +162,7 @@ def test_grants_inherit_and_revocations_apply_at_once_on_every_instance(
     _expect(_api(server, bob_token, "GET", env1), 404, "not_found")
     assert bob.run_json("org", "list", "--json") == {"items": [], "next": None}
     gone = bob.run("env", "list")
-    _refused(gone, 2, f"organization '{ORG}' not found, or you have no access to it (not_found)")
+    _refused(gone, 4, f"organization '{ORG}' not found, or you have no access to it (not_found)")
     # Only the roles went away: the same access token, and the session, are still good.
     assert bob.tokens(server.url)[0] == bob_token
     assert bob.run_json("status", "--json")["user"]["login"] == "bob"
@@ -191,7 +191,7 @@ def test_a_role_on_one_environment_is_used_by_name_from_the_cli(
     # What he holds no role on stays out of sight.
     _refused(
         bob.run("secret", "list", "--org", ORG, "--group", GROUP, "--env", ENV2),
-        2,
+        4,
         f"environment '{ENV2}' not found in secret group {ORG}/{GROUP}, "
         "or you have no access to it (not_found)",
     )

@@ -40,9 +40,9 @@ def test_login_approved_headlessly_then_status_and_info(server: KavachServer, cl
     status = cli.run("status")
     assert status.code == 0, status
     assert server.url in status.stdout
-    assert re.search(r"User\s+alice\b", status.stdout), status.stdout
+    assert re.search(r"User: alice\b", status.stdout), status.stdout
     # An ISO time about 15 minutes ahead, described relative to now.
-    assert re.search(r"Access token expires\s+\S+T\S+ \(in 1[45]m\)", status.stdout), status.stdout
+    assert re.search(r"Access token expires: \S+T\S+ \(in 1[45]m\)", status.stdout), status.stdout
 
     as_json = cli.run("status", "--json")
     assert as_json.code == 0, as_json

@@ -293,7 +293,7 @@ def test_versions_diffs_rollback_history_and_conflicts(
     refused = laptop.run("secret", "commit", "-m", "laptop", "--yes", *where)
     _refused(
         refused,
-        2,
+        4,
         f"environment {ORG}/{GROUP}/{DEV} moved on from {v3} to v4 ({v4}) (version_conflict)",
     )
     assert f"Changed in environment {ORG}/{GROUP}/{DEV} since {v3}: A, C." in refused.stderr
@@ -328,8 +328,8 @@ def test_versions_diffs_rollback_history_and_conflicts(
 
     # A version of prod is not a version of dev: not found, from the CLI and the API.
     missing = f"version '{prod_v1}' not found in this environment (not_found)"
-    _refused(alice.run("secret", "details", "-v", prod_v1, "--env", DEV), 2, missing)
-    _refused(alice.run("secret", "get", "B", "-v", prod_v1, "--env", DEV), 2, missing)
+    _refused(alice.run("secret", "details", "-v", prod_v1, "--env", DEV), 4, missing)
+    _refused(alice.run("secret", "get", "B", "-v", prod_v1, "--env", DEV), 4, missing)
     for path, params in [
         (dev_path, {"version": prod_v1}),
         (f"{dev_path}/versions/{prod_v1}", {}),
@@ -399,7 +399,7 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
     path_file.write_text(json.dumps({"PATH": "/nowhere"}), encoding="utf-8")
     _committed(
         alice.run("secret", "push", "-f", str(path_file), "-m", "path", "--yes"),
-        2,
+        4,
         "1 added",
         len(AWKWARD) + 1,
     )

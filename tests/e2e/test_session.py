@@ -90,5 +90,5 @@ def test_logout_ends_the_session_on_the_server(server: KavachServer, cli: Cli) -
 
     assert server.unclean_exit(server.stop()) is None
     unreachable = cli.run("info")
-    assert unreachable.code == 2, unreachable
+    assert unreachable.code == 4, unreachable
     assert unreachable.stderr.startswith(f"Error: cannot reach {server.url}")

@@ -369,7 +369,7 @@ def test_sync_to_github_gcp_and_azure(
 
     def refuse_then_adopt(target: Target) -> None:
         refused = kavach(cli, "secret", "sync", "-p", target.provider, "--yes")
-        assert refused.code == 2, refused
+        assert refused.code == 4, refused
         assert refused.stderr.endswith(
             "Error: nothing synced: 1 refused (SHARED): they exist on the target but Kavach did "
             "not write them; --adopt takes them over\n"
@@ -393,7 +393,7 @@ def test_sync_to_github_gcp_and_azure(
 
     def fail_then_complete(target: Target) -> None:
         result, run = sync(cli, target.provider, "--yes")
-        assert result.code == 2, result
+        assert result.code == 4, result
         assert run is not None and run["status"] == "partial"
         flaky = next(i for i in run["items"] if i["name"] == "FLAKY")
         assert flaky["status"] == "failed"

@@ -246,7 +246,7 @@ async def test_the_cli_invites_lists_and_withdraws_and_the_invitee_gets_the_role
         "Withdrew the invite of ivy@example.com on environment acme/web/prod.\n"
     )
     missing = await kavach("env", "revoke", "--pending", "-u", "ivy", "--yes", *where)
-    assert missing.exit_code == 2
+    assert missing.exit_code == 4
     assert "(not_found)" in missing.stderr
 
     hana = await user(server, "hana")

@@ -161,7 +161,7 @@ async def test_the_cli_reaches_an_environment_held_alone_by_its_names(
     result, _ = await kavach_as(
         carol, "secret", "list", "--org", "acme", "--group", "api", "--env", "dev"
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert result.stderr == (
         "Error: secret group 'api' not found in organization acme, "
         "or you have no access to it (not_found)\n"

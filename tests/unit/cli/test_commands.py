@@ -60,8 +60,8 @@ def test_status_shows_user_expiry_and_context_but_no_token(
     lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
     assert f"Server: {SERVER}" in lines
     assert "User: alice (Alice Example)" in lines
-    assert "Organization: acme" in lines
-    assert "Secret group: web" in lines
+    assert "Organization: acme (from the active context (config.yaml))" in lines
+    assert "Secret group: web (from the active context (config.yaml))" in lines
     assert "Environment: -" in lines
     assert any(line.startswith("Access token expires") and "(in 1" in line for line in lines)
     assert logged_in.access_token not in result.output

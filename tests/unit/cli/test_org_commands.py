@@ -333,7 +333,7 @@ def test_a_grant_to_a_login_nobody_signed_in_with_is_an_invite(
     assert by_mail.exit_code == 0, by_mail.output
     assert api.iam.invites == []
     refused = invoke(["org", "revoke", "--org", "acme", "--pending", "--user-group", "devs"])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "user groups are not invited" in refused.stderr
 
 

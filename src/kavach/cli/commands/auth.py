@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kavach.cli import render
+from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
 from kavach.cli.config import ActiveContext
 from kavach.cli.errors import CliError, NotLoggedIn
@@ -160,13 +160,14 @@ def _already_logged_in(cli: App, url: str, user: dict[str, Any]) -> None:
 
 
 @app.command(rich_help_panel=PANEL)
-def logout(ctx: typer.Context) -> None:
+def logout(ctx: typer.Context, json: JsonFlag = False) -> None:
     """End the session on the server and forget the local credentials."""
-    cli = get_app(ctx)
+    cli = get_app(ctx, json=json)
     url = cli.configured_server()
     session = cli.session(url, env_token=False) if url else None
     if url is None or session is None or session.credentials() is None:
-        cli.out.print(f"Not logged in to {url}." if url else "Not logged in.", markup=False)
+        line = f"Not logged in to {url}." if url else "Not logged in."
+        actions.say(cli, {"server": url, "logged_out": False}, line)
         return
     try:
         with cli.make_client(session) as client:
@@ -175,7 +176,7 @@ def logout(ctx: typer.Context) -> None:
         # The local credentials go regardless: logging out must always work offline.
         render.warn(cli, f"the server did not end the session: {exc}")
     cli.store.delete(url)
-    cli.out.print(f"Logged out of {url}.", markup=False)
+    actions.say(cli, {"server": url, "logged_out": True}, f"Logged out of {url}.")
 
 
 def _expiry(expires_at: datetime, now: datetime) -> str:

@@ -97,7 +97,7 @@ def _post(cli: App, target: Target, body: Object) -> Object:
 
 def _plan(cli: App, target: Target, body: Object) -> Object:
     """Ask for the plan (a dry run); a spinner on a terminal, as listing a target takes time."""
-    if not cli.err.is_terminal:
+    if cli.quiet or not cli.err.is_terminal:
         return _post(cli, target, body)
     with cli.err.status(f"Planning the sync to {body['provider']}…"):
         return _post(cli, target, body)
@@ -108,7 +108,7 @@ def _apply(cli: App, target: Target, body: Object, plan: Object) -> Object:
     count = len(sync_view.writes(plan))
     message = f"Syncing {count} secret(s) to {plan.get('target')}…"
     try:
-        if not cli.err.is_terminal:
+        if cli.quiet or not cli.err.is_terminal:
             render.note(cli, message)
             return _post(cli, target, body)
         with cli.err.status(message):
