@@ -404,10 +404,11 @@ def test_sync_to_github_gcp_and_azure(
             "FLAKY": ("create", "failed"),
         }
         assert target.read(target.remote("FLAKY")) is None
-        assert result.stderr.endswith(
-            f"Error: sync to {run['target']} only partly succeeded: 1 failed (FLAKY): run the sync "
-            "again to retry\n"
-        )
+        assert json.loads(result.stderr.splitlines()[-1]) == {  # --json: the error as JSON
+            "error": f"sync to {run['target']} only partly succeeded: 1 failed (FLAKY): run the "
+            "sync again to retry",
+            "error_code": "sync_incomplete",
+        }
         target.clear()
         result, run = sync(cli, target.provider, "--yes")
         _ok(result)
@@ -474,7 +475,7 @@ def test_core_sync_flow_and_one_sync_per_target(
     # A partial update changes the token alone; a bad one fails the test, a good one passes.
     _ok(kavach(cli, "provider", "update", "github", "--token-stdin", stdin="ghp_wrong"))
     failed = cli.run("provider", "test", "github")
-    assert failed.code == 2, failed
+    assert failed.code == 4, failed
     assert failed.stderr.startswith("Error: ") and "(provider_error)" in failed.stderr
     assert "ghp_wrong" not in failed.stderr
     _ok(kavach(cli, "provider", "update", "github", "--token-stdin", stdin=state.token))
@@ -511,7 +512,7 @@ def test_core_sync_flow_and_one_sync_per_target(
         if first.poll() is None:
             first.kill()
             first.wait()
-    assert second.code == 2, second
+    assert second.code == 4, second
     assert second.stderr == (
         "Error: another sync to the same github target is running, so this one did not start "
         "and wrote nothing; try again when it has ended (sync_in_progress)\n"

@@ -75,6 +75,7 @@ class SyncIncomplete(CliError):
     """Some secret of a sync failed or was refused; the others are reported above."""
 
     exit_code = ExitCode.SERVER
+    kind = "sync_incomplete"
 
 
 def _runs_path(target: Target) -> str:
