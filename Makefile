@@ -4,21 +4,44 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run install dev lint typecheck bytecode test test-sqlite coverage bench-tools bench clean
+.PHONY: run install dev lock lint typecheck bytecode test test-sqlite coverage bench-tools bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Pinned, hashed requirements (requirements/*.txt, written by `make lock`), then Kavach itself
+# without dependencies or build isolation: nothing is resolved at install time.
+INSTALL_LOCKED := $(PIP) install --require-hashes --no-deps -r
+INSTALL_SELF := $(PIP) install --no-deps --no-build-isolation -e .
+
+$(VENV)/.installed: pyproject.toml requirements/server.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
-	$(PIP) install -e .
+	$(INSTALL_LOCKED) requirements/server.txt
+	$(INSTALL_SELF)
+	$(PIP) check
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed
-	$(PIP) install -e '.[dev]'
+$(VENV)/.dev-installed: $(VENV)/.installed requirements/dev.txt
+	$(INSTALL_LOCKED) requirements/dev.txt
+	$(PIP) check
 	touch $@
 
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
+
+# Rewrite the lock after a change to the dependencies in pyproject.toml (then `make dev`
+# installs it; until then its `pip check` fails); pins that still fit are kept. `make lock UPGRADE=1` moves every pin to the newest release,
+# `make lock UPGRADE="--upgrade-package NAME"` one package. The lock is resolved for CPython
+# 3.11 on Linux (this machine's); it carries the hashes of every file of each release.
+LOCK_ARGS = --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links $(if $(filter 1,$(UPGRADE)),--upgrade,$(UPGRADE))
+COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_ARGS)
+
+lock:
+	@test -x $(BIN)/pip-compile || { echo "make lock needs pip-tools: run make dev first"; exit 1; }
+	$(COMPILE) --all-build-deps --extra server --extra dev -o requirements/dev.txt pyproject.toml
+	$(COMPILE) --all-build-deps --extra server -c requirements/dev.txt \
+		-o requirements/server.txt pyproject.toml
+	$(COMPILE) -c requirements/dev.txt -o requirements/cli.txt pyproject.toml
+	$(COMPILE) --extra bench -c requirements/dev.txt -o requirements/bench.txt pyproject.toml
 
 run: install
 	$(BIN)/kavach server start
@@ -59,7 +82,7 @@ bytecode: dev
 bench-tools: dev
 	command -v wrk >/dev/null && command -v hyperfine >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq wrk hyperfine; }
-	$(PIP) install -e '.[bench]'
+	$(INSTALL_LOCKED) requirements/bench.txt
 
 bench: bench-tools
 	$(BIN)/python -m bench.http_bench

@@ -1,5 +1,5 @@
 """`python -m kavach.cli`: the same as the `kavach` console script."""
 
-from kavach.cli.main import run
+from kavach.cli.entry import run
 
 run()

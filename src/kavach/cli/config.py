@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ def check_home(home: Path) -> None:
     Each problem is named with the way out, before anything is sent anywhere: a login must
     not be approved only to find that its credentials cannot be saved.
     """
+    import tempfile  # here, as in atomic_write: it imports random and hashlib
+
     named, way_out = _home_named(home)
     try:
         if home.exists() and not home.is_dir():
@@ -70,6 +71,8 @@ def atomic_write(path: Path, text: str, *, mode: int = FILE_MODE, private_dir: b
 
     The directory is made private too unless `private_dir` is False (a project's own).
     """
+    import tempfile  # here: most commands write nothing, and it imports random and hashlib
+
     if private_dir:
         ensure_private_dir(path.parent)
     # mkstemp creates the file 0600 in the same directory, so the rename stays on one filesystem.

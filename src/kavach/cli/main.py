@@ -1,40 +1,29 @@
 """`kavach`: the root command, its global options, and the one error-to-exit-code mapping.
 
-Command modules are imported eagerly, so they import only typer and light kavach.cli
-modules at module level; anything heavy (httpx, yaml, keyring…) is imported inside functions.
-To add a noun group, import its module below and register it with
-`app.add_typer(<module>.app, name="<noun>")`.
+A command's module is imported only when that command runs or shows its help
+(`commands.registry` lists them, `lazy` loads them), so `kavach --help` and `kavach run`
+import little; the root help is written from the registry. To add a root command or a noun
+group, add it to `commands.registry`. Anything heavy (httpx, yaml, keyring…) is imported
+inside the functions that use it.
 """
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated, Any
 
 import typer
+from typer._click import Command, HelpFormatter
 from typer._click import Context as ClickContext
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from kavach.cli import render
 from kavach.cli.app import SERVER_ENV, App, Runtime
-from kavach.cli.commands import (
-    audit,
-    auth,
-    env,
-    group,
-    meta,
-    org,
-    provider,
-    secret,
-    server,
-    setup,
-    token,
-    user_group,
-)
-from kavach.cli.commands import run as run_command
-from kavach.cli.commands.secret import current
+from kavach.cli.commands.registry import COMMANDS_PANEL
 from kavach.cli.config import home_dir
 from kavach.cli.errors import CliError, ExitCode
+from kavach.cli.lazy import LazyCommands
 
 
 def _app(ctx: ClickContext) -> App | None:
@@ -63,7 +52,29 @@ _ARGS = "kavach.args"
 
 
 class KavachGroup(TyperGroup):
-    """The root group: turns every failure into one stderr report and its exit code."""
+    """The root group: commands loaded on first use; every failure one report and exit code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands)
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        """Write the help in plain text, the commands by help panel."""
+        Command.format_help(self, ctx, formatter)
+
+    def format_commands(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        """List the commands by help panel, the panel-less ones first, without loading them."""
+        commands = self.commands
+        assert isinstance(commands, LazyCommands)  # noqa: S101 - set in __init__
+        panels: dict[str, list[tuple[str, str]]] = {COMMANDS_PANEL: []}
+        width = max(len(name) for name in commands)  # one column for every panel
+        for name in commands:
+            summary, panel = commands.describe(name, formatter.width)
+            panels.setdefault(panel, []).append((name.ljust(width), summary))
+        for panel, rows in panels.items():
+            if rows:
+                with formatter.section(panel):
+                    formatter.write_dl(rows)
 
     def make_context(
         self,
@@ -151,6 +162,8 @@ def main(
     quiet: QuietOption = False,
 ) -> None:
     """Kavach: versioned, encrypted secrets for teams, with access control and sync."""
+    if ctx.invoked_subcommand == "server":
+        gc.enable()  # a server runs long; entry.run leaves the collector off for commands
     # Tests pass a Runtime as `obj` to swap the HTTP transport, sleeping and the clock.
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else None
     cli = App(
@@ -164,22 +177,6 @@ def main(
     )
     ctx.obj = cli
     ctx.call_on_close(cli.close)
-
-
-app.add_typer(auth.app)  # login, logout, status
-app.add_typer(meta.app)  # version, info
-app.add_typer(setup.app)  # setup
-app.add_typer(org.app, name="org", rich_help_panel="Resources")
-app.add_typer(group.app, name="group", rich_help_panel="Resources")
-app.add_typer(env.app, name="env", rich_help_panel="Resources")
-app.add_typer(current.root)  # secrets
-app.add_typer(secret.app, name="secret", rich_help_panel="Secrets")
-app.add_typer(provider.app, name="provider", rich_help_panel="Secrets")
-app.add_typer(run_command.app)  # run
-app.add_typer(user_group.app, name="user-group", rich_help_panel="Access")
-app.add_typer(token.app, name="token", rich_help_panel="Access")
-app.add_typer(audit.app, name="audit", rich_help_panel="Access")
-app.add_typer(server.app, name="server")
 
 
 def run() -> None:

@@ -19,10 +19,14 @@ def _value_hint(param: Any, ctx: Any) -> str | None:
     return param.metavar or (param.name or "value").upper()
 
 
-# Typer shows every parameter's Python type in help (`--org <str>`, `--json <bool>`); help
-# reads as Click's does instead, values named in capitals (`--org ORG`).
-typer.core.TyperOption.display_type_rich = _value_hint  # type: ignore[method-assign,assignment]
-typer.core.TyperArgument.display_type_rich = _value_hint  # type: ignore[method-assign,assignment]
+def _metavar(option: typer.core.TyperOption, ctx: Any) -> str:
+    """Return the name of an option's value in help: its metavar, else its name in capitals."""
+    return _value_hint(option, ctx) or ""
+
+
+# Typer shows an option's Python type in help (`--org <str>`); help reads as Click's does
+# instead, values named in capitals (`--org ORG`).
+typer.core.TyperOption.make_metavar = _metavar  # type: ignore[method-assign,assignment]
 
 
 def command_group(**settings: Any) -> typer.Typer:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 
-from kavach.cli.client import ApiClient, decode
+from kavach.cli.client import ApiClient, decode, tls_verification
 from kavach.cli.credentials import CredentialStore
 from kavach.cli.errors import ApiError, ExitCode, NetworkError, NotLoggedIn
 from kavach.cli.session import Session
@@ -207,3 +209,16 @@ def test_health_returns_the_plain_status(api: FakeApi) -> None:
     assert client.health() == (200, {"status": "ok"})
     api.healthy = False
     assert client.health() == (503, {"status": "degraded"})
+
+
+def test_a_plain_http_server_gets_a_tls_context_that_trusts_nothing() -> None:
+    context = tls_verification("http://127.0.0.1:8080")
+
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0
+
+
+def test_an_https_server_is_checked_against_the_default_trust_store() -> None:
+    assert tls_verification("https://kavach.example") is True

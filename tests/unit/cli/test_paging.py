@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kavach.cli import resources
+from kavach.cli.commands.secret import sync  # noqa: F401 - its RUNS_MAX is read before the patch
 from kavach.cli.errors import ApiError
 
 from .conftest import Invoke, table_rows, use_context

@@ -22,6 +22,7 @@ from kavach.cli.resources import (
     load_org,
     page,
 )
+from kavach.cli.server_extra import require_server
 
 if TYPE_CHECKING:
     from kavach.server.audit.chain import ChainReport
@@ -218,6 +219,7 @@ def _chain_data(report: ChainReport) -> Object:
 
 
 def _verify_local(cli: App) -> None:
+    require_server("kavach audit verify --local")
     from kavach.server.audit.offline import verify_all
     from kavach.server.errors import KavachError
 

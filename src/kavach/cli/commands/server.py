@@ -11,14 +11,22 @@ import typer
 
 from kavach.cli.errors import ExitCode
 from kavach.cli.options import command_group
+from kavach.cli.server_extra import require_server
 
 if TYPE_CHECKING:
     from kavach.server.backup.archive import Manifest
 
 app = command_group(
-    help="Run and administer a Kavach server on this machine.", no_args_is_help=True
+    help="Run and administer a Kavach server on this machine (needs the server extra).",
+    no_args_is_help=True,
 )
 LOG_FORMAT_ENV = "KAVACH_LOG_FORMAT"
+
+
+@app.callback()
+def needs_server(ctx: typer.Context) -> None:
+    """Stop every `kavach server` command with the install hint when the server is missing."""
+    require_server(f"kavach server {ctx.invoked_subcommand}")
 
 
 class LogFormatChoice(StrEnum):
