@@ -25,14 +25,20 @@ FLOOR = "python -I -c pass"
 HELP = "kavach --help"
 RUN = "kavach run -- true (service token)"
 SECRETS = "kavach secrets (service token)"
-TARGETS = {HELP: 0.15, RUN: 0.25, SECRETS: 0.30}  # seconds, median
+TAB_KEPT = "TAB: secret names (names kept)"
+TAB_ASKED = "TAB: secret names (server asked)"
+TARGETS = {HELP: 0.15, RUN: 0.25, SECRETS: 0.30, TAB_KEPT: 0.20, TAB_ASKED: 0.20}
 
 
-def _time(commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, dict[str, float]]:
+def _time(
+    commands: dict[str, list[str]], env: dict[str, str], prepare: str | None = None
+) -> dict[str, dict[str, float]]:
     """Time each command with hyperfine (no shell in between); return seconds per command."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp, "hyperfine.json")
         line = ["hyperfine", "--shell=none", "--warmup", "3", "--runs", str(RUNS)]
+        if prepare is not None:
+            line += ["--prepare", prepare]
         line += ["--export-json", str(report), "--style", "none"]
         for name, command in commands.items():
             line += ["--command-name", name, shlex.join(command)]
@@ -90,6 +96,15 @@ def main() -> None:
             },
             env,
         )
+        # A TAB after `kavach secret get `: bash's completion protocol, as the shell runs it.
+        tab = env | {
+            "_KAVACH_COMPLETE": "complete_bash",
+            "COMP_WORDS": "kavach secret get ",
+            "COMP_CWORD": "3",
+        }
+        results |= _time({TAB_KEPT: [kavach, "secret", "get"]}, tab)
+        cache = Path(tmp, "home", "cache", "completion.json")
+        results |= _time({TAB_ASKED: [kavach, "secret", "get"]}, tab, prepare=f"rm -f {cache}")
     # Wall times stretch with what else runs on the machine; the load says how much did.
     load = {"before": load_before, "after": os.getloadavg()[0]}
     RESULTS.mkdir(exist_ok=True)

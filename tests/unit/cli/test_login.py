@@ -189,6 +189,8 @@ def test_the_user_code_can_be_read_from_a_pipe_while_login_waits(home: Path) -> 
         process = subprocess.Popen(
             command,
             env=env,
+            # As a terminal starts it: SIGINT at its default, even if this runner ignores it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
