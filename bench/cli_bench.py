@@ -102,6 +102,12 @@ def main() -> None:
             "COMP_WORDS": "kavach secret get ",
             "COMP_CWORD": "3",
         }
+        # A TAB that answered nothing would be fast and wrong: it must offer the names.
+        offered = subprocess.run(
+            [kavach, "secret", "get"], env=tab, capture_output=True, text=True, check=True
+        ).stdout.split()
+        if offered[:2] != ["SECRET_00", "SECRET_01"]:
+            raise RuntimeError(f"the TAB offered {offered[:3]}, not the secrets' names")
         results |= _time({TAB_KEPT: [kavach, "secret", "get"]}, tab)
         cache = Path(tmp, "home", "cache", "completion.json")
         results |= _time({TAB_ASKED: [kavach, "secret", "get"]}, tab, prepare=f"rm -f {cache}")
