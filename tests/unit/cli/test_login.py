@@ -189,8 +189,9 @@ def test_the_user_code_can_be_read_from_a_pipe_while_login_waits(home: Path) -> 
         process = subprocess.Popen(
             command,
             env=env,
-            # As a terminal starts it: SIGINT at its default, even if this runner ignores it.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            # As a terminal starts it: SIGINT neither ignored nor blocked, whatever this test
+            # runner's worker inherited or was left with.
+            preexec_fn=_sigint_as_a_terminal_gives_it,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -210,6 +211,11 @@ def test_the_user_code_can_be_read_from_a_pipe_while_login_waits(home: Path) -> 
     assert process.returncode == 0, err
     assert out == f"Logged in as alice on {server.url}\n"
     assert yaml.safe_load((home / "config.yaml").read_text())["server"] == server.url
+
+
+def _sigint_as_a_terminal_gives_it() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def test_sigint_while_waiting_exits_130_without_a_traceback(home: Path) -> None:

@@ -331,7 +331,10 @@ def test_forwarding_with_handlers_also_returns_the_status() -> None:
     assert run_child(["sh", "-c", "exit 4"], env, wait_for_signals=False) == 4
     # The child sets SIGINT to its default itself: one started with it ignored (as a test
     # runner's worker may be) would never die of it.
-    die = "import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); os.kill(os.getpid(), 2)"
+    die = (
+        "import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); os.kill(os.getpid(), 2)"
+    )
     assert run_child([sys.executable, "-c", die], env, wait_for_signals=False) == 130
 
 
