@@ -189,9 +189,6 @@ def test_the_user_code_can_be_read_from_a_pipe_while_login_waits(home: Path) -> 
         process = subprocess.Popen(
             command,
             env=env,
-            # As a terminal starts it: SIGINT neither ignored nor blocked, whatever this test
-            # runner's worker inherited or was left with.
-            preexec_fn=_sigint_as_a_terminal_gives_it,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -226,6 +223,9 @@ def test_sigint_while_waiting_exits_130_without_a_traceback(home: Path) -> None:
         process = subprocess.Popen(
             command,
             env=env,
+            # As a terminal starts it: SIGINT neither ignored nor blocked, whatever this test
+            # runner's worker inherited or was left with.
+            preexec_fn=_sigint_as_a_terminal_gives_it,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
