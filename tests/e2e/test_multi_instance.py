@@ -378,7 +378,9 @@ def test_killing_an_instance_mid_traffic_loses_no_version(cluster: Cluster, cli:
     assert len(failed) <= KILL_WORKERS, failed
     for attempt in failed:
         assert attempt.started <= kill + 0.5 and attempt.ended >= kill, (kill, attempt)
-        assert attempt.status == 502, attempt  # nginx answers for the lost request
+        # nginx answers 502 for a request the instance died holding; when the instance had
+        # begun its answer, nginx can only close the connection.
+        assert attempt.status in (502, "RemoteProtocolError"), attempt
     succeeded = {a.key for a in attempts if a.status == 201}
     maybe = {a.key for a in failed}  # may have committed before the instance died
 

@@ -131,7 +131,11 @@ def test_start_says_listening_once_it_is_and_logs_text_when_asked(
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     (line,) = server.stdout().splitlines()
     assert f"listening on http://{HOST}:{server.port} (SQLite at" in line
-    # Asked for console text: readable lines, not JSON, though stderr is a file here.
+    # Asked for console text: readable lines, not JSON, though stderr is a file here. The
+    # request's line is written once the answer has gone out: wait for it a moment.
+    deadline = time.monotonic() + 10
+    while "route=/healthz" not in server.stderr() and time.monotonic() < deadline:
+        time.sleep(0.02)
     logged = server.stderr()
     assert "Application startup complete." in logged
     assert "[info" in logged and "route=/healthz" in logged
