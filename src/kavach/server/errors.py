@@ -110,6 +110,19 @@ class RefreshTokenReused(NotAuthenticated):
     persist_changes = True
 
 
+class TokenRefused(NotAuthenticated):
+    """A token another issuer signed (an ID token, a platform's token) does not hold.
+
+    `reason` names the check that failed (signature, issuer, audience, expired, …); the
+    message says it in words and never carries the token.
+    """
+
+    def __init__(self, message: str, *, reason: str, code: str = "oidc_token_refused") -> None:
+        super().__init__(message, data={"reason": reason})
+        self.reason = reason
+        self.error_code = code
+
+
 class Forbidden(KavachError):
     """The caller is known but may not do this."""
 

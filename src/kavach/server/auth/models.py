@@ -27,6 +27,9 @@ class DeviceAuthorization(UUIDPrimaryKey, CreatedAt, Base):
         Uuid, ForeignKey("users.id", ondelete="CASCADE")
     )
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who vouched for the user it was approved for: an OpenID provider ("oidc:NAME"), or
+    # none (approved by the user's own session, or by the server's operator).
+    identity_provider: Mapped[str | None] = mapped_column(String(32))
 
 
 class LoginSession(UUIDPrimaryKey, CreatedAt, Base):
@@ -76,3 +79,7 @@ class ServiceToken(UUIDPrimaryKey, CreatedAt, Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A token a workload got by exchanging its platform's OIDC token: the trust that
+    # admitted it (deleting the trust deletes its tokens) and the platform's subject.
+    workload_trust_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    subject: Mapped[str | None] = mapped_column(String(255))

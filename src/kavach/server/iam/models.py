@@ -100,3 +100,19 @@ class UserGroupMember(Base):
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # None: added by a person. "oidc:NAME": brought by that provider's group mapping, which
+    # removes it again at a sign-in whose groups no longer map here.
+    source: Mapped[str | None] = mapped_column(String(32))
+
+
+class UserIdentity(UUIDPrimaryKey, CreatedAt, Base):
+    """Another provider's identity an administrator linked to an existing user."""
+
+    __tablename__ = "user_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_user_identities_subject"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)

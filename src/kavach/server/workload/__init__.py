@@ -1,0 +1,1 @@
+"""Workload identities: CI jobs and pods sign in with their platform's OIDC token."""
