@@ -8,7 +8,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kavach.formats.limits import (
@@ -54,6 +54,115 @@ def split_host_port(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not host:port: {value!r}")
     return host, int(port)
+
+
+_PROVIDER_NAME = r"^[a-z0-9][a-z0-9-]{0,23}$"
+_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class OidcProvider(BaseModel):
+    """One OpenID provider people sign in with (an entry of KAVACH_OIDC_PROVIDERS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_PROVIDER_NAME)  # in URLs and in users' provider: "oidc:NAME"
+    display_name: str | None = Field(default=None, max_length=100)
+    issuer: str = Field(min_length=8, max_length=512)
+    client_id: str = Field(min_length=1, max_length=512)
+    # None: a public client (PKCE alone), unless client_secret_file names the secret.
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    token_endpoint_auth_method: str | None = Field(
+        default=None, pattern=r"^(client_secret_basic|client_secret_post|none)$"
+    )
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # The ID token's signature algorithm registered for this client (asymmetric only).
+    id_token_alg: str = "RS256"
+    login_claim: str = "preferred_username"
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    # Who may sign in: any of these e-mail domains (verified addresses), any of these
+    # groups, or, said explicitly, everyone the provider signs in.
+    allowed_email_domains: tuple[str, ...] = ()
+    required_groups: tuple[str, ...] = ()
+    allow_all_users: bool = False
+    # Provider group -> Kavach user group as "organization/group".
+    group_map: dict[str, str] = Field(default_factory=dict)
+    # Provider groups named PREFIX + "organization/group" map to that user group.
+    group_prefix: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("the issuer must be an https:// URL")
+        return value
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        domains = tuple(domain.strip().lower().lstrip("@") for domain in value)
+        bad = [domain for domain in domains if not _DOMAIN.match(domain)]
+        if bad:
+            raise ValueError(f"not e-mail domains: {', '.join(bad)}")
+        return domains
+
+    @field_validator("group_map")
+    @classmethod
+    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [target for target in value.values() if target.count("/") != 1]
+        if bad:
+            raise ValueError(f"group_map targets are organization/group: {', '.join(bad)}")
+        return value
+
+    @field_validator("id_token_alg")
+    @classmethod
+    def _asymmetric(cls, value: str) -> str:
+        if value[:2] not in ("RS", "PS", "ES") and value != "EdDSA":
+            raise ValueError("id_token_alg must be an asymmetric algorithm (RS256, ES256, …)")
+        return value
+
+    @model_validator(mode="after")
+    def _admission_rule(self) -> OidcProvider:
+        if not (self.allowed_email_domains or self.required_groups or self.allow_all_users):
+            raise ValueError(
+                f"provider {self.name!r}: say who may sign in: allowed_email_domains, "
+                "required_groups, or allow_all_users: true"
+            )
+        if self.client_secret is not None and self.client_secret_file is not None:
+            raise ValueError(f"provider {self.name!r}: client_secret or client_secret_file")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Return the name shown on sign-in pages."""
+        return self.display_name or self.name
+
+    @property
+    def key(self) -> str:
+        """Return how users and sessions name this provider: "oidc:NAME"."""
+        return f"oidc:{self.name}"
+
+    def secret(self) -> str | None:
+        """Return the client secret (read from its file at each use, so it can rotate)."""
+        if self.client_secret_file is not None:
+            return self.client_secret_file.read_text(encoding="utf-8").strip()
+        return None if self.client_secret is None else self.client_secret.get_secret_value()
+
+    @property
+    def auth_method(self) -> str:
+        """Return how the client authenticates at the token endpoint."""
+        if self.token_endpoint_auth_method is not None:
+            return self.token_endpoint_auth_method
+        public = self.client_secret is None and self.client_secret_file is None
+        return "none" if public else "client_secret_basic"
+
+    @property
+    def scope(self) -> str:
+        """Return the scopes asked for, openid first."""
+        rest = [scope for scope in self.scopes if scope != "openid"]
+        return " ".join(["openid", *rest])
 
 
 def _config() -> SettingsConfigDict:
@@ -113,6 +222,12 @@ class AuthSettings(BaseSettings):
     # users who already exist sign in through GitHub, nobody new.
     github_allowed_orgs: str | None = None
     github_allowed_logins: str | None = None
+    # OpenID providers people sign in with: a JSON list of OidcProvider objects.
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    # A browser's session cookie lasts this long (and never beyond its login session).
+    browser_session_ttl_seconds: int = Field(default=12 * 3600, ge=300, le=30 * 86_400)
+    # A trip through a provider (sign-in page to callback) must end within this.
+    oidc_login_ttl_seconds: int = Field(default=600, ge=60, le=3600)
     enable_local_idp: bool | None = None
     # Removed (the /device page approves nothing any more); read only to refuse it at start.
     device_page_allow_remote: str | None = None
@@ -120,6 +235,7 @@ class AuthSettings(BaseSettings):
     rate_limit_device_token: str = "120/minute"  # noqa: S105 - a rate, not a credential
     rate_limit_device_approve: str = "10/minute"
     rate_limit_refresh: str = "60/minute"
+    rate_limit_oidc_login: str = "60/minute"
     rate_limit_api: str = "1200/minute"
 
     @field_validator("github_url", "github_api_url")
@@ -134,6 +250,25 @@ class AuthSettings(BaseSettings):
         if bad:
             raise ValueError(f"not GitHub account names: {', '.join(bad)}")
         return value
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _unique_names(cls, value: list[OidcProvider]) -> list[OidcProvider]:
+        names = [provider.name for provider in value]
+        if len(set(names)) != len(names):
+            raise ValueError("OpenID providers need distinct names")
+        return value
+
+    def oidc_provider(self, name: str) -> OidcProvider | None:
+        """Return the OpenID provider of this name, if configured."""
+        return next((p for p in self.oidc_providers if p.name == name), None)
+
+    @property
+    def server_device_flow(self) -> bool:
+        """Say whether this server runs device logins itself (local or OpenID approval)."""
+        return bool(self.oidc_providers) or (
+            self.identity_provider == "local" and self.local_idp_enabled
+        )
 
     @property
     def allowed_github_orgs(self) -> frozenset[str]:
@@ -155,7 +290,7 @@ class AuthSettings(BaseSettings):
         """Say whether the local identity provider serves logins."""
         if self.enable_local_idp is not None:
             return self.enable_local_idp
-        return self.identity_provider == "local"
+        return self.identity_provider == "local" and not self.oidc_providers
 
 
 class Settings(BaseSettings):
@@ -299,9 +434,18 @@ def check_startable(settings: Settings) -> None:
             "the local identity provider needs KAVACH_ENABLE_LOCAL_IDP=true in production "
             "(or configure GitHub with KAVACH_GITHUB_CLIENT_ID)"
         )
-    if auth.identity_provider == "local" and not auth.local_idp_enabled:
+    if auth.identity_provider == "local" and not (auth.local_idp_enabled or auth.oidc_providers):
         problems.append(
-            "nobody could log in: set KAVACH_GITHUB_CLIENT_ID, or KAVACH_ENABLE_LOCAL_IDP=true"
+            "nobody could log in: set KAVACH_OIDC_PROVIDERS, KAVACH_GITHUB_CLIENT_ID, "
+            "or KAVACH_ENABLE_LOCAL_IDP=true"
+        )
+    insecure = [p.name for p in auth.oidc_providers if not p.issuer.startswith("https://")]
+    if insecure:
+        problems.append(f"OpenID provider issuers must be https:// URLs: {', '.join(insecure)}")
+    if auth.oidc_providers and not (auth.public_url or "").startswith("https://"):
+        problems.append(
+            "OpenID sign-in needs KAVACH_PUBLIC_URL, the https:// address browsers reach "
+            "(providers send people back to it)"
         )
     if "*" in settings.proxy_list:
         problems.append(
