@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run install dev lock lint typecheck bytecode test test-sqlite coverage bench-tools bench clean
+.PHONY: run install dev lock lint typecheck bytecode oidc-provider test test-sqlite coverage bench-tools bench clean
 
 # Pinned, hashed requirements (requirements/*.txt, written by `make lock`), then Kavach itself
 # without dependencies or build isolation: nothing is resolved at install time.
@@ -55,21 +55,31 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+# The OpenID Connect provider the sign-in tests start (Node.js, node-oidc-provider), installed
+# from its lock; again only when the lock changes or node_modules is gone.
+OIDC_PROVIDER := tests/oidc/provider
+
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund
+	touch $@
+
+oidc-provider: $(OIDC_PROVIDER)/node_modules/.installed
+
 # One pytest worker per core (pytest-xdist); each has its own databases, ports and files.
 # At most four: every worker's servers hold PostgreSQL connections (100 by default).
 PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist worksteal
 
-test: lint typecheck bytecode
+test: lint typecheck bytecode oidc-provider
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 	# Fault tests restart PostgreSQL, so they run on their own, after everything else.
 	$(BIN)/pytest -m faults
 
-test-sqlite: dev bytecode
+test-sqlite: dev bytecode oidc-provider
 	$(BIN)/pytest $(PYTEST_PARALLEL) -k "not postgresql"
 
 # Line and branch coverage of src/kavach by the tests, fault tests included (the server
 # processes the end-to-end tests start are not measured).
-coverage: dev bytecode
+coverage: dev bytecode oidc-provider
 	$(BIN)/pytest $(PYTEST_PARALLEL) --cov=kavach --cov-branch --cov-report=
 	$(BIN)/pytest -m faults --cov=kavach --cov-branch --cov-append --cov-report=term:skip-covered
 
@@ -91,4 +101,4 @@ bench: bench-tools
 	$(BIN)/python -m bench.scale_bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(OIDC_PROVIDER)/node_modules

@@ -1,0 +1,1 @@
+"""A real OpenID Connect provider for sign-in tests, and a browser that signs in at it."""
