@@ -80,6 +80,7 @@ _GENEROUS_LIMITS = {
     "rate_limit_device_token": "10000/minute",
     "rate_limit_device_approve": "10000/minute",
     "rate_limit_refresh": "10000/minute",
+    "rate_limit_oidc_login": "10000/minute",
 }
 
 

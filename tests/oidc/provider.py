@@ -64,6 +64,9 @@ def new_signing_key(kid: str) -> dict[str, Any]:
     """Return a fresh private RSA JWK (RS256, the provider's default ID token algorithm)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key, as_dict=True)
+    # PyJWT marks the key "sign" only; the provider would publish that on its public half,
+    # where it would forbid verifying (RFC 7517 4.3). Providers publish "use" alone.
+    jwk.pop("key_ops", None)
     return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
 
 

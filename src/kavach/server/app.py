@@ -30,6 +30,7 @@ from kavach.server.iam import router as iam_router
 from kavach.server.iam import user_groups_router
 from kavach.server.logging import configure_logging, get_logger, renders_json
 from kavach.server.middleware import RequestContextMiddleware
+from kavach.server.oidc import pages as oidc_pages
 from kavach.server.providers import router as providers_router
 from kavach.server.rbac import router as members_router
 from kavach.server.runtime import build_runtime
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     app.include_router(health.router)
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
+    app.include_router(oidc_pages.router)
     app.include_router(home.router)
     install_api_docs(app)
     install_error_handlers(app)

@@ -11,7 +11,8 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Principal, RequestOrigin, UserPrincipal
-from kavach.server.errors import Forbidden, KavachError
+from kavach.server.auth import browser
+from kavach.server.errors import CsrfFailed, Forbidden, KavachError
 from kavach.server.runtime import Runtime
 
 
@@ -84,12 +85,33 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def bearer_token(request: Request) -> str | None:
-    """Return the bearer token of a request's Authorization header, if it has one."""
+    """Return the request's credential: its bearer token, else its browser session cookie.
+
+    A change authenticated by the cookie needs the session's CSRF token too (auth.browser).
+    """
     # Parsed as the HTTPBearer dependency parses it, so both find the same cached caller.
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() == "bearer" and token:
+        return token
+    return browser_session(request)
+
+
+def bearer_given(request: Request) -> bool:
+    """Say whether the request carries a bearer token (which then wins over any cookie)."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return scheme.lower() == "bearer" and bool(token)
+
+
+def browser_session(request: Request) -> str | None:
+    """Return the browser session cookie's token, once its CSRF token is checked."""
+    cookie = request.cookies.get(browser.SESSION_COOKIE)
+    if not cookie:
         return None
-    return token
+    if request.method not in browser.SAFE_METHODS:
+        key = runtime_of(request).keys.jwt_signing_key
+        if not browser.csrf_matches(key, cookie, request.headers.get(browser.CSRF_HEADER)):
+            raise CsrfFailed("a change made with the browser session needs its X-CSRF-Token header")
+    return cookie
 
 
 async def get_principal(
@@ -99,8 +121,8 @@ async def get_principal(
 ) -> Principal:
     """Authenticate the bearer token at the access gate."""
     token = credentials.credentials if credentials is not None else None
-    if credentials is not None and credentials.scheme.lower() != "bearer":
-        token = None
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        token = browser_session(request)
     return await runtime_of(request).gate.authenticate(session, token)
 
 

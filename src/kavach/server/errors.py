@@ -12,6 +12,7 @@ KavachError
 │   ├── InvalidRefreshToken     401 invalid_refresh_token
 │   └── RefreshTokenReused      401 refresh_token_reused
 ├── Forbidden                   403 forbidden
+│   └── CsrfFailed              403 csrf_failed
 ├── NotFound                    404 not_found
 ├── Conflict                    409 conflict
 │   ├── AlreadyExists           409 already_exists
@@ -127,6 +128,12 @@ class Forbidden(KavachError):
     """The caller is known but may not do this."""
 
     error_code = "forbidden"
+
+
+class CsrfFailed(Forbidden):
+    """A change authenticated by a browser's cookie lacks its session's CSRF token."""
+
+    error_code = "csrf_failed"
 
 
 class NotFound(KavachError):

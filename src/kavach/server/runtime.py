@@ -23,6 +23,7 @@ from kavach.server.db.engine import (
 )
 from kavach.server.gate import AccessGate
 from kavach.server.metrics.pool import MeasuredQueuePool
+from kavach.server.oidc.keys import IssuerKeys, http_fetcher
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
 from kavach.server.secrets.store import SecretStore, SqlSecretStore
@@ -54,6 +55,8 @@ class Runtime:
     gate: AccessGate  # the one place callers are authenticated and admitted
     secret_store: SecretStore
     secrets: SecretUseCases
+    # OpenID providers' discovery documents and keys (the operator's providers only).
+    oidc_issuers: IssuerKeys
     metrics: Metrics | None = None  # None: metrics are off
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -94,6 +97,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             "device_token": auth.rate_limit_device_token,
             "device_approve": auth.rate_limit_device_approve,
             "refresh": auth.rate_limit_refresh,
+            "oidc_login": auth.rate_limit_oidc_login,
             "api": auth.rate_limit_api,
         },
         redis_url=settings.redis_url,
@@ -136,6 +140,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
                 batches=None if metrics is None else metrics.group_commits("secrets"),
             ),
         )
+    http = httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False)
     return Runtime(
         settings=settings,
         keys=keys,
@@ -146,7 +151,8 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
         access_tokens=access_tokens,
         secret_keys=secret_keys,
         limiter=limiter,
-        http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
+        http=http,
+        oidc_issuers=IssuerKeys(http_fetcher(http)),
         audit_batcher=audit_batcher,
         audit_key=audit_key,
         chain_heads=chain_heads,

@@ -77,7 +77,7 @@ class OidcProvider(BaseModel):
     )
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     # The ID token's signature algorithm registered for this client (asymmetric only).
-    id_token_alg: str = "RS256"
+    id_token_alg: str = "RS256"  # noqa: S105 - an algorithm's name, not a credential
     login_claim: str = "preferred_username"
     email_claim: str = "email"
     name_claim: str = "name"

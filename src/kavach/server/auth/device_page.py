@@ -1,8 +1,10 @@
-"""The local identity provider's verification page: shows the code and how to approve it.
+"""The verification page of logins this server runs: the code, and how to approve it.
 
-The page decides nothing. Approving a login needs proof of who it is for (a signed-in
-user's own token, or the server's database), which an anonymous page cannot give, and
-network position is no proof: a proxy can make any caller look local.
+With OpenID providers, it links to each: signing in there approves the code for whoever
+signed in (oidc.flows). The page itself decides nothing: approving a login needs proof of
+who it is for (a signed-in user's own token, a provider's sign-in, or the server's
+database), which an anonymous page cannot give, and network position is no proof: a proxy
+can make any caller look local.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ router = APIRouter(include_in_schema=False)
 async def device_instructions(runtime: RuntimeDep, user_code: str = "") -> HTMLResponse:
     """Show the login code and the two ways to approve it."""
     auth = runtime.settings.auth
-    if auth.identity_provider != "local" or not auth.local_idp_enabled:
+    if not auth.server_device_flow:
         return page("device.html", status_code=404, local=False, user_code="")
     # Only a well-formed code is echoed back; anything else shows the placeholder.
     code = normalize_user_code(user_code[:32])
     shown = format_user_code(code) if code else "CODE"
-    return page("device.html", local=True, user_code=shown)
+    return page(
+        "device.html",
+        local=True,
+        user_code=shown,
+        providers=auth.oidc_providers,
+        approvals=auth.local_idp_enabled or not auth.oidc_providers,
+    )

@@ -49,10 +49,15 @@ def github_client(runtime: Runtime) -> GitHubClient:
 
 
 def require_local_logins(runtime: Runtime) -> None:
-    """Refuse when this server does not serve logins with its own identity provider."""
-    auth = runtime.settings.auth
-    if auth.identity_provider != "local" or not auth.local_idp_enabled:
+    """Refuse when this server does not run device logins itself (local or OpenID)."""
+    if not runtime.settings.auth.server_device_flow:
         raise NotFound("this server does not use local logins")
+
+
+def _uses_github(runtime: Runtime) -> bool:
+    """Say whether device logins go through GitHub's own device flow."""
+    auth = runtime.settings.auth
+    return auth.identity_provider == "github" and not auth.oidc_providers
 
 
 async def start_device_flow(
@@ -60,7 +65,7 @@ async def start_device_flow(
 ) -> DeviceCodeResponse:
     """Begin a device login with the configured identity provider."""
     auth = runtime.settings.auth
-    if auth.identity_provider == "github":
+    if _uses_github(runtime):
         code = await github_client(runtime).request_device_code()
         return DeviceCodeResponse(
             device_code=code.device_code,
@@ -87,16 +92,21 @@ async def start_device_flow(
         interval=auth.device_poll_interval_seconds,
         requested_from=origin.client_address,
     )
-    page = f"{(auth.public_url or base_url).rstrip('/')}/device"
+    root = (auth.public_url or base_url).rstrip("/")
+    page = f"{root}/device"
     shown = format_user_code(user_code)
+    complete = f"{page}?user_code={shown}"
+    if len(auth.oidc_providers) == 1 and not auth.local_idp_enabled:
+        # One way to approve: the link goes straight to the provider.
+        complete = f"{root}/oidc/{auth.oidc_providers[0].name}/login?user_code={shown}"
     return DeviceCodeResponse(
         device_code=device_code,
         user_code=shown,
         verification_uri=page,
-        verification_uri_complete=f"{page}?user_code={shown}",
+        verification_uri_complete=complete,
         expires_in=auth.device_code_ttl_seconds,
         interval=auth.device_poll_interval_seconds,
-        identity_provider="local",
+        identity_provider="oidc" if auth.oidc_providers else "local",
     )
 
 
@@ -156,10 +166,11 @@ async def exchange_device_code(
     runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
 ) -> TokenResponse:
     """Answer one poll of the token endpoint at once: tokens, or why not yet."""
-    provider = runtime.settings.auth.identity_provider
-    if provider == "local":
+    github = _uses_github(runtime)
+    provider = "github" if github else "local"
+    if not github:
         require_local_logins(runtime)
-    exchange = _exchange_github if provider == "github" else _exchange_local
+    exchange = _exchange_github if github else _exchange_local
     metrics = runtime.metrics
     try:
         tokens = await exchange(runtime, session, device_code=device_code, origin=origin)
@@ -248,7 +259,9 @@ async def _exchange_local(
     ):
         raise DeviceFlowError("invalid_grant", "unknown or already used device code")
     user = await iam_service.get_user(session, user_id=record.user_id)
-    return await issue_tokens(runtime, session, user=user, provider="local", origin=origin)
+    # Approved through an OpenID provider ("oidc:NAME"), or locally.
+    provider = record.identity_provider or "local"
+    return await issue_tokens(runtime, session, user=user, provider=provider, origin=origin)
 
 
 async def refresh_tokens(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Response
 
+from kavach.server import deps
 from kavach.server.access import TokenPrincipal
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.auth import approval, flows
+from kavach.server.auth import approval, browser, flows
 from kavach.server.auth.schemas import (
+    BrowserSession,
     DeviceCodeRequest,
     DeviceCodeResponse,
     DeviceDecision,
     DeviceDecisionRequest,
     DeviceTokenRequest,
     LogoutResponse,
+    ProviderPublic,
     RefreshRequest,
     ServiceTokenPublic,
     TokenResponse,
@@ -117,11 +120,40 @@ async def refresh(
 
 @router.post("/logout", response_model=Envelope[LogoutResponse])
 async def logout(
-    principal: UserDep, session: SessionDep, origin: OriginDep
+    principal: UserDep, session: SessionDep, origin: OriginDep, response: Response
 ) -> Envelope[LogoutResponse]:
-    """End the caller's login session; its tokens stop working at once."""
+    """End the caller's login session; its tokens (and a browser's cookie) stop working at once."""
     await flows.logout(session, user=principal.user, login=principal.login_session, origin=origin)
+    response.delete_cookie(browser.SESSION_COOKIE, path="/")
+    response.delete_cookie(browser.CSRF_COOKIE, path="/")
     return ok(LogoutResponse(logged_out=True))
+
+
+@router.get("/providers", response_model=Envelope[list[ProviderPublic]])
+async def providers(request: Request, runtime: RuntimeDep) -> Envelope[list[ProviderPublic]]:
+    """List the OpenID providers people sign in with (no sign-in needed)."""
+    auth = runtime.settings.auth
+    root = (auth.public_url or str(request.base_url)).rstrip("/")
+    return ok(
+        [
+            ProviderPublic(
+                name=provider.name,
+                display_name=provider.label,
+                login_url=f"{root}/oidc/{provider.name}/login",
+            )
+            for provider in auth.oidc_providers
+        ]
+    )
+
+
+@router.get("/session", response_model=Envelope[BrowserSession])
+async def browser_session(
+    request: Request, principal: UserDep, runtime: RuntimeDep
+) -> Envelope[BrowserSession]:
+    """Describe the caller's session; for a browser's cookie, the CSRF token its changes need."""
+    cookie = None if deps.bearer_given(request) else request.cookies.get(browser.SESSION_COOKIE)
+    csrf = browser.csrf_token(runtime.keys.jwt_signing_key, cookie) if cookie else None
+    return ok(BrowserSession(user=UserPublic.model_validate(principal.user), csrf_token=csrf))
 
 
 @router.get("/me", response_model=Envelope[UserPublic])

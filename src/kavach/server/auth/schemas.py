@@ -27,7 +27,8 @@ class DeviceCodeResponse(BaseModel):
     expires_in: int
     interval: int
     # Not in RFC 8628 (which allows extra fields): tells a client how the code is approved.
-    identity_provider: Literal["local", "github"]
+    # "oidc": approved by signing in with one of the server's OpenID providers.
+    identity_provider: Literal["local", "github", "oidc"]
 
 
 class DeviceDecisionRequest(BaseModel):
@@ -133,3 +134,18 @@ class WhoAmI(BaseModel):
     type: Literal["user", "service_token"]
     user: UserPublic | None = None
     token: ServiceTokenPublic | None = None
+
+
+class ProviderPublic(BaseModel):
+    """An OpenID provider people can sign in with, as sign-in pages list it."""
+
+    name: str
+    display_name: str
+    login_url: str
+
+
+class BrowserSession(BaseModel):
+    """The caller's browser session: who, and the CSRF token its changes must send."""
+
+    user: UserPublic
+    csrf_token: str | None  # None: the caller used a bearer token, which needs none

@@ -14,6 +14,9 @@ import jwt
 from kavach.server.errors import InvalidToken, TokenExpired
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a credential
+# A browser's session cookie: the same claims, a longer life (bounded by its login session).
+BROWSER_TOKEN_TYPE = "browser"  # noqa: S105
+_USER_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, BROWSER_TOKEN_TYPE})
 REFRESH_TOKEN_PREFIX = "kvr_"  # noqa: S105
 # Recognisable by secret scanners, like ghp_ for GitHub.
 SERVICE_TOKEN_PREFIX = "kvt_"  # noqa: S105
@@ -49,22 +52,29 @@ class AccessTokens:
         self._ttl = ttl_seconds
 
     def issue(
-        self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+        self,
+        *,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID,
+        now: datetime,
+        kind: str = ACCESS_TOKEN_TYPE,
+        ttl_seconds: int | None = None,
     ) -> IssuedAccessToken:
-        """Sign a new access token for a user's login session."""
+        """Sign a new access token (or a browser's session token) for a user's login session."""
+        ttl = self._ttl if ttl_seconds is None else ttl_seconds
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
             "sub": str(user_id),
             "sid": str(session_id),
-            "typ": ACCESS_TOKEN_TYPE,
+            "typ": kind,
             "jti": secrets.token_urlsafe(12),
             "iat": int(now.timestamp()),
             # Rounded up, so the token lives at least the advertised expires_in.
-            "exp": math.ceil((now + timedelta(seconds=self._ttl)).timestamp()),
+            "exp": math.ceil((now + timedelta(seconds=ttl)).timestamp()),
         }
         token = jwt.encode(claims, self._key, algorithm=_ALGORITHM)
-        return IssuedAccessToken(token=token, expires_in=self._ttl)
+        return IssuedAccessToken(token=token, expires_in=ttl)
 
     def verify(self, token: str) -> AccessClaims:
         """Verify signature, issuer, audience, expiry and type, or raise."""
@@ -81,7 +91,7 @@ class AccessTokens:
             raise TokenExpired("access token expired; refresh it") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken("invalid access token") from exc
-        if claims.get("typ") != ACCESS_TOKEN_TYPE:
+        if claims.get("typ") not in _USER_TOKEN_TYPES:
             raise InvalidToken("not an access token")
         try:
             return AccessClaims(

@@ -60,6 +60,20 @@ async def upsert_user(
     return user
 
 
+async def signed_in(
+    session: AsyncSession,
+    *,
+    user: User,
+    verified_emails: tuple[str, ...],
+    origin: RequestOrigin | None = None,
+) -> User:
+    """Mark a sign-in of an existing user through a linked identity (profile untouched)."""
+    user.last_login_at = utcnow()
+    await session.flush()
+    await pending.accept(session, user=user, emails=verified_emails, origin=origin)
+    return user
+
+
 async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
     """Return a user by id."""
     user = await session.get(User, user_id)

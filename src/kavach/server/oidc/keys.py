@@ -13,7 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
@@ -141,12 +143,27 @@ class IssuerKeys:
         """Return an issuer's metadata (cached)."""
         return (await self._entry(issuer)).metadata
 
-    async def verify(self, token: str, *, issuer: str, algorithms: Collection[str]) -> jwt.Token:
+    async def verify(
+        self,
+        token: str,
+        *,
+        issuer: str,
+        algorithms: Collection[str],
+        code: str = "oidc_token_refused",
+    ) -> jwt.Token:
         """Verify a token's signature with the issuer's keys; claims are the caller's to check.
 
         Only `algorithms` (asymmetric ones) are accepted; a key id the cached set lacks
         refreshes it once (rotation), then the token is refused if it is still unknown.
+        A refusal is a TokenRefused with the given error code.
         """
+        try:
+            return await self._verify(token, issuer=issuer, algorithms=algorithms)
+        except TokenRefused as refused:
+            refused.error_code = code
+            raise
+
+    async def _verify(self, token: str, *, issuer: str, algorithms: Collection[str]) -> jwt.Token:
         allowed = sorted(set(algorithms) & ASYMMETRIC)
         header = unverified_header(token)
         alg = header.get("alg")
@@ -200,3 +217,24 @@ def _has_key(keys: KeySet, kid: object) -> bool:
     if kid is None:
         return len(keys.keys) == 1
     return any(key.kid == kid for key in keys.keys)
+
+
+def http_fetcher(http: httpx.AsyncClient) -> FetchJson:
+    """Return a FetchJson over an HTTP client (for issuers the operator configured)."""
+
+    async def fetch(url: str) -> Any:
+        host = urlsplit(url).netloc
+        try:
+            response = await http.get(url, headers={"Accept": "application/json"})
+        except httpx.TimeoutException:
+            raise IdentityProviderError(f"{host} did not answer in time") from None
+        except httpx.HTTPError:
+            raise IdentityProviderError(f"{host} could not be reached") from None
+        if not response.is_success:
+            raise IdentityProviderError(f"{host} answered HTTP {response.status_code} for {url}")
+        try:
+            return response.json()
+        except ValueError:
+            raise IdentityProviderError(f"{host} answered {url} without JSON") from None
+
+    return fetch

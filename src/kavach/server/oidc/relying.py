@@ -147,7 +147,10 @@ class RelyingParty:
         if not isinstance(id_token, str):
             raise IdentityProviderError(f"{self.provider.label} sent no ID token")
         verified = await self._issuers.verify(
-            id_token, issuer=self.provider.issuer, algorithms=[self.provider.id_token_alg]
+            id_token,
+            issuer=self.provider.issuer,
+            algorithms=[self.provider.id_token_alg],
+            code="id_token_refused",
         )
         claims = dict(verified.claims)
         check_id_token_claims(
