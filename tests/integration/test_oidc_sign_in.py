@@ -11,9 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from kavach.server.access import SYSTEM, RequestOrigin
 from kavach.server.audit.models import AuditEvent
 from kavach.server.auth.models import LoginSession
 from kavach.server.iam.models import User, UserGroupMember
+from kavach.server.oidc import accounts
 from kavach.server.oidc.keys import IssuerKeys, http_fetcher
 from kavach.server.oidc.models import OidcLogin
 from tests.conftest import InProcessServer
@@ -387,3 +389,30 @@ async def test_a_provider_that_is_down_gets_a_clear_error_and_nothing_is_made(
         start = await server.client.get("/oidc/solo/login")
         assert start.status_code == 502
         assert await _count(server, select(func.count()).where(OidcLogin.provider == "solo")) == 1
+
+
+async def test_the_same_login_elsewhere_is_never_merged_until_an_administrator_links_it(
+    server: InProcessServer, browser: httpx.AsyncClient
+) -> None:
+    local = await login(server, "alice")  # a local user with the login the provider sends
+    _back, refused = await _through_provider(server, browser, "/oidc/corp/login", "alice")
+    assert refused.status_code == 409
+    assert "kavach server link-identity alice --provider corp --subject sub-alice" in refused.text
+    assert await _count(server, select(func.count()).select_from(User)) == 1
+
+    corp = server.runtime.settings.auth.oidc_providers[0]
+    async with server.runtime.sessionmaker() as session, session.begin():
+        await accounts.link(
+            session,
+            login="alice",
+            provider=corp,
+            subject="sub-alice",
+            actor=SYSTEM,
+            origin=RequestOrigin(client_address="local"),
+        )
+    async with httpx.AsyncClient(timeout=10) as again:
+        _back, linked = await _through_provider(server, again, "/oidc/corp/login", "alice")
+    assert linked.status_code == 303, linked.text
+    me = (await server.client.get("/api/v1/auth/session")).json()["data"]["user"]
+    assert (me["id"], me["provider"]) == (local["user"]["id"], "local")
+    assert await _count(server, select(func.count()).select_from(User)) == 1

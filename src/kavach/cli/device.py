@@ -25,7 +25,8 @@ class DeviceCode:
     verification_uri_complete: str | None
     expires_in: float
     interval: float
-    identity_provider: str | None = None  # "local" or "github"; None from older servers
+    # "local", "github" or "oidc" (approved by signing in there); None from older servers.
+    identity_provider: str | None = None
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from kavach.server.crypto.keys import (
 )
 from kavach.server.db.engine import create_engine, create_sessionmaker, describe_database
 from kavach.server.db.migrate import MigrationState, migrate, migrate_blocking
+from kavach.server.errors import ConfigurationError
 from kavach.server.secrets.models import DataKey
 from kavach.server.settings import Settings, check_startable, get_settings
 
@@ -56,6 +57,38 @@ def decide_login(user_code: str, *, approve: bool, login: str | None) -> str:
                     actor=_local_actor(),
                     origin=RequestOrigin(client_address="local"),
                 )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_run())
+
+
+def link_identity(login: str, *, provider: str, subject: str, remove: bool = False) -> str:
+    """Link (or unlink) an OpenID provider's subject to an existing user; name the user."""
+    from kavach.server.oidc import accounts
+
+    settings = get_settings()
+    check_startable(settings)
+    found = settings.auth.oidc_provider(provider)
+    if found is None:
+        names = ", ".join(p.name for p in settings.auth.oidc_providers) or "none"
+        raise ConfigurationError(f"no OpenID provider named {provider!r} (configured: {names})")
+
+    async def _run() -> str:
+        engine = create_engine(settings)
+        try:
+            await migrate(engine, settings)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                change = accounts.unlink if remove else accounts.link
+                await change(
+                    session,
+                    login=login,
+                    provider=found,
+                    subject=subject,
+                    actor=_local_actor(),
+                    origin=RequestOrigin(client_address="local"),
+                )
+                return login
         finally:
             await engine.dispose()
 

@@ -73,7 +73,7 @@ def _meta_router() -> APIRouter:
         return ok(
             ServerInfo(
                 version=__version__,
-                identity_provider=settings.auth.identity_provider,
+                identity_provider=settings.auth.login_method,
                 mode=settings.mode.value,
                 limits=Limits(
                     max_secret_value_bytes=settings.max_secret_value_bytes,

@@ -24,7 +24,8 @@ async def home(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         docs_url=root + DOCS_PATH,
         openapi_url=root + (request.app.openapi_url or ""),
         device_url=root + "/device",
-        local=auth.identity_provider == "local" and auth.local_idp_enabled,
+        local=auth.server_device_flow,
+        signin_url=root + "/login" if auth.oidc_providers else None,
         # The URL logins are told to use (as in verification_uri), not the Host header alone.
         server_url=(auth.public_url or str(request.base_url)).rstrip("/"),
     )

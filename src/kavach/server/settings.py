@@ -286,6 +286,11 @@ class AuthSettings(BaseSettings):
         return "github" if self.github_client_id else "local"
 
     @property
+    def login_method(self) -> str:
+        """Name how people log in, as clients are told: oidc, github or local."""
+        return "oidc" if self.oidc_providers else self.identity_provider
+
+    @property
     def local_idp_enabled(self) -> bool:
         """Say whether the local identity provider serves logins."""
         if self.enable_local_idp is not None:

@@ -120,7 +120,8 @@ def login(
             _show_local_instructions(cli, code.user_code)
             render.note(cli, code.url)
         else:
-            render.note(cli, "Approve the login at:")
+            verb = "Sign in to approve" if code.identity_provider == "oidc" else "Approve"
+            render.note(cli, f"{verb} the login at:")
             render.note(cli, code.url)
             if not no_browser and _has_display():
                 _open_browser(cli, code.url)

@@ -116,6 +116,46 @@ def deny(
     _decide(user_code, approve=False, login=None)
 
 
+def _link(login: str, provider: str, subject: str, *, remove: bool) -> None:
+    from kavach.server.admin import link_identity
+    from kavach.server.errors import KavachError
+
+    try:
+        link_identity(login, provider=provider, subject=subject, remove=remove)
+    except KavachError as error:
+        raise _fail(error.message) from None
+    verb = "no longer signs in" if remove else "now signs in"
+    typer.echo(f"{provider} subject {subject} {verb} as {login}.")
+
+
+ProviderName = Annotated[
+    str, typer.Option("--provider", "-p", help="The OpenID provider's name (in its settings).")
+]
+Subject = Annotated[
+    str, typer.Option("--subject", "-s", help="The person's subject (`sub`) at that provider.")
+]
+
+
+@app.command("link-identity")
+def link_identity(
+    user: Annotated[str, typer.Argument(help="The existing user's login.")],
+    provider: ProviderName,
+    subject: Subject,
+) -> None:
+    """Let a person sign in with another provider as an existing user (never automatic)."""
+    _link(user, provider, subject, remove=False)
+
+
+@app.command("unlink-identity")
+def unlink_identity(
+    user: Annotated[str, typer.Argument(help="The user's login.")],
+    provider: ProviderName,
+    subject: Subject,
+) -> None:
+    """Undo link-identity: that provider's subject no longer signs in as the user."""
+    _link(user, provider, subject, remove=True)
+
+
 @app.command("rotate-key")
 def rotate_key() -> None:
     """Activate a new secret-encryption key and re-wrap every data key (values stay as they are)."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Actor, RequestOrigin
 from kavach.server.audit import service as audit
-from kavach.server.errors import Conflict, Forbidden, LastOwner
+from kavach.server.errors import AlreadyExists, Conflict, Forbidden, LastOwner, NotFound
 from kavach.server.iam import service as iam_service
 from kavach.server.iam.models import Organization, User, UserGroup, UserGroupMember, UserIdentity
 from kavach.server.oidc.relying import Person
@@ -115,7 +115,9 @@ async def user_for(
     except Conflict:
         raise Conflict(
             f"the login {login!r} belongs to another account; an administrator can link "
-            f"this {provider.label} identity to it (kavach server link-identity)"
+            f"your {provider.label} identity (subject {person.subject!r}) to it with "
+            f"`kavach server link-identity {login} --provider {provider.name} "
+            f"--subject {person.subject}`"
         ) from None
 
 
@@ -190,3 +192,68 @@ async def _leave(session: AsyncSession, member: UserGroupMember) -> str | None:
         )
         return None
     return group.name if group is not None else str(member.user_group_id)
+
+
+async def link(
+    session: AsyncSession,
+    *,
+    login: str,
+    provider: OidcProvider,
+    subject: str,
+    actor: Actor,
+    origin: RequestOrigin,
+) -> User:
+    """Make a provider's subject sign in as an existing user (an administrator's decision)."""
+    user = await session.scalar(select(User).where(User.login == login))
+    if user is None:
+        raise NotFound(f"no user {login!r}")
+    holder = await find_user(session, provider=provider.key, subject=subject)
+    if holder is not None:
+        if holder.id == user.id:
+            raise AlreadyExists(
+                f"{provider.name} subject {subject!r} already signs in as {login!r}"
+            )
+        raise Conflict(
+            f"{provider.name} subject {subject!r} is the user {holder.login!r}; "
+            "unlink it first (or delete that user)"
+        )
+    session.add(UserIdentity(user_id=user.id, provider=provider.key, subject=subject))
+    await audit.record(
+        session,
+        actor=actor,
+        action="user.identity.link",
+        origin=origin,
+        details={"user": login, "identity_provider": provider.key, "subject": subject},
+    )
+    return user
+
+
+async def unlink(
+    session: AsyncSession,
+    *,
+    login: str,
+    provider: OidcProvider,
+    subject: str,
+    actor: Actor,
+    origin: RequestOrigin,
+) -> None:
+    """Undo a link: the subject no longer signs in as that user."""
+    found = await session.scalar(
+        select(UserIdentity)
+        .join(User, User.id == UserIdentity.user_id)
+        .where(
+            User.login == login,
+            UserIdentity.provider == provider.key,
+            UserIdentity.subject == subject,
+        )
+    )
+    if found is None:
+        raise NotFound(f"{provider.name} subject {subject!r} is not linked to {login!r}")
+    await session.delete(found)
+    await audit.record(
+        session,
+        actor=actor,
+        action="user.identity.unlink",
+        origin=origin,
+        details={"user": login, "identity_provider": provider.key, "subject": subject},
+    )
