@@ -82,6 +82,9 @@ class OidcProvider(BaseModel):
     email_claim: str = "email"
     name_claim: str = "name"
     groups_claim: str = "groups"
+    # An address without email_verified counts as verified only if this says so: some
+    # providers (Entra ID) send addresses anyone may set on their own account.
+    trust_unmarked_email: bool = False
     # Who may sign in: any of these e-mail domains (verified addresses), any of these
     # groups, or, said explicitly, everyone the provider signs in.
     allowed_email_domains: tuple[str, ...] = ()

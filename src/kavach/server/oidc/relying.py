@@ -93,9 +93,9 @@ def person_of(provider: OidcProvider, claims: Mapping[str, Any]) -> Person:
         subject=str(claims["sub"]),
         login=_text(claims, provider.login_claim),
         email=email.lower() if email else None,
-        # A provider that says nothing about it vouches for the addresses it issues
-        # (Entra ID, for one, sends no email_verified); one that says false does not.
-        email_verified=email is not None and verified is not False,
+        # Unmarked addresses count only where the operator vouches for the provider.
+        email_verified=email is not None
+        and (verified is True or (verified is None and provider.trust_unmarked_email)),
         name=_text(claims, provider.name_claim),
         groups=_groups(claims.get(provider.groups_claim)),
     )
