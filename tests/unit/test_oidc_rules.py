@@ -71,7 +71,7 @@ def test_admission_by_verified_domain_or_group() -> None:
     )
     admit(corp, _person())
     admit(corp, _person(email="x@other.org", groups=("ops",)))
-    with pytest.raises(SignInRefused, match="verified address at example.com; or membership"):
+    with pytest.raises(SignInRefused, match=r"verified address at example\.com; or membership"):
         admit(corp, _person(email_verified=False))
     with pytest.raises(SignInRefused):
         admit(corp, _person(email="ann@example.com.evil.org"))
