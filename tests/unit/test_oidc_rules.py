@@ -56,7 +56,7 @@ def test_a_provider_must_say_who_may_sign_in() -> None:
 def test_production_needs_https_for_sign_in() -> None:
     settings = Settings(
         mode=Mode.PRODUCTION,
-        db={"database_url": "postgresql://db/kavach"},  # type: ignore[arg-type]
+        db={"database_url": "postgresql://db/kavach"},
         auth=AuthSettings(oidc_providers=[_provider(issuer="http://sso.example.com")]),
     )
     with pytest.raises(ConfigurationError) as refused:
