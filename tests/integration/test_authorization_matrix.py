@@ -31,8 +31,16 @@ _MEMORY: dict[str, Any] = {"provider": "memory", "credentials": {"token": "good"
 # DESIGN §4, written out independently of the server's policy file.
 ROLES = ["viewer", "editor", "admin", "owner"]
 RANK = {role: rank for rank, role in enumerate(ROLES)}
-PUBLIC_PREFIXES = ("/api/v1/auth/", "/healthz", "/device", "/api/v1/info", "/api/v1/docs")
-PUBLIC_PATHS = {"/"}  # the root page: it names the server and links to the docs
+PUBLIC_PREFIXES = (
+    "/api/v1/auth/",
+    "/healthz",
+    "/device",
+    "/api/v1/info",
+    "/api/v1/docs",
+    "/oidc/",  # the ways out to an OpenID provider and back: they sign people in
+)
+# The root page (it names the server and links to the docs) and the sign-in page.
+PUBLIC_PATHS = {"/", "/login"}
 
 
 @dataclass(frozen=True)

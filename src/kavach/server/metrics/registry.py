@@ -18,7 +18,18 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # The login refusals a device-flow poll can end with; anything else is counted as "error".
 LOGIN_OUTCOMES = frozenset(
-    {"success", "access_denied", "expired_token", "invalid_grant", "account_not_allowed"}
+    {
+        "success",
+        "access_denied",
+        "expired_token",
+        "invalid_grant",
+        "account_not_allowed",
+        # OpenID sign-ins (provider "oidc:NAME").
+        "invalid_state",
+        "id_token_refused",
+        "sign_in_refused",
+        "identity_provider_error",
+    }
 )
 Count = Callable[[], None]
 

@@ -36,6 +36,12 @@ def _secure(runtime: Runtime, request: Request) -> bool:
     return public.startswith("https://") or request.url.scheme == "https"
 
 
+def _count(runtime: Runtime, name: str, outcome: str) -> None:
+    """Count a sign-in that ended, under its provider (only configured names: bounded)."""
+    if runtime.metrics is not None and runtime.settings.auth.oidc_provider(name) is not None:
+        runtime.metrics.login(f"oidc:{name}", outcome)
+
+
 def _status(error: KavachError) -> int:
     cause = error.cause if isinstance(error, flows.SignInFailed) else error
     for kind in type(cause).__mro__:
@@ -140,9 +146,11 @@ async def back_from_provider(
                 raise
             await session.commit()
     except KavachError as failure:
+        _count(runtime, name, failure.error_code)
         response: Response = _error_page(failure)
         response.delete_cookie(STATE_COOKIE, path=f"/oidc/{name}/")
         return response
+    _count(runtime, name, "success")
     if done.session_token is None:
         response = page(
             "signin.html",
