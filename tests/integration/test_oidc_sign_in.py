@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from kavach.server.access import SYSTEM, RequestOrigin
 from kavach.server.audit.models import AuditEvent
@@ -123,6 +123,11 @@ async def _through_provider(
     assert out.status_code == 303, out.text
     back = await sign_in_async(browser, out.headers["location"], login=login_name, consent=consent)
     return back, await server.client.get(_path(back))
+
+
+async def _epoch(server: InProcessServer) -> int:
+    async with server.runtime.sessionmaker() as session:
+        return int(await session.scalar(text("SELECT value FROM access_epoch")) or 0)
 
 
 async def _count(server: InProcessServer, statement: Any) -> int:
@@ -325,10 +330,12 @@ async def test_groups_map_to_user_groups_and_leaving_one_removes_access(
     )
     assert added.status_code == 201, added.text
 
+    before = await _epoch(server)
     provider.set_accounts([ProviderAccount(**{**ALICE.__dict__, "groups": ("staff",)}), BOB, CAROL])
     async with httpx.AsyncClient(timeout=10) as again:
         _back, second = await _through_provider(server, again, "/oidc/corp/login", "alice")
     assert second.status_code == 303
+    assert await _epoch(server) > before  # every cached answer about alice is void
     gone = await server.client.get(f"/api/v1/organizations/{org_id}")
     assert gone.status_code in (403, 404)
     async with server.runtime.sessionmaker() as session:
