@@ -172,10 +172,29 @@ async def test_a_browser_signs_in_and_its_cookie_session_needs_csrf_for_changes(
         "/api/v1/organizations/", json={"name": "mine"}, headers={"X-CSRF-Token": "0" * 64}
     )
     assert wrong.status_code == 403
+    guarded = {"X-CSRF-Token": csrf}
     made = await server.client.post(
-        "/api/v1/organizations/", json={"name": "mine"}, headers={"X-CSRF-Token": csrf}
+        "/api/v1/organizations/", json={"name": "mine"}, headers=guarded
     )
     assert made.status_code == 201, made.text
+    # The hot secrets routes read the same credential, with the same rule.
+    group = await server.client.post(
+        f"/api/v1/organizations/{made.json()['data']['id']}/secret-groups",
+        json={"name": "app"},
+        headers=guarded,
+    )
+    env = await server.client.post(
+        f"/api/v1/secret-groups/{group.json()['data']['id']}/environments",
+        json={"name": "dev"},
+        headers=guarded,
+    )
+    versions = f"/api/v1/environments/{env.json()['data']['id']}/secrets/versions"
+    change = {"message": "first", "set": {"API_KEY": "k1"}}
+    unguarded = await server.client.post(versions, json=change)
+    assert (unguarded.status_code, unguarded.json()["error_code"]) == (403, "csrf_failed")
+    assert (await server.client.post(versions, json=change, headers=guarded)).status_code == 201
+    read = await server.client.get(versions.removesuffix("/versions"))
+    assert read.json()["data"]["secrets"] == {"API_KEY": "k1"}
 
     out = await server.client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
     assert out.status_code == 200, out.text
