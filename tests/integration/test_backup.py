@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -220,20 +222,34 @@ def rewritten(
     out: Path,
     change: Callable[[dict[str, Any]], None],
     drop: tuple[str, ...] = (),
+    drop_columns: dict[str, tuple[str, ...]] | None = None,
 ) -> Path:
-    """Copy the source's backup with its manifest changed, without the tables `drop` names."""
-    with tarfile.open(source.backup, "r:gz") as old, tarfile.open(out, "w:gz") as new:
-        for member in old.getmembers():
-            if member.name.endswith(tuple(f"_{table}.jsonl" for table in drop)):
+    """Copy the source's backup with its manifest changed, less some tables and columns."""
+    gone = drop_columns or {}
+    with tarfile.open(source.backup, "r:gz") as old:
+        files = {member.name: (member, old.extractfile(member)) for member in old.getmembers()}
+        contents = {name: handle.read() for name, (_m, handle) in files.items() if handle}
+    manifest = json.loads(contents["manifest.json"])
+    for entry in manifest["tables"]:
+        columns = gone.get(entry["name"], ())
+        if not columns:
+            continue
+        keep = [i for i, (name, _kind) in enumerate(entry["columns"]) if name not in columns]
+        entry["columns"] = [entry["columns"][i] for i in keep]
+        lines = [
+            orjson.dumps([row[i] for i in keep]) + b"\n"
+            for row in map(orjson.loads, contents[entry["member"]].splitlines())
+        ]
+        contents[entry["member"]] = b"".join(lines)
+        entry["sha256"] = hashlib.sha256(contents[entry["member"]]).hexdigest()
+    change(manifest)
+    contents["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w:gz") as new:
+        for name, (member, _handle) in files.items():
+            if name.endswith(tuple(f"_{table}.jsonl" for table in drop)):
                 continue
-            handle = old.extractfile(member)
-            assert handle is not None
-            data = handle.read()
-            if member.name == "manifest.json":
-                manifest = json.loads(data)
-                change(manifest)
-                data = json.dumps(manifest).encode()
-                member.size = len(data)
+            data = contents.get(name, b"")
+            member.size = len(data)
             new.addfile(member, io.BytesIO(data))
     return out
 
@@ -356,13 +372,21 @@ async def test_refusals_leave_the_target_empty_and_restorable(
 async def test_an_older_backup_restores_into_a_migrated_database_and_reaches_head(
     source: Source, tmp_path: Path
 ) -> None:
-    # Revisions 0011 and 0012 changed triggers and an index only, and 0013 added the pending
-    # grants: without that table, this backup's tables are those of 0010.
+    # Revisions 0011 and 0012 changed triggers and an index only, 0013 added the pending
+    # grants and 0014 OpenID Connect's tables and columns: without them, this backup's
+    # tables are those of 0010.
+    added = ("pending_grants", "oidc_logins", "user_identities", "workload_trusts")
+
     def at_0010(manifest: dict[str, Any]) -> None:
         manifest["schema_revision"] = "0010"
-        manifest["tables"] = [t for t in manifest["tables"] if t["name"] != "pending_grants"]
+        manifest["tables"] = [t for t in manifest["tables"] if t["name"] not in added]
 
-    older = rewritten(source, tmp_path / "older", at_0010, drop=("pending_grants",))
+    columns_0014 = {
+        "device_authorizations": ("identity_provider",),
+        "user_group_members": ("source",),
+        "service_tokens": ("workload_trust_id", "subject"),
+    }
+    older = rewritten(source, tmp_path / "older", at_0010, drop=added, drop_columns=columns_0014)
     async with empty_target(source, tmp_path, source.backend) as settings:
         async with running(settings):
             pass  # a server started on the new database: migrated to head, still empty

@@ -21,6 +21,8 @@ NOT_DATA = {
     "kavach server migrate",
     "kavach server approve",
     "kavach server deny",
+    "kavach server link-identity",
+    "kavach server unlink-identity",
     "kavach server rotate-key",
     "kavach server retire-keys",
     "kavach server backup",
