@@ -23,6 +23,9 @@ from kavach.server.db.engine import (
 )
 from kavach.server.gate import AccessGate
 from kavach.server.metrics.pool import MeasuredQueuePool
+from kavach.server.oidc.fetch import egress_fetcher
+from kavach.server.oidc.keys import IssuerKeys
+from kavach.server.providers.egress import Egress
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
 from kavach.server.secrets.store import SecretStore, SqlSecretStore
@@ -54,6 +57,9 @@ class Runtime:
     gate: AccessGate  # the one place callers are authenticated and admitted
     secret_store: SecretStore
     secrets: SecretUseCases
+    # OpenID issuers' metadata and keys (workload trusts, sign-in providers), fetched under
+    # the egress rules of sync providers and cached for the process.
+    issuer_keys: IssuerKeys
     metrics: Metrics | None = None  # None: metrics are off
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -94,6 +100,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             "device_token": auth.rate_limit_device_token,
             "device_approve": auth.rate_limit_device_approve,
             "refresh": auth.rate_limit_refresh,
+            "oidc_token": auth.rate_limit_oidc_token,
             "api": auth.rate_limit_api,
         },
         redis_url=settings.redis_url,
@@ -136,6 +143,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
                 batches=None if metrics is None else metrics.group_commits("secrets"),
             ),
         )
+    http = httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False)
     return Runtime(
         settings=settings,
         keys=keys,
@@ -146,7 +154,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
         access_tokens=access_tokens,
         secret_keys=secret_keys,
         limiter=limiter,
-        http=httpx.AsyncClient(timeout=auth.github_timeout_seconds, follow_redirects=False),
+        http=http,
         audit_batcher=audit_batcher,
         audit_key=audit_key,
         chain_heads=chain_heads,
@@ -161,5 +169,6 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             settings=settings,
             read_sessions=read_sessionmaker,
         ),
+        issuer_keys=IssuerKeys(egress_fetcher(http, Egress.of(settings))),
         metrics=metrics,
     )
