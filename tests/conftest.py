@@ -81,6 +81,7 @@ _GENEROUS_LIMITS = {
     "rate_limit_device_approve": "10000/minute",
     "rate_limit_refresh": "10000/minute",
     "rate_limit_oidc_login": "10000/minute",
+    "rate_limit_oidc_token": "10000/minute",
 }
 
 
@@ -175,6 +176,23 @@ async def truncate_all(runtime: Runtime) -> None:
                 "WHERE c.relnamespace = current_schema()::regnamespace"
             )
         )
+
+
+# What would make the CLI sign in as a workload by itself (a test run inside a GitHub
+# Actions job allowed to request ID tokens, say): tests that want it set it.
+WORKLOAD_VARIABLES = (
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "KAVACH_OIDC_TOKEN",
+    "KAVACH_OIDC_TOKEN_FILE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_workload_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the runner's own workload credentials out of every test."""
+    for name in WORKLOAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -94,6 +94,10 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "POST /api/v1/environments/{id}/tokens": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}/tokens/{token_id}": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/workload-trusts": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/workload-trusts": Case("env", "admin"),
+    "GET /api/v1/environments/{id}/workload-trusts/{trust_id}": Case("env", "admin"),
+    "DELETE /api/v1/environments/{id}/workload-trusts/{trust_id}": Case("env", "admin"),
     "GET /api/v1/environments/{id}/secrets": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/versions": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/versions": Case("env", "viewer"),
@@ -335,6 +339,12 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = {"version_id": tree["version"]["id"], "commit_message": "matrix"}
     elif key.endswith("/tokens") and method == "POST":
         body = {"name": world.name("t"), "role": "viewer"}
+    elif key.endswith("/workload-trusts") and method == "POST":
+        body = _trust(world)
+    elif "{trust_id}" in path:
+        trusts = f"/environments/{tree['env']['id']}/workload-trusts"
+        made = await alice("POST", trusts, _trust(world), status=201)
+        path = path.replace("{trust_id}", made["id"])
     elif "{token_id}" in path:
         made = await alice(
             "POST",
@@ -349,6 +359,15 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     elif key.startswith("DELETE") and level in ("org", "group", "env"):
         path += "?cascade=true"
     return method, path, body
+
+
+def _trust(world: World) -> dict[str, Any]:
+    return {
+        "name": world.name("trust"),
+        "issuer": "https://token.actions.githubusercontent.com",
+        "audience": "https://kavach.example.com",
+        "conditions": {"repository": "acme/app"},
+    }
 
 
 def _expected(case: Case, role: str | None, at: str) -> int | str:

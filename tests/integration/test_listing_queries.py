@@ -86,6 +86,14 @@ class World:
             await self.alice.call("POST", f"/environments/{env_id}/members", invite, status=202)
             token = {"name": f"ci-{n}", "role": "viewer"}
             await self.alice.call("POST", f"/environments/{env_id}/tokens", token, status=201)
+            trust = {
+                "name": f"ci-{n}",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "audience": "https://kavach.example.com",
+                "conditions": {"repository": f"acme/app-{n}"},
+            }
+            trusts = f"/environments/{env_id}/workload-trusts"
+            await self.alice.call("POST", trusts, trust, status=201)
             change = {"message": f"v{n}", "set": {"N": str(n)}}
             await self.alice.call(
                 "POST", f"/environments/{env_id}/secrets/versions", change, status=201
@@ -108,6 +116,7 @@ class World:
             "user groups": (self.alice, f"/user-groups/?organization_id={org}"),
             "user group members": (self.alice, f"/user-groups/{self.team['id']}/members"),
             "tokens": (self.alice, f"/environments/{env}/tokens"),
+            "workload trusts": (self.alice, f"/environments/{env}/workload-trusts"),
             "versions": (self.alice, f"/environments/{env}/secrets/versions"),
             "audit events": (self.alice, f"/audit?environment_id={env}"),
         }
@@ -151,6 +160,7 @@ async def test_pages_of_one_followed_by_cursor_give_every_listing_whole(
         f"/user-groups/?organization_id={org}",
         f"/user-groups/{world.team['id']}/members",
         f"/environments/{env}/tokens",  # keyed on the time made, then the id
+        f"/environments/{env}/workload-trusts",  # the same
         f"/environments/{env}/secrets/versions",
         f"/audit?environment_id={env}",
     ]

@@ -55,8 +55,10 @@ class App:
         color: bool = True,
         quiet: bool = False,
         runtime: Runtime | None = None,
+        oidc_token_file: Path | None = None,
     ) -> None:
         self.home = home
+        self.oidc_token_file = oidc_token_file
         self.json = json
         self.verbose = verbose
         self.color = color

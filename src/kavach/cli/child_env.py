@@ -100,10 +100,11 @@ FAMILIES = (
     Family("Kavach's own settings", ("KAVACH_*",)),
 )
 
-# Variables of the caller's environment that hold Kavach credentials: the CLI's token, and
+# Variables of the caller's environment that hold Kavach credentials: the CLI's tokens, and
 # what a server reads its keys and connection secrets from (URLs may hold passwords).
 CREDENTIALS = (
     "KAVACH_TOKEN",
+    "KAVACH_OIDC_TOKEN",
     "KAVACH_JWT_SIGNING_KEY",
     "KAVACH_SECRET_ENCRYPTION_KEY",
     "KAVACH_SECRET_ENCRYPTION_OLD_KEYS",

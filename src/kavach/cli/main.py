@@ -10,6 +10,7 @@ inside the functions that use it.
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -147,6 +148,15 @@ VerboseOption = Annotated[
 NoColorOption = Annotated[
     bool, typer.Option("--no-color", help="Print no colours (also when NO_COLOR is set).")
 ]
+OidcTokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--oidc-token-file",
+        help="Sign in with the workload's OIDC token in this file, read at each run (a "
+        "Kubernetes projected token; also KAVACH_OIDC_TOKEN_FILE).",
+        metavar="PATH",
+    ),
+]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print no progress lines, only results and errors.")
 ]
@@ -160,6 +170,7 @@ def main(
     verbose: VerboseOption = False,
     no_color: NoColorOption = False,
     quiet: QuietOption = False,
+    oidc_token_file: OidcTokenFileOption = None,
 ) -> None:
     """Kavach: versioned, encrypted secrets for teams, with access control and sync."""
     if ctx.invoked_subcommand == "server":
@@ -174,6 +185,7 @@ def main(
         color=render.color_allowed(False if no_color else None),
         quiet=quiet,
         runtime=runtime,
+        oidc_token_file=oidc_token_file,
     )
     ctx.obj = cli
     ctx.call_on_close(cli.close)

@@ -21,11 +21,19 @@ class Session:
         self.env_token = clean_token(token, TOKEN_ENV, hint) if token else None
         self._held: Credentials | None = None
         self._loaded = False
+        # A token a workload got for its platform's OIDC token: in memory only.
+        self._workload_token: str | None = None
 
     @property
     def can_refresh(self) -> bool:
         """Tell whether a refresh could help: never for a token given in the environment."""
-        return self.env_token is None and self.credentials() is not None
+        if self.env_token is not None or self._workload_token is not None:
+            return False
+        return self.credentials() is not None
+
+    def adopt(self, token: str) -> None:
+        """Use a workload's exchanged service token from now on (kept in memory, never saved)."""
+        self._workload_token = token
 
     def credentials(self) -> Credentials | None:
         """Return the stored credentials this process works with (read once, then kept)."""
@@ -38,6 +46,8 @@ class Session:
         """Return the bearer token to send, or None when not logged in."""
         if self.env_token is not None:
             return self.env_token
+        if self._workload_token is not None:
+            return self._workload_token
         held = self.credentials()
         return held.access_token if held else None
 

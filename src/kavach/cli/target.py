@@ -4,6 +4,9 @@ With KAVACH_TOKEN set to a service token, the environment comes from `GET /auth/
 (service tokens cannot look organizations or groups up by name). `--env` is then checked
 against the token's environment; `--org`/`--group` cannot be checked by a service token and
 are refused. The active context in config.yaml is not used in that mode.
+
+A workload signing in with its platform's OIDC token (cli.workload) names the environment
+as a user does; the exchange answers its id.
 """
 
 from __future__ import annotations
@@ -81,5 +84,13 @@ def resolve_target(
     if env_id is not None:
         return _token_target(cli, env_id, org, group, env)
     ref = resolve_env(cli.context, org, group, env)
+    from kavach.cli.workload import chosen_source, sign_in
+
+    source = chosen_source(cli)
+    if source is not None:
+        exchanged = sign_in(cli, source, ref)
+        return Target(
+            exchanged.environment_id, f"{ref.organization}/{ref.secret_group}/{ref.environment}"
+        )
     found = load_env(cli.client, ref)
     return Target(str(found.id), found.qualified)

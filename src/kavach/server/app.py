@@ -38,6 +38,7 @@ from kavach.server.secrets import router as secrets_router
 from kavach.server.security_headers import SecurityHeadersMiddleware, parse_cors_origins
 from kavach.server.settings import Settings, check_startable, get_settings
 from kavach.server.sync import router as sync_router
+from kavach.server.workload import router as workload_router
 
 if TYPE_CHECKING:
     from kavach.server.metrics.registry import Metrics
@@ -180,6 +181,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         members_router.router,
         user_groups_router.router,
         service_tokens.router,
+        workload_router.router,
+        workload_router.exchange_router,
         providers_router.router,
         sync_router.router,
         audit_router.router,

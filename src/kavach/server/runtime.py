@@ -23,7 +23,9 @@ from kavach.server.db.engine import (
 )
 from kavach.server.gate import AccessGate
 from kavach.server.metrics.pool import MeasuredQueuePool
+from kavach.server.oidc.fetch import egress_fetcher
 from kavach.server.oidc.keys import IssuerKeys, http_fetcher
+from kavach.server.providers.egress import Egress
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
 from kavach.server.secrets.store import SecretStore, SqlSecretStore
@@ -57,6 +59,9 @@ class Runtime:
     secrets: SecretUseCases
     # OpenID providers' discovery documents and keys (the operator's providers only).
     oidc_issuers: IssuerKeys
+    # Workload trusts' issuers (which environment admins name): fetched under the egress
+    # rules of sync providers, and cached for the process.
+    workload_issuers: IssuerKeys
     metrics: Metrics | None = None  # None: metrics are off
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -98,6 +103,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             "device_approve": auth.rate_limit_device_approve,
             "refresh": auth.rate_limit_refresh,
             "oidc_login": auth.rate_limit_oidc_login,
+            "oidc_token": auth.rate_limit_oidc_token,
             "api": auth.rate_limit_api,
         },
         redis_url=settings.redis_url,
@@ -167,5 +173,6 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             settings=settings,
             read_sessions=read_sessionmaker,
         ),
+        workload_issuers=IssuerKeys(egress_fetcher(http, Egress.of(settings))),
         metrics=metrics,
     )

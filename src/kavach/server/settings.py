@@ -239,6 +239,8 @@ class AuthSettings(BaseSettings):
     rate_limit_device_approve: str = "10/minute"
     rate_limit_refresh: str = "60/minute"
     rate_limit_oidc_login: str = "60/minute"
+    # Workloads exchanging their platform's OIDC token (per client address).
+    rate_limit_oidc_token: str = "60/minute"  # noqa: S105 - a rate, not a credential
     rate_limit_api: str = "1200/minute"
 
     @field_validator("github_url", "github_api_url")

@@ -257,6 +257,8 @@ class FakeIam:
             "expires_at": token.expires_at.isoformat(),
             "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
             "last_used_at": None,
+            "workload_trust_id": None,
+            "subject": None,
         }
 
     # ---- operations the routes share ---------------------------------------------------------

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from kavach.cli.commands.token import parse_duration
 from kavach.cli.credentials import CredentialStore
+from kavach.cli.durations import parse_duration
 
 from .conftest import Invoke, make_credentials, table_header, table_rows, use_context
 from .fake_api import FakeApi, FakeServer
@@ -158,7 +158,8 @@ def test_list_shows_status_but_never_a_value(
     result = invoke(["token", "list"])
     assert result.exit_code == 0, result.output
     assert api.requests()[-1] == ("GET", f"/environments/{prod.id}/tokens", {"limit": "1000"}, None)
-    assert table_header(result.stdout) == ["Name", "ID", "Role", "Status", "Expires", "Last used"]
+    header = ["Name", "ID", "Role", "Status", "Expires", "Last used", "Workload"]
+    assert table_header(result.stdout) == header
     rows = table_rows(result.stdout)
     assert [row[:4] for row in rows] == [
         ["ci", ci.id, "viewer", "active"],

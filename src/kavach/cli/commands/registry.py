@@ -108,6 +108,12 @@ COMMANDS: dict[str, Entry] = {
         "Access",
         group=True,
     ),
+    "trust": Entry(
+        f"{_COMMANDS}.trust",
+        "Manage workload trusts for an environment (--org/--group/--env or the active one).",
+        "Access",
+        group=True,
+    ),
     "audit": Entry(
         f"{_COMMANDS}.audit",
         "Read and verify the audit trail (owners and admins of what you name).",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -12,6 +11,7 @@ from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
 from kavach.cli.context import resolve_env
 from kavach.cli.credentials import well_formed
+from kavach.cli.durations import parse_duration
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag, command_group
 from kavach.cli.resources import Object, Resource, expect_object, list_all, load_env, segment
@@ -21,8 +21,6 @@ app = command_group(
     no_args_is_help=True,
 )
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-DURATION = re.compile(r"(\d+)([smhdw]?)")
 COLUMNS = [
     ("name", "Name"),
     ("id", "ID"),
@@ -30,18 +28,8 @@ COLUMNS = [
     ("status", "Status"),
     ("expires_at", "Expires"),
     ("last_used_at", "Last used"),
+    ("subject", "Workload"),  # the platform's subject, for a token a workload exchanged
 ]
-
-
-def parse_duration(value: str) -> int:
-    """Return seconds for `3600`, `45m`, `12h`, `30d` or `2w`."""
-    match = DURATION.fullmatch(value.strip().lower())
-    if match is None or int(match.group(1)) == 0:
-        raise typer.BadParameter(
-            f"{value!r} is not a duration: use seconds or a number with s, m, h, d or w "
-            "(e.g. 3600, 12h, 30d)"
-        )
-    return int(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
 NameArgument = Annotated[str, typer.Argument(help="A name for the token.", show_default=False)]

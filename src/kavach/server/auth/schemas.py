@@ -120,6 +120,10 @@ class ServiceTokenPublic(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # Set for a token a workload got by exchanging its platform's OIDC token: the trust
+    # that admitted it and the platform's subject (e.g. repo:acme/app:ref:refs/heads/main).
+    workload_trust_id: uuid.UUID | None = None
+    subject: str | None = None
 
 
 class ServiceTokenCreated(ServiceTokenPublic):
