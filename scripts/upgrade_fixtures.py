@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from tests.fakes.github_actions import FakeActionsState, serve_fake_github_actions
+from tests.fakes.oidc_issuer import OidcIssuer, serve_oidc_issuer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "upgrade"
@@ -47,8 +48,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 # The last commit at each revision: 0004 is the first release with every data table (its
 # audit events predate the hash chain), 0009 the last before data keys moved to versions,
-# 0013 the first with pending grants (invites).
-RELEASES = {"0004": "0f11ade", "0009": "560b91d", "0013": "a217e3f"}
+# 0013 the first with pending grants (invites), 0014 the first with OpenID Connect (people's
+# sign-in with group mapping and linked identities, workload trusts).
+RELEASES = {"0004": "0f11ade", "0009": "560b91d", "0013": "a217e3f", "0014": "80d3c41"}
+OPENID_FROM = "0014"
+PROVIDER = "corp"
 OWNER, REPO = "acme", "payments"
 
 
@@ -175,7 +179,88 @@ def _invite(api: Api, env_id: str) -> dict[str, Any] | None:
     return invited
 
 
-def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str, Any]:
+def _provider_settings(issuer: OidcIssuer) -> str:
+    """KAVACH_OIDC_PROVIDERS for a release with OpenID sign-in: the test issuer."""
+    provider = {
+        "name": PROVIDER,
+        "issuer": issuer.url,
+        "client_id": "kavach",
+        "client_secret": "fixture-client-secret",
+        "allow_all_users": True,
+        "group_map": {"platform-team": "acme/platform"},
+    }
+    return json.dumps([provider])
+
+
+def _through_issuer(url: str, issuer: OidcIssuer, start: str, **claims: Any) -> httpx.Response:
+    """Go out to the test issuer from `start` and back, as the person `claims` describe."""
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        out = browser.get(start)
+        back = httpx.get(out.headers["location"]).headers["location"]
+        nonce = issuer.authorize_requests[-1]["nonce"]
+        now = int(time.time())
+        id_claims = {"iss": issuer.url, "aud": "kavach", "iat": now, "exp": now + 300}
+        token = issuer.mint({**id_claims, "nonce": nonce, **claims})
+        issuer.on_token = lambda form: {
+            "access_token": "at",
+            "token_type": "Bearer",
+            "id_token": token,
+        }
+        return browser.get(back)
+
+
+def _openid(
+    url: str, src: Path, env: dict[str, str], issuer: OidcIssuer, alice: Api, org: str, prod: str
+) -> dict[str, Any]:
+    """Fill what OpenID Connect added: trips, a mapped membership, a link, a trust, a token."""
+    team = alice.call("POST", "/user-groups/", {"organization_id": org, "name": "platform"}, 201)
+    frank = {
+        "sub": "frank-at-corp",
+        "preferred_username": "frank",
+        "email": "frank@example.com",
+        "email_verified": True,
+        "groups": ["platform-team"],
+    }
+    signed_in = _through_issuer(url, issuer, f"/oidc/{PROVIDER}/login", **frank)
+    if signed_in.status_code != 303:
+        raise RuntimeError(f"frank's sign-in: {signed_in.status_code} {signed_in.text}")
+    httpx.get(f"{url}/oidc/{PROVIDER}/login")  # a trip never finished
+    code = httpx.post(f"{url}/api/v1/auth/device/code", json={}).json()["data"]
+    approved = _through_issuer(
+        url, issuer, f"/oidc/{PROVIDER}/login?user_code={code['user_code']}", **frank
+    )
+    if approved.status_code != 200:
+        raise RuntimeError(f"frank's CLI login: {approved.status_code} {approved.text}")
+    body = {"device_code": code["device_code"]}
+    httpx.post(f"{url}/api/v1/auth/device/token", json=body).raise_for_status()
+    link = ("server", "link-identity", "bob", "--provider", PROVIDER, "--subject", "bob-at-corp")
+    if _kavach(src, env, *link).wait(timeout=60) != 0:
+        raise RuntimeError("linking bob failed")
+    trust = {
+        "name": "deploy",
+        "issuer": issuer.url,
+        "audience": url,
+        "conditions": {"repository": "acme/*"},
+    }
+    alice.call("POST", f"/environments/{prod}/workload-trusts", trust, 201)
+    exchange = {"token": issuer.mint(issuer.github_claims(aud=url)), "environment_id": prod}
+    answer = httpx.post(f"{url}/api/v1/auth/oidc-token", json=exchange)
+    if answer.status_code != 200:
+        raise RuntimeError(f"the exchange: {answer.status_code} {answer.text}")
+    return {
+        "openid": {
+            "mapped_group": team["id"],
+            "mapped_login": "frank",
+            "linked": {"login": "bob", "subject": "bob-at-corp"},
+            "trust": "deploy",
+            "workload_token": answer.json()["data"]["access_token"],
+        }
+    }
+
+
+def fill(
+    url: str, src: Path, env: dict[str, str], github_url: str, issuer: OidcIssuer | None = None
+) -> dict[str, Any]:
     """Write something into every table through the API; return what was written."""
     sessions = {name: login(url, src, env, name) for name in ("alice", "bob", "carol", "dave")}
     alice = Api(url, sessions["alice"]["access_token"])
@@ -236,9 +321,11 @@ def fill(url: str, src: Path, env: dict[str, str], github_url: str) -> dict[str,
         for name, env_id in ((n, e["id"]) for n, e in envs.items())
     }
     invites = {"invites": [invited]} if invited is not None else {}
+    openid = _openid(url, src, env, issuer, alice, org["id"], prod) if issuer else {}
     return {
         "_": "TEST ONLY: tokens and values of a throwaway database",
         **invites,
+        **openid,
         "organization": org,
         "secret_group": group,
         "environments": {name: e["id"] for name, e in envs.items()},
@@ -298,8 +385,15 @@ def make(revision: str, commit: str) -> None:
             if backend == "postgresql":
                 env["KAVACH_DATABASE_URL"] = _create_database(name)
             try:
-                with serve_fake_github_actions(_fake()) as github, old_server(src, env) as url:
-                    manifests[backend] = fill(url, src, env, github)
+                with (
+                    serve_fake_github_actions(_fake()) as github,
+                    serve_oidc_issuer() as issuer,
+                ):
+                    openid = revision >= OPENID_FROM
+                    if openid:
+                        env["KAVACH_OIDC_PROVIDERS"] = _provider_settings(issuer)
+                    with old_server(src, env) as url:
+                        manifests[backend] = fill(url, src, env, github, issuer if openid else None)
                 if backend == "postgresql":
                     sql = dump_postgresql(env["KAVACH_DATABASE_URL"])
                 else:

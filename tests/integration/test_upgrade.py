@@ -22,6 +22,7 @@ from kavach.server.audit.offline import verify_all
 from kavach.server.db.engine import create_engine
 from kavach.server.db.migrate import migrate, migration_state
 from kavach.server.db.registry import metadata
+from kavach.server.iam.models import User, UserGroupMember, UserIdentity
 from kavach.server.providers.models import ProviderConfig
 from kavach.server.settings import Settings
 from tests.conftest import BACKENDS, InProcessServer
@@ -98,7 +99,8 @@ async def _check_tree(server: InProcessServer, alice: Api, made: dict[str, Any])
     assert (held["carol"]["role"], held["carol"]["inherited"]) == ("editor", False)
     assert (held["backend"]["role"], held["backend"]["inherited"]) == ("viewer", True)
     tokens = await every(alice, f"/environments/{prod}/tokens")
-    assert {t["name"]: t["revoked_at"] is not None for t in tokens} == {"ci": False, "old": True}
+    named = [t for t in tokens if not t.get("workload_trust_id")]  # workloads': see below
+    assert {t["name"]: t["revoked_at"] is not None for t in named} == {"ci": False, "old": True}
 
     # bob reads through the user group, the service token with its own role.
     latest = made["versions"]["prod"][-1]["secrets"]
@@ -123,6 +125,34 @@ async def _check_invites(server: InProcessServer, alice: Api, made: dict[str, An
         env = await invited.call("GET", f"/environments/{invite['resource_id']}", status=200)
         assert env["role"] == invite["role"]
         assert await every(alice, pending) == []
+
+
+async def _check_openid(server: InProcessServer, alice: Api, made: dict[str, Any]) -> None:
+    """A mapped membership, a linked identity, a trust and its token all survive."""
+    openid = made.get("openid")
+    if openid is None:
+        return
+    prod = made["environments"]["prod"]
+    team = await every(alice, f"/user-groups/{openid['mapped_group']}/members")
+    assert [m["login"] for m in team] == [openid["mapped_login"]]
+    async with server.runtime.sessionmaker() as session:
+        members = (await session.scalars(select(UserGroupMember.source))).all()
+        linked = (
+            await session.execute(
+                select(User.login, UserIdentity.subject).join(
+                    UserIdentity, UserIdentity.user_id == User.id
+                )
+            )
+        ).all()
+    assert "oidc:corp" in members
+    assert [tuple(row) for row in linked] == [
+        (openid["linked"]["login"], openid["linked"]["subject"])
+    ]
+    trusts = await every(alice, f"/environments/{prod}/workload-trusts")
+    assert [t["name"] for t in trusts] == [openid["trust"]]
+    workload = Api(server, openid["workload_token"])
+    latest = made["versions"]["prod"][-1]["secrets"]
+    assert (await workload.call("GET", f"/environments/{prod}/secrets"))["secrets"] == latest
 
 
 async def _check_sync(server: InProcessServer, alice: Api, made: dict[str, Any]) -> None:
@@ -175,6 +205,7 @@ async def test_a_database_of_an_earlier_release_upgrades_keeping_everything(
             carol = Api(server, (await login(server, "carol"))["access_token"])
             await _check_tree(server, alice, made)
             await _check_invites(server, alice, made)
+            await _check_openid(server, alice, made)
             await _check_sync(server, alice, made)
             for name, env_id in made["environments"].items():
                 writer = carol if name == "prod" else alice
