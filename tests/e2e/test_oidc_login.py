@@ -13,7 +13,9 @@ from tests.e2e.harness import Cli, ServerFactory
 from tests.oidc.browser import sign_in
 from tests.oidc.provider import OidcProvider, ProviderAccount, new_signing_key
 
-pytestmark = pytest.mark.e2e
+# SQLite only: the server's side of sign-in runs on both databases in
+# tests/integration/test_oidc_sign_in.py; this is the real CLI and server process.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"])]
 
 SECRET = "e2e-client-secret"
 ALICE = ProviderAccount(
