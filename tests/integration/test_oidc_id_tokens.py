@@ -20,6 +20,7 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.iam.models import User
 from tests.conftest import InProcessServer
 from tests.fakes.oidc_issuer import OidcIssuer, serve_oidc_issuer
+from tests.integration.test_metrics import scrape
 
 CLIENT_ID = "kavach"
 SECRET = "forge-client-secret"
@@ -29,6 +30,12 @@ SECRET = "forge-client-secret"
 def issuer() -> Iterator[OidcIssuer]:
     with serve_oidc_issuer() as served:
         yield served
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """Metrics on the API port: sign-ins are counted."""
+    return {"metrics_enabled": True}
 
 
 @pytest.fixture
@@ -200,3 +207,21 @@ async def test_a_provider_refusing_the_code_is_a_clear_error(
     assert answer.status_code == 502
     assert "refused the sign-in (invalid_grant)" in answer.text
     assert await _users(server) == 0
+
+
+async def test_sign_ins_are_counted_by_provider_and_outcome(
+    server: InProcessServer, issuer: OidcIssuer
+) -> None:
+    good = await _sign_in(server, issuer, lambda nonce: issuer.mint(_claims(issuer, nonce)))
+    assert good.status_code == 303
+    bad = await _sign_in(
+        server, issuer, lambda nonce: issuer.mint(_claims(issuer, nonce, aud="other"))
+    )
+    assert bad.status_code == 401
+    _text, samples = await scrape(server)
+    counted = {
+        labels["outcome"]: count
+        for labels, count in samples["kavach_logins_total"]
+        if labels["provider"] == "oidc:forge"
+    }
+    assert counted == {"success": 1.0, "id_token_refused": 1.0}

@@ -442,3 +442,12 @@ async def test_the_same_login_elsewhere_is_never_merged_until_an_administrator_l
     me = (await server.client.get("/api/v1/auth/session")).json()["data"]["user"]
     assert (me["id"], me["provider"]) == (local["user"]["id"], "local")
     assert await _count(server, select(func.count()).select_from(User)) == 1
+
+
+async def test_the_device_page_without_a_code_offers_no_sign_in_links(
+    server: InProcessServer,
+) -> None:
+    page = await server.client.get("/device")
+    assert page.status_code == 200
+    assert "/oidc/corp/login" not in page.text
+    assert "Open the link" in page.text

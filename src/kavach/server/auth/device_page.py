@@ -32,6 +32,7 @@ async def device_instructions(runtime: RuntimeDep, user_code: str = "") -> HTMLR
         "device.html",
         local=True,
         user_code=shown,
+        has_code=code is not None,
         providers=auth.oidc_providers,
         approvals=auth.local_idp_enabled or not auth.oidc_providers,
     )
