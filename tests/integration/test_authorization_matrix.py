@@ -40,7 +40,8 @@ PUBLIC_PREFIXES = (
     "/oidc/",  # the ways out to an OpenID provider and back: they sign people in
 )
 # The root page (it names the server and links to the docs) and the sign-in page.
-PUBLIC_PATHS = {"/", "/login"}
+# The dashboard's sign-out ends the caller's own session, as /api/v1/auth/logout does.
+PUBLIC_PATHS = {"/", "/login", "/ui/sign-out"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,12 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/secrets/versions/{version_id}": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/names": Case("env", "viewer"),
+    # The dashboard's pages: the same requirements as the API routes they mirror.
+    "GET /ui/organizations/{id}": Case("org", "viewer", below="ok"),
+    "GET /ui/secret-groups/{id}": Case("group", "viewer", below="ok"),
+    "GET /ui/environments/{id}": Case("env", "viewer"),
+    "GET /ui/environments/{id}/value": Case("env", "viewer"),
+    "POST /ui/environments/{id}/versions": Case("env", "editor"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -128,7 +135,7 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/audit/verify": Case("org", "admin"),
 }
 # Routes open to any signed-in user (no resource to hold a role on).
-ANY_USER = {"POST /api/v1/organizations/", "GET /api/v1/organizations/"}
+ANY_USER = {"POST /api/v1/organizations/", "GET /api/v1/organizations/", "GET /ui/"}
 # How a role can be held for a resource at each level: where the binding sits, and whether
 # it is held through a user group; the "below" ways hold it only beneath the resource.
 HOLDINGS = {
@@ -183,6 +190,8 @@ MOVES_THE_EPOCH = {
 LEAN = {
     "GET /api/v1/environments/{id}/secrets",
     "POST /api/v1/environments/{id}/secrets/versions",
+    "GET /ui/environments/{id}/value",
+    "POST /ui/environments/{id}/versions",
 }
 
 
@@ -281,6 +290,10 @@ class World:
 Request = tuple[str, str, Any]
 
 
+class Form(dict[str, Any]):
+    """A body sent as an HTML form (the dashboard's), not as JSON."""
+
+
 async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> Request:
     """Return (method, path, body) for a route against the tree, setting up what it needs."""
     method, path = key.split(" ", 1)
@@ -326,6 +339,10 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = {"user": "carol", "role": "viewer"}
         if method == "DELETE":
             await alice("POST", path, body, status=200)
+    elif key == "POST /ui/environments/{id}/versions":
+        body = Form(name=[world.name("K")], action=["set"], value=["v"], message="matrix")
+    elif key == "GET /ui/environments/{id}/value":
+        path += "?name=BASE"
     elif key.endswith("/secrets/versions") and method == "POST":
         body = {"message": "matrix", "set": {world.name("K"): "v"}}
     elif key.endswith("/rollback"):
@@ -396,9 +413,9 @@ async def _send(run: Run, caller: Api, request: Request) -> tuple[Outcome, bool]
     """Send a request; return its outcome and whether the gate admitted it without a query."""
     method, path, body = request
     answered = len(run.lean)
-    response = await caller.server.client.request(
-        method, f"/api/v1{path}", json=body, headers=caller.headers
-    )
+    url = path if path.startswith("/ui/") else f"/api/v1{path}"
+    sent = {"data": body} if isinstance(body, Form) else {"json": body}
+    response = await caller.server.client.request(method, url, headers=caller.headers, **sent)
     assert response.status_code != 500, response.text
     status = response.status_code
     return ("ok" if 200 <= status < 300 else status), len(run.lean) > answered

@@ -23,6 +23,7 @@ from kavach.server.audit import router as audit_router
 from kavach.server.auth import device_page, service_tokens
 from kavach.server.auth import router as auth_router
 from kavach.server.crypto.keys import KeyMaterial, load_keys
+from kavach.server.dashboard.router import router as dashboard_router
 from kavach.server.db.migrate import migrate
 from kavach.server.deps import RuntimeDep
 from kavach.server.handlers import install_error_handlers
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
     app.include_router(oidc_pages.router)
+    app.include_router(dashboard_router)
     app.include_router(home.router)
     install_api_docs(app)
     install_error_handlers(app)

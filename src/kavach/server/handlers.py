@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +21,7 @@ from kavach.server.errors import (
     http_status_for,
 )
 from kavach.server.logging import get_logger
+from kavach.server.web import page
 from kavach.server.wording import describe, in_words
 
 log = get_logger(__name__)
@@ -35,8 +38,29 @@ _HTTP_CODES = {
 }
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+DASHBOARD = "/ui"
+
+
+def _page_error(request: Request, exc: KavachError) -> Response:
+    """Answer a dashboard page's error as a page: sign in again, or say what went wrong."""
+    if isinstance(exc, NotAuthenticated):
+        back = f"/login?{urlencode({'return_to': request.url.path})}"
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": back})
+        return RedirectResponse(back, status_code=303)
+    return page(
+        "signin.html",
+        status_code=http_status_for(exc),
+        title="Not possible",
+        message=exc.message,
+        error_code=exc.error_code,
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KavachError)  # noqa: S101 - registered for KavachError only
+    if request.url.path.startswith(DASHBOARD):
+        return _page_error(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)

@@ -1,0 +1,278 @@
+"""The dashboard's pages: server-rendered, the browser's session cookie, the same use cases.
+
+Every page declares its access as an API route does (`Requirement`, or `Admitted` for the
+secrets), so the gate decides it; listings come from `iam.visibility` and secrets from
+`secrets.usecases`, as the API's do. A page holds no rule of its own: what a role may not
+do is hidden because the gate would refuse it, and refused if asked anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from kavach.server.access import Access
+from kavach.server.auth import flows as auth_flows
+from kavach.server.dashboard.pages import Crumb, fragment, page, row_of, signed_out
+from kavach.server.deps import OriginDep, SessionDep, UserDep, origin_of, runtime_of
+from kavach.server.errors import NotFound, ValidationFailed, VersionConflict
+from kavach.server.iam import visibility as seen
+from kavach.server.iam.models import Environment, Organization, SecretGroup
+from kavach.server.pages import PageRequest
+from kavach.server.rbac.deps import Admit, Admitted, Requirement
+from kavach.server.rbac.policy import role_allows
+from kavach.server.secrets import service as secrets_service
+from kavach.server.secrets.schemas import CommitRequest, SecretsResponse
+from kavach.server.wording import in_words
+
+PREFIX = "/ui"
+READ, WRITE = "secret.read", "secret.write"
+DRAFT_ROWS = 3
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+_READER, _WRITER = Admitted(READ), Admitted(WRITE)
+
+
+def _listing(request: Request) -> PageRequest:
+    cursor = request.query_params.get("cursor")
+    return PageRequest(limit=50, cursor=cursor[:512] if cursor else None)
+
+
+def _next_url(request: Request, after: str | None) -> str | None:
+    if after is None:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    return f"{request.url.path}?{urlencode({**query, 'cursor': after})}"
+
+
+@router.get("/", response_class=HTMLResponse)
+async def organizations(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("org.list"))],
+    session: SessionDep,
+) -> HTMLResponse:
+    """The organizations the caller sees."""
+    query = None  # organizations are few per person: no search
+    found, after = await seen.organizations(session, access.user.user.id, _listing(request))
+    rows = [row_of(item.row, item.role, f"{PREFIX}/organizations/{item.row.id}") for item in found]
+    return page(
+        request,
+        access,
+        "dashboard/organizations.html",
+        title="Organizations",
+        items=rows,
+        query=query,
+        next_url=_next_url(request, after),
+    )
+
+
+@router.get("/organizations/{id}", response_class=HTMLResponse)
+async def organization(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("group.read", "organization"))],
+    session: SessionDep,
+    name: str | None = None,
+) -> HTMLResponse:
+    """An organization's secret groups the caller sees."""
+    org = access.resource
+    assert isinstance(org, Organization)  # noqa: S101 - the requirement loads it
+    query = (name or "").strip()[:63] or None
+    found, after = await seen.secret_groups(
+        session, access.user.user.id, org.id, _listing(request), query
+    )
+    rows = [row_of(item.row, item.role, f"{PREFIX}/secret-groups/{item.row.id}") for item in found]
+    return page(
+        request,
+        access,
+        "dashboard/children.html",
+        title=org.name,
+        heading=org.name,
+        crumbs=[Crumb(org.name, request.url.path)],
+        kind_plural="secret groups",
+        parent_kind="organization",
+        role=access.role,
+        items=rows,
+        query=query,
+        next_url=_next_url(request, after),
+    )
+
+
+@router.get("/secret-groups/{id}", response_class=HTMLResponse)
+async def secret_group(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("env.read", "secret_group"))],
+    session: SessionDep,
+    name: str | None = None,
+) -> HTMLResponse:
+    """A secret group's environments the caller sees."""
+    group, scope = access.resource, access.scope
+    assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
+    assert scope is not None  # noqa: S101
+    org = await session.get(Organization, scope.organization_id)
+    query = (name or "").strip()[:63] or None
+    found, after = await seen.environments(
+        session, access.user.user.id, scope, _listing(request), query
+    )
+    rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}") for item in found]
+    crumbs = [Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}")]
+    return page(
+        request,
+        access,
+        "dashboard/children.html",
+        title=group.name,
+        heading=group.name,
+        crumbs=[*crumbs, Crumb(group.name, request.url.path)],
+        kind_plural="environments",
+        parent_kind="secret group",
+        role=access.role,
+        items=rows,
+        query=query,
+        next_url=_next_url(request, after),
+    )
+
+
+@router.get("/environments/{id}", response_class=HTMLResponse)
+async def environment(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement(READ, "environment"))],
+    session: SessionDep,
+) -> HTMLResponse:
+    """An environment's secrets, values masked (no value is read to draw this page)."""
+    env, scope = access.resource, access.scope
+    assert isinstance(env, Environment)  # noqa: S101 - the requirement loads it
+    assert scope is not None  # noqa: S101
+    version = await secrets_service.latest_version(session, environment_id=env.id)
+    names = await secrets_service.secret_names(session, version=version) if version else []
+    return page(
+        request,
+        access,
+        "dashboard/environment.html",
+        **await _environment_context(session, request, access, env),
+        version=version,
+        names=names,
+        **_change_context(request, env, version.id if version else None),
+    )
+
+
+async def _environment_context(
+    session: Any, request: Request, access: Access, env: Environment
+) -> dict[str, Any]:
+    scope = access.scope
+    assert scope is not None  # noqa: S101
+    org = await session.get(Organization, scope.organization_id)
+    group = await session.get(SecretGroup, scope.secret_group_id)
+    crumbs = [
+        Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
+        Crumb(group.name if group else "?", f"{PREFIX}/secret-groups/{scope.secret_group_id}"),
+        Crumb(env.name, f"{PREFIX}/environments/{env.id}"),
+    ]
+    return {
+        "title": env.name,
+        "heading": env.name,
+        "crumbs": crumbs,
+        "role": access.role,
+        "can_write": access.role is not None and role_allows(access.role, WRITE),
+        "reveal_url": f"{PREFIX}/environments/{env.id}/value",
+    }
+
+
+def _change_context(
+    request: Request, env: Environment, parent: str | None, **more: Any
+) -> dict[str, Any]:
+    draft = more.pop("draft", None) or []
+    blanks = [{"name": "", "value": "", "action": "set"}] * max(DRAFT_ROWS - len(draft), 1)
+    return {
+        "commit_url": f"{PREFIX}/environments/{env.id}/versions",
+        "parent_version": parent,
+        "draft": [*draft, *blanks],
+        **more,
+    }
+
+
+@router.get("/environments/{id}/value", response_class=HTMLResponse)
+async def reveal(
+    request: Request, admitted: Annotated[Admit, Depends(_READER)], name: str
+) -> Response:
+    """One secret's value, read (and audited) as any read of the environment's secrets."""
+    runtime, origin = runtime_of(request), origin_of(request)
+    ticket, admission = admitted
+
+    def only(found: SecretsResponse) -> Response:
+        if name not in found.secrets:
+            return fragment("dashboard/value.html", status_code=404, value="(no such secret)")
+        return fragment("dashboard/value.html", value=found.secrets[name])
+
+    return await runtime.secrets.read_latest(ticket, admission, origin, only)
+
+
+@router.post("/environments/{id}/versions", response_class=HTMLResponse)
+async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)]) -> Response:
+    """Commit the draft; a stale draft is kept and shows what changed meanwhile."""
+    # No request session here: on SQLite, a transaction held open through the commit would
+    # keep the store from writing (the API's commit route is built the same way).
+    ticket, admission = admitted
+    runtime = runtime_of(request)
+    async with runtime.read_sessionmaker() as session:
+        env = await session.get(Environment, admission.access.environment_id)
+    if env is None:
+        raise NotFound("environment not found")
+    form = await request.form()
+    rows = [
+        {"name": str(n).strip(), "action": str(a), "value": str(v)}
+        for n, a, v in zip(
+            form.getlist("name"), form.getlist("action"), form.getlist("value"), strict=False
+        )
+        if str(n).strip()
+    ]
+    message = str(form.get("message") or "")
+    parent = str(form.get("parent_version") or "") or None
+    keep = {"draft": rows, "message": message}
+    try:
+        body = CommitRequest(
+            message=message,
+            set={r["name"]: r["value"] for r in rows if r["action"] != "unset"},
+            unset=[r["name"] for r in rows if r["action"] == "unset"],
+            parent_version=parent,
+        )
+    except ValidationError as error:
+        notice = {"kind": "bad", "text": f"Not committed: {in_words(error.errors())}"}
+        return fragment(
+            "dashboard/change_form.html",
+            status_code=422,
+            **_change_context(request, env, parent, notice=notice, **keep),
+        )
+    try:
+        version = await runtime.secrets.commit(ticket, admission, origin_of(request), body)
+    except VersionConflict as conflict:
+        data = conflict.data or {}
+        latest = data.get("latest_version") or {}
+        meanwhile = {"seq": latest.get("seq"), "names": data.get("changed", [])}
+        return fragment(
+            "dashboard/change_form.html",
+            status_code=409,
+            **_change_context(request, env, latest.get("id"), changed_meanwhile=meanwhile, **keep),
+        )
+    except ValidationFailed as refused:
+        notice = {"kind": "bad", "text": f"Not committed: {refused.message}"}
+        return fragment(
+            "dashboard/change_form.html",
+            status_code=422,
+            **_change_context(request, env, parent, notice=notice, **keep),
+        )
+    response = fragment("dashboard/change_form.html", **_change_context(request, env, version.id))
+    # The secrets' table above changed: reload the page to show the new version.
+    response.headers["HX-Refresh"] = "true"
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(principal: UserDep, session: SessionDep, origin: OriginDep) -> Response:
+    """End the browser's session and go to the sign-in page."""
+    await auth_flows.logout(
+        session, user=principal.user, login=principal.login_session, origin=origin
+    )
+    return signed_out(Response(status_code=204, headers={"HX-Redirect": "/login"}))

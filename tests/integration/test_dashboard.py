@@ -1,0 +1,182 @@
+"""The dashboard's pages in-process: who sees what, masked values, reveals, commits, drafts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from kavach.server.audit.models import AuditEvent
+from kavach.server.auth.browser import csrf_token
+from kavach.server.dashboard.pages import DASHBOARD_CSP
+from tests.conftest import InProcessServer
+from tests.integration.helpers import login
+from tests.integration.test_resources import Api
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+class Browser:
+    """A browser signed in to the dashboard: its session cookie and CSRF header."""
+
+    def __init__(self, server: InProcessServer, token: str) -> None:
+        self.client = httpx.AsyncClient(
+            transport=server.client._transport, base_url=str(server.client.base_url)
+        )
+        # The gate takes a login session's signed token as the cookie, as sign-in sets it.
+        self.client.cookies.set("kavach_session", token)
+        key = server.runtime.keys.jwt_signing_key
+        self.csrf = {"X-CSRF-Token": csrf_token(key, token), "HX-Request": "true"}
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.client.get(path)
+
+    async def post(self, path: str, form: Any, *, csrf: bool = True) -> httpx.Response:
+        headers = self.csrf if csrf else {"HX-Request": "true"}
+        return await self.client.post(path, data=form, headers=headers)
+
+
+async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
+    token = (await login(server, name))["access_token"]
+    return Api(server, token), Browser(server, token)
+
+
+@pytest.fixture
+async def tree(server: InProcessServer) -> dict[str, Any]:
+    alice, browser = await _person(server, "alice")
+    org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
+    group = await alice.call(
+        "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"}, status=201
+    )
+    env = await alice.call(
+        "POST", f"/secret-groups/{group['id']}/environments", {"name": "prod"}, status=201
+    )
+    change = {"message": f"first {XSS}", "set": {"API_KEY": "s3cr3t-value", "HTML": XSS}}
+    version = await alice.call(
+        "POST", f"/environments/{env['id']}/secrets/versions", change, status=201
+    )
+    return {
+        "alice": alice,
+        "browser": browser,
+        "org": org,
+        "group": group,
+        "env": env,
+        "version": version,
+    }
+
+
+async def _reads(server: InProcessServer) -> int:
+    async with server.runtime.sessionmaker() as session:
+        found = select(func.count()).where(AuditEvent.action == "secret.read")
+        return int(await session.scalar(found) or 0)
+
+
+async def test_a_page_without_a_session_sends_the_browser_to_sign_in(
+    server: InProcessServer,
+) -> None:
+    answer = await server.client.get("/ui/")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?return_to=%2Fui%2F"
+    partial = await server.client.get("/ui/", headers={"HX-Request": "true"})
+    assert partial.headers["HX-Redirect"] == "/login?return_to=%2Fui%2F"
+
+
+async def test_the_tree_is_navigated_and_values_stay_masked_until_revealed(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    browser = tree["browser"]
+    home = await browser.get("/ui/")
+    assert home.status_code == 200
+    assert home.headers["content-security-policy"] == DASHBOARD_CSP
+    assert f'href="/ui/organizations/{tree["org"]["id"]}"' in home.text
+    assert "owner" in home.text
+    org_page = await browser.get(f"/ui/organizations/{tree['org']['id']}")
+    assert f'href="/ui/secret-groups/{tree["group"]["id"]}"' in org_page.text
+    group_page = await browser.get(f"/ui/secret-groups/{tree['group']['id']}")
+    assert f'href="/ui/environments/{tree["env"]["id"]}"' in group_page.text
+    searched = await browser.get(f"/ui/secret-groups/{tree['group']['id']}?name=nope")
+    assert "prod" not in searched.text.split("<main", 1)[1]
+
+    before = await _reads(server)
+    env_page = await browser.get(f"/ui/environments/{tree['env']['id']}")
+    assert env_page.status_code == 200
+    assert "API_KEY" in env_page.text
+    assert "s3cr3t-value" not in env_page.text  # masked: no value is even read
+    assert XSS not in env_page.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in env_page.text  # the message, as text
+    assert await _reads(server) == before
+
+    value = await browser.get(f"/ui/environments/{tree['env']['id']}/value?name=API_KEY")
+    assert value.status_code == 200
+    assert "s3cr3t-value" in value.text
+    html = await browser.get(f"/ui/environments/{tree['env']['id']}/value?name=HTML")
+    assert XSS not in html.text
+    assert "&lt;img" in html.text
+    assert await _reads(server) == before + 2  # each reveal is a read, audited
+
+
+async def test_a_draft_commits_and_a_stale_one_is_kept_with_what_changed(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    browser, env = tree["browser"], tree["env"]
+    url = f"/ui/environments/{env['id']}/versions"
+    draft = {
+        "parent_version": tree["version"]["id"],
+        "name": ["API_KEY", "NEW_ONE"],
+        "action": ["unset", "set"],
+        "value": ["", "fresh"],
+        "message": "rotate",
+    }
+    refused = await browser.post(url, draft, csrf=False)
+    assert refused.status_code == 403
+    assert "csrf_failed" in refused.text
+    done = await browser.post(url, draft)
+    assert done.status_code == 200, done.text
+    assert done.headers["HX-Refresh"] == "true"
+    latest = await tree["alice"].call("GET", f"/environments/{env['id']}/secrets", status=200)
+    assert latest["secrets"] == {"HTML": XSS, "NEW_ONE": "fresh"}
+
+    # The same draft on the old parent: kept, with what moved meanwhile.
+    stale = await browser.post(url, {**draft, "value": ["", "another"]})
+    assert stale.status_code == 409
+    assert "Someone committed while you edited" in stale.text
+    assert 'value="another"' in stale.text
+    assert "API_KEY, NEW_ONE" in stale.text
+
+    empty = await browser.post(url, {"parent_version": "", "message": "nothing"})
+    assert empty.status_code == 422
+    assert "Not committed" in empty.text
+
+
+async def test_a_viewer_reads_but_cannot_change_and_a_stranger_sees_nothing(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    env = tree["env"]
+    _bob_api, bob = await _person(server, "bob")
+    await tree["alice"].call(
+        "POST", f"/environments/{env['id']}/members", {"user": "bob", "role": "viewer"}, status=200
+    )
+    page = await bob.get(f"/ui/environments/{env['id']}")
+    assert page.status_code == 200
+    assert "Change secrets" not in page.text
+    assert (await bob.get(f"/ui/environments/{env['id']}/value?name=API_KEY")).status_code == 200
+    form = {"name": ["X"], "action": ["set"], "value": ["1"], "message": "m"}
+    refused = await bob.post(f"/ui/environments/{env['id']}/versions", form)
+    assert refused.status_code == 403
+    assert "forbidden" in refused.text
+
+    _carol_api, carol = await _person(server, "carol")
+    hidden = await carol.get(f"/ui/environments/{env['id']}")
+    assert hidden.status_code == 404
+    assert (await carol.get("/ui/")).status_code == 200
+
+
+async def test_sign_out_ends_the_session(server: InProcessServer, tree: dict[str, Any]) -> None:
+    browser = tree["browser"]
+    out = await browser.post("/ui/sign-out", {})
+    assert out.status_code == 204
+    assert out.headers["HX-Redirect"] == "/login"
+    again = await browser.get("/ui/")
+    assert again.status_code == 303
