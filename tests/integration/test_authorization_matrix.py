@@ -111,6 +111,8 @@ MATRIX: dict[str, Case] = {
     "GET /ui/environments/{id}": Case("env", "viewer"),
     "GET /ui/environments/{id}/value": Case("env", "viewer"),
     "POST /ui/environments/{id}/versions": Case("env", "editor"),
+    "GET /ui/environments/{id}/history": Case("env", "viewer"),
+    "POST /ui/environments/{id}/rollback": Case("env", "editor"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -341,6 +343,14 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             await alice("POST", path, body, status=200)
     elif key == "POST /ui/environments/{id}/versions":
         body = Form(name=[world.name("K")], action=["set"], value=["v"], message="matrix")
+    elif key == "POST /ui/environments/{id}/rollback":
+        await alice(
+            "POST",
+            f"/environments/{tree['env']['id']}/secrets/versions",
+            {"message": "matrix", "set": {world.name("R"): "v"}},
+            status=201,
+        )
+        body = Form(version_id=tree["version"]["id"], message="matrix")
     elif key == "GET /ui/environments/{id}/value":
         path += "?name=BASE"
     elif key.endswith("/secrets/versions") and method == "POST":

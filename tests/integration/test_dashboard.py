@@ -180,3 +180,37 @@ async def test_sign_out_ends_the_session(server: InProcessServer, tree: dict[str
     assert out.headers["HX-Redirect"] == "/login"
     again = await browser.get("/ui/")
     assert again.status_code == 303
+
+
+async def test_history_compares_versions_by_name_and_rolls_back(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    alice, browser, env = tree["alice"], tree["browser"], tree["env"]
+    second = await alice.call(
+        "POST",
+        f"/environments/{env['id']}/secrets/versions",
+        {"message": "rotate", "set": {"API_KEY": "n3w"}},
+        status=201,
+    )
+    url = f"/ui/environments/{env['id']}/history"
+    listed = await browser.get(url)
+    assert listed.status_code == 200
+    assert "rotate" in listed.text
+    assert "&lt;img src=x" in listed.text and XSS not in listed.text
+    compared = await browser.get(f"{url}?from={tree['version']['id']}&to={second['id']}")
+    assert "Changed: <code>API_KEY</code>" in compared.text
+    assert "n3w" not in compared.text and "s3cr3t-value" not in compared.text
+
+    rolled = await browser.post(
+        f"/ui/environments/{env['id']}/rollback",
+        {"version_id": tree["version"]["id"], "message": "undo the rotation"},
+    )
+    assert rolled.status_code == 204
+    assert rolled.headers["HX-Redirect"] == url
+    latest = await alice.call("GET", f"/environments/{env['id']}/secrets", status=200)
+    assert latest["secrets"]["API_KEY"] == "s3cr3t-value"
+    assert latest["version"]["rollback_of"] == tree["version"]["id"]
+    unsaid = await browser.post(
+        f"/ui/environments/{env['id']}/rollback", {"version_id": second["id"], "message": ""}
+    )
+    assert unsaid.status_code == 422
