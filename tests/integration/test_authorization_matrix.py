@@ -108,7 +108,7 @@ MATRIX: dict[str, Case] = {
     # The dashboard's pages: the same requirements as the API routes they mirror.
     "GET /ui/organizations/{id}": Case("org", "viewer", below="ok"),
     "GET /ui/secret-groups/{id}": Case("group", "viewer", below="ok"),
-    "GET /ui/environments/{id}": Case("env", "viewer"),
+    "GET /ui/environments/{id}/": Case("env", "viewer"),
     "GET /ui/environments/{id}/value": Case("env", "viewer"),
     "POST /ui/environments/{id}/versions": Case("env", "editor"),
     "GET /ui/environments/{id}/history": Case("env", "viewer"),

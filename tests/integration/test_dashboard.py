@@ -95,12 +95,12 @@ async def test_the_tree_is_navigated_and_values_stay_masked_until_revealed(
     org_page = await browser.get(f"/ui/organizations/{tree['org']['id']}")
     assert f'href="/ui/secret-groups/{tree["group"]["id"]}"' in org_page.text
     group_page = await browser.get(f"/ui/secret-groups/{tree['group']['id']}")
-    assert f'href="/ui/environments/{tree["env"]["id"]}"' in group_page.text
+    assert f'href="/ui/environments/{tree["env"]["id"]}/"' in group_page.text
     searched = await browser.get(f"/ui/secret-groups/{tree['group']['id']}?name=nope")
     assert "prod" not in searched.text.split("<main", 1)[1]
 
     before = await _reads(server)
-    env_page = await browser.get(f"/ui/environments/{tree['env']['id']}")
+    env_page = await browser.get(f"/ui/environments/{tree['env']['id']}/")
     assert env_page.status_code == 200
     assert "API_KEY" in env_page.text
     assert "s3cr3t-value" not in env_page.text  # masked: no value is even read
@@ -158,7 +158,7 @@ async def test_a_viewer_reads_but_cannot_change_and_a_stranger_sees_nothing(
     await tree["alice"].call(
         "POST", f"/environments/{env['id']}/members", {"user": "bob", "role": "viewer"}, status=200
     )
-    page = await bob.get(f"/ui/environments/{env['id']}")
+    page = await bob.get(f"/ui/environments/{env['id']}/")
     assert page.status_code == 200
     assert "Change secrets" not in page.text
     assert (await bob.get(f"/ui/environments/{env['id']}/value?name=API_KEY")).status_code == 200
@@ -168,7 +168,7 @@ async def test_a_viewer_reads_but_cannot_change_and_a_stranger_sees_nothing(
     assert "forbidden" in refused.text
 
     _carol_api, carol = await _person(server, "carol")
-    hidden = await carol.get(f"/ui/environments/{env['id']}")
+    hidden = await carol.get(f"/ui/environments/{env['id']}/")
     assert hidden.status_code == 404
     assert (await carol.get("/ui/")).status_code == 200
 

@@ -118,7 +118,7 @@ async def secret_group(
     found, after = await seen.environments(
         session, access.user.user.id, scope, _listing(request), query
     )
-    rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}") for item in found]
+    rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}/") for item in found]
     crumbs = [Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}")]
     return page(
         request,
@@ -136,7 +136,7 @@ async def secret_group(
     )
 
 
-@router.get("/environments/{id}", response_class=HTMLResponse)
+@router.get("/environments/{id}/", response_class=HTMLResponse)
 async def environment(
     request: Request,
     access: Annotated[Access, Depends(Requirement(READ, "environment"))],
@@ -169,7 +169,7 @@ async def _environment_context(
     crumbs = [
         Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
         Crumb(group.name if group else "?", f"{PREFIX}/secret-groups/{scope.secret_group_id}"),
-        Crumb(env.name, f"{PREFIX}/environments/{env.id}"),
+        Crumb(env.name, f"{PREFIX}/environments/{env.id}/"),
     ]
     return {
         "title": env.name,
@@ -177,7 +177,6 @@ async def _environment_context(
         "crumbs": crumbs,
         "role": access.role,
         "can_write": access.role is not None and role_allows(access.role, WRITE),
-        "reveal_url": f"{PREFIX}/environments/{env.id}/value",
         "env_id": env.id,
     }
 
