@@ -112,6 +112,7 @@ MATRIX: dict[str, Case] = {
     "GET /ui/environments/{id}/value": Case("env", "viewer"),
     "POST /ui/environments/{id}/versions": Case("env", "editor"),
     "GET /ui/environments/{id}/history": Case("env", "viewer"),
+    "GET /ui/environments/{id}/access": Case("env", "admin"),
     "POST /ui/environments/{id}/rollback": Case("env", "editor"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),

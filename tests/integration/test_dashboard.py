@@ -214,3 +214,26 @@ async def test_history_compares_versions_by_name_and_rolls_back(
         f"/ui/environments/{env['id']}/rollback", {"version_id": second["id"], "message": ""}
     )
     assert unsaid.status_code == 422
+
+
+async def test_access_lists_direct_and_inherited_roles_for_admins_only(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    alice, env, group = tree["alice"], tree["env"], tree["group"]
+    await login(server, "bob")
+    await alice.call(
+        "POST", f"/secret-groups/{group['id']}/members", {"user": "bob", "role": "editor"}
+    )
+    await alice.call(
+        "POST", f"/environments/{env['id']}/members", {"user": "erin", "role": "viewer"}
+    )  # erin never signed in: a pending invite
+    page = await tree["browser"].get(f"/ui/environments/{env['id']}/access")
+    assert page.status_code == 200
+    assert "bob" in page.text and "payments" in page.text and "(inherited)" in page.text
+    assert "Pending invites" in page.text and "erin" in page.text
+    env_page = await tree["browser"].get(f"/ui/environments/{env['id']}/")
+    assert 'href="access"' in env_page.text
+
+    _api, bob = await _person(server, "bob")
+    assert 'href="access"' not in (await bob.get(f"/ui/environments/{env['id']}/")).text
+    assert (await bob.get(f"/ui/environments/{env['id']}/access")).status_code == 403

@@ -23,6 +23,7 @@ from kavach.server.errors import NotFound, ValidationFailed, VersionConflict
 from kavach.server.iam import visibility as seen
 from kavach.server.iam.models import Environment, Organization, SecretGroup
 from kavach.server.pages import PageRequest
+from kavach.server.rbac import members, pending
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.rbac.policy import role_allows
 from kavach.server.secrets import service as secrets_service
@@ -177,6 +178,7 @@ async def _environment_context(
         "crumbs": crumbs,
         "role": access.role,
         "can_write": access.role is not None and role_allows(access.role, WRITE),
+        "can_see_access": access.role is not None and role_allows(access.role, "members.read"),
         "env_id": env.id,
     }
 
@@ -335,3 +337,28 @@ async def rollback(
     )
     target = f"{PREFIX}/environments/{access.environment_id}/history"
     return Response(status_code=204, headers={"HX-Redirect": target})
+
+
+@router.get("/environments/{id}/access", response_class=HTMLResponse)
+async def environment_access(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("members.read", "environment"))],
+    session: SessionDep,
+) -> HTMLResponse:
+    """Who holds which role here: direct, or inherited from the group or organization."""
+    env, scope = access.resource, access.scope
+    assert isinstance(env, Environment)  # noqa: S101 - the requirement loads it
+    assert scope is not None  # noqa: S101
+    held = await members.describe(session, scope=scope, request=_listing(request))
+    invited = await pending.describe(session, scope=scope, request=PageRequest(limit=100))
+    context = await _environment_context(session, request, access, env)
+    context["crumbs"].append(Crumb("Access", request.url.path))
+    return page(
+        request,
+        access,
+        "dashboard/access.html",
+        **context,
+        members=held.items,
+        invites=invited.items,
+        next_url=_next_url(request, held.next),
+    )
