@@ -495,6 +495,12 @@ async def _check(
 
 
 @pytest.fixture
+def auth_overrides() -> dict[str, object]:
+    """Alice prepares every case: more requests a minute than the API's default limit."""
+    return {"rate_limit_api": "100000/minute"}
+
+
+@pytest.fixture
 def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Note every admission the gate makes from the cache alone, by the action asked."""
     answers: list[str] = []
