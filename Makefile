@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: run install dev lock lint typecheck bytecode oidc-provider test test-sqlite coverage bench-tools bench clean
+.PHONY: run install dev lock lint typecheck bytecode node-fixtures test test-sqlite coverage bench-tools bench clean
 
 # Pinned, hashed requirements (requirements/*.txt, written by `make lock`), then Kavach itself
 # without dependencies or build isolation: nothing is resolved at install time.
@@ -55,31 +55,32 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-# The OpenID Connect provider the sign-in tests start (Node.js, node-oidc-provider), installed
-# from its lock; again only when the lock changes or node_modules is gone.
-OIDC_PROVIDER := tests/oidc/provider
+# The tests' Node.js packages, each folder installed from its lock; again only when the lock
+# changes or node_modules is gone: the OpenID Connect provider the sign-in tests start
+# (node-oidc-provider) and axe-core, which the browser tests run in each page.
+NODE_FIXTURES := tests/oidc/provider tests/browser
 
-$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
-	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund
+%/node_modules/.installed: %/package.json %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund
 	touch $@
 
-oidc-provider: $(OIDC_PROVIDER)/node_modules/.installed
+node-fixtures: $(NODE_FIXTURES:%=%/node_modules/.installed)
 
 # One pytest worker per core (pytest-xdist); each has its own databases, ports and files.
 # At most four: every worker's servers hold PostgreSQL connections (100 by default).
 PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist worksteal
 
-test: lint typecheck bytecode oidc-provider
+test: lint typecheck bytecode node-fixtures
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 	# Fault tests restart PostgreSQL, so they run on their own, after everything else.
 	$(BIN)/pytest -m faults
 
-test-sqlite: dev bytecode oidc-provider
+test-sqlite: dev bytecode node-fixtures
 	$(BIN)/pytest $(PYTEST_PARALLEL) -k "not postgresql"
 
 # Line and branch coverage of src/kavach by the tests, fault tests included (the server
 # processes the end-to-end tests start are not measured).
-coverage: dev bytecode oidc-provider
+coverage: dev bytecode node-fixtures
 	$(BIN)/pytest $(PYTEST_PARALLEL) --cov=kavach --cov-branch --cov-report=
 	$(BIN)/pytest -m faults --cov=kavach --cov-branch --cov-append --cov-report=term:skip-covered
 
@@ -101,4 +102,4 @@ bench: bench-tools
 	$(BIN)/python -m bench.scale_bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(OIDC_PROVIDER)/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(NODE_FIXTURES:%=%/node_modules)

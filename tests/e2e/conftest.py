@@ -39,6 +39,17 @@ def start_server(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
     keys) and database. Every server started is stopped at the end of the test and must exit
     cleanly; PostgreSQL databases are dropped.
     """
+    with running_servers(backend, tmp_path) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def running_servers(backend: str, tmp_path: Path) -> Iterator[ServerFactory]:
+    """Give start_server's function, its servers' files under `tmp_path`, for one block.
+
+    At the block's end every server it started is stopped and checked, and its databases
+    dropped. Fixtures wider than a test (a module's shared server) use it directly.
+    """
     servers: list[KavachServer] = []
     databases: list[str] = []
 

@@ -188,7 +188,7 @@ class OidcProvider:
         if node is None:
             raise RuntimeError("node is not on PATH: the OpenID Connect provider needs Node.js")
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            raise RuntimeError(f"{PROVIDER_DIR}/node_modules is missing: run `make oidc-provider`")
+            raise RuntimeError(f"{PROVIDER_DIR}/node_modules is missing: run `make node-fixtures`")
         accounts_file, jwks_file, config_file, log_file = self._files()
         _write_json(jwks_file, {"keys": self._keys})
         config = {

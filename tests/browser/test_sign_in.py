@@ -1,0 +1,86 @@
+"""Signing in with a real OpenID provider in Chromium, and the server's pages as people see them."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import BrowserContext, Page
+
+from tests.browser.harness import (
+    IMPACTS,
+    InjectedScript,
+    SignInSite,
+    assert_accessible,
+    fetch,
+    inject_inline_script,
+    page_cookies,
+    screenshot,
+    sign_in,
+)
+
+# SQLite only: these are the browser's side; the server's runs on both databases below it.
+# The module's tests share one server (the `site` fixture).
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"], scope="module")]
+
+SESSION = "/api/v1/auth/session"
+LOGOUT = "/api/v1/auth/logout"
+# The API docs: a page of this server whose policy lets its scripts call the API, as the
+# dashboard's will; the text-only pages allow no fetch at all.
+DOCS = "/api/v1/docs"
+
+
+def test_a_browser_signs_in_at_the_provider_and_out_again(
+    site: SignInSite, context: BrowserContext
+) -> None:
+    listing = context.new_page()
+    listing.goto(f"{site.url}/login")
+    links = listing.locator("ul.providers a")
+    assert links.all_inner_texts() == ["Sign in with Example SSO"]
+    assert links.first.get_attribute("href") == "/oidc/corp/login"
+    listing.close()
+
+    # Swagger UI's files are held back: drawing the whole API description keeps the page
+    # busy for seconds, and this test needs only the document and the server's policy for it.
+    context.route(f"{site.url}/static/**", lambda route: route.abort())
+    page = sign_in(context, site, login="bob", return_to=DOCS)
+    readable = page_cookies(page)
+    assert "kavach_session" not in readable  # HttpOnly: no script of the page can read it
+    assert readable.get("kavach_csrf")
+    session = fetch(page, SESSION)
+    assert session.status == 200, session
+    assert session.body["data"]["user"]["login"] == "bob"
+    assert session.body["data"]["user"]["provider"] == "oidc:corp"
+    assert session.body["data"]["csrf_token"] == readable["kavach_csrf"]
+
+    cookie = next(c["value"] for c in context.cookies(site.url) if c["name"] == "kavach_session")
+    refused = fetch(page, LOGOUT, method="POST")
+    assert (refused.status, refused.body["error_code"]) == (403, "csrf_failed")
+    out = fetch(page, LOGOUT, method="POST", headers={"X-CSRF-Token": readable["kavach_csrf"]})
+    assert out.status == 200, out
+    assert out.body["data"] == {"logged_out": True}
+    assert fetch(page, SESSION).status == 401
+    # The session itself ended, not only the browser's copy of the cookie.
+    context.add_cookies(
+        [{"name": "kavach_session", "value": cookie, "url": site.url, "httpOnly": True}]
+    )
+    again = fetch(page, SESSION)
+    assert again.status == 401, again
+
+
+PAGES = [
+    ("/", 200, "the home page", "home"),
+    ("/login", 200, "the sign-in page", "login"),
+    ("/device", 200, "the device page without a code", "device"),
+    ("/device?user_code=bcdf-ghjk", 200, "the device page with a code", "device-code"),
+    ("/oidc/nowhere/login", 404, "a failed sign-in's page", "sign-in-failed"),
+]
+
+
+def test_the_pages_are_accessible_and_run_no_injected_script(site: SignInSite, page: Page) -> None:
+    for path, status, what, name in PAGES:
+        response = page.goto(site.url + path)
+        assert response is not None and response.status == status, (path, response)
+        # These pages are plain text: axe finds nothing on them at all, moderate included.
+        assert_accessible(page, context=what, impacts=IMPACTS)
+        screenshot(page, name)
+        # The page's own policy holds in the test: an injected inline script does not run.
+        assert inject_inline_script(page) == InjectedScript(False, "script-src-elem"), what
