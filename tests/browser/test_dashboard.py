@@ -1,0 +1,156 @@
+"""The dashboard in Chromium: an owner's, an editor's and a viewer's journeys, drafts in two
+tabs, escaped values, its policy, sign-out, and axe on every page."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser.harness import (
+    SignInSite,
+    assert_accessible,
+    fetch,
+    inject_inline_script,
+    page_cookies,
+    screenshot,
+    sign_in,
+)
+
+# SQLite only: the dashboard's server side runs on both databases in
+# tests/integration/test_dashboard.py; this is the browser's side.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"], scope="module")]
+
+XSS = '<img src=x onerror="document.title=`pwned`">'
+_names = itertools.count()
+
+
+def _api(page: Page, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the API from the page's own script, as the signed-in person, with the CSRF token."""
+    csrf = page_cookies(page)["kavach_csrf"]
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    payload = "" if body is None else json.dumps(body)
+    answer = page.evaluate(
+        """async ([path, method, headers, payload]) => {
+          const response = await fetch(path, {method, headers, body: payload || undefined});
+          return {status: response.status, body: await response.json()};
+        }""",
+        [f"/api/v1{path}", method, headers, payload],
+    )
+    assert 200 <= answer["status"] < 300, answer
+    return answer["body"]["data"]
+
+
+def _tree(page: Page) -> dict[str, Any]:
+    """Make an organization, group and environment of the page's person, with secrets."""
+    suffix = next(_names)
+    org = _api(page, "POST", "/organizations/", {"name": f"acme{suffix}"})
+    group = _api(page, "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"})
+    env = _api(page, "POST", f"/secret-groups/{group['id']}/environments", {"name": "prod"})
+    change = {"message": f"first {XSS}", "set": {"API_KEY": "s3cr3t", "HTML": XSS}}
+    _api(page, "POST", f"/environments/{env['id']}/secrets/versions", change)
+    return {"org": org, "group": group, "env": env}
+
+
+def test_an_owner_navigates_reveals_and_commits(site: SignInSite, context: BrowserContext) -> None:
+    page = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(page)
+    page.reload()
+    assert_accessible(page, context="organizations")
+    screenshot(page, "dashboard-organizations")
+
+    page.get_by_role("link", name=tree["org"]["name"]).click()
+    page.get_by_role("link", name="payments").click()
+    assert_accessible(page, context="a secret group")
+    page.get_by_role("link", name="prod").click()
+    expect(page.get_by_role("heading", name="prod", exact=True)).to_be_visible()
+    assert "s3cr3t" not in page.content()
+    assert_accessible(page, context="an environment")
+    screenshot(page, "dashboard-environment", full_page=True)
+
+    page.get_by_role("button", name="Reveal API_KEY").click()
+    expect(page.get_by_text("s3cr3t", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Reveal HTML").click()
+    expect(page.get_by_text(XSS, exact=True)).to_be_visible()  # shown as text
+    assert page.title() != "pwned"  # ...and never run, here or in the commit message
+    assert not inject_inline_script(page).ran
+
+    page.get_by_label("Name 1").fill("NEW_SECRET")
+    page.get_by_label("Value 1").fill("fresh")
+    page.get_by_label("Commit message").fill("add a secret")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Commit").click()
+    expect(page.get_by_role("button", name="Reveal NEW_SECRET")).to_be_visible()
+
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_text("add a secret")).to_be_visible()
+    assert_accessible(page, context="history")
+    page.get_by_role("link", name="with the one before").first.click()
+    expect(page.get_by_text("Added: NEW_SECRET")).to_be_visible()
+    screenshot(page, "dashboard-history")
+
+
+def test_a_viewer_reads_without_the_means_to_change(
+    site: SignInSite, context: BrowserContext, chromium: Any
+) -> None:
+    owner = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(owner)
+    _api(
+        owner,
+        "POST",
+        f"/environments/{tree['env']['id']}/members",
+        {"user": "carol", "role": "viewer"},
+    )
+    with chromium.new_context() as other:
+        viewer = sign_in(
+            other, site, login="carol", return_to=f"/ui/environments/{tree['env']['id']}/"
+        )
+        expect(viewer.get_by_role("heading", name="prod", exact=True)).to_be_visible()
+        assert viewer.get_by_role("heading", name="Change secrets").count() == 0
+        assert viewer.get_by_role("link", name="Access").count() == 0
+        viewer.get_by_role("button", name="Reveal API_KEY").click()
+        expect(viewer.get_by_text("s3cr3t", exact=True)).to_be_visible()
+        # Asked anyway, the server refuses: the page only hid what the gate forbids.
+        csrf = page_cookies(viewer)["kavach_csrf"]
+        refused = fetch(
+            viewer,
+            f"/ui/environments/{tree['env']['id']}/versions",
+            method="POST",
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert refused.status == 403
+
+
+def test_two_tabs_editing_keep_the_stale_draft(site: SignInSite, context: BrowserContext) -> None:
+    first = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(first)
+    url = f"{site.url}/ui/environments/{tree['env']['id']}/"
+    first.goto(url)
+    second = context.new_page()
+    second.goto(url)
+    for tab, value in ((first, "one"), (second, "two")):
+        tab.get_by_label("Name 1").fill("SHARED")
+        tab.get_by_label("Value 1").fill(value)
+        tab.get_by_label("Commit message").fill(f"tab {value}")
+    with first.expect_navigation():
+        first.get_by_role("button", name="Commit").click()
+    second.get_by_role("button", name="Commit").click()
+    expect(second.get_by_role("alert")).to_contain_text("Someone committed while you edited")
+    expect(second.get_by_label("Value 1")).to_have_value("two")  # the draft is kept
+    assert_accessible(second, context="a stale draft")
+    with second.expect_navigation():
+        second.get_by_role("button", name="Commit").click()  # now on top of the new version
+    second.get_by_role("button", name="Reveal SHARED").click()
+    expect(second.get_by_text("two", exact=True)).to_be_visible()
+
+
+def test_signing_out_ends_the_dashboard_session(site: SignInSite, context: BrowserContext) -> None:
+    page = sign_in(context, site, login="bob", return_to="/ui/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    assert page.url.startswith(f"{site.url}/login")
+    page.goto(f"{site.url}/ui/")
+    assert page.url == f"{site.url}/login?return_to=%2Fui%2F"
