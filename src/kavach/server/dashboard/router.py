@@ -156,7 +156,7 @@ async def environment(
         **await _environment_context(session, request, access, env),
         version=version,
         names=names,
-        **_change_context(request, env, version.id if version else None),
+        **_change_context(env, version.id if version else None),
     )
 
 
@@ -183,9 +183,7 @@ async def _environment_context(
     }
 
 
-def _change_context(
-    request: Request, env: Environment, parent: str | None, **more: Any
-) -> dict[str, Any]:
+def _change_context(env: Environment, parent: str | None, **more: Any) -> dict[str, Any]:
     draft = more.pop("draft", None) or []
     blanks = [{"name": "", "value": "", "action": "set"}] * max(DRAFT_ROWS - len(draft), 1)
     return {
@@ -246,7 +244,7 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
         return fragment(
             "dashboard/change_form.html",
             status_code=422,
-            **_change_context(request, env, parent, notice=notice, **keep),
+            **_change_context(env, parent, notice=notice, **keep),
         )
     try:
         version = await runtime.secrets.commit(ticket, admission, origin_of(request), body)
@@ -257,16 +255,16 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
         return fragment(
             "dashboard/change_form.html",
             status_code=409,
-            **_change_context(request, env, latest.get("id"), changed_meanwhile=meanwhile, **keep),
+            **_change_context(env, latest.get("id"), changed_meanwhile=meanwhile, **keep),
         )
     except ValidationFailed as refused:
         notice = {"kind": "bad", "text": f"Not committed: {refused.message}"}
         return fragment(
             "dashboard/change_form.html",
             status_code=422,
-            **_change_context(request, env, parent, notice=notice, **keep),
+            **_change_context(env, parent, notice=notice, **keep),
         )
-    response = fragment("dashboard/change_form.html", **_change_context(request, env, version.id))
+    response = fragment("dashboard/change_form.html", **_change_context(env, version.id))
     # The secrets' table above changed: reload the page to show the new version.
     response.headers["HX-Refresh"] = "true"
     return response
