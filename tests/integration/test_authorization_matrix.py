@@ -113,6 +113,9 @@ MATRIX: dict[str, Case] = {
     "POST /ui/environments/{id}/versions": Case("env", "editor"),
     "GET /ui/environments/{id}/history": Case("env", "viewer"),
     "GET /ui/environments/{id}/access": Case("env", "admin"),
+    "GET /ui/environments/{id}/tokens": Case("env", "admin"),
+    "POST /ui/environments/{id}/tokens": Case("env", "admin"),
+    "POST /ui/environments/{id}/tokens/{token_id}/revoke": Case("env", "admin"),
     "POST /ui/environments/{id}/rollback": Case("env", "editor"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
@@ -186,6 +189,7 @@ MOVES_THE_EPOCH = {
     "POST /api/v1/environments/{id}/members",
     "DELETE /api/v1/environments/{id}/members",
     "DELETE /api/v1/environments/{id}/tokens/{token_id}",
+    "POST /ui/environments/{id}/tokens/{token_id}/revoke",
     "POST /api/v1/user-groups/{id}/members",
     "DELETE /api/v1/user-groups/{id}/members",
 }
@@ -344,6 +348,8 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             await alice("POST", path, body, status=200)
     elif key == "POST /ui/environments/{id}/versions":
         body = Form(name=[world.name("K")], action=["set"], value=["v"], message="matrix")
+    elif key == "POST /ui/environments/{id}/tokens":
+        body = Form(name=world.name("t"), role="viewer", days="1")
     elif key == "POST /ui/environments/{id}/rollback":
         await alice(
             "POST",

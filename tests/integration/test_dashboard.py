@@ -237,3 +237,33 @@ async def test_access_lists_direct_and_inherited_roles_for_admins_only(
     _api, bob = await _person(server, "bob")
     assert 'href="access"' not in (await bob.get(f"/ui/environments/{env['id']}/")).text
     assert (await bob.get(f"/ui/environments/{env['id']}/access")).status_code == 403
+
+
+async def test_tokens_are_made_shown_once_and_revoked_by_admins(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    browser, env = tree["browser"], tree["env"]
+    base = f"/ui/environments/{env['id']}/tokens"
+    made = await browser.post(base, {"name": "ci", "role": "viewer", "days": "7"})
+    assert made.status_code == 200, made.text
+    secret = made.text.split('id="new-token">', 1)[1].split("<", 1)[0]
+    assert secret.startswith("kvt_")
+    reader = Api(server, secret)
+    read = await reader.call("GET", f"/environments/{env['id']}/secrets", status=200)
+    assert read["secrets"]["API_KEY"] == "s3cr3t-value"
+
+    listed = await browser.get(base)
+    assert listed.status_code == 200
+    assert "ci" in listed.text and secret not in listed.text  # never shown again
+    token_id = (await tree["alice"].call("GET", f"/environments/{env['id']}/tokens"))["items"][0][
+        "id"
+    ]
+    revoked = await browser.post(f"{base}/{token_id}/revoke", {})
+    assert revoked.status_code == 204
+    gone = await server.client.get(
+        f"/api/v1/environments/{env['id']}/secrets", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert gone.status_code == 401
+    bad = await browser.post(base, {"name": "no spaces allowed", "role": "viewer", "days": "7"})
+    assert bad.status_code == 422
+    assert "Not created" in bad.text

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from kavach.server.access import Access
 from kavach.server.auth import flows as auth_flows
+from kavach.server.auth import token_flows
+from kavach.server.auth.schemas import ServiceTokenCreate, ServiceTokenPublic
 from kavach.server.dashboard.pages import Crumb, fragment, page, row_of, signed_out
 from kavach.server.deps import OriginDep, SessionDep, UserDep, origin_of, runtime_of
 from kavach.server.errors import NotFound, ValidationFailed, VersionConflict
@@ -177,8 +179,9 @@ async def _environment_context(
         "heading": env.name,
         "crumbs": crumbs,
         "role": access.role,
-        "can_write": access.role is not None and role_allows(access.role, WRITE),
-        "can_see_access": access.role is not None and role_allows(access.role, "members.read"),
+        "can_write": _may(access, WRITE),
+        "can_see_access": _may(access, "members.read"),
+        "can_see_tokens": _may(access, "token.read"),
         "env_id": env.id,
     }
 
@@ -360,3 +363,72 @@ async def environment_access(
         invites=invited.items,
         next_url=_next_url(request, held.next),
     )
+
+
+TOKEN_DAYS = (1, 7, 30, 90)
+
+
+@router.get("/environments/{id}/tokens", response_class=HTMLResponse)
+async def tokens(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("token.read", "environment"))],
+    session: SessionDep,
+) -> HTMLResponse:
+    """The environment's service tokens (workloads' included), and a form to make one."""
+    env = access.resource
+    assert isinstance(env, Environment)  # noqa: S101 - the requirement loads it
+    found, after = await token_flows.page_of(session, env.id, _listing(request), None)
+    context = await _environment_context(session, request, access, env)
+    context["crumbs"].append(Crumb("Tokens", request.url.path))
+    return page(
+        request,
+        access,
+        "dashboard/tokens.html",
+        **context,
+        tokens=[ServiceTokenPublic.model_validate(t) for t in found],
+        can_create=_may(access, "token.create"),
+        can_revoke=_may(access, "token.revoke"),
+        days=TOKEN_DAYS,
+        next_url=_next_url(request, after),
+    )
+
+
+def _may(access: Access, action: str) -> bool:
+    """Say whether the caller's role here grants an action (to show its controls)."""
+    return access.role is not None and role_allows(access.role, action)
+
+
+@router.post("/environments/{id}/tokens", response_class=HTMLResponse)
+async def create_token(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("token.create", "environment"))],
+    session: SessionDep,
+    origin: OriginDep,
+) -> Response:
+    """Make a token and show its secret this once."""
+    form = await request.form()
+    days = str(form.get("days") or "30")
+    try:
+        body = ServiceTokenCreate(
+            name=str(form.get("name") or ""),
+            role=str(form.get("role") or "viewer"),
+            expires_in=int(days) * 86_400 if days.isdigit() else 0,
+        )
+    except ValidationError as error:
+        return fragment(
+            "dashboard/token_made.html", status_code=422, problem=in_words(error.errors())
+        )
+    token, secret = await token_flows.create(session, access, origin, body)
+    return fragment("dashboard/token_made.html", token=token, secret=secret)
+
+
+@router.post("/environments/{id}/tokens/{token_id}/revoke", response_class=HTMLResponse)
+async def revoke_token(
+    token_id: str,
+    access: Annotated[Access, Depends(Requirement("token.revoke", "environment"))],
+    session: SessionDep,
+    origin: OriginDep,
+) -> Response:
+    """Revoke a token; it stops working at once."""
+    await token_flows.revoke(session, access, origin, token_id)
+    return Response(status_code=204, headers={"HX-Refresh": "true"})
