@@ -93,11 +93,11 @@ def test_an_owner_navigates_reveals_and_commits(site: SignInSite, context: Brows
     screenshot(page, "dashboard-history")
 
     page.goto(f"{site.url}/ui/environments/{tree['env']['id']}/tokens")
+    screenshot(page, "dashboard-tokens")  # before a token's secret is on the page
     page.get_by_label("Name").fill("deploy")
     page.get_by_role("button", name="Create").click()
     expect(page.locator("#new-token")).to_contain_text("kvt_")
     assert_accessible(page, context="service tokens")
-    screenshot(page, "dashboard-tokens")
 
 
 def test_a_viewer_reads_without_the_means_to_change(
