@@ -9,12 +9,12 @@ import typer
 
 from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
-from kavach.cli.context import resolve_env
+from kavach.cli.commands.hierarchy import environment
 from kavach.cli.credentials import well_formed
 from kavach.cli.durations import parse_duration
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag, command_group
-from kavach.cli.resources import Object, Resource, expect_object, list_all, load_env, segment
+from kavach.cli.resources import Object, Resource, expect_object, list_all, segment
 
 app = command_group(
     help="Manage service tokens for an environment (--org/--group/--env or the active one).",
@@ -49,11 +49,6 @@ ExpiresOption = Annotated[
         help="Lifetime, e.g. 3600 (seconds), 12h, 30d (default: the server's, 90 days).",
     ),
 ]
-
-
-def _environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
-    ref = resolve_env(cli.context, org, group, env)
-    return load_env(cli.client, ref)
 
 
 def _status(token: Object, now: datetime) -> str:
@@ -103,7 +98,7 @@ def create(
 ) -> None:
     """Create a service token; it is printed once, on stdout, and never stored."""
     cli = get_app(ctx, json=json)
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     body: Object = {"name": name, "role": role}
     if expires_in is not None:
         body["expires_in"] = expires_in
@@ -132,7 +127,7 @@ def list_(
 ) -> None:
     """List the environment's service tokens (never their values)."""
     cli = get_app(ctx, json=json)
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     tokens = list_all(cli.client, f"{target.path}/tokens")
     now = datetime.now(UTC)
     rows = [{**token, "status": _status(token, now)} for token in tokens]
@@ -161,7 +156,7 @@ def revoke(
 ) -> None:
     """Revoke a service token by name or id; it stops working at once."""
     cli = get_app(ctx, json=json)
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     found = _lookup(cli, target, token)
     label = f"token {found.get('name')!r} ({found.get('id')})"
     actions.confirm(cli, f"revoke {label} for {target.label}", yes=yes)

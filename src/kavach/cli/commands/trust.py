@@ -8,11 +8,11 @@ import typer
 
 from kavach.cli import actions, render
 from kavach.cli.app import App, get_app
-from kavach.cli.context import resolve_env
+from kavach.cli.commands.hierarchy import environment
 from kavach.cli.durations import parse_duration
 from kavach.cli.errors import CliError, NotFound
 from kavach.cli.options import EnvOption, GroupOption, JsonFlag, OrgOption, YesFlag, command_group
-from kavach.cli.resources import Object, Resource, expect_object, list_all, load_env, segment
+from kavach.cli.resources import Object, Resource, expect_object, list_all, segment
 
 HELP = (
     "Manage workload trusts for an environment (--org/--group/--env or the active one).\n\n"
@@ -80,10 +80,6 @@ TtlOption = Annotated[
 ]
 
 
-def _environment(cli: App, org: str | None, group: str | None, env: str | None) -> Resource:
-    return load_env(cli.client, resolve_env(cli.context, org, group, env))
-
-
 def conditions_of(pairs: list[str]) -> dict[str, str]:
     """Return the --condition CLAIM=PATTERN pairs as a mapping; refuse repeats and bad pairs."""
     found: dict[str, str] = {}
@@ -143,7 +139,7 @@ def create(
             "signs tokens for every repository it serves, and a trust without a condition "
             "would admit them all"
         )
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     body: Object = {
         "name": name,
         "issuer": issuer,
@@ -172,7 +168,7 @@ def list_(
 ) -> None:
     """List the environment's workload trusts."""
     cli = get_app(ctx, json=json)
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     trusts = list_all(cli.client, f"{target.path}/workload-trusts")
     render.output(
         cli,
@@ -199,7 +195,7 @@ def delete(
 ) -> None:
     """Delete a workload trust; the tokens it issued stop working at once."""
     cli = get_app(ctx, json=json)
-    target = _environment(cli, org, group, env)
+    target = environment(cli, org, group, env)
     found = _lookup(cli, target, name)
     actions.confirm(cli, f"delete trust {name!r} of {target.label}", yes=yes)
     deleted = expect_object(
