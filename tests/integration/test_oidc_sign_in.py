@@ -16,7 +16,8 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.auth.models import LoginSession
 from kavach.server.iam.models import User, UserGroupMember
 from kavach.server.oidc import accounts
-from kavach.server.oidc.keys import IssuerKeys, http_fetcher
+from kavach.server.oidc.fetch import provider_fetcher
+from kavach.server.oidc.keys import IssuerKeys
 from kavach.server.oidc.models import OidcLogin
 from tests.conftest import InProcessServer
 from tests.integration.helpers import bearer, login
@@ -370,7 +371,7 @@ async def test_a_rotated_signing_key_is_fetched_and_used(
     signing_key: dict[str, Any],
 ) -> None:
     # Refreshes on an unknown key are spaced out; this test rotates at once.
-    server.runtime.oidc_issuers = IssuerKeys(http_fetcher(server.runtime.http), min_refresh=0)
+    server.runtime.oidc_issuers = IssuerKeys(provider_fetcher(server.runtime.http), min_refresh=0)
     _back, first = await _through_provider(server, browser, "/oidc/corp/login", "alice")
     assert first.status_code == 303
     provider.restart(keys=[new_signing_key("second"), signing_key])
@@ -411,7 +412,7 @@ async def test_a_provider_that_is_down_gets_a_clear_error_and_nothing_is_made(
         assert await _count(server, select(func.count()).select_from(User)) == 0
         # A new sign-in cannot start while it is down (its metadata is cached: the token
         # endpoint is what fails; a server that never saw it fails at discovery).
-        server.runtime.oidc_issuers = IssuerKeys(http_fetcher(server.runtime.http))
+        server.runtime.oidc_issuers = IssuerKeys(provider_fetcher(server.runtime.http))
         start = await server.client.get("/oidc/solo/login")
         assert start.status_code == 502
         assert await _count(server, select(func.count()).where(OidcLogin.provider == "solo")) == 1

@@ -23,6 +23,7 @@ KavachError
 │   └── ValueTooLarge           413 value_too_large
 ├── RateLimited                 429 rate_limited
 ├── DeviceFlowError             400 (code chosen per instance: authorization_pending, …)
+├── StateRefused                400 invalid_state
 ├── IdentityProviderError       502 identity_provider_error
 ├── ProviderError               502 provider_error (a sync target failed)
 │   └── TargetNotAllowed        422 target_not_allowed
@@ -204,6 +205,12 @@ class DeviceFlowError(KavachError):
         self.error_code = code
 
 
+class StateRefused(KavachError):
+    """An OpenID sign-in's way back names no trip in progress: unknown, used, or foreign."""
+
+    error_code = "invalid_state"
+
+
 class IdentityProviderError(KavachError):
     """The external identity provider failed or answered unexpectedly."""
 
@@ -265,6 +272,7 @@ HTTP_STATUS: dict[type[KavachError], int] = {
     PayloadTooLarge: 413,
     RateLimited: 429,
     DeviceFlowError: 400,
+    StateRefused: 400,
     IdentityProviderError: 502,
     ProviderError: 502,
     ServiceUnavailable: 503,

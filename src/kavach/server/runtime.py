@@ -23,8 +23,8 @@ from kavach.server.db.engine import (
 )
 from kavach.server.gate import AccessGate
 from kavach.server.metrics.pool import MeasuredQueuePool
-from kavach.server.oidc.fetch import egress_fetcher
-from kavach.server.oidc.keys import IssuerKeys, http_fetcher
+from kavach.server.oidc.fetch import egress_fetcher, provider_fetcher
+from kavach.server.oidc.keys import IssuerKeys
 from kavach.server.providers.egress import Egress
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import AccessCache
@@ -158,7 +158,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
         secret_keys=secret_keys,
         limiter=limiter,
         http=http,
-        oidc_issuers=IssuerKeys(http_fetcher(http)),
+        oidc_issuers=IssuerKeys(provider_fetcher(http)),
         audit_batcher=audit_batcher,
         audit_key=audit_key,
         chain_heads=chain_heads,

@@ -33,6 +33,15 @@ def allowed_scheme(url: str, *, allow_private: bool) -> bool:
     return scheme == "https" or (scheme == "http" and allow_private)
 
 
+def provider_fetcher(http: httpx.AsyncClient) -> FetchJson:
+    """Return the `FetchJson` of the operator's sign-in providers: any address may be theirs.
+
+    The operator configured them, and a company's provider often sits on its own network;
+    the size bound, the scheme rule and no redirects still hold.
+    """
+    return egress_fetcher(http, Egress(allow_private=True))
+
+
 def egress_fetcher(http: httpx.AsyncClient, egress: Egress) -> FetchJson:
     """Return a `FetchJson` that reaches only what the egress policy allows."""
 

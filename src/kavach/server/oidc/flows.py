@@ -25,7 +25,7 @@ from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.auth.tokens import BROWSER_TOKEN_TYPE, AccessTokens, token_hash
 from kavach.server.auth.usercodes import format_user_code, normalize_user_code
 from kavach.server.db.base import utcnow
-from kavach.server.errors import KavachError, NotFound
+from kavach.server.errors import KavachError, NotFound, StateRefused
 from kavach.server.iam.models import User
 from kavach.server.oidc import accounts
 from kavach.server.oidc.keys import IssuerKeys
@@ -47,12 +47,6 @@ class SignInFailed(KavachError):
         super().__init__(cause.message, data=cause.data)
         self.error_code = cause.error_code
         self.cause = cause
-
-
-class StateRefused(KavachError):
-    """The way back names no trip in progress: unknown, used, expired, or another browser's."""
-
-    error_code = "invalid_state"
 
 
 @dataclass(frozen=True)

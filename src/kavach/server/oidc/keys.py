@@ -13,9 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
@@ -217,24 +215,3 @@ def _has_key(keys: KeySet, kid: object) -> bool:
     if kid is None:
         return len(keys.keys) == 1
     return any(key.kid == kid for key in keys.keys)
-
-
-def http_fetcher(http: httpx.AsyncClient) -> FetchJson:
-    """Return a FetchJson over an HTTP client (for issuers the operator configured)."""
-
-    async def fetch(url: str) -> Any:
-        host = urlsplit(url).netloc
-        try:
-            response = await http.get(url, headers={"Accept": "application/json"})
-        except httpx.TimeoutException:
-            raise IdentityProviderError(f"{host} did not answer in time") from None
-        except httpx.HTTPError:
-            raise IdentityProviderError(f"{host} could not be reached") from None
-        if not response.is_success:
-            raise IdentityProviderError(f"{host} answered HTTP {response.status_code} for {url}")
-        try:
-            return response.json()
-        except ValueError:
-            raise IdentityProviderError(f"{host} answered {url} without JSON") from None
-
-    return fetch

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from kavach.server.auth.browser import CSRF_COOKIE, SESSION_COOKIE, csrf_token
 from kavach.server.deps import OriginDep, RuntimeDep
-from kavach.server.errors import HTTP_STATUS, KavachError
+from kavach.server.errors import KavachError, http_status_for
 from kavach.server.oidc import flows
 from kavach.server.ratelimit import client_key
 from kavach.server.runtime import Runtime
@@ -43,11 +43,7 @@ def _count(runtime: Runtime, name: str, outcome: str) -> None:
 
 
 def _status(error: KavachError) -> int:
-    cause = error.cause if isinstance(error, flows.SignInFailed) else error
-    for kind in type(cause).__mro__:
-        if kind in HTTP_STATUS:
-            return HTTP_STATUS[kind]
-    return 400
+    return http_status_for(error.cause if isinstance(error, flows.SignInFailed) else error)
 
 
 def _error_page(error: KavachError) -> HTMLResponse:
