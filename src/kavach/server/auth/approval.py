@@ -25,7 +25,7 @@ from kavach.server.iam.models import User
 LOCAL_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
-async def _pending(session: AsyncSession, user_code: str) -> tuple[DeviceAuthorization, str]:
+async def pending_login(session: AsyncSession, user_code: str) -> tuple[DeviceAuthorization, str]:
     """Return the pending authorization a typed code names, and the code as shown."""
     code = normalize_user_code(user_code)
     record = (
@@ -34,7 +34,7 @@ async def _pending(session: AsyncSession, user_code: str) -> tuple[DeviceAuthori
         else None
     )
     if record is None or code is None:
-        raise NotFound("unknown, used or expired user code")
+        raise NotFound("unknown, used or expired user code; start `kavach login` again")
     return record, format_user_code(code)
 
 
@@ -72,7 +72,30 @@ async def approve_for(
     approver_session: str | None = None,
 ) -> str:
     """Approve a pending login for a user whose identity the caller proved; return the code."""
-    record, shown = await _pending(session, user_code)
+    record, _shown = await pending_login(session, user_code)
+    return await approve(
+        session,
+        record,
+        user=user,
+        actor=actor,
+        origin=origin,
+        via=via,
+        approver_session=approver_session,
+    )
+
+
+async def approve(
+    session: AsyncSession,
+    record: DeviceAuthorization,
+    *,
+    user: User,
+    actor: Actor,
+    origin: RequestOrigin,
+    via: str,
+    approver_session: str | None = None,
+) -> str:
+    """Approve a pending authorization already in hand; return its code as shown."""
+    shown = format_user_code(record.user_code)
     details = {"user_code": shown, "user": user.login, "via": via}
     if approver_session is not None:
         details["approver_session"] = approver_session
@@ -84,7 +107,7 @@ async def deny(
     session: AsyncSession, *, user_code: str, actor: Actor, origin: RequestOrigin, via: str
 ) -> str:
     """Deny a pending login; return the code as shown."""
-    record, shown = await _pending(session, user_code)
+    record, shown = await pending_login(session, user_code)
     details = {"user_code": shown, "via": via}
     await _decide(session, record, user=None, actor=actor, origin=origin, details=details)
     return shown
@@ -109,7 +132,7 @@ async def decide_as_operator(
             "starting with a letter or digit"
         )
     # The code is checked first, so an unknown code creates no user.
-    await _pending(session, user_code)
+    await pending_login(session, user_code)
     user = await iam_service.upsert_user(
         session,
         identity=iam_service.Identity(provider="local", provider_id=name, login=name),

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
+from kavach.server.auth import approval
 from kavach.server.auth import service as auth_service
 from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.auth.tokens import BROWSER_TOKEN_TYPE, AccessTokens, token_hash
-from kavach.server.auth.usercodes import format_user_code, normalize_user_code
 from kavach.server.db.base import utcnow
 from kavach.server.errors import KavachError, NotFound, StateRefused
 from kavach.server.iam.models import User
@@ -98,18 +98,6 @@ def safe_return(path: str | None) -> str | None:
     return path[:512]
 
 
-async def _pending_device(session: AsyncSession, user_code: str) -> DeviceAuthorization:
-    code = normalize_user_code(user_code[:32])
-    record = (
-        await auth_service.find_pending_by_user_code(session, user_code=code, now=utcnow())
-        if code
-        else None
-    )
-    if record is None:
-        raise NotFound("unknown, used or expired login code; start `kavach login` again")
-    return record
-
-
 async def start(
     context: OidcContext,
     session: AsyncSession,
@@ -121,7 +109,9 @@ async def start(
 ) -> Trip:
     """Store a new trip through a provider and return where the browser goes."""
     party = context.party(name)
-    device = await _pending_device(session, user_code) if user_code is not None else None
+    device = None
+    if user_code is not None:
+        device, _shown = await approval.pending_login(session, user_code[:32])
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
     # The provider's metadata first: a provider that is down leaves no trip behind.
@@ -227,20 +217,11 @@ async def _approve(
     provider: OidcProvider,
     origin: RequestOrigin,
 ) -> Finished:
-    device.user_id = user.id
-    device.status = auth_service.APPROVED
-    device.decided_at = utcnow()
-    device.identity_provider = provider.key
-    shown = format_user_code(device.user_code)
-    await audit.record(
-        session,
-        actor=Actor(type="user", id=user.id, label=user.login),
-        action="auth.device.approve",
-        origin=origin,
-        resource_type="device_authorization",
-        resource_id=str(device.id),
-        details={"user_code": shown, "user": user.login, "via": provider.key},
+    actor = Actor(type="user", id=user.id, label=user.login)
+    shown = await approval.approve(
+        session, device, user=user, actor=actor, origin=origin, via=provider.key
     )
+    device.identity_provider = provider.key
     return Finished(user=user, purpose=DEVICE, user_code=shown)
 
 
