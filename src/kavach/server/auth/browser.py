@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from starlette.responses import Response
+
 SESSION_COOKIE = "kavach_session"
 # Readable by the dashboard's scripts (not HttpOnly): what they send back as the header.
 CSRF_COOKIE = "kavach_csrf"
@@ -27,3 +29,25 @@ def csrf_token(key: bytes, session_token: str) -> str:
 def csrf_matches(key: bytes, session_token: str, sent: str | None) -> bool:
     """Say whether a request's CSRF header is the one its session cookie calls for."""
     return sent is not None and hmac.compare_digest(csrf_token(key, session_token), sent)
+
+
+def start_session(response: Response, *, key: bytes, token: str, ttl: int, secure: bool) -> None:
+    """Set a new browser session's cookies: the session (HttpOnly) and its CSRF token."""
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=ttl, path="/", secure=secure, httponly=True, samesite="lax"
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf_token(key, token),
+        max_age=ttl,
+        path="/",
+        secure=secure,
+        httponly=False,  # the dashboard's scripts read it to send X-CSRF-Token
+        samesite="strict",
+    )
+
+
+def end_session(response: Response) -> None:
+    """Clear a browser session's cookies (the session itself is revoked by the caller)."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")

@@ -124,8 +124,7 @@ async def logout(
 ) -> Envelope[LogoutResponse]:
     """End the caller's login session; its tokens (and a browser's cookie) stop working at once."""
     await flows.logout(session, user=principal.user, login=principal.login_session, origin=origin)
-    response.delete_cookie(browser.SESSION_COOKIE, path="/")
-    response.delete_cookie(browser.CSRF_COOKIE, path="/")
+    browser.end_session(response)
     return ok(LogoutResponse(logged_out=True))
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 
 from kavach.server.access import Access
-from kavach.server.auth.browser import CSRF_COOKIE, SESSION_COOKIE, csrf_token
+from kavach.server.auth.browser import SESSION_COOKIE, csrf_token
 from kavach.server.deps import runtime_of
 from kavach.server.web import render
 
@@ -71,10 +71,3 @@ def page(
 def fragment(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a part of a page, for htmx to swap in."""
     return HTMLResponse(render(template, **context), status_code=status_code, headers=HEADERS)
-
-
-def signed_out(response: Response) -> Response:
-    """Clear the browser's session cookies on a response."""
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
-    return response

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from kavach.server.access import Access
 from kavach.server.auth import flows as auth_flows
 from kavach.server.auth import token_flows
+from kavach.server.auth.browser import end_session
 from kavach.server.auth.schemas import ServiceTokenCreate, ServiceTokenPublic
-from kavach.server.dashboard.pages import Crumb, fragment, page, row_of, signed_out
+from kavach.server.dashboard.pages import Crumb, fragment, page, row_of
 from kavach.server.deps import OriginDep, SessionDep, UserDep, origin_of, runtime_of
 from kavach.server.errors import NotFound, ValidationFailed, VersionConflict
 from kavach.server.iam import visibility as seen
@@ -279,7 +280,9 @@ async def sign_out(principal: UserDep, session: SessionDep, origin: OriginDep) -
     await auth_flows.logout(
         session, user=principal.user, login=principal.login_session, origin=origin
     )
-    return signed_out(Response(status_code=204, headers={"HX-Redirect": "/login"}))
+    response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+    end_session(response)
+    return response
 
 
 @router.get("/environments/{id}/history", response_class=HTMLResponse)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from kavach.server.auth.browser import CSRF_COOKIE, SESSION_COOKIE, csrf_token
+from kavach.server.auth.browser import start_session
 from kavach.server.deps import OriginDep, RuntimeDep
 from kavach.server.errors import KavachError, http_status_for
 from kavach.server.oidc import flows
@@ -156,25 +156,12 @@ async def back_from_provider(
         )
     else:
         response = RedirectResponse(done.return_to or "/", status_code=303, headers=PAGE_HEADERS)
-        secure = _secure(runtime, request)
-        response.set_cookie(
-            SESSION_COOKIE,
-            done.session_token,
-            max_age=done.session_ttl,
-            path="/",
-            secure=secure,
-            httponly=True,
-            samesite="lax",
-        )
-        key = runtime.keys.jwt_signing_key
-        response.set_cookie(
-            CSRF_COOKIE,
-            csrf_token(key, done.session_token),
-            max_age=done.session_ttl,
-            path="/",
-            secure=secure,
-            httponly=False,  # the dashboard's scripts read it to send X-CSRF-Token
-            samesite="strict",
+        start_session(
+            response,
+            key=runtime.keys.jwt_signing_key,
+            token=done.session_token,
+            ttl=done.session_ttl,
+            secure=_secure(runtime, request),
         )
     response.delete_cookie(STATE_COOKIE, path=f"/oidc/{name}/")
     return response
