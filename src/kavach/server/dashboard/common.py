@@ -1,0 +1,59 @@
+"""What the dashboard's pages share: where they live, paging, and an environment's frame."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from kavach.server.access import Access
+from kavach.server.dashboard.pages import Crumb
+from kavach.server.iam.models import Environment, Organization, SecretGroup
+from kavach.server.pages import PageRequest
+from kavach.server.rbac.policy import role_allows
+
+PREFIX = "/ui"
+READ, WRITE = "secret.read", "secret.write"
+
+
+def listing(request: Request) -> PageRequest:
+    """The page of a listing the request asks for (50 rows, after its cursor)."""
+    cursor = request.query_params.get("cursor")
+    return PageRequest(limit=50, cursor=cursor[:512] if cursor else None)
+
+
+def next_url(request: Request, after: str | None) -> str | None:
+    """The address of the listing's next page, the same query otherwise."""
+    if after is None:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    return f"{request.url.path}?{urlencode({**query, 'cursor': after})}"
+
+
+def may(access: Access, action: str) -> bool:
+    """Say whether the caller's role here grants an action (to show its controls)."""
+    return access.role is not None and role_allows(access.role, action)
+
+
+async def environment_context(session: Any, access: Access, env: Environment) -> dict[str, Any]:
+    """The frame of an environment's pages: breadcrumbs, role, and which tabs to offer."""
+    scope = access.scope
+    assert scope is not None  # noqa: S101
+    org = await session.get(Organization, scope.organization_id)
+    group = await session.get(SecretGroup, scope.secret_group_id)
+    crumbs = [
+        Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
+        Crumb(group.name if group else "?", f"{PREFIX}/secret-groups/{scope.secret_group_id}"),
+        Crumb(env.name, f"{PREFIX}/environments/{env.id}/"),
+    ]
+    return {
+        "title": env.name,
+        "heading": env.name,
+        "crumbs": crumbs,
+        "role": access.role,
+        "can_write": may(access, WRITE),
+        "can_see_access": may(access, "members.read"),
+        "can_see_tokens": may(access, "token.read"),
+        "env_id": env.id,
+    }

@@ -1,0 +1,108 @@
+"""The dashboard's navigation: organizations, their secret groups, their environments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from kavach.server.access import Access
+from kavach.server.dashboard.common import (
+    PREFIX,
+    listing,
+    next_url,
+)
+from kavach.server.dashboard.pages import Crumb, page, row_of
+from kavach.server.deps import SessionDep
+from kavach.server.iam import visibility as seen
+from kavach.server.iam.models import Organization, SecretGroup
+from kavach.server.rbac.deps import Requirement
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+async def organizations(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("org.list"))],
+    session: SessionDep,
+) -> HTMLResponse:
+    """The organizations the caller sees."""
+    query = None  # organizations are few per person: no search
+    found, after = await seen.organizations(session, access.user.user.id, listing(request))
+    rows = [row_of(item.row, item.role, f"{PREFIX}/organizations/{item.row.id}") for item in found]
+    return page(
+        request,
+        access,
+        "dashboard/organizations.html",
+        title="Organizations",
+        items=rows,
+        query=query,
+        next_url=next_url(request, after),
+    )
+
+
+@router.get("/organizations/{id}", response_class=HTMLResponse)
+async def organization(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("group.read", "organization"))],
+    session: SessionDep,
+    name: str | None = None,
+) -> HTMLResponse:
+    """An organization's secret groups the caller sees."""
+    org = access.resource
+    assert isinstance(org, Organization)  # noqa: S101 - the requirement loads it
+    query = (name or "").strip()[:63] or None
+    found, after = await seen.secret_groups(
+        session, access.user.user.id, org.id, listing(request), query
+    )
+    rows = [row_of(item.row, item.role, f"{PREFIX}/secret-groups/{item.row.id}") for item in found]
+    return page(
+        request,
+        access,
+        "dashboard/children.html",
+        title=org.name,
+        heading=org.name,
+        crumbs=[Crumb(org.name, request.url.path)],
+        kind_plural="secret groups",
+        parent_kind="organization",
+        role=access.role,
+        items=rows,
+        query=query,
+        next_url=next_url(request, after),
+    )
+
+
+@router.get("/secret-groups/{id}", response_class=HTMLResponse)
+async def secret_group(
+    request: Request,
+    access: Annotated[Access, Depends(Requirement("env.read", "secret_group"))],
+    session: SessionDep,
+    name: str | None = None,
+) -> HTMLResponse:
+    """A secret group's environments the caller sees."""
+    group, scope = access.resource, access.scope
+    assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
+    assert scope is not None  # noqa: S101
+    org = await session.get(Organization, scope.organization_id)
+    query = (name or "").strip()[:63] or None
+    found, after = await seen.environments(
+        session, access.user.user.id, scope, listing(request), query
+    )
+    rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}/") for item in found]
+    crumbs = [Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}")]
+    return page(
+        request,
+        access,
+        "dashboard/children.html",
+        title=group.name,
+        heading=group.name,
+        crumbs=[*crumbs, Crumb(group.name, request.url.path)],
+        kind_plural="environments",
+        parent_kind="secret group",
+        role=access.role,
+        items=rows,
+        query=query,
+        next_url=next_url(request, after),
+    )
