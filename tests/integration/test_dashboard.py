@@ -232,10 +232,10 @@ async def test_access_lists_direct_and_inherited_roles_for_admins_only(
     assert "bob" in page.text and "payments" in page.text and "(inherited)" in page.text
     assert "Pending invites" in page.text and "erin" in page.text
     env_page = await tree["browser"].get(f"/ui/environments/{env['id']}/")
-    assert 'href="access"' in env_page.text
+    assert f'href="/ui/environments/{env["id"]}/access"' in env_page.text
 
     _api, bob = await _person(server, "bob")
-    assert 'href="access"' not in (await bob.get(f"/ui/environments/{env['id']}/")).text
+    assert '/access"' not in (await bob.get(f"/ui/environments/{env['id']}/")).text
     assert (await bob.get(f"/ui/environments/{env['id']}/access")).status_code == 403
 
 

@@ -35,7 +35,7 @@ async def environment_access(
     assert scope is not None  # noqa: S101
     held = await members.describe(session, scope=scope, request=listing(request))
     invited = await pending.describe(session, scope=scope, request=PageRequest(limit=100))
-    context = await environment_context(session, access, env)
+    context = await environment_context(session, access, env, tab="access")
     context["crumbs"].append(Crumb("Access", request.url.path))
     return page(
         request,

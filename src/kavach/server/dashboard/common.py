@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,6 +16,24 @@ from kavach.server.rbac.policy import role_allows
 
 PREFIX = "/ui"
 READ, WRITE = "secret.read", "secret.write"
+
+
+@dataclass(frozen=True)
+class Tab:
+    """One of an environment's pages: its name, its address under the environment, its action."""
+
+    name: str
+    path: str
+    action: str
+
+
+# An environment's pages, each offered to the roles its requirement admits.
+ENV_TABS = (
+    Tab("Secrets", "", READ),
+    Tab("History", "history", READ),
+    Tab("Access", "access", "members.read"),
+    Tab("Tokens", "tokens", "token.read"),
+)
 
 
 def listing(request: Request) -> PageRequest:
@@ -36,7 +55,9 @@ def may(access: Access, action: str) -> bool:
     return access.role is not None and role_allows(access.role, action)
 
 
-async def environment_context(session: Any, access: Access, env: Environment) -> dict[str, Any]:
+async def environment_context(
+    session: Any, access: Access, env: Environment, *, tab: str = ""
+) -> dict[str, Any]:
     """The frame of an environment's pages: breadcrumbs, role, and which tabs to offer."""
     scope = access.scope
     assert scope is not None  # noqa: S101
@@ -53,7 +74,8 @@ async def environment_context(session: Any, access: Access, env: Environment) ->
         "crumbs": crumbs,
         "role": access.role,
         "can_write": may(access, WRITE),
-        "can_see_access": may(access, "members.read"),
-        "can_see_tokens": may(access, "token.read"),
+        "tabs": [tab for tab in ENV_TABS if may(access, tab.action)],
         "env_id": env.id,
+        "env_url": f"{PREFIX}/environments/{env.id}/",
+        "current_tab": tab,
     }

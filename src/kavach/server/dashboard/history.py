@@ -51,7 +51,7 @@ async def history(
             to_id=picked["to"],
             reveal=False,  # names only: values are revealed one at a time, audited
         )
-    context = await environment_context(session, access, env)
+    context = await environment_context(session, access, env, tab="history")
     context["crumbs"].append(Crumb("History", request.url.path))
     return page(
         request,

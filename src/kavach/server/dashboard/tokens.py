@@ -39,7 +39,7 @@ async def tokens(
     env = access.resource
     assert isinstance(env, Environment)  # noqa: S101 - the requirement loads it
     found, after = await token_flows.page_of(session, env.id, listing(request), None)
-    context = await environment_context(session, access, env)
+    context = await environment_context(session, access, env, tab="tokens")
     context["crumbs"].append(Crumb("Tokens", request.url.path))
     return page(
         request,
