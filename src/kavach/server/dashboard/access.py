@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from kavach.server.access import Access
 from kavach.server.dashboard.common import (
+    PREFIX,
     environment_context,
     listing,
     next_url,
@@ -20,7 +21,7 @@ from kavach.server.pages import PageRequest
 from kavach.server.rbac import members, pending
 from kavach.server.rbac.deps import Requirement
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 @router.get("/environments/{id}/access", response_class=HTMLResponse)

@@ -26,7 +26,7 @@ from kavach.server.wording import in_words
 
 DRAFT_ROWS = 3
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 _READER, _WRITER = Admitted(READ), Admitted(WRITE)
 
 

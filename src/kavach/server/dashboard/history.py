@@ -24,7 +24,7 @@ from kavach.server.rbac.deps import Requirement
 from kavach.server.secrets import service as secrets_service
 from kavach.server.secrets.flows import summary
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 @router.get("/environments/{id}/history", response_class=HTMLResponse)

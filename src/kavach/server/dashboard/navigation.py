@@ -19,7 +19,7 @@ from kavach.server.iam import visibility as seen
 from kavach.server.iam.models import Organization, SecretGroup
 from kavach.server.rbac.deps import Requirement
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)

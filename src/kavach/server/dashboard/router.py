@@ -4,7 +4,7 @@ Every page declares its access as an API route does (`Requirement`, or `Admitted
 secrets), so the gate decides it; listings come from `iam.visibility` and secrets from
 `secrets.usecases`, as the API's do. A page holds no rule of its own: what a role may not
 do is hidden because the gate would refuse it, and refused if asked anyway. Each area of
-the dashboard is a module of its own; this one mounts them all under `/ui`.
+the dashboard is a module of its own, its routes under `/ui`; this one mounts them all.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from kavach.server.dashboard import access, account, environment, history, navigation, tokens
-from kavach.server.dashboard.common import PREFIX
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router = APIRouter()
 for area in (navigation, environment, history, access, tokens, account):
     router.include_router(area.router)

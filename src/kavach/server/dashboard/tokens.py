@@ -12,6 +12,7 @@ from kavach.server.access import Access
 from kavach.server.auth import token_flows
 from kavach.server.auth.schemas import ServiceTokenCreate, ServiceTokenPublic
 from kavach.server.dashboard.common import (
+    PREFIX,
     environment_context,
     listing,
     may,
@@ -23,7 +24,7 @@ from kavach.server.iam.models import Environment
 from kavach.server.rbac.deps import Requirement
 from kavach.server.wording import in_words
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 TOKEN_DAYS = (1, 7, 30, 90)
