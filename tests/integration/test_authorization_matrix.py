@@ -39,9 +39,17 @@ PUBLIC_PREFIXES = (
     "/api/v1/docs",
     "/oidc/",  # the ways out to an OpenID provider and back: they sign people in
 )
-# The root page (it names the server and links to the docs) and the sign-in page.
-# The dashboard's sign-out ends the caller's own session, as /api/v1/auth/logout does.
-PUBLIC_PATHS = {"/", "/login", "/ui/sign-out"}
+# The root page (it names the server and links to the docs) and the sign-in pages. The
+# dashboard's account pages show and end the caller's own sessions, as /api/v1/auth/ does.
+PUBLIC_PATHS = {
+    "/",
+    "/login",
+    "/login/code",
+    "/login/code/wait",
+    "/ui/sign-out",
+    "/ui/account",
+    "/ui/account/sessions/{session_id}/end",
+}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from kavach.server.api import API_PREFIX, Envelope, ok
 from kavach.server.api_docs import install_api_docs
 from kavach.server.audit import chain as audit_chain
 from kavach.server.audit import router as audit_router
-from kavach.server.auth import device_page, service_tokens
+from kavach.server.auth import device_page, service_tokens, signin_page
 from kavach.server.auth import router as auth_router
 from kavach.server.crypto.keys import KeyMaterial, load_keys
 from kavach.server.dashboard.router import router as dashboard_router
@@ -194,6 +194,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     metrics = _metrics(settings, app)
     app.include_router(device_page.router)
     app.include_router(oidc_pages.router)
+    app.include_router(signin_page.router)
     app.include_router(dashboard_router)
     app.include_router(home.router)
     install_api_docs(app)

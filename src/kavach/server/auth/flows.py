@@ -11,6 +11,7 @@ from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.auth import github_access
 from kavach.server.auth import service as auth_service
+from kavach.server.auth.browser_sessions import BrowserSignIn, open_browser_session
 from kavach.server.auth.github import GitHubClient
 from kavach.server.auth.models import DeviceAuthorization, LoginSession
 from kavach.server.auth.schemas import DeviceCodeResponse, TokenResponse, UserPublic
@@ -166,6 +167,29 @@ async def exchange_device_code(
     runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
 ) -> TokenResponse:
     """Answer one poll of the token endpoint at once: tokens, or why not yet."""
+    user, provider = await _approved_user(runtime, session, device_code=device_code, origin=origin)
+    return await issue_tokens(runtime, session, user=user, provider=provider, origin=origin)
+
+
+async def browser_sign_in(
+    runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
+) -> BrowserSignIn:
+    """Answer one poll of a browser's sign-in by code: its session, or why not yet."""
+    user, provider = await _approved_user(runtime, session, device_code=device_code, origin=origin)
+    return await open_browser_session(
+        session,
+        settings=runtime.settings.auth,
+        access_tokens=runtime.access_tokens,
+        user=user,
+        provider=provider,
+        origin=origin,
+    )
+
+
+async def _approved_user(
+    runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
+) -> tuple[User, str]:
+    """Return whom a device login was approved for and through what, or why not yet."""
     github = _uses_github(runtime)
     provider = "github" if github else "local"
     if not github:
@@ -173,7 +197,7 @@ async def exchange_device_code(
     exchange = _exchange_github if github else _exchange_local
     metrics = runtime.metrics
     try:
-        tokens = await exchange(runtime, session, device_code=device_code, origin=origin)
+        approved = await exchange(runtime, session, device_code=device_code, origin=origin)
     except DeviceFlowError as error:
         if metrics is not None and error.error_code not in _STILL_WAITING:
             metrics.login(provider, error.error_code)
@@ -184,12 +208,12 @@ async def exchange_device_code(
         raise
     if metrics is not None:
         metrics.login(provider, "success")
-    return tokens
+    return approved
 
 
 async def _exchange_github(
     runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
-) -> TokenResponse:
+) -> tuple[User, str]:
     client = github_client(runtime)
     try:
         github_token = await client.poll_device_token(device_code)
@@ -222,12 +246,12 @@ async def _exchange_github(
         ),
         origin=origin,
     )
-    return await issue_tokens(runtime, session, user=user, provider="github", origin=origin)
+    return user, "github"
 
 
 async def _exchange_local(
     runtime: Runtime, session: AsyncSession, *, device_code: str, origin: RequestOrigin
-) -> TokenResponse:
+) -> tuple[User, str]:
     now = utcnow()
     record = await auth_service.find_device_by_code(session, device_code=device_code)
     if record is None or record.status == auth_service.CONSUMED:
@@ -260,8 +284,7 @@ async def _exchange_local(
         raise DeviceFlowError("invalid_grant", "unknown or already used device code")
     user = await iam_service.get_user(session, user_id=record.user_id)
     # Approved through an OpenID provider ("oidc:NAME"), or locally.
-    provider = record.identity_provider or "local"
-    return await issue_tokens(runtime, session, user=user, provider=provider, origin=origin)
+    return user, record.identity_provider or "local"
 
 
 async def refresh_tokens(

@@ -7,7 +7,7 @@ from fastapi import Request, Response
 from kavach.server import deps
 from kavach.server.access import TokenPrincipal
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.auth import approval, browser, flows
+from kavach.server.auth import approval, browser, flows, sessions
 from kavach.server.auth.schemas import (
     BrowserSession,
     DeviceCodeRequest,
@@ -15,6 +15,7 @@ from kavach.server.auth.schemas import (
     DeviceDecision,
     DeviceDecisionRequest,
     DeviceTokenRequest,
+    LoginSessionPublic,
     LogoutResponse,
     ProviderPublic,
     RefreshRequest,
@@ -24,6 +25,7 @@ from kavach.server.auth.schemas import (
     WhoAmI,
 )
 from kavach.server.deps import OriginDep, PrincipalDep, RuntimeDep, SessionDep, UserDep
+from kavach.server.iam.schemas import Removed
 from kavach.server.ratelimit import client_key
 
 router = api_router(prefix=f"{API_PREFIX}/auth", tags=["auth"])
@@ -168,3 +170,20 @@ async def whoami(principal: PrincipalDep) -> Envelope[WhoAmI]:
         token = ServiceTokenPublic.model_validate(principal.token)
         return ok(WhoAmI(type="service_token", token=token))
     return ok(WhoAmI(type="user", user=UserPublic.model_validate(principal.user)))
+
+
+@router.get("/sessions", response_model=Envelope[list[LoginSessionPublic]])
+async def list_sessions(
+    principal: UserDep, session: SessionDep
+) -> Envelope[list[LoginSessionPublic]]:
+    """List the caller's sessions that still work (CLIs, browsers, CI), newest first."""
+    return ok(await sessions.listed(session, principal))
+
+
+@router.delete("/sessions/{session_id}", response_model=Envelope[Removed])
+async def end_session(
+    session_id: str, principal: UserDep, session: SessionDep, origin: OriginDep
+) -> Envelope[Removed]:
+    """End one of the caller's sessions; its tokens (or cookie) stop working at once."""
+    await sessions.end(session, principal, origin, session_id)
+    return ok(Removed())

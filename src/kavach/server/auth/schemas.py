@@ -148,6 +148,18 @@ class ProviderPublic(BaseModel):
     login_url: str
 
 
+class LoginSessionPublic(BaseModel):
+    """One of the caller's sessions: where it started and until when it works."""
+
+    id: uuid.UUID
+    identity_provider: str
+    client_address: str | None
+    created_at: datetime
+    expires_at: datetime
+    last_refreshed_at: datetime | None
+    current: bool  # the session of the request that lists them
+
+
 class BrowserSession(BaseModel):
     """The caller's browser session: who, and the CSRF token its changes must send."""
 

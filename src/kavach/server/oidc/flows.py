@@ -22,8 +22,9 @@ from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.auth import approval
 from kavach.server.auth import service as auth_service
+from kavach.server.auth.browser_sessions import open_browser_session
 from kavach.server.auth.models import DeviceAuthorization
-from kavach.server.auth.tokens import BROWSER_TOKEN_TYPE, AccessTokens, token_hash
+from kavach.server.auth.tokens import AccessTokens, token_hash
 from kavach.server.db.base import utcnow
 from kavach.server.errors import KavachError, NotFound, StateRefused
 from kavach.server.iam.models import User
@@ -233,32 +234,19 @@ async def _browser_session(
     trip: OidcLogin,
     origin: RequestOrigin,
 ) -> Finished:
-    now, ttl = utcnow(), context.settings.browser_session_ttl_seconds
-    login, _refresh = await auth_service.start_login_session(
+    opened = await open_browser_session(
         session,
+        settings=context.settings,
+        access_tokens=context.access_tokens,
         user=user,
-        identity_provider=provider.key,
-        client_address=origin.client_address,
-        now=now,
-        refresh_ttl=ttl,  # a browser never refreshes: its session ends with the cookie
-    )
-    token = context.access_tokens.issue(
-        user_id=user.id, session_id=login.id, now=now, kind=BROWSER_TOKEN_TYPE, ttl_seconds=ttl
-    )
-    await audit.record(
-        session,
-        actor=Actor(type="user", id=user.id, label=user.login),
-        action="auth.login",
+        provider=provider.key,
         origin=origin,
-        resource_type="session",
-        resource_id=str(login.id),
-        details={"identity_provider": provider.key, "client": "browser"},
     )
     return Finished(
         user=user,
         purpose=BROWSER,
-        session_token=token.token,
-        session_ttl=ttl,
+        session_token=opened.token,
+        session_ttl=opened.ttl,
         return_to=trip.return_to,
     )
 

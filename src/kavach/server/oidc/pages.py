@@ -56,25 +56,6 @@ def _error_page(error: KavachError) -> HTMLResponse:
     )
 
 
-@router.get("/login", response_class=HTMLResponse)
-async def sign_in_page(runtime: RuntimeDep, return_to: str = "") -> HTMLResponse:
-    """List the OpenID providers to sign in with."""
-    providers = runtime.settings.auth.oidc_providers
-    if not providers:
-        return page(
-            "signin.html",
-            status_code=404,
-            title="Sign in",
-            message="This server has no OpenID provider to sign in with.",
-        )
-    return page(
-        "signin.html",
-        title="Sign in to Kavach",
-        providers=providers,
-        return_to=flows.safe_return(return_to),
-    )
-
-
 @router.get("/oidc/{name}/login")
 async def go_to_provider(
     name: str,

@@ -1,0 +1,57 @@
+"""Opening a browser's session for a signed-in user, however they signed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kavach.server.access import Actor, RequestOrigin
+from kavach.server.audit import service as audit
+from kavach.server.auth import service as auth_service
+from kavach.server.auth.tokens import BROWSER_TOKEN_TYPE, AccessTokens
+from kavach.server.db.base import utcnow
+from kavach.server.iam.models import User
+from kavach.server.settings import AuthSettings
+
+
+@dataclass(frozen=True)
+class BrowserSignIn:
+    """A browser's new session: the token its cookie holds, and for how long."""
+
+    token: str
+    ttl: int
+
+
+async def open_browser_session(
+    session: AsyncSession,
+    *,
+    settings: AuthSettings,
+    access_tokens: AccessTokens,
+    user: User,
+    provider: str,
+    origin: RequestOrigin,
+) -> BrowserSignIn:
+    """Start a login session for a browser and return the token of its cookie."""
+    now, ttl = utcnow(), settings.browser_session_ttl_seconds
+    login, _refresh = await auth_service.start_login_session(
+        session,
+        user=user,
+        identity_provider=provider,
+        client_address=origin.client_address,
+        now=now,
+        refresh_ttl=ttl,  # a browser never refreshes: its session ends with the cookie
+    )
+    token = access_tokens.issue(
+        user_id=user.id, session_id=login.id, now=now, kind=BROWSER_TOKEN_TYPE, ttl_seconds=ttl
+    )
+    await audit.record(
+        session,
+        actor=Actor(type="user", id=user.id, label=user.login),
+        action="auth.login",
+        origin=origin,
+        resource_type="session",
+        resource_id=str(login.id),
+        details={"identity_provider": provider, "client": "browser"},
+    )
+    return BrowserSignIn(token=token.token, ttl=ttl)
