@@ -116,7 +116,15 @@ def start_site(start_server: ServerFactory, tmp_path: Path) -> Iterator[SiteFact
 
 
 @pytest.fixture(scope="module")
-def site(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInSite]:
+def site_settings() -> dict[str, object]:
+    """Server settings of the module's `site` beyond the defaults (a module may override)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def site(
+    backend: str, site_settings: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SignInSite]:
     """Start the default sign-in site once per module (alice, bob and carol may sign in).
 
     A server takes seconds to start, so a module's tests share it: each signs in its own
@@ -125,4 +133,4 @@ def site(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sig
     """
     root = tmp_path_factory.mktemp("site")
     with running_servers(backend, root) as servers, _sites(servers, root) as start:
-        yield start()
+        yield start(**site_settings)

@@ -12,6 +12,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.harness import (
     SignInSite,
+    account,
     assert_accessible,
     fetch,
     inject_inline_script,
@@ -20,12 +21,20 @@ from tests.browser.harness import (
     sign_in,
 )
 
-# SQLite only: the dashboard's server side runs on both databases in
-# tests/integration/test_dashboard.py; this is the browser's side.
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"], scope="module")]
+# Both databases; each module's tests share one server per database (the `site` fixture).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("backend", ["sqlite", "postgresql"], scope="module"),
+]
 
 XSS = '<img src=x onerror="document.title=`pwned`">'
 _names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def site_settings() -> dict[str, object]:
+    """Sign-in by a code approved from a signed-in session, beside the OpenID provider."""
+    return {"enable_local_idp": True, "device_poll_interval_seconds": 1}
 
 
 def _api(page: Page, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -161,3 +170,70 @@ def test_signing_out_ends_the_dashboard_session(site: SignInSite, context: Brows
     assert page.url.startswith(f"{site.url}/login")
     page.goto(f"{site.url}/ui/")
     assert page.url == f"{site.url}/login?return_to=%2Fui%2F"
+
+
+def test_a_code_sign_in_then_ending_a_session_from_the_account_page(
+    site: SignInSite, context: BrowserContext, chromium: Any
+) -> None:
+    person = f"dave{next(_names)}"
+    site.add_account(account(person))
+    first = sign_in(context, site, login=person, return_to="/ui/")
+    tree = _tree(first)
+    first.goto(f"{site.url}/ui/environments/{tree['env']['id']}/")
+
+    with chromium.new_context() as other:
+        second = other.new_page()
+        second.goto(f"{site.url}/login?return_to=/ui/account")
+        with second.expect_navigation():
+            second.get_by_role("button", name="Sign in with a code").click()
+        code = second.locator("#user_code").inner_text()
+        assert_accessible(second, context="a sign-in code")
+        screenshot(second, "sign-in-code")
+        # Approved for themselves, from where they are already signed in (as the CLI does).
+        _api(first, "POST", "/auth/device/approve", {"user_code": code})
+        second.wait_for_url(f"{site.url}/ui/account", timeout=15_000)
+        rows = second.locator("tbody tr")
+        expect(rows).to_have_count(2)
+        expect(second.get_by_text("(this browser)")).to_be_visible()
+        assert_accessible(second, context="the account page")
+        screenshot(second, "dashboard-account")
+        with second.expect_navigation():
+            second.get_by_role("button", name="End").click()
+        expect(rows).to_have_count(1)
+
+    # The first browser's session ended while a page was open: its next action goes to
+    # the sign-in page, which brings it back here afterwards.
+    with first.expect_navigation():
+        first.get_by_role("button", name="Reveal API_KEY").click()
+    assert first.url.startswith(f"{site.url}/login?return_to=")
+    assert "s3cr3t" not in first.content()
+
+
+def test_an_editor_commits_but_manages_neither_access_nor_tokens(
+    site: SignInSite, context: BrowserContext, chromium: Any
+) -> None:
+    owner = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(owner)
+    env_id = tree["env"]["id"]
+    _api(owner, "POST", f"/environments/{env_id}/members", {"user": "bob", "role": "editor"})
+    with chromium.new_context() as other:
+        editor = sign_in(other, site, login="bob", return_to=f"/ui/environments/{env_id}/")
+        tabs = editor.get_by_role("navigation", name="prod").get_by_role("link")
+        assert tabs.all_inner_texts() == ["Secrets", "History"]
+        editor.get_by_label("Name 1").fill("FROM_EDITOR")
+        editor.get_by_label("Value 1").fill("ok")
+        editor.get_by_label("Commit message").fill("an editor's change")
+        with editor.expect_navigation():
+            editor.get_by_role("button", name="Commit").click()
+        expect(editor.get_by_role("button", name="Reveal FROM_EDITOR")).to_be_visible()
+        csrf = page_cookies(editor)["kavach_csrf"]
+        for path in ("tokens", "access"):
+            asked = fetch(editor, f"/ui/environments/{env_id}/{path}")
+            assert asked.status == 403, (path, asked)
+        made = fetch(
+            editor,
+            f"/ui/environments/{env_id}/tokens",
+            method="POST",
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert made.status == 403
