@@ -7,20 +7,26 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 .PHONY: run install dev lock lint typecheck bytecode node-fixtures test test-sqlite coverage bench-tools bench clean
 
 # Pinned, hashed requirements (requirements/*.txt, written by `make lock`), then Kavach itself
-# without dependencies or build isolation: nothing is resolved at install time.
-INSTALL_LOCKED := $(PIP) install --require-hashes --no-deps -r
-INSTALL_SELF := $(PIP) install --no-deps --no-build-isolation -e .
+# without dependencies or build isolation: nothing is resolved at install time. pip installs
+# the installer, uv (locked the same way); uv installs the rest, several times quicker, and
+# compiles it ahead as pip would.
+UV := $(BIN)/uv pip
+UV_TARGET := --quiet --python $(BIN)/python
+INSTALL_LOCKED := $(UV) install $(UV_TARGET) --require-hashes --no-deps --compile-bytecode -r
+INSTALL_SELF := $(UV) install $(UV_TARGET) --no-deps --no-build-isolation -e .
+CHECK := $(UV) check $(UV_TARGET)
 
-$(VENV)/.installed: pyproject.toml requirements/server.txt
+$(VENV)/.installed: pyproject.toml requirements/installer.txt requirements/server.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --require-hashes --no-deps -r requirements/installer.txt
 	$(INSTALL_LOCKED) requirements/server.txt
 	$(INSTALL_SELF)
-	$(PIP) check
+	$(CHECK)
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed requirements/dev.txt
 	$(INSTALL_LOCKED) requirements/dev.txt
-	$(PIP) check
+	$(CHECK)
 	touch $@
 
 install: $(VENV)/.installed
@@ -42,6 +48,7 @@ lock:
 		-o requirements/server.txt pyproject.toml
 	$(COMPILE) -c requirements/dev.txt -o requirements/cli.txt pyproject.toml
 	$(COMPILE) --extra bench -c requirements/dev.txt -o requirements/bench.txt pyproject.toml
+	$(COMPILE) -o requirements/installer.txt requirements/installer.in
 
 run: install
 	$(BIN)/kavach server start
