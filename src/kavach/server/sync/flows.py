@@ -1,4 +1,7 @@
-"""Sync an environment version to a provider: plan, lock the target, apply, record."""
+"""Sync an environment version to a provider: plan, lock the target, apply, record.
+
+`audited_sync` is what the API's route and the dashboard's page both call.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import Actor
+from kavach.server.access import Access, Actor, RequestOrigin
+from kavach.server.audit import service as audit
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider
@@ -109,6 +113,42 @@ async def sync(
     finally:
         await provider.aclose()
     return await runs.detail(session, environment_id=environment_id, run_id=run.id)
+
+
+async def audited_sync(
+    runtime: Runtime,
+    session: AsyncSession,
+    access: Access,
+    origin: RequestOrigin,
+    request: SyncRequest,
+) -> SyncRunDetail:
+    """Sync (or plan) for an admitted caller and record the `secret.sync` event."""
+    result = await sync(
+        runtime,
+        session,
+        environment_id=access.environment_id,
+        request=request,
+        actor=access.principal.actor,
+    )
+    await audit.record(
+        session,
+        actor=access.principal.actor,
+        action="secret.sync",
+        origin=origin,
+        resource_type="environment",
+        resource_id=str(access.environment_id),
+        details={
+            "provider": request.provider,
+            "run_id": str(result.id),
+            "status": result.status,
+            "version_id": result.version_id,
+            "dry_run": request.dry_run,
+            "prune": request.prune,
+            "adopt": request.adopt,
+            "counts": result.counts,
+        },
+    )
+    return result
 
 
 def _count(runtime: Runtime, provider: str, outcome: str) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends
 
 from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
-from kavach.server.errors import NotFound
 from kavach.server.page_query import PageDep
 from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement
@@ -30,32 +27,7 @@ async def sync_secrets(
     origin: OriginDep,
 ) -> Envelope[SyncRunDetail]:
     """Sync a version to a provider: the plan, then each secret's outcome (dry_run: plan only)."""
-    result = await flows.sync(
-        runtime,
-        session,
-        environment_id=access.environment_id,
-        request=body,
-        actor=access.principal.actor,
-    )
-    await audit.record(
-        session,
-        actor=access.principal.actor,
-        action="secret.sync",
-        origin=origin,
-        resource_type="environment",
-        resource_id=str(access.environment_id),
-        details={
-            "provider": body.provider,
-            "run_id": str(result.id),
-            "status": result.status,
-            "version_id": result.version_id,
-            "dry_run": body.dry_run,
-            "prune": body.prune,
-            "adopt": body.adopt,
-            "counts": result.counts,
-        },
-    )
-    return ok(result)
+    return ok(await flows.audited_sync(runtime, session, access, origin, body))
 
 
 @router.get("/sync-runs", response_model=Envelope[Page[SyncRunPublic]])
@@ -75,8 +47,5 @@ async def get_sync_run(
     session: SessionDep,
 ) -> Envelope[SyncRunDetail]:
     """Return a sync run with its per-secret results."""
-    try:
-        wanted = uuid.UUID(run_id)
-    except ValueError:
-        raise NotFound("sync run not found in this environment") from None
+    wanted = runs.run_id_of(run_id)
     return ok(await runs.detail(session, environment_id=access.environment_id, run_id=wanted))

@@ -137,6 +137,14 @@ def public(run: SyncRun) -> SyncRunPublic:
     )
 
 
+def run_id_of(text: str) -> uuid.UUID:
+    """Read a run id from a path; one that is no id is not found, as another's run is."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound("sync run not found in this environment") from None
+
+
 async def detail(
     session: AsyncSession, *, environment_id: uuid.UUID, run_id: uuid.UUID
 ) -> SyncRunDetail:
