@@ -125,6 +125,9 @@ MATRIX: dict[str, Case] = {
     "POST /ui/environments/{id}/tokens": Case("env", "admin"),
     "POST /ui/environments/{id}/tokens/{token_id}/revoke": Case("env", "admin"),
     "POST /ui/environments/{id}/rollback": Case("env", "editor"),
+    "GET /ui/environments/{id}/sync": Case("env", "viewer"),
+    "POST /ui/environments/{id}/sync": Case("env", "editor"),
+    "GET /ui/environments/{id}/sync-runs/{run_id}": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -366,6 +369,8 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             status=201,
         )
         body = Form(version_id=tree["version"]["id"], message="matrix")
+    elif key == "POST /ui/environments/{id}/sync":
+        body = Form(provider="memory", mode="run")
     elif key == "GET /ui/environments/{id}/value":
         path += "?name=BASE"
     elif key.endswith("/secrets/versions") and method == "POST":
