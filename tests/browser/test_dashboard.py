@@ -20,6 +20,7 @@ from tests.browser.harness import (
     screenshot,
     sign_in,
 )
+from tests.fakes.github_actions import FakeActionsState, serve_fake_github_actions
 
 # Both databases; each module's tests share one server per database (the `site` fixture).
 pytestmark = [
@@ -237,3 +238,34 @@ def test_an_editor_commits_but_manages_neither_access_nor_tokens(
             headers={"X-CSRF-Token": csrf},
         )
         assert made.status == 403
+
+
+def test_an_owner_plans_then_runs_a_sync_to_github(
+    site: SignInSite, context: BrowserContext
+) -> None:
+    state = FakeActionsState()
+    state.add_repo("octo", "app")
+    with serve_fake_github_actions(state) as url:
+        page = sign_in(context, site, login="alice", return_to="/ui/")
+        tree = _tree(page)
+        env_id = tree["env"]["id"]
+        config = {"owner": "octo", "repository": "app", "api_url": url}
+        provider = {"provider": "github", "config": config, "credentials": {"token": state.token}}
+        _api(page, "POST", f"/environments/{env_id}/providers/", provider)
+        page.goto(f"{site.url}/ui/environments/{env_id}/sync")
+        assert state.token not in page.content()
+
+        page.get_by_role("button", name="Plan").click()
+        result = page.locator("#result-github")
+        expect(result).to_contain_text("API_KEY")
+        expect(result).to_contain_text("create")
+        assert not state.store("octo", "app", None).secrets  # a plan writes nothing
+
+        page.get_by_role("button", name="Run sync").click()
+        expect(result).to_contain_text("succeeded")
+        assert state.plaintext("octo", "app", None, "API_KEY") == "s3cr3t"
+        assert state.plaintext("octo", "app", None, "HTML") == XSS
+        assert "s3cr3t" not in page.content()
+        expect(page.locator("#runs tbody tr")).to_have_count(2)
+        assert_accessible(page, context="sync")
+        screenshot(page, "dashboard-sync", full_page=True)
