@@ -125,6 +125,7 @@ MATRIX: dict[str, Case] = {
     "POST /ui/environments/{id}/tokens": Case("env", "admin"),
     "POST /ui/environments/{id}/tokens/{token_id}/revoke": Case("env", "admin"),
     "POST /ui/environments/{id}/rollback": Case("env", "editor"),
+    "GET /ui/secret-groups/{id}/compare": Case("group", "viewer", below="ok"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -207,6 +208,7 @@ LEAN = {
     "POST /api/v1/environments/{id}/secrets/versions",
     "GET /ui/environments/{id}/value",
     "POST /ui/environments/{id}/versions",
+    "GET /ui/secret-groups/{id}/compare",  # each environment compared is a read
 }
 
 

@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kavach.server.dashboard import access, account, environment, history, navigation, tokens
+from kavach.server.dashboard import (
+    access,
+    account,
+    compare,
+    environment,
+    history,
+    navigation,
+    tokens,
+)
 
 router = APIRouter()
-for area in (navigation, environment, history, access, tokens, account):
+for area in (navigation, environment, history, access, tokens, compare, account):
     router.include_router(area.router)
