@@ -126,6 +126,9 @@ MATRIX: dict[str, Case] = {
     "POST /ui/environments/{id}/tokens/{token_id}/revoke": Case("env", "admin"),
     "POST /ui/environments/{id}/rollback": Case("env", "editor"),
     "GET /ui/secret-groups/{id}/compare": Case("group", "viewer", below="ok"),
+    "GET /ui/environments/{id}/trusts": Case("env", "admin"),
+    "POST /ui/environments/{id}/trusts": Case("env", "admin"),
+    "POST /ui/environments/{id}/trusts/{trust_id}/delete": Case("env", "admin"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -370,6 +373,10 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = Form(version_id=tree["version"]["id"], message="matrix")
     elif key == "GET /ui/environments/{id}/value":
         path += "?name=BASE"
+    elif key == "POST /ui/environments/{id}/trusts":
+        trust = _trust(world)
+        ((claim, pattern),) = trust.pop("conditions").items()
+        body = Form(**trust, claim=[claim], pattern=[pattern], role="viewer", ttl="15")
     elif key.endswith("/secrets/versions") and method == "POST":
         body = {"message": "matrix", "set": {world.name("K"): "v"}}
     elif key.endswith("/rollback"):

@@ -33,6 +33,7 @@ ENV_TABS = (
     Tab("History", "history", READ),
     Tab("Access", "access", "members.read"),
     Tab("Tokens", "tokens", "token.read"),
+    Tab("Workload identities", "trusts", "trust.read"),
 )
 
 

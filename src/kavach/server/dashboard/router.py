@@ -19,8 +19,9 @@ from kavach.server.dashboard import (
     history,
     navigation,
     tokens,
+    trusts,
 )
 
 router = APIRouter()
-for area in (navigation, environment, history, access, tokens, compare, account):
+for area in (navigation, environment, history, access, tokens, trusts, compare, account):
     router.include_router(area.router)
