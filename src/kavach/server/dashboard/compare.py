@@ -28,8 +28,9 @@ from kavach.server.secrets.comparison import Compared
 MAX_COMPARED = 8
 # Environments offered to pick from: one page of the group's listing.
 MAX_CHOICES = 100
-# Names shown: a row is about 300 bytes at 8 columns; this keeps a page under 100 KB.
-MAX_ROWS = 200
+# Names shown: a row is about 320 bytes and its name at 8 columns (a name is at most 256
+# characters), so a page stays under 100 KB.
+MAX_ROWS = 150
 DIFFERENCES = "differences"
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
