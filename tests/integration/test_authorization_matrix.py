@@ -128,6 +128,10 @@ MATRIX: dict[str, Case] = {
     "GET /ui/environments/{id}/sync": Case("env", "viewer"),
     "POST /ui/environments/{id}/sync": Case("env", "editor"),
     "GET /ui/environments/{id}/sync-runs/{run_id}": Case("env", "viewer"),
+    "GET /ui/secret-groups/{id}/compare": Case("group", "viewer", below="ok"),
+    "GET /ui/environments/{id}/trusts": Case("env", "admin"),
+    "POST /ui/environments/{id}/trusts": Case("env", "admin"),
+    "POST /ui/environments/{id}/trusts/{trust_id}/delete": Case("env", "admin"),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -210,6 +214,7 @@ LEAN = {
     "POST /api/v1/environments/{id}/secrets/versions",
     "GET /ui/environments/{id}/value",
     "POST /ui/environments/{id}/versions",
+    "GET /ui/secret-groups/{id}/compare",  # each environment compared is a read
 }
 
 
@@ -373,6 +378,10 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
         body = Form(provider="memory", mode="run")
     elif key == "GET /ui/environments/{id}/value":
         path += "?name=BASE"
+    elif key == "POST /ui/environments/{id}/trusts":
+        trust = _trust(world)
+        ((claim, pattern),) = trust.pop("conditions").items()
+        body = Form(**trust, claim=[claim], pattern=[pattern], role="viewer", ttl="15")
     elif key.endswith("/secrets/versions") and method == "POST":
         body = {"message": "matrix", "set": {world.name("K"): "v"}}
     elif key.endswith("/rollback"):

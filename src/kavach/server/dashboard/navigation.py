@@ -22,15 +22,23 @@ from kavach.server.rbac.deps import Requirement
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
+def searched(name: str | None) -> str | None:
+    """Return what the search box asks for (None: nothing), as long as a name can be."""
+    return (name or "").strip()[:63] or None
+
+
 @router.get("/", response_class=HTMLResponse)
 async def organizations(
     request: Request,
     access: Annotated[Access, Depends(Requirement("org.list"))],
     session: SessionDep,
+    name: str | None = None,
 ) -> HTMLResponse:
-    """The organizations the caller sees."""
-    query = None  # organizations are few per person: no search
-    found, after = await seen.organizations(session, access.user.user.id, listing(request))
+    """The organizations the caller sees, those whose name holds `name` if given."""
+    query = searched(name)
+    found, after = await seen.organizations(
+        session, access.user.user.id, listing(request), containing=query
+    )
     rows = [row_of(item.row, item.role, f"{PREFIX}/organizations/{item.row.id}") for item in found]
     return page(
         request,
@@ -50,12 +58,12 @@ async def organization(
     session: SessionDep,
     name: str | None = None,
 ) -> HTMLResponse:
-    """An organization's secret groups the caller sees."""
+    """An organization's secret groups the caller sees, those whose name holds `name` if given."""
     org = access.resource
     assert isinstance(org, Organization)  # noqa: S101 - the requirement loads it
-    query = (name or "").strip()[:63] or None
+    query = searched(name)
     found, after = await seen.secret_groups(
-        session, access.user.user.id, org.id, listing(request), query
+        session, access.user.user.id, org.id, listing(request), containing=query
     )
     rows = [row_of(item.row, item.role, f"{PREFIX}/secret-groups/{item.row.id}") for item in found]
     return page(
@@ -81,14 +89,14 @@ async def secret_group(
     session: SessionDep,
     name: str | None = None,
 ) -> HTMLResponse:
-    """A secret group's environments the caller sees."""
+    """A secret group's environments the caller sees, those whose name holds `name` if given."""
     group, scope = access.resource, access.scope
     assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
     assert scope is not None  # noqa: S101
     org = await session.get(Organization, scope.organization_id)
-    query = (name or "").strip()[:63] or None
+    query = searched(name)
     found, after = await seen.environments(
-        session, access.user.user.id, scope, listing(request), query
+        session, access.user.user.id, scope, listing(request), containing=query
     )
     rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}/") for item in found]
     crumbs = [Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}")]
@@ -105,4 +113,6 @@ async def secret_group(
         items=rows,
         query=query,
         next_url=next_url(request, after),
+        # The comparison's requirement is this page's: whoever sees it may compare.
+        compare_url=f"{PREFIX}/secret-groups/{group.id}/compare",
     )

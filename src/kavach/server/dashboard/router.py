@@ -14,13 +14,15 @@ from fastapi import APIRouter
 from kavach.server.dashboard import (
     access,
     account,
+    compare,
     environment,
     history,
     navigation,
     sync,
     tokens,
+    trusts,
 )
 
 router = APIRouter()
-for area in (navigation, environment, history, access, tokens, sync, account):
+for area in (navigation, environment, history, access, tokens, trusts, sync, compare, account):
     router.include_router(area.router)

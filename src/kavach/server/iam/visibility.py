@@ -3,7 +3,9 @@
 A listing shows what the user holds a role on or under, with the role held there (inherited
 from above or none). Each listing is a fixed number of queries whatever the number of rows
 or of the user's bindings: the roles that can apply are read once, keyed by where they sit,
-and which rows are seen is decided in SQL, so a name filter (and a page) is SQL's too.
+and which rows are seen is decided in SQL, so a name filter (and a page) is SQL's too. A
+filter is either an exact name (`name`, the API's) or a part of one (`containing`, the
+dashboard's search: without case, `%` and `_` taken as themselves).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from kavach.server.access import ENVIRONMENT, ORGANIZATION, SECRET_GROUP, Scope
 from kavach.server.iam.models import Environment, Organization, SecretGroup
@@ -59,15 +62,35 @@ class Seen(Generic[T]):
     role: str | None
 
 
+def named(
+    column: InstrumentedAttribute[str], name: str | None, containing: str | None
+) -> list[ColumnElement[bool]]:
+    """Return the conditions of a name filter: the exact name, and a part of it without case."""
+    found: list[ColumnElement[bool]] = []
+    if name is not None:
+        found.append(column == name)
+    if containing is not None:
+        # LIKE on lower() on SQLite, ILIKE on PostgreSQL; the escape keeps `%` and `_` literal.
+        found.append(column.icontains(containing, autoescape=True))
+    return found
+
+
 async def organizations(
-    session: AsyncSession, user_id: uuid.UUID, request: PageRequest
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    request: PageRequest,
+    *,
+    containing: str | None = None,
 ) -> tuple[list[Seen[Organization]], str | None]:
     """Return a page of the organizations the user holds a role in, by name."""
     held = held_by(user_id)
     roles = await Holdings.read(session, and_(held, RoleBinding.resource_type == ORGANIZATION))
     within = select(RoleBinding.organization_id).where(held)
-    query = ORGANIZATIONS.page(select(Organization).where(Organization.id.in_(within)), request)
-    orgs, after = ORGANIZATIONS.cut(list(await session.scalars(query)), request, _by_name)
+    query = select(Organization).where(
+        Organization.id.in_(within), *named(Organization.name, None, containing)
+    )
+    found = list(await session.scalars(ORGANIZATIONS.page(query, request)))
+    orgs, after = ORGANIZATIONS.cut(found, request, _by_name)
     return [Seen(org, roles.role_at(Scope(org.id))) for org in orgs], after
 
 
@@ -77,6 +100,8 @@ async def secret_groups(
     org_id: uuid.UUID,
     request: PageRequest,
     name: str | None = None,
+    *,
+    containing: str | None = None,
 ) -> tuple[list[Seen[SecretGroup]], str | None]:
     """Return a page of an organization's groups the user holds a role on or under."""
     held = and_(held_by(user_id), RoleBinding.organization_id == org_id)
@@ -93,8 +118,7 @@ async def secret_groups(
             .where(held, RoleBinding.resource_type == ENVIRONMENT)
         )
         query = query.where(or_(SecretGroup.id.in_(on_group), SecretGroup.id.in_(under_group)))
-    if name is not None:
-        query = query.where(SecretGroup.name == name)
+    query = query.where(*named(SecretGroup.name, name, containing))
     found = list(await session.scalars(SECRET_GROUPS.page(query, request)))
     groups, after = SECRET_GROUPS.cut(found, request, _by_name)
     return [Seen(group, roles.role_at(Scope(org_id, group.id))) for group in groups], after
@@ -106,6 +130,8 @@ async def environments(
     scope: Scope,
     request: PageRequest,
     name: str | None = None,
+    *,
+    containing: str | None = None,
 ) -> tuple[list[Seen[Environment]], str | None]:
     """Return a page of a secret group's environments the user holds a role on or under."""
     group_id = scope.secret_group_id
@@ -123,8 +149,7 @@ async def environments(
     if not roles.role_at(scope):  # no role above: only the environments held directly
         on_env = [rid for kind, rid in roles.roles if kind == ENVIRONMENT]
         query = query.where(Environment.id.in_(on_env) if on_env else false())
-    if name is not None:
-        query = query.where(Environment.name == name)
+    query = query.where(*named(Environment.name, name, containing))
     found = list(await session.scalars(ENVIRONMENTS.page(query, request)))
     envs, after = ENVIRONMENTS.cut(found, request, _by_name)
     return [Seen(env, roles.role_at(Scope(org_id, group_id, env.id))) for env in envs], after

@@ -156,10 +156,15 @@ class Admitted:
 
     async def __call__(self, request: Request) -> Admit:
         """Ask the gate; return the question and its answer for the use case."""
-        ticket = Ticket(
-            token=bearer_token(request),
-            action=self.action,
-            environment_id=environment_of(request.path_params.get("id")),
-            state=request.scope.setdefault("state", {}),
-        )
+        ticket = ticket_for(request, self.action, environment_of(request.path_params.get("id")))
         return ticket, await runtime_of(request).gate.admit_provisionally(ticket)
+
+
+def ticket_for(request: Request, action: str, environment_id: uuid.UUID | None) -> Ticket:
+    """Return what a request asks the gate about an environment: its credential, its state."""
+    return Ticket(
+        token=bearer_token(request),
+        action=action,
+        environment_id=environment_id,
+        state=request.scope.setdefault("state", {}),
+    )

@@ -6,6 +6,8 @@ The order of things is decided here and nowhere else:
 - a read is admitted at the gate, its data read with the epoch that confirms the
   admission, its values decrypted, its audit event committed, and only then answered;
 - a read whose values do not decrypt records a failed `secret.read` and answers 503;
+- a comparison of environments is a read of each (admitted, audited), answered with which
+  values agree, never with the values;
 - a commit is admitted at the gate and written by the store, which confirms the admission
   under the commit's lock; the version and its event are written together or not at all.
 """
@@ -13,7 +15,8 @@ The order of things is decided here and nowhere else:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -23,9 +26,10 @@ from kavach.server.access import Access, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.audit.batch import AuditBatcher
 from kavach.server.crypto.datakeys import SecretKeys
-from kavach.server.errors import CannotDecrypt, ServiceUnavailable
+from kavach.server.errors import CannotDecrypt, Forbidden, NotFound, ServiceUnavailable
 from kavach.server.gate import AccessGate, Admission, Ticket
 from kavach.server.secrets import flows, service
+from kavach.server.secrets.comparison import Comparison, Digester, Digests, compare
 from kavach.server.secrets.events import commit_event, environment_event, read_event
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.models import SecretVersion
@@ -74,6 +78,7 @@ class SecretUseCases:
         admission: Admission,
         origin: RequestOrigin,
         render: Callable[[SecretsResponse], T],
+        what: str = "secrets",
     ) -> T:
         """Return the latest secrets, rendered while the read's event commits."""
         admission, snapshot = await self._confirmed_latest(ticket, admission)
@@ -82,11 +87,9 @@ class SecretUseCases:
         try:
             values = await self._values(snapshot)
         except CannotDecrypt as failure:
-            await self._audit.record(
-                read_event(access, origin, version_id, "secrets", failure=failure)
-            )
+            await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
             raise
-        committed = self._audit.submit(read_event(access, origin, version_id, "secrets"))
+        committed = self._audit.submit(read_event(access, origin, version_id, what))
         try:
             if not self._audit.committing:
                 # Let the event's batch go out, then render while it commits: the answer
@@ -97,6 +100,37 @@ class SecretUseCases:
         finally:
             await committed
         return answer
+
+    async def compare_latest(self, tickets: Sequence[Ticket], origin: RequestOrigin) -> Comparison:
+        """Compare the latest secrets of the tickets' environments; say which values agree.
+
+        Each environment is admitted at the gate and read as any read is (a `secret.read`
+        event, `what: compare`); one the gate refuses, or whose values do not decrypt, is
+        left out and said so.
+        """
+        digester, compared, columns = Digester(), [], []
+        left_out: dict[uuid.UUID, str] = {}
+        for ticket in tickets:
+            env_id = ticket.environment_id
+            assert env_id is not None  # noqa: S101 - the caller names listed environments
+            try:
+                admission = await self._gate.admit_provisionally(ticket)
+                column: Digests = await self.read_latest(
+                    ticket,
+                    admission,
+                    origin,
+                    lambda read: digester.digests(read.secrets),
+                    "compare",
+                )
+            except (Forbidden, NotFound):
+                left_out[env_id] = "you may not read its secrets"
+                continue
+            except CannotDecrypt:
+                left_out[env_id] = "its values could not be decrypted"
+                continue
+            compared.append(env_id)
+            columns.append(column)
+        return Comparison(tuple(compared), compare(columns), left_out)
 
     async def commit(
         self, ticket: Ticket, admission: Admission, origin: RequestOrigin, body: CommitRequest

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.auth.models import ServiceToken
@@ -69,6 +69,24 @@ async def get(
             WorkloadTrust.id == trust_id, WorkloadTrust.environment_id == environment_id
         )
     )
+
+
+async def live_tokens(
+    session: AsyncSession, trust_ids: Sequence[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, int]:
+    """Count each trust's tokens still in force (neither expired nor revoked), in one query."""
+    if not trust_ids:
+        return {}
+    query = (
+        select(ServiceToken.workload_trust_id, func.count())
+        .where(
+            ServiceToken.workload_trust_id.in_(trust_ids),
+            ServiceToken.revoked_at.is_(None),
+            ServiceToken.expires_at > now,
+        )
+        .group_by(ServiceToken.workload_trust_id)
+    )
+    return {trust_id: count for trust_id, count in await session.execute(query) if trust_id}
 
 
 async def delete_trust(session: AsyncSession, *, trust: WorkloadTrust) -> int:
