@@ -269,3 +269,37 @@ def test_an_owner_plans_then_runs_a_sync_to_github(
         expect(page.locator("#runs tbody tr")).to_have_count(2)
         assert_accessible(page, context="sync")
         screenshot(page, "dashboard-sync", full_page=True)
+
+
+def test_an_owner_compares_environments_and_adds_a_workload_trust(
+    site: SignInSite, context: BrowserContext
+) -> None:
+    page = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(page)
+    staging = _api(
+        page, "POST", f"/secret-groups/{tree['group']['id']}/environments", {"name": "staging"}
+    )
+    change = {"message": "staging", "set": {"API_KEY": "other-value", "ONLY_HERE": "x"}}
+    _api(page, "POST", f"/environments/{staging['id']}/secrets/versions", change)
+
+    page.goto(f"{site.url}/ui/secret-groups/{tree['group']['id']}/")
+    page.get_by_role("link", name="Compare environments").click()
+    matrix = page.locator("table.compare")
+    expect(matrix.locator("tr", has_text="API_KEY")).to_contain_text("differ")
+    expect(matrix.locator("tr", has_text="ONLY_HERE")).to_contain_text("missing in 1")
+    expect(matrix.locator("tr", has_text="HTML")).to_contain_text("missing in 1")
+    content = page.content()
+    assert "s3cr3t" not in content and "other-value" not in content
+    assert_accessible(page, context="comparing environments")
+    screenshot(page, "dashboard-compare")
+
+    page.goto(f"{site.url}/ui/environments/{tree['env']['id']}/trusts")
+    page.get_by_label("Name").fill("deploy")
+    page.get_by_label("Issuer").fill("https://token.actions.githubusercontent.com")
+    page.get_by_label("Audience").fill(site.url)
+    page.get_by_label("Claim 1").fill("sub")
+    page.get_by_label("Value or pattern 1").fill("repo:acme/app:ref:refs/heads/main")
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("table", name="Trusts")).to_contain_text("repo:acme/app")
+    assert_accessible(page, context="workload identities")
+    screenshot(page, "dashboard-trusts")
