@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 
 from fastapi import FastAPI
@@ -15,11 +16,17 @@ from kavach.server.rbac.deps import Admitted, Requirement
 Declared = Requirement | Admitted
 
 
-def _walk(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+def _walk(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[BaseRoute]:
     for route in routes:
         nested = getattr(route, "original_router", None)  # an included router
         if nested is not None:
-            yield from _walk(nested.routes)
+            # Its routes' paths lack the prefix of the router it was included in (/ui).
+            context = getattr(route, "include_context", None)
+            yield from _walk(nested.routes, prefix + getattr(context, "prefix", ""))
+        elif prefix and isinstance(route, APIRoute):
+            found = copy.copy(route)
+            found.path = prefix + route.path
+            yield found
         else:
             yield route
 
