@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kavach.server.dashboard import access, account, environment, history, navigation, tokens
+from kavach.server.dashboard import (
+    access,
+    account,
+    environment,
+    history,
+    navigation,
+    tokens,
+    user_groups,
+)
 from kavach.server.dashboard.common import PREFIX
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-for area in (navigation, environment, history, access, tokens, account):
+for area in (navigation, environment, history, access, user_groups, tokens, account):
     router.include_router(area.router)
