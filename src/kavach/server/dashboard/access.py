@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Access
 from kavach.server.dashboard import access_view as view
@@ -59,7 +60,7 @@ def _said(granted: BindingPublic | PendingGrantPublic) -> str:
     return f"User group {group} now holds {granted.role} here."
 
 
-async def _subject_name(session: SessionDep, removed: RoleBinding) -> str:
+async def _subject_name(session: AsyncSession, removed: RoleBinding) -> str:
     """Name whom a revoked role was held by."""
     if removed.user_id is not None:
         user = await session.get(User, removed.user_id)
@@ -69,7 +70,7 @@ async def _subject_name(session: SessionDep, removed: RoleBinding) -> str:
 
 
 async def _answer(
-    session: SessionDep, access: Access, notice: Notice, form: dict[str, str] | None = None
+    session: AsyncSession, access: Access, notice: Notice, form: dict[str, str] | None = None
 ) -> HTMLResponse:
     """Draw the lists again, as they now are, with what came of the change."""
     context = await view.lists(session, access, notice=notice, form=form)
