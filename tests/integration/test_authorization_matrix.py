@@ -132,6 +132,22 @@ MATRIX: dict[str, Case] = {
     "GET /ui/environments/{id}/trusts": Case("env", "admin"),
     "POST /ui/environments/{id}/trusts": Case("env", "admin"),
     "POST /ui/environments/{id}/trusts/{trust_id}/delete": Case("env", "admin"),
+    "POST /ui/environments/{id}/access/grant": Case("env", "admin"),
+    "POST /ui/environments/{id}/access/revoke": Case("env", "admin"),
+    "POST /ui/environments/{id}/access/withdraw": Case("env", "admin"),
+    "GET /ui/organizations/{id}/access": Case("org", "admin"),
+    "POST /ui/organizations/{id}/access/grant": Case("org", "admin"),
+    "POST /ui/organizations/{id}/access/revoke": Case("org", "admin"),
+    "POST /ui/organizations/{id}/access/withdraw": Case("org", "admin"),
+    "GET /ui/secret-groups/{id}/access": Case("group", "admin"),
+    "POST /ui/secret-groups/{id}/access/grant": Case("group", "admin"),
+    "POST /ui/secret-groups/{id}/access/revoke": Case("group", "admin"),
+    "POST /ui/secret-groups/{id}/access/withdraw": Case("group", "admin"),
+    "GET /ui/organizations/{id}/user-groups": Case("org", "viewer"),
+    "POST /ui/organizations/{id}/user-groups": Case("org", "admin"),
+    "GET /ui/user-groups/{id}": Case("user_group", "viewer", below=404),
+    "POST /ui/user-groups/{id}/members": Case("user_group", "admin", below=404),
+    "POST /ui/user-groups/{id}/members/remove": Case("user_group", "admin", below=404),
     "POST /api/v1/environments/{id}/secrets/rollback": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/{name}/history": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/providers/": Case("env", "viewer"),
@@ -207,6 +223,14 @@ MOVES_THE_EPOCH = {
     "POST /ui/environments/{id}/tokens/{token_id}/revoke",
     "POST /api/v1/user-groups/{id}/members",
     "DELETE /api/v1/user-groups/{id}/members",
+    "POST /ui/environments/{id}/access/grant",
+    "POST /ui/environments/{id}/access/revoke",
+    "POST /ui/organizations/{id}/access/grant",
+    "POST /ui/organizations/{id}/access/revoke",
+    "POST /ui/secret-groups/{id}/access/grant",
+    "POST /ui/secret-groups/{id}/access/revoke",
+    "POST /ui/user-groups/{id}/members",
+    "POST /ui/user-groups/{id}/members/remove",
 }
 # Routes whose warm, allowed sends the gate admits from the cache without a query.
 LEAN = {
@@ -352,6 +376,22 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     elif path.endswith("/members/pending") and method == "DELETE":
         body = {"user": "newcomer"}  # nobody signs in as newcomer: the invite stays pending
         await alice("POST", path.removesuffix("/pending"), body | {"role": "viewer"}, status=202)
+    elif key.startswith("POST /ui/") and "/access/" in key:
+        members = path.removeprefix("/ui").rsplit("/access/", 1)[0] + "/members"
+        if key.endswith("/grant"):
+            body = Form(who="carol", role="viewer")
+        elif key.endswith("/revoke"):
+            await alice("POST", members, {"user": "carol", "role": "viewer"}, status=200)
+            body = Form(user="carol", role="viewer")
+        else:  # nobody signs in as newcomer: the invite stays pending
+            await alice("POST", members, {"user": "newcomer", "role": "viewer"}, status=202)
+            body = Form(user="newcomer", role="viewer")
+    elif key == "POST /ui/organizations/{id}/user-groups":
+        body = Form(name=world.name("ug"))
+    elif key.startswith("POST /ui/user-groups/"):
+        body = Form(user="carol")
+        members = path.removeprefix("/ui").removesuffix("/remove")
+        await alice("POST" if key.endswith("/remove") else "DELETE", members, {"user": "carol"})
     elif path.endswith("/members") and level == "user_group":
         body = {"user": "carol"}
         if method == "DELETE":

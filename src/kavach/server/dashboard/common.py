@@ -38,6 +38,42 @@ ENV_TABS = (
 )
 
 
+# The pages of an organization and of a secret group, under its address.
+ORG_TABS = (
+    Tab("Secret groups", "", "group.read"),
+    Tab("Access", "/access", "members.read"),
+    Tab("User groups", "/user-groups", "user_group.read"),
+)
+GROUP_TABS = (Tab("Environments", "", "env.read"), Tab("Access", "/access", "members.read"))
+# Where each kind of resource's pages live.
+PATHS = {
+    "organization": "organizations",
+    "secret_group": "secret-groups",
+    "environment": "environments",
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A tab offered: its name, its address and whether it is the page shown."""
+
+    name: str
+    url: str
+    current: bool
+
+
+def resource_url(kind: str, resource_id: object) -> str:
+    """Return the address of an organization's, secret group's or environment's page."""
+    return f"{PREFIX}/{PATHS[kind]}/{resource_id}"
+
+
+def node_tabs(access: Access, kind: str, resource_id: object, current: str = "") -> list[Link]:
+    """Return the tabs of an organization's or secret group's pages the caller's role admits."""
+    base = resource_url(kind, resource_id)
+    tabs = ORG_TABS if kind == "organization" else GROUP_TABS
+    return [Link(t.name, base + t.path, t.path == current) for t in tabs if may(access, t.action)]
+
+
 def listing(request: Request) -> PageRequest:
     """The page of a listing the request asks for (50 rows, after its cursor)."""
     cursor = request.query_params.get("cursor")

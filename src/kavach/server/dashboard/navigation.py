@@ -12,6 +12,7 @@ from kavach.server.dashboard.common import (
     PREFIX,
     listing,
     next_url,
+    node_tabs,
 )
 from kavach.server.dashboard.pages import Crumb, page, row_of
 from kavach.server.deps import SessionDep
@@ -76,6 +77,7 @@ async def organization(
         kind_plural="secret groups",
         parent_kind="organization",
         role=access.role,
+        node_tabs=node_tabs(access, "organization", org.id),
         items=rows,
         query=query,
         next_url=next_url(request, after),
@@ -110,6 +112,7 @@ async def secret_group(
         kind_plural="environments",
         parent_kind="secret group",
         role=access.role,
+        node_tabs=node_tabs(access, "secret_group", group.id),
         items=rows,
         query=query,
         next_url=next_url(request, after),

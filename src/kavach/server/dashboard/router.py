@@ -21,8 +21,21 @@ from kavach.server.dashboard import (
     sync,
     tokens,
     trusts,
+    user_groups,
 )
 
 router = APIRouter()
-for area in (navigation, environment, history, access, tokens, trusts, sync, compare, account):
+AREAS = (
+    navigation,
+    environment,
+    history,
+    access,
+    user_groups,
+    tokens,
+    trusts,
+    sync,
+    compare,
+    account,
+)
+for area in AREAS:
     router.include_router(area.router)

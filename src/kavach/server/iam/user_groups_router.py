@@ -8,10 +8,9 @@ from fastapi import Depends
 
 from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
+from kavach.server.iam import user_group_usecases as usecases
 from kavach.server.iam import user_groups
-from kavach.server.iam.models import UserGroup
 from kavach.server.iam.schemas import (
     Deleted,
     MemberChange,
@@ -26,25 +25,6 @@ from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement
 
 router = api_router(prefix=f"{API_PREFIX}/user-groups", tags=["user groups"])
-
-
-def _group(access: Access) -> UserGroup:
-    assert isinstance(access.resource, UserGroup)  # noqa: S101 - Requirement loaded it
-    return access.resource
-
-
-async def _audit(
-    session: SessionDep,
-    access: Access,
-    origin: OriginDep,
-    action: str,
-    group: UserGroup,
-    **details: object,
-) -> None:
-    """Record an event on the user group, naming it."""
-    await audit.record_request(
-        session, access, origin, action, "user_group", group.id, name=group.name, **details
-    )
 
 
 @router.get("/", response_model=Envelope[Page[UserGroupPublic]])
@@ -78,14 +58,7 @@ async def create_user_group(
     origin: OriginDep,
 ) -> Envelope[UserGroupPublic]:
     """Create a user group in an organization."""
-    group = await user_groups.create(
-        session,
-        organization_id=body.organization_id,
-        name=body.name,
-        description=body.description,
-    )
-    await _audit(session, access, origin, "user_group.create", group)
-    return ok(UserGroupPublic.model_validate(group))
+    return ok(await usecases.create(session, access, origin, body))
 
 
 @router.get("/{id}", response_model=Envelope[UserGroupPublic])
@@ -93,7 +66,7 @@ async def get_user_group(
     access: Annotated[Access, Depends(Requirement("user_group.read", "user_group"))],
 ) -> Envelope[UserGroupPublic]:
     """Return a user group."""
-    return ok(UserGroupPublic.model_validate(_group(access)))
+    return ok(UserGroupPublic.model_validate(usecases.group_of(access)))
 
 
 @router.patch("/{id}", response_model=Envelope[UserGroupPublic])
@@ -104,12 +77,7 @@ async def update_user_group(
     origin: OriginDep,
 ) -> Envelope[UserGroupPublic]:
     """Rename or describe a user group."""
-    group = _group(access)
-    before = await user_groups.update(
-        session, group=group, changes=body, caller_id=access.user.user.id
-    )
-    await _audit(session, access, origin, "user_group.update", group, changed=sorted(before))
-    return ok(UserGroupPublic.model_validate(group))
+    return ok(await usecases.update(session, access, origin, body))
 
 
 @router.delete("/{id}", response_model=Envelope[Deleted])
@@ -119,9 +87,7 @@ async def delete_user_group(
     origin: OriginDep,
 ) -> Envelope[Deleted]:
     """Delete a user group; the roles granted to it go with it."""
-    group = _group(access)
-    await user_groups.delete(session, group=group, caller_id=access.user.user.id)
-    await _audit(session, access, origin, "user_group.delete", group)
+    group = await usecases.delete(session, access, origin)
     return ok(Deleted(id=group.id))
 
 
@@ -132,7 +98,7 @@ async def list_user_group_members(
     page: PageDep,
 ) -> Envelope[Page[UserGroupMemberPublic]]:
     """List a user group's members, by login."""
-    return ok(await user_groups.members(session, group=_group(access), request=page))
+    return ok(await user_groups.members(session, group=usecases.group_of(access), request=page))
 
 
 @router.post("/{id}/members", status_code=201, response_model=Envelope[UserGroupMemberPublic])
@@ -143,12 +109,7 @@ async def add_user_group_member(
     origin: OriginDep,
 ) -> Envelope[UserGroupMemberPublic]:
     """Add a user to a user group."""
-    group = _group(access)
-    member = await user_groups.add_member(
-        session, group=group, login=body.user, caller_id=access.user.user.id
-    )
-    await _audit(session, access, origin, "user_group.member_add", group, user=body.user)
-    return ok(member)
+    return ok(await usecases.add_member(session, access, origin, body.user))
 
 
 @router.delete("/{id}/members", response_model=Envelope[Removed])
@@ -159,9 +120,5 @@ async def remove_user_group_member(
     origin: OriginDep,
 ) -> Envelope[Removed]:
     """Remove a user from a user group."""
-    group = _group(access)
-    await user_groups.remove_member(
-        session, group=group, login=body.user, caller_id=access.user.user.id
-    )
-    await _audit(session, access, origin, "user_group.member_remove", group, user=body.user)
+    await usecases.remove_member(session, access, origin, body.user)
     return ok(Removed())

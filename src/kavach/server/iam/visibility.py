@@ -24,7 +24,7 @@ from kavach.server.iam.models import Environment, Organization, SecretGroup
 from kavach.server.pages import Keyset, PageRequest
 from kavach.server.rbac.models import RoleBinding
 from kavach.server.rbac.policy import highest
-from kavach.server.rbac.service import held_by
+from kavach.server.rbac.service import held_by, on_chain
 
 Level = tuple[str, uuid.UUID]
 T = TypeVar("T")
@@ -153,6 +153,16 @@ async def environments(
     found = list(await session.scalars(ENVIRONMENTS.page(query, request)))
     envs, after = ENVIRONMENTS.cut(found, request, _by_name)
     return [Seen(env, roles.role_at(Scope(org_id, group_id, env.id))) for env in envs], after
+
+
+async def roles_along(
+    session: AsyncSession, user_id: uuid.UUID, scope: Scope
+) -> dict[Level, str | None]:
+    """Return the user's role on each level of a scope's chain (held there or above, or none)."""
+    roles = await Holdings.read(session, and_(held_by(user_id), on_chain(scope)))
+    chain = scope.chain()
+    ids = [resource_id for _, resource_id in chain]
+    return {level: roles.role_at(Scope(*ids[: depth + 1])) for depth, level in enumerate(chain)}
 
 
 def _by_name(row: Organization | SecretGroup | Environment) -> tuple[str]:

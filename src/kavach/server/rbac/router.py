@@ -10,32 +10,15 @@ from fastapi import Depends, Response
 
 from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.audit import service as audit
 from kavach.server.deps import OriginDep, SessionDep
 from kavach.server.iam.schemas import Removed
 from kavach.server.page_query import PageDep
 from kavach.server.pages import Page
-from kavach.server.rbac import members, pending
+from kavach.server.rbac import members, pending, usecases
 from kavach.server.rbac.deps import Requirement, ResourceKind
-from kavach.server.rbac.models import PendingGrant
 from kavach.server.rbac.schemas import BindingPublic, Grant, Invitee, PendingGrantPublic, Revoke
 
 router = api_router(prefix=API_PREFIX, tags=["members"])
-
-
-def _subject_details(body: Grant | Revoke) -> dict[str, str | None]:
-    return {"user": body.user, "user_group": body.user_group, "role": body.role}
-
-
-def _invitee_details(grant: PendingGrant) -> dict[str, str]:
-    who = "email" if grant.invitee_type == pending.EMAIL else "user"
-    return {who: grant.invitee, "role": grant.role}
-
-
-def _invitee(body: Invitee) -> pending.InviteeKey:
-    if body.email is not None:
-        return pending.email_invitee(body.email)
-    return pending.login_invitee(body.user or "")
 
 
 def _add_member_routes(path: str, kind: ResourceKind) -> None:
@@ -62,38 +45,10 @@ def _add_member_routes(path: str, kind: ResourceKind) -> None:
         A login nobody has signed in with, or an e-mail address, gets a pending grant (202,
         `pending: true`) that becomes the role when that person signs in.
         """
-        scope = access.scope
-        assert scope is not None  # noqa: S101
-        granted = await members.grant(
-            session,
-            scope=scope,
-            subject=body,
-            caller_role=access.role,
-            caller_id=access.user.user.id,
-        )
-        if isinstance(granted, PendingGrant):
-            await audit.record_request(
-                session,
-                access,
-                origin,
-                "member.invite",
-                kind,
-                scope.resource_id,
-                **_invitee_details(granted),
-            )
+        granted = await usecases.grant(session, access, origin, body)
+        if isinstance(granted, PendingGrantPublic):
             response.status_code = 202
-            return ok(await pending.describe_one(session, scope=scope, grant=granted))
-        await audit.record(
-            session,
-            actor=access.principal.actor,
-            action="member.grant",
-            origin=origin,
-            resource_type=kind,
-            resource_id=str(scope.resource_id),
-            details=_subject_details(body),
-        )
-        described = await members.describe_bindings(session, scope=scope, bindings=[granted])
-        return ok(described[0])
+        return ok(granted)
 
     async def revoke_member(
         body: Revoke,
@@ -102,20 +57,7 @@ def _add_member_routes(path: str, kind: ResourceKind) -> None:
         origin: OriginDep,
     ) -> Envelope[Removed]:
         """Take a user's or user group's role here away."""
-        scope = access.scope
-        assert scope is not None  # noqa: S101
-        removed = await members.revoke(
-            session, scope=scope, subject=body, role=body.role, caller_role=access.role
-        )
-        await audit.record(
-            session,
-            actor=access.principal.actor,
-            action="member.revoke",
-            origin=origin,
-            resource_type=kind,
-            resource_id=str(scope.resource_id),
-            details={**_subject_details(body), "role": removed.role},
-        )
+        await usecases.revoke(session, access, origin, body)
         return ok(Removed())
 
     async def list_pending(
@@ -134,20 +76,7 @@ def _add_member_routes(path: str, kind: ResourceKind) -> None:
         origin: OriginDep,
     ) -> Envelope[Removed]:
         """Withdraw a grant pending here for a login or an e-mail address."""
-        scope = access.scope
-        assert scope is not None  # noqa: S101
-        removed = await pending.revoke(
-            session, scope=scope, invitee=_invitee(body), role=body.role, caller_role=access.role
-        )
-        await audit.record_request(
-            session,
-            access,
-            origin,
-            "member.invite.revoke",
-            kind,
-            scope.resource_id,
-            **_invitee_details(removed),
-        )
+        await usecases.withdraw(session, access, origin, body)
         return ok(Removed())
 
     member_path = f"/{path}/{{id}}/members"
