@@ -34,6 +34,7 @@ ENV_TABS = (
     Tab("Access", "access", "members.read"),
     Tab("Tokens", "tokens", "token.read"),
     Tab("Sync", "sync", "provider.read"),
+    Tab("Audit", "audit", "audit.read"),
 )
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from kavach.server.dashboard import (
     access,
     account,
+    audit,
     environment,
     history,
     navigation,
@@ -22,5 +23,5 @@ from kavach.server.dashboard import (
 )
 
 router = APIRouter()
-for area in (navigation, environment, history, access, tokens, sync, account):
+for area in (navigation, environment, history, access, tokens, sync, audit, account):
     router.include_router(area.router)
