@@ -8,8 +8,10 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -28,6 +30,7 @@ from kavach.server.db.base import utcnow
 from kavach.server.db.engine import create_engine
 from kavach.server.db.migrate import alembic_config
 from kavach.server.errors import ConfigurationError
+from kavach.server.iam.models import User
 from kavach.server.settings import Settings
 from tests.conftest import (
     POSTGRES_ADMIN_URL,
@@ -425,6 +428,147 @@ async def test_two_scopes_at_once_are_422(server: InProcessServer) -> None:
     tree = await _tree(alice)
     query = f"organization_id={tree['org']['id']}&environment_id={tree['prod']['id']}"
     assert (await _events(alice, query, status=422))["error_code"] == "validation_failed"
+
+
+async def _filtered(api: Api, scope: str, **filters: str) -> list[dict[str, Any]]:
+    """Return every event of a scope that passes the filters, newest first."""
+    found = await _events(api, f"{scope}&{urlencode(filters)}&limit=1000")
+    items: list[dict[str, Any]] = found["items"]
+    return items
+
+
+async def _bob_and_a_token_act(server: InProcessServer, alice: Api, env_id: str) -> None:
+    """Bob (an editor) commits and reads; a service token named ci reads."""
+    bob = await user(server, "bob")
+    grant = {"user": "bob", "role": "editor"}
+    await alice.call("POST", f"/environments/{env_id}/members", grant, status=200)
+    await _commit(bob, env_id, {"A": SECRET_VALUE})
+    await bob.call("GET", f"/environments/{env_id}/secrets", status=200)
+    made = await alice.call(
+        "POST", f"/environments/{env_id}/tokens", {"name": "ci", "role": "viewer"}, status=201
+    )
+    await Api(server, made["token"]).call("GET", f"/environments/{env_id}/secrets", status=200)
+
+
+async def test_filters_narrow_by_who_what_and_when(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    await _bob_and_a_token_act(server, alice, tree["prod"]["id"])
+    scope = f"organization_id={tree['org']['id']}"
+    everything = await _filtered(alice, scope)
+    ids = [e["id"] for e in everything]
+
+    bobs = await _filtered(alice, scope, actor="bob")
+    assert [e["action"] for e in bobs] == ["secret.read", "secret.commit"]
+    assert {e["actor_label"] for e in bobs} == {"bob"}
+    robot = await _filtered(alice, scope, actor="ci")
+    assert [(e["actor_type"], e["action"]) for e in robot] == [("service_token", "secret.read")]
+    assert await _filtered(alice, scope, actor="nobody") == []
+
+    under = await _filtered(alice, scope, action="secret.")
+    assert [e["id"] for e in under] == [e["id"] for e in everything if e["action"][:7] == "secret."]
+    assert [e["action"] for e in under] == ["secret.read", "secret.read", "secret.commit"]
+    assert [e["action"] for e in await _filtered(alice, scope, action="member.grant")] == [
+        "member.grant"
+    ]
+    assert await _filtered(alice, scope, action="secret") == []  # a start ends in a dot
+    both = await _filtered(alice, scope, actor="bob", action="secret.read")
+    assert [e["id"] for e in both] == [bobs[0]["id"]]
+
+    # A time splits the listing: at or after it, and before it (to the microsecond).
+    middle = everything[len(everything) // 2]["occurred_at"]
+    later = await _filtered(alice, scope, since=middle)
+    earlier = await _filtered(alice, scope, before=middle)
+    assert [e["id"] for e in later + earlier] == ids
+    assert later[-1]["occurred_at"] == middle
+    oldest = everything[-1]["occurred_at"]
+    window = await _filtered(alice, scope, since=oldest, before=middle, action="environment.")
+    assert [e["action"] for e in window] == ["environment.create", "environment.create"]
+    # A time without a zone is UTC; one with a zone counts as the same instant in UTC.
+    moment = datetime.fromisoformat(middle)
+    naive = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+    shifted = moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    assert await _filtered(alice, scope, since=naive) == later
+    assert await _filtered(alice, scope, since=shifted) == later
+
+
+async def test_a_login_finds_its_users_events_under_an_earlier_login(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    await _bob_and_a_token_act(server, alice, tree["prod"]["id"])
+    # Bob's identity provider renamed him: his events still say bob.
+    await _tamper(server, update(User).where(User.login == "bob").values(login="robert"))
+    scope = f"environment_id={tree['prod']['id']}"
+    by_login = await _filtered(alice, scope, actor="robert")
+    assert [e["action"] for e in by_login] == ["secret.read", "secret.commit"]
+    assert {e["actor_label"] for e in by_login} == {"bob"}
+    assert await _filtered(alice, scope, actor="bob") == by_login
+
+
+async def test_pages_of_a_filtered_listing_neither_overlap_nor_skip(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    prod = tree["prod"]["id"]
+    for i in range(3):
+        await _commit(alice, prod, {f"K{i}": "v"})
+        await alice.call("GET", f"/environments/{prod}/secrets", status=200)
+    scope = f"organization_id={tree['org']['id']}"
+    wanted = [e["id"] for e in await _filtered(alice, scope, action="secret.commit")]
+    assert len(wanted) == 3
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        page = await _events(alice, f"{scope}&action=secret.commit&limit=2{cursor}")
+        assert {e["action"] for e in page["items"]} == {"secret.commit"}
+        seen += [e["id"] for e in page["items"]]
+        if page["next"] is None:
+            break
+        cursor = f"&cursor={page['next']}"
+    assert seen == wanted
+
+
+# A bad filter and the words its refusal says (the URL's NUL is refused before any field).
+BAD_FILTERS = {
+    "action=Secret.read": "action: must be an action such as secret.read",
+    "action=secret..read": "action: must be an action",
+    "action=.secret": "action: must be an action",
+    "action=secret.*": "action: must be an action",
+    f"action=a{'.b' * 32}": "action: must be at most 64 characters",
+    "actor=a%01b": "actor: must not contain control characters",
+    "actor=": "actor: must not be empty",
+    "action=": "action: must be an action",
+    "actor=a%00b": "the URL holds a NUL character",
+    f"actor={'x' * 256}": "actor: must be at most 255 characters",
+    "since=yesterday": "since: must be a date and time",
+    "before=2024-13-01": "before: must be a date and time",
+    "since=0001-01-01T00:00:00%2B01:00": "since: is out of the range of dates",
+    "before=9999-12-31T23:59:59-01:00": "before: is out of the range of dates",
+    "since=2024-05-02&before=2024-05-01": "before: must be later than since",
+    "since=2024-05-01T10:00&before=2024-05-01T10:00": "before: must be later than since",
+}
+
+
+async def test_bad_filters_are_422_in_words(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    for query, words in BAD_FILTERS.items():
+        body = await _events(alice, f"organization_id={tree['org']['id']}&{query}", status=422)
+        assert body["error_code"] == "validation_failed"
+        assert words in body["error"], (query, body["error"])
+
+
+async def test_the_gate_answers_before_the_filters_are_read(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    carol = await user(server, "carol")
+    org = tree["org"]["id"]
+    await alice.call("POST", f"/organizations/{org}/members", {"user": "carol", "role": "viewer"})
+    body = await _events(carol, f"organization_id={org}&action=BAD&since=never", status=403)
+    assert body["error_code"] == "forbidden"
 
 
 async def test_service_tokens_cannot_read_the_audit_trail(server: InProcessServer) -> None:

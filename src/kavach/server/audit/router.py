@@ -8,12 +8,9 @@ from fastapi import Depends, Query, Request
 
 from kavach.server.access import Access
 from kavach.server.api import API_PREFIX, Envelope, api_router, ok
-from kavach.server.audit import integrity, service
-from kavach.server.audit.schemas import (
-    AuditEventPublic,
-    AuditVerification,
-    ChainBreak,
-)
+from kavach.server.audit import reading
+from kavach.server.audit.filters import EventFilter
+from kavach.server.audit.schemas import AuditEventPublic, AuditVerification
 from kavach.server.deps import PrincipalDep, SessionDep
 from kavach.server.errors import ValidationFailed
 from kavach.server.page_query import PageDep
@@ -67,19 +64,15 @@ async def list_audit_events(
     access: Annotated[Access, Depends(ScopeRequirement("audit.read"))],
     session: SessionDep,
     page: PageDep,
+    filters: Annotated[EventFilter, Query()],
 ) -> Envelope[Page[AuditEventPublic]]:
-    """List the events of an organization, secret group or environment and all below it."""
+    """List the events of an organization, secret group or environment and all below it.
+
+    Narrowed, if asked, to who acted, the action (or its start, `secret.`) and a time range.
+    """
     scope = access.scope
     assert scope is not None  # noqa: S101 - a scoped requirement always has one
-    where = service.in_scope(
-        organization_id=scope.organization_id,
-        secret_group_id=scope.secret_group_id,
-        environment_id=scope.environment_id,
-    )
-    events, after = await service.list_events(session, where=where, request=page)
-    first = await integrity.first_chained_id(session)
-    items = [AuditEventPublic.of(e, integrity.chain_status(e, first)) for e in events]
-    return ok(Page(items=items, next=after))
+    return ok(await reading.events_page(session, scope, filters, page))
 
 
 @router.get("/verify", response_model=Envelope[AuditVerification])
@@ -92,24 +85,4 @@ async def verify_audit_chain(
 ) -> Envelope[AuditVerification]:
     """Recompute the organization's chain of events and report the first broken link."""
     assert access.scope is not None  # noqa: S101
-    org_id = access.scope.organization_id
-    report = await integrity.verify_chain(session, organization_id=org_id)
-    broken = report.broken
-    return ok(
-        AuditVerification(
-            organization_id=org_id,
-            intact=report.intact,
-            events=report.events,
-            legacy_events=report.legacy,
-            head_seq=report.head_seq,
-            head_hash=report.head_hash,
-            broken=None
-            if broken is None
-            else ChainBreak(
-                seq=broken.seq,
-                event_id=broken.event_id,
-                reason=broken.reason,
-                message=broken.message,
-            ),
-        )
-    )
+    return ok(await reading.verification(session, access.scope.organization_id))

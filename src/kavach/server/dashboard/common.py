@@ -35,6 +35,7 @@ ENV_TABS = (
     Tab("Tokens", "tokens", "token.read"),
     Tab("Sync", "sync", "provider.read"),
     Tab("Workload identities", "trusts", "trust.read"),
+    Tab("Audit", "audit", "audit.read"),
 )
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from kavach.server.dashboard import (
     access,
     account,
+    audit,
     compare,
     environment,
     history,
@@ -24,18 +25,21 @@ from kavach.server.dashboard import (
     user_groups,
 )
 
-router = APIRouter()
+# Each area of the dashboard, in the order its routes are matched.
 AREAS = (
     navigation,
     environment,
     history,
+    compare,
     access,
     user_groups,
     tokens,
     trusts,
     sync,
-    compare,
+    audit,
     account,
 )
+
+router = APIRouter()
 for area in AREAS:
     router.include_router(area.router)
