@@ -220,7 +220,7 @@ def test_an_editor_commits_but_manages_neither_access_nor_tokens(
     with chromium.new_context() as other:
         editor = sign_in(other, site, login="bob", return_to=f"/ui/environments/{env_id}/")
         tabs = editor.get_by_role("navigation", name="prod").get_by_role("link")
-        assert tabs.all_inner_texts() == ["Secrets", "History"]
+        assert tabs.all_inner_texts() == ["Secrets", "History", "Sync"]
         editor.get_by_label("Name 1").fill("FROM_EDITOR")
         editor.get_by_label("Value 1").fill("ok")
         editor.get_by_label("Commit message").fill("an editor's change")
@@ -283,7 +283,7 @@ def test_an_owner_compares_environments_and_adds_a_workload_trust(
     _api(page, "POST", f"/environments/{staging['id']}/secrets/versions", change)
 
     page.goto(f"{site.url}/ui/secret-groups/{tree['group']['id']}/")
-    page.get_by_role("link", name="Compare environments").click()
+    page.get_by_role("link", name="Compare", exact=True).click()
     matrix = page.locator("table.compare")
     expect(matrix.locator("tr", has_text="API_KEY")).to_contain_text("differ")
     expect(matrix.locator("tr", has_text="ONLY_HERE")).to_contain_text("missing in 1")

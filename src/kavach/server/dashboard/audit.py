@@ -17,7 +17,13 @@ from kavach.server.access import Access
 from kavach.server.audit import reading
 from kavach.server.audit.filters import EventFilter
 from kavach.server.audit.schemas import AuditEventPublic
-from kavach.server.dashboard.common import PREFIX, environment_context, listing, next_url
+from kavach.server.dashboard.common import (
+    PREFIX,
+    environment_context,
+    listing,
+    next_url,
+    node_tabs,
+)
 from kavach.server.dashboard.pages import Crumb, fragment, page
 from kavach.server.deps import SessionDep
 from kavach.server.iam.models import Environment, Organization, SecretGroup
@@ -54,7 +60,12 @@ async def organization_audit(
     org = access.resource
     assert isinstance(org, Organization)  # noqa: S101 - the requirement loads it
     crumbs = [Crumb(org.name, f"{PREFIX}/organizations/{org.id}")]
-    context = {"heading": org.name, "kind": "organization", "crumbs": crumbs}
+    context = {
+        "heading": org.name,
+        "kind": "organization",
+        "crumbs": crumbs,
+        "node_tabs": node_tabs(access, "organization", org.id, "/audit"),
+    }
     verify_url = f"{PREFIX}/organizations/{org.id}/audit/verify"
     return await _trail(request, access, session, context, verify_url=verify_url)
 
@@ -74,7 +85,12 @@ async def secret_group_audit(
         Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
         Crumb(group.name, f"{PREFIX}/secret-groups/{group.id}"),
     ]
-    context = {"heading": group.name, "kind": "secret group", "crumbs": crumbs}
+    context = {
+        "heading": group.name,
+        "kind": "secret group",
+        "crumbs": crumbs,
+        "node_tabs": node_tabs(access, "secret_group", group.id, "/audit"),
+    }
     return await _trail(request, access, session, context)
 
 

@@ -27,25 +27,30 @@ class Tab:
     action: str
 
 
-# An environment's pages, each offered to the roles its requirement admits.
+# The pages of an organization, a secret group and an environment, under its address, each
+# offered to the roles its action admits.
 ENV_TABS = (
-    Tab("Secrets", "", READ),
-    Tab("History", "history", READ),
-    Tab("Access", "access", "members.read"),
-    Tab("Tokens", "tokens", "token.read"),
-    Tab("Sync", "sync", "provider.read"),
-    Tab("Workload identities", "trusts", "trust.read"),
-    Tab("Audit", "audit", "audit.read"),
+    Tab("Secrets", "/", READ),
+    Tab("History", "/history", READ),
+    Tab("Access", "/access", "members.read"),
+    Tab("Tokens", "/tokens", "token.read"),
+    Tab("Sync", "/sync", "provider.read"),
+    Tab("Workload identities", "/trusts", "trust.read"),
+    Tab("Audit", "/audit", "audit.read"),
 )
-
-
-# The pages of an organization and of a secret group, under its address.
 ORG_TABS = (
     Tab("Secret groups", "", "group.read"),
     Tab("Access", "/access", "members.read"),
     Tab("User groups", "/user-groups", "user_group.read"),
+    Tab("Audit", "/audit", "audit.read"),
 )
-GROUP_TABS = (Tab("Environments", "", "env.read"), Tab("Access", "/access", "members.read"))
+GROUP_TABS = (
+    Tab("Environments", "", "env.read"),
+    Tab("Compare", "/compare", "env.read"),
+    Tab("Access", "/access", "members.read"),
+    Tab("Audit", "/audit", "audit.read"),
+)
+TABS = {"organization": ORG_TABS, "secret_group": GROUP_TABS, "environment": ENV_TABS}
 # Where each kind of resource's pages live.
 PATHS = {
     "organization": "organizations",
@@ -69,9 +74,9 @@ def resource_url(kind: str, resource_id: object) -> str:
 
 
 def node_tabs(access: Access, kind: str, resource_id: object, current: str = "") -> list[Link]:
-    """Return the tabs of an organization's or secret group's pages the caller's role admits."""
+    """Return the tabs of a resource's pages that the caller's role admits."""
     base = resource_url(kind, resource_id)
-    tabs = ORG_TABS if kind == "organization" else GROUP_TABS
+    tabs = TABS[kind]
     return [Link(t.name, base + t.path, t.path == current) for t in tabs if may(access, t.action)]
 
 
@@ -113,8 +118,6 @@ async def environment_context(
         "crumbs": crumbs,
         "role": access.role,
         "can_write": may(access, WRITE),
-        "tabs": [tab for tab in ENV_TABS if may(access, tab.action)],
+        "node_tabs": node_tabs(access, "environment", env.id, f"/{tab}"),
         "env_id": env.id,
-        "env_url": f"{PREFIX}/environments/{env.id}/",
-        "current_tab": tab,
     }

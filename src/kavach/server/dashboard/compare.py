@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from kavach.server.access import Access
-from kavach.server.dashboard.common import PREFIX, READ
+from kavach.server.dashboard.common import PREFIX, READ, node_tabs
 from kavach.server.dashboard.pages import Crumb, page
 from kavach.server.deps import OriginDep, SessionDep, runtime_of
 from kavach.server.iam import visibility as seen
@@ -93,6 +93,7 @@ async def compare(
         title=f"Compare {group.name}",
         heading=group.name,
         crumbs=crumbs,
+        node_tabs=node_tabs(access, "secret_group", group.id, "/compare"),
         choices=[Choice(e.id, e.name, e.id in chosen) for e in envs],
         more_choices=more is not None,
         most=MAX_COMPARED,

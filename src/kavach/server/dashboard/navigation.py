@@ -116,6 +116,4 @@ async def secret_group(
         items=rows,
         query=query,
         next_url=next_url(request, after),
-        # The comparison's requirement is this page's: whoever sees it may compare.
-        compare_url=f"{PREFIX}/secret-groups/{group.id}/compare",
     )
