@@ -303,3 +303,52 @@ def test_an_owner_compares_environments_and_adds_a_workload_trust(
     expect(page.get_by_role("table", name="Trusts")).to_contain_text("repo:acme/app")
     assert_accessible(page, context="workload identities")
     screenshot(page, "dashboard-trusts")
+
+
+def test_an_owner_grants_revokes_groups_people_and_reads_the_audit_trail(
+    site: SignInSite, context: BrowserContext, chromium: Any
+) -> None:
+    with chromium.new_context() as other:
+        sign_in(other, site, login="bob")  # known to the server from now on
+    page = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(page)
+    _api(
+        page,
+        "POST",
+        f"/environments/{tree['env']['id']}/members",
+        {"user": "bob", "role": "viewer"},
+    )
+    page.goto(f"{site.url}/ui/environments/{tree['env']['id']}/access")
+    members = page.get_by_role("table", name="Members")
+    page.get_by_label("GitHub login or e-mail address").fill("new.hire@example.com")
+    page.get_by_label("Role", exact=True).select_option("editor")
+    page.get_by_role("button", name="Grant").click()
+    expect(page.get_by_role("table", name="Pending invites")).to_contain_text(
+        "new.hire@example.com"
+    )
+    page.get_by_role("button", name="Revoke viewer from bob").click()
+    expect(page.get_by_role("status")).to_be_visible()
+    expect(members).not_to_contain_text("bob")
+    assert_accessible(page, context="an environment's access")
+    screenshot(page, "dashboard-access")
+
+    page.goto(f"{site.url}/ui/organizations/{tree['org']['id']}/user-groups")
+    page.get_by_label("Name").fill("sre")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("link", name="sre").click()
+    page.get_by_label("Login of someone who has signed in").fill("bob")
+    page.get_by_role("button", name="Add").click()
+    expect(page.get_by_role("table", name="Members")).to_contain_text("bob")
+    assert_accessible(page, context="a user group")
+
+    page.goto(f"{site.url}/ui/organizations/{tree['org']['id']}/audit")
+    page.get_by_label("Action").fill("member.")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    events = page.get_by_role("table", name="Events")
+    expect(events).to_contain_text("member.revoke")
+    assert "secret.read" not in events.inner_text()
+    page.get_by_role("button", name="Verify chain").click()
+    expect(page.get_by_role("status")).to_contain_text("The chain is intact")
+    assert_accessible(page, context="the audit trail")
+    screenshot(page, "dashboard-audit", full_page=True)
