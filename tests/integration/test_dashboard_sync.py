@@ -279,3 +279,28 @@ async def test_a_running_sync_is_followed_and_a_second_is_refused(setup: Setup) 
     ended = await setup.get(f"/sync-runs/{run_id}")
     assert "every 2s" not in ended.text and ">succeeded<" in ended.text
     assert setup.state.secrets == {"API_KEY": VALUES["API_KEY"], "DB_URL": VALUES["db.url"]}
+
+
+async def test_a_large_run_shows_its_problems_first_and_stays_small(setup: Setup) -> None:
+    many = {f"KEY_{n:04d}": f"value-{n}" for n in range(450)}
+    await setup.alice.call(
+        "POST",
+        f"/environments/{setup.env_id}/secrets/versions",
+        {"message": "many", "set": many},
+        status=201,
+    )
+    await setup.sync("run")  # everything is written once: the next run leaves it unchanged
+    await setup.alice.call(
+        "POST",
+        f"/environments/{setup.env_id}/secrets/versions",
+        {"message": "one more", "set": {"ZZ_LAST": "new"}},
+        status=201,
+    )
+    answer = await setup.sync("plan")
+    assert answer.status_code == 200, answer.text
+    assert answer.text.count("<tr><td><code>") == 200
+    # The one change is listed first; the unchanged rest is counted, and the API named.
+    assert answer.text.index("ZZ_LAST") < answer.text.index("KEY_0000")
+    assert "And 253 more secrets" in answer.text
+    assert f"/api/v1/environments/{setup.env_id}/sync-runs/" in answer.text
+    assert len(answer.content) < 100_000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,7 +24,7 @@ from kavach.server.pages import PageRequest
 from kavach.server.providers import service as providers
 from kavach.server.rbac.deps import Requirement
 from kavach.server.sync import flows, runs
-from kavach.server.sync.schemas import SyncRequest
+from kavach.server.sync.schemas import SyncItemPublic, SyncRequest, SyncRunDetail
 from kavach.server.wording import in_words
 
 READ, RUN = "provider.read", "sync.run"
@@ -32,6 +32,10 @@ READ, RUN = "provider.read", "sync.run"
 REFUSED, BUSY = 422, 409
 # What the run button's response triggers, so the runs listed below reload.
 DONE_EVENT = "sync-done"
+# A run's secrets shown on a page: enough for any run looked at by hand, and the page stays
+# small (a row is about 250 bytes). The API's run lists them all.
+MAX_ITEMS_SHOWN = 200
+_QUIET_ACTIONS = ("unchanged", "unmanaged")
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -117,9 +121,26 @@ async def run_sync(
             provider=provider,
             planning=body.dry_run,
             run=run,
+            shown=items_shown(run, access.environment_id),
             run_url=f"{runs_url}/{run.id}",
         )
     )
+
+
+def items_shown(run: SyncRunDetail, environment_id: object) -> dict[str, Any]:
+    """A run's secrets for a page: failures first, then changes, then the rest, capped."""
+
+    def weight(item: SyncItemPublic) -> int:
+        if item.error or item.status in ("failed", "refused"):
+            return 0
+        return 2 if item.action in _QUIET_ACTIONS else 1
+
+    ordered = sorted(run.items, key=weight)  # stable: the run's own order within each
+    return {
+        "items": ordered[:MAX_ITEMS_SHOWN],
+        "hidden": max(len(ordered) - MAX_ITEMS_SHOWN, 0),
+        "api_url": f"/api/v1/environments/{environment_id}/sync-runs/{run.id}",
+    }
 
 
 def _done(response: Response) -> Response:
@@ -151,6 +172,7 @@ async def sync_run(
         "dashboard/sync_run.html",
         **context,
         run=run,
+        shown=items_shown(run, env.id),
         run_url=request.url.path,
         sync_url=f"{PREFIX}/environments/{env.id}/sync",
     )
