@@ -83,6 +83,10 @@ def test_an_owner_navigates_reveals_and_commits(site: SignInSite, context: Brows
 
     page.get_by_role("button", name="Reveal API_KEY").click()
     expect(page.get_by_text("s3cr3t", exact=True)).to_be_visible()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    page.get_by_role("button", name="Copy the value of API_KEY").click()
+    expect(page.get_by_role("button", name="Copy the value of API_KEY")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "s3cr3t"
     page.get_by_role("button", name="Reveal HTML").click()
     expect(page.get_by_text(XSS, exact=True)).to_be_visible()  # shown as text
     assert page.title() != "pwned"  # ...and never run, here or in the commit message
@@ -91,6 +95,11 @@ def test_an_owner_navigates_reveals_and_commits(site: SignInSite, context: Brows
     page.get_by_label("Name 1").fill("NEW_SECRET")
     page.get_by_label("Value 1").fill("fresh")
     page.get_by_label("Commit message").fill("add a secret")
+    page.get_by_role("button", name="Review changes").click()
+    expect(page.get_by_role("region", name="What this commit does")).to_contain_text(
+        "NEW_SECRET: add"
+    )
+    expect(page.get_by_label("Value 1")).to_have_value("fresh")
     with page.expect_navigation():
         page.get_by_role("button", name="Commit").click()
     expect(page.get_by_role("button", name="Reveal NEW_SECRET")).to_be_visible()

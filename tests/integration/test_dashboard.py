@@ -132,6 +132,25 @@ async def test_a_draft_commits_and_a_stale_one_is_kept_with_what_changed(
     refused = await browser.post(url, draft, csrf=False)
     assert refused.status_code == 403
     assert "csrf_failed" in refused.text
+    reads = await _reads(server)
+    review = await browser.post(
+        url,
+        {
+            **draft,
+            "name": [*draft["name"], "GONE"],
+            "action": [*draft["action"], "unset"],
+            "value": [*draft["value"], ""],
+            "step": "review",
+        },
+    )
+    assert review.status_code == 200 and "HX-Refresh" not in review.headers
+    assert "<code>API_KEY</code>: remove" in review.text
+    assert "<code>NEW_ONE</code>: add" in review.text
+    assert "<code>GONE</code>: nothing to remove: not set" in review.text
+    assert 'value="fresh"' in review.text  # the draft is kept, to commit as it is
+    assert await _reads(server) == reads  # reviewing reads no value
+    versions = await tree["alice"].call("GET", f"/environments/{env['id']}/secrets/versions")
+    assert len(versions["items"]) == 1  # and commits nothing
     done = await browser.post(url, draft)
     assert done.status_code == 200, done.text
     assert done.headers["HX-Refresh"] == "true"

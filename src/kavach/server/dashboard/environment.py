@@ -64,6 +64,20 @@ def _change_context(env: Environment, parent: str | None, **more: Any) -> dict[s
     }
 
 
+async def _review(session: Any, env: Environment, body: CommitRequest) -> list[dict[str, str]]:
+    """Say what the draft would do to the latest version, by name (no value is read)."""
+    version = await secrets_service.latest_version(session, environment_id=env.id)
+    names = set(await secrets_service.secret_names(session, version=version)) if version else set()
+    review = [
+        {"name": name, "what": "replace its value" if name in names else "add"} for name in body.set
+    ]
+    review += [
+        {"name": name, "what": "remove" if name in names else "nothing to remove: not set"}
+        for name in body.unset
+    ]
+    return sorted(review, key=lambda change: change["name"])
+
+
 @router.get("/environments/{id}/value", response_class=HTMLResponse)
 async def reveal(
     request: Request, admitted: Annotated[Admit, Depends(_READER)], name: str
@@ -75,7 +89,7 @@ async def reveal(
     def only(found: SecretsResponse) -> Response:
         if name not in found.secrets:
             return fragment("dashboard/value.html", status_code=404, value="(no such secret)")
-        return fragment("dashboard/value.html", value=found.secrets[name])
+        return fragment("dashboard/value.html", value=found.secrets[name], name=name, copyable=True)
 
     return await runtime.secrets.read_latest(ticket, admission, origin, only)
 
@@ -110,11 +124,20 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
             parent_version=parent,
         )
     except ValidationError as error:
-        notice = {"kind": "bad", "text": f"Not committed: {in_words(error.errors())}"}
+        refusal = (
+            "The draft cannot be committed" if form.get("step") == "review" else "Not committed"
+        )
+        notice = {"kind": "bad", "text": f"{refusal}: {in_words(error.errors())}"}
         return fragment(
             "dashboard/change_form.html",
             status_code=422,
             **_change_context(env, parent, notice=notice, **keep),
+        )
+    if form.get("step") == "review":
+        async with runtime.read_sessionmaker() as session:
+            review = await _review(session, env, body)
+        return fragment(
+            "dashboard/change_form.html", **_change_context(env, parent, review=review, **keep)
         )
     try:
         version = await runtime.secrets.commit(ticket, admission, origin_of(request), body)
