@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.routing import APIRoute
 from playwright.sync_api import BrowserContext, Page
 
+from kavach.server.dashboard.router import AREAS
 from tests.browser.harness import (
     IMPACTS,
     InjectedScript,
@@ -16,6 +18,8 @@ from tests.browser.harness import (
     screenshot,
     sign_in,
 )
+from tests.browser.test_dashboard import _api, _tree
+from tests.fakes.github_actions import FakeActionsState, serve_fake_github_actions
 
 # SQLite only: these are the browser's side; the server's runs on both databases below it.
 # The module's tests share one server (the `site` fixture).
@@ -84,3 +88,59 @@ def test_the_pages_are_accessible_and_run_no_injected_script(site: SignInSite, p
         screenshot(page, name)
         # The page's own policy holds in the test: an injected inline script does not run.
         assert inject_inline_script(page) == InjectedScript(False, "script-src-elem"), what
+
+
+# Parts of pages htmx fetches, not pages: checked within the pages that show them.
+FRAGMENTS = {"/ui/environments/{id}/value", "/ui/organizations/{id}/audit/verify"}
+
+
+def _dashboard_pages() -> set[str]:
+    """Every page the dashboard answers GET with, as its route names it."""
+    return {
+        route.path
+        for area in AREAS
+        for route in area.router.routes
+        if isinstance(route, APIRoute) and "GET" in (route.methods or ())
+    } - FRAGMENTS
+
+
+def test_every_dashboard_page_passes_axe(site: SignInSite, context: BrowserContext) -> None:
+    page = sign_in(context, site, login="alice", return_to="/ui/")
+    tree = _tree(page)
+    org, group, env = (tree[level]["id"] for level in ("org", "group", "env"))
+    _api(page, "POST", f"/environments/{env}/tokens", {"name": "ci", "role": "viewer"})
+    team = _api(page, "POST", "/user-groups/", {"organization_id": org, "name": "sre"})
+    state = FakeActionsState()
+    state.add_repo("octo", "app")
+    with serve_fake_github_actions(state) as url:
+        config = {"owner": "octo", "repository": "app", "api_url": url}
+        provider = {"provider": "github", "config": config, "credentials": {"token": state.token}}
+        _api(page, "POST", f"/environments/{env}/providers/", provider)
+        run = _api(page, "POST", f"/environments/{env}/secrets/sync", {"provider": "github"})
+    pages = {
+        "/ui/": "/ui/",
+        "/ui/account": "/ui/account",
+        "/ui/organizations/{id}": f"/ui/organizations/{org}",
+        "/ui/organizations/{id}/access": f"/ui/organizations/{org}/access",
+        "/ui/organizations/{id}/user-groups": f"/ui/organizations/{org}/user-groups",
+        "/ui/organizations/{id}/audit": f"/ui/organizations/{org}/audit",
+        "/ui/user-groups/{id}": f"/ui/user-groups/{team['id']}",
+        "/ui/secret-groups/{id}": f"/ui/secret-groups/{group}",
+        "/ui/secret-groups/{id}/compare": f"/ui/secret-groups/{group}/compare",
+        "/ui/secret-groups/{id}/access": f"/ui/secret-groups/{group}/access",
+        "/ui/secret-groups/{id}/audit": f"/ui/secret-groups/{group}/audit",
+        "/ui/environments/{id}/": f"/ui/environments/{env}/",
+        "/ui/environments/{id}/history": f"/ui/environments/{env}/history",
+        "/ui/environments/{id}/access": f"/ui/environments/{env}/access",
+        "/ui/environments/{id}/tokens": f"/ui/environments/{env}/tokens",
+        "/ui/environments/{id}/trusts": f"/ui/environments/{env}/trusts",
+        "/ui/environments/{id}/sync": f"/ui/environments/{env}/sync",
+        "/ui/environments/{id}/sync-runs/{run_id}": f"/ui/environments/{env}/sync-runs/{run['id']}",
+        "/ui/environments/{id}/audit": f"/ui/environments/{env}/audit",
+    }
+    assert set(pages) == _dashboard_pages()  # a new page is added here, and so checked
+    for route, path in pages.items():
+        response = page.goto(site.url + path)
+        assert response is not None and response.status == 200, (path, response)
+        assert_accessible(page, context=route)
+        assert not inject_inline_script(page).ran, route
