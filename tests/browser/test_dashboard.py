@@ -339,7 +339,7 @@ def test_an_owner_grants_revokes_groups_people_and_reads_the_audit_trail(
     expect(page.get_by_role("status")).to_be_visible()
     expect(members).not_to_contain_text("bob")
     assert_accessible(page, context="an environment's access")
-    screenshot(page, "dashboard-access")
+    screenshot(page, "dashboard-access", full_page=True)
 
     page.goto(f"{site.url}/ui/organizations/{tree['org']['id']}/user-groups")
     page.get_by_label("Name").fill("sre")
