@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from kavach.server.audit.models import AuditEvent
+from kavach.server.auth import service as auth_service
 from kavach.server.auth.browser import csrf_token
+from kavach.server.auth.tokens import BROWSER_TOKEN_TYPE
 from kavach.server.dashboard.pages import DASHBOARD_CSP
+from kavach.server.db.base import utcnow
+from kavach.server.iam.models import User
 from tests.conftest import InProcessServer
 from tests.integration.helpers import login
 from tests.integration.test_resources import Api
@@ -81,6 +87,40 @@ async def test_a_page_without_a_session_sends_the_browser_to_sign_in(
     assert answer.headers["location"] == "/login?return_to=%2Fui%2F"
     partial = await server.client.get("/ui/", headers={"HX-Request": "true"})
     assert partial.headers["HX-Redirect"] == "/login?return_to=%2Fui%2F"
+
+
+async def test_an_expired_session_sends_the_browser_to_sign_in_again(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    async with server.runtime.sessionmaker() as session, session.begin():
+        alice = (await session.scalars(select(User).where(User.login == "alice"))).one()
+        started, _refresh = await auth_service.start_login_session(
+            session,
+            user=alice,
+            identity_provider="local",
+            client_address=None,
+            now=utcnow(),
+            refresh_ttl=3600,
+        )
+    # Its cookie's token was signed for 5 minutes, an hour ago.
+    expired = server.runtime.access_tokens.issue(
+        user_id=alice.id,
+        session_id=started.id,
+        now=utcnow() - timedelta(hours=1),
+        kind=BROWSER_TOKEN_TYPE,
+        ttl_seconds=300,
+    )
+    browser = Browser(server, expired.token)
+    env_page = f"/ui/environments/{tree['env']['id']}/"
+    answer = await browser.client.get(env_page)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/login?return_to={quote(env_page, safe='')}"
+    # A part of a page asked for by htmx sends the whole page there, not a fragment.
+    partial = await browser.client.get(
+        f"{env_page}value?name=API_KEY", headers={"HX-Request": "true"}
+    )
+    assert partial.headers["HX-Redirect"].startswith("/login?return_to=")
+    assert "s3cr3t-value" not in partial.text
 
 
 async def test_the_tree_is_navigated_and_values_stay_masked_until_revealed(
