@@ -11,8 +11,8 @@ from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.auth import github_access
 from kavach.server.auth import service as auth_service
-from kavach.server.auth.browser_sessions import BrowserSignIn, open_browser_session
 from kavach.server.auth.github import GitHubClient
+from kavach.server.auth.logins import BrowserSignIn, open_browser_session, start_login
 from kavach.server.auth.models import DeviceAuthorization, LoginSession
 from kavach.server.auth.schemas import DeviceCodeResponse, TokenResponse, UserPublic
 from kavach.server.auth.tokens import new_device_code
@@ -136,25 +136,14 @@ async def issue_tokens(
     runtime: Runtime, session: AsyncSession, *, user: User, provider: str, origin: RequestOrigin
 ) -> TokenResponse:
     """Open a login session for a user and return its first token pair."""
-    now = utcnow()
-    login, refresh = await auth_service.start_login_session(
+    login, refresh = await start_login(
         session,
         user=user,
-        identity_provider=provider,
-        client_address=origin.client_address,
-        now=now,
-        refresh_ttl=runtime.settings.auth.refresh_token_ttl_seconds,
-    )
-    access = runtime.access_tokens.issue(user_id=user.id, session_id=login.id, now=now)
-    await audit.record(
-        session,
-        actor=Actor(type="user", id=user.id, label=user.login),
-        action="auth.login",
+        provider=provider,
         origin=origin,
-        resource_type="session",
-        resource_id=str(login.id),
-        details={"identity_provider": provider},
+        ttl=runtime.settings.auth.refresh_token_ttl_seconds,
     )
+    access = runtime.access_tokens.issue(user_id=user.id, session_id=login.id, now=utcnow())
     return TokenResponse(
         access_token=access.token,
         refresh_token=refresh,

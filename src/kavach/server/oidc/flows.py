@@ -22,7 +22,7 @@ from kavach.server.access import ANONYMOUS, Actor, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.auth import approval
 from kavach.server.auth import service as auth_service
-from kavach.server.auth.browser_sessions import open_browser_session
+from kavach.server.auth.logins import open_browser_session
 from kavach.server.auth.models import DeviceAuthorization
 from kavach.server.auth.tokens import AccessTokens, token_hash
 from kavach.server.db.base import utcnow
