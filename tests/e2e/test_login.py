@@ -15,7 +15,9 @@ import pytest
 from kavach import __version__
 from tests.e2e.harness import Cli, KavachServer, ServerFactory
 
-pytestmark = pytest.mark.e2e
+# SQLite only: this is the command line's side of logging in; the server's side (device
+# codes, approvals, rate limits) runs on both databases in tests/integration/test_device_flow.py.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"])]
 
 
 def _mode(path: Path) -> int:

@@ -11,7 +11,9 @@ import pytest
 
 from tests.e2e.harness import Cli, KavachServer, ServerFactory
 
-pytestmark = pytest.mark.e2e
+# SQLite only: this is the command line's side of a session; the server's side (refresh,
+# replay, logout) runs on both databases in tests/integration/test_tokens.py.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("backend", ["sqlite"])]
 
 
 def _log_in(server: KavachServer, cli: Cli, user: str) -> None:
