@@ -90,6 +90,7 @@ def test_the_pages_are_accessible_and_run_no_injected_script(site: SignInSite, p
         assert inject_inline_script(page) == InjectedScript(False, "script-src-elem"), what
 
 
+PHONE = {"width": 390, "height": 844}
 # Parts of pages htmx fetches, not pages: checked within the pages that show them.
 FRAGMENTS = {"/ui/environments/{id}/value", "/ui/organizations/{id}/audit/verify"}
 
@@ -144,3 +145,11 @@ def test_every_dashboard_page_passes_axe(site: SignInSite, context: BrowserConte
         assert response is not None and response.status == 200, (path, response)
         assert_accessible(page, context=route)
         assert not inject_inline_script(page).ran, route
+    # On a phone, each page fits the screen's width: nothing to scroll sideways but a
+    # table too wide for it, inside its own scrolling box.
+    page.set_viewport_size(PHONE)
+    for route, path in pages.items():
+        page.goto(site.url + path)
+        wider = page.evaluate("document.documentElement.scrollWidth")
+        assert wider <= PHONE["width"], f"{route} is {wider} px wide on a phone"
+        assert_accessible(page, context=f"{route} on a phone")
