@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.routing import APIRoute
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Page, ViewportSize
 
 from kavach.server.dashboard.router import AREAS
 from tests.browser.harness import (
@@ -90,7 +90,7 @@ def test_the_pages_are_accessible_and_run_no_injected_script(site: SignInSite, p
         assert inject_inline_script(page) == InjectedScript(False, "script-src-elem"), what
 
 
-PHONE = {"width": 390, "height": 844}
+PHONE = ViewportSize(width=390, height=844)
 # Parts of pages htmx fetches, not pages: checked within the pages that show them.
 FRAGMENTS = {"/ui/environments/{id}/value", "/ui/organizations/{id}/audit/verify"}
 
