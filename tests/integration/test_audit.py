@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -723,6 +724,14 @@ async def test_the_cli_lists_verifies_and_names_a_tampered_event(
     assert "secret.commit" in listed.stdout and "environment.create" in listed.stdout
     assert "secret_group.create" not in listed.stdout  # a group event, above prod
     assert SECRET_VALUE not in listed.stdout
+    narrowed = await kavach("audit", "list", "--org", "acme", "--action", "secret.", "--json")
+    assert narrowed.exit_code == 0, narrowed.output
+    actions = {event["action"] for event in json.loads(narrowed.stdout)["items"]}
+    assert actions == {"secret.commit"}
+    nobody = await kavach("audit", "list", "--org", "acme", "--actor", "bob", "--json")
+    assert json.loads(nobody.stdout)["items"] == []
+    refused = await kavach("audit", "list", "--org", "acme", "--since", "not a time")
+    assert refused.exit_code != 0 and "since" in refused.stderr
 
     victim = next(
         row for row in await _chain_rows(server, tree["org"]["id"]) if row.action == "secret.commit"

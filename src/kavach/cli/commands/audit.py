@@ -73,6 +73,24 @@ CursorOption = Annotated[
     str | None,
     typer.Option("--cursor", metavar="CURSOR", help="Show the page after this cursor (paging)."),
 ]
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="Only events by this login (any login it had) or token name."),
+]
+ActionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--action", help="Only this action (secret.read), or those starting so (secret.)."
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", metavar="WHEN", help="Only events at or after WHEN (ISO 8601, UTC)."),
+]
+BeforeOption = Annotated[
+    str | None,
+    typer.Option("--before", metavar="WHEN", help="Only events before WHEN (ISO 8601, UTC)."),
+]
 LocalFlag = Annotated[
     bool,
     typer.Option(
@@ -139,6 +157,10 @@ def list_(
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
+    actor: ActorOption = None,
+    action: ActionOption = None,
+    since: SinceOption = None,
+    before: BeforeOption = None,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
     json: JsonFlag = False,
@@ -147,6 +169,9 @@ def list_(
     cli = get_app(ctx, json=json)
     target = _scope(cli, org, group, env)
     params: dict[str, Any] = {SCOPE_PARAMS[target.kind]: target.id, "limit": limit}
+    # The server checks each filter and says in words what it refuses.
+    wanted = {"actor": actor, "action": action, "since": since, "before": before}
+    params.update({name: value for name, value in wanted.items() if value is not None})
     events, following = page(cli.client, "/audit", params, cursor=cursor)
     if cli.json:
         render.print_json(render.listing(events, following))
