@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from kavach.server.audit.models import AuditEvent
 from kavach.server.errors import ProviderError
 from kavach.server.providers.base import RemoteSecret, SyncProvider, register
 from kavach.server.providers.models import ProviderConfig
+from kavach.server.sync.models import SyncRun
 from tests.conftest import InProcessServer
 from tests.integration.test_resources import Api, user
 
@@ -304,3 +306,24 @@ async def test_runs_are_listed_and_audited(server: InProcessServer) -> None:
     async with server.runtime.sessionmaker() as session:
         event = await session.scalar(select(AuditEvent).where(AuditEvent.action == "secret.sync"))
     assert event is not None and event.details["status"] == "succeeded"
+
+
+async def test_a_run_its_server_left_running_is_marked_interrupted_by_the_next(
+    server: InProcessServer,
+) -> None:
+    alice, env_id, _ = await _setup(server, "crashed")
+    await _commit(alice, env_id, set={"A": "1"})
+    first = await _sync(alice, env_id)
+    # As if its server had stopped mid-run: the row still says running, and the target's
+    # lock, held by that server only, is free.
+    async with server.runtime.sessionmaker() as session, session.begin():
+        stuck = await session.get(SyncRun, uuid.UUID(first["id"]))
+        assert stuck is not None
+        stuck.status, stuck.finished_at = "running", None
+    runs = await alice.call("GET", f"/environments/{env_id}/sync-runs")
+    assert runs["items"][0]["status"] == "running"
+
+    await _sync(alice, env_id, dry_run=True)
+    listed = await alice.call("GET", f"/environments/{env_id}/sync-runs/{first['id']}")
+    assert listed["status"] == "interrupted"
+    assert "stopped before it ended" in listed["error"]

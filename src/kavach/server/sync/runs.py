@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kavach.server.access import Actor
@@ -17,6 +17,9 @@ from kavach.server.sync.apply import Outcome
 from kavach.server.sync.models import SyncRun, SyncRunItem
 from kavach.server.sync.plan import UNCHANGED, UNMANAGED, PlanItem
 from kavach.server.sync.schemas import SyncItemPublic, SyncRunDetail, SyncRunPublic
+
+RUNNING, INTERRUPTED = "running", "interrupted"
+INTERRUPTED_ERROR = "the run stopped before it ended (its server stopped); sync again"
 
 
 def initial_status(item: PlanItem, dry_run: bool) -> str:
@@ -31,9 +34,18 @@ def initial_status(item: PlanItem, dry_run: bool) -> str:
 async def start(
     sessions: async_sessionmaker[AsyncSession], *, run: SyncRun, items: list[PlanItem]
 ) -> None:
-    """Store a new run and its plan."""
+    """Store a new run and its plan; a run of its target left running was interrupted.
+
+    The caller holds the target's lock, which a run holds until it ends and which a
+    stopped server's lock gives up: a run of the target still marked running has stopped.
+    """
     run.counts = dict(Counter(item.action for item in items))
     async with sessions() as session, session.begin():
+        await session.execute(
+            update(SyncRun)
+            .where(SyncRun.target_key == run.target_key, SyncRun.status == RUNNING)
+            .values(status=INTERRUPTED, finished_at=utcnow(), error=INTERRUPTED_ERROR)
+        )
         session.add(run)
         await session.flush()
         session.add_all(
@@ -107,7 +119,7 @@ def new_run(
         provider=provider,
         target_key=target,
         version_id=version_id,
-        status="planned" if dry_run else "running",
+        status="planned" if dry_run else RUNNING,
         dry_run=dry_run,
         prune=prune,
         adopt=adopt,
