@@ -326,3 +326,11 @@ async def test_tokens_are_made_shown_once_and_revoked_by_admins(
     bad = await browser.post(base, {"name": "no spaces allowed", "role": "viewer", "days": "7"})
     assert bad.status_code == 422
     assert "Not created" in bad.text
+    # Digits Python reads as digits but cannot make a number of: refused in words, no 500.
+    for days in ("²", "9" * 5000):
+        odd = await browser.post(base, {"name": "odd", "role": "viewer", "days": days})
+        assert odd.status_code == 422, days[:8]
+    # A search for a control character (PostgreSQL text holds no NUL) finds nothing.
+    for page in ("/ui/", f"/ui/organizations/{tree['org']['id']}"):
+        searched = await browser.get(f"{page}?name=%00")
+        assert searched.status_code == 200, page

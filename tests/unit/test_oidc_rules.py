@@ -100,6 +100,11 @@ def test_groups_map_by_pairs_and_by_prefix() -> None:
         ("https://evil.example/", None),
         ("//evil.example/", None),
         ("/\\evil.example", None),
+        # Browsers drop tabs and line breaks from an address: each would leave //evil.
+        ("/\t/evil.example", None),
+        ("/\n/evil.example", None),
+        ("/ui/?name=%09", "/ui/?name=%09"),
+        ("/" + "a" * 600, None),
         ("", None),
     ],
 )

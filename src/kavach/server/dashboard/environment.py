@@ -134,6 +134,9 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
             **_change_context(env, parent, notice=notice, **keep),
         )
     if form.get("step") == "review":
+        if not admission.checked:
+            # What exists is read for the review: decided in the database, not the cache.
+            await runtime.gate.recheck(ticket)
         async with runtime.read_sessionmaker() as session:
             review = await _review(session, env, body)
         return fragment(

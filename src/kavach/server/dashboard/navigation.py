@@ -25,7 +25,9 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 def searched(name: str | None) -> str | None:
     """Return what the search box asks for (None: nothing), as long as a name can be."""
-    return (name or "").strip()[:63] or None
+    # No name holds a control character (and PostgreSQL text cannot hold NUL).
+    kept = "".join(ch for ch in (name or "") if ch >= " " and ch != "\x7f")
+    return kept.strip()[:63] or None
 
 
 @router.get("/", response_class=HTMLResponse)

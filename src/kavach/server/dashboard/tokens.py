@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -25,6 +26,8 @@ from kavach.server.rbac.deps import Requirement
 from kavach.server.wording import in_words
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+# A number a form may send: a few ASCII digits (str.isdigit also takes '²').
+WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 TOKEN_DAYS = (1, 7, 30, 90)
@@ -69,7 +72,7 @@ async def create_token(
         body = ServiceTokenCreate(
             name=str(form.get("name") or ""),
             role=str(form.get("role") or "viewer"),
-            expires_in=int(days) * 86_400 if days.isdigit() else 0,
+            expires_in=int(days) * 86_400 if WHOLE_NUMBER.fullmatch(days) else 0,
         )
     except ValidationError as error:
         return fragment(

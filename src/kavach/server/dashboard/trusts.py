@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from kavach.server.access import Access
 from kavach.server.dashboard.common import PREFIX, environment_context, listing, may, next_url
 from kavach.server.dashboard.pages import Crumb, fragment, page
+from kavach.server.dashboard.tokens import WHOLE_NUMBER
 from kavach.server.db.base import utcnow
 from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.errors import AlreadyExists, ValidationFailed
@@ -87,7 +88,7 @@ async def create_trust(
             audience=kept["audience"],
             conditions=conditions,
             role=kept["role"],
-            token_ttl_seconds=int(kept["ttl"]) * 60 if kept["ttl"].isdigit() else 0,
+            token_ttl_seconds=int(kept["ttl"]) * 60 if WHOLE_NUMBER.fullmatch(kept["ttl"]) else 0,
         )
     except ValidationError as error:
         problem = in_words(error.errors())

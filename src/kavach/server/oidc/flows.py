@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import update
@@ -93,10 +94,18 @@ def callback_url(settings: AuthSettings, base_url: str, name: str) -> str:
 
 
 def safe_return(path: str | None) -> str | None:
-    """Keep a return address only if it is a path on this server (no open redirect)."""
-    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+    """Keep a return address only if it is a path on this server (no open redirect).
+
+    Browsers drop tabs and line breaks from an address before reading it (so `/\t/evil`
+    would become `//evil`, another host): an address with any control character, space or
+    backslash is refused, and what remains must name no scheme and no host.
+    """
+    if not path or len(path) > 512 or not path.startswith("/") or path.startswith("//"):
         return None
-    return path[:512]
+    if any(ch <= " " or ch in "\\\x7f" for ch in path):
+        return None
+    parts = urlsplit(path)
+    return path if not (parts.scheme or parts.netloc) else None
 
 
 async def start(
