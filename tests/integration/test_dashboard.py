@@ -326,6 +326,8 @@ async def test_tokens_are_made_shown_once_and_revoked_by_admins(
     bad = await browser.post(base, {"name": "no spaces allowed", "role": "viewer", "days": "7"})
     assert bad.status_code == 422
     assert "Not created" in bad.text
+    taken = await browser.post(base, {"name": "ci", "role": "viewer", "days": "7"})
+    assert taken.status_code == 409 and "Not created: a token named" in taken.text
     # Digits Python reads as digits but cannot make a number of: refused in words, no 500.
     for days in ("²", "9" * 5000):
         odd = await browser.post(base, {"name": "odd", "role": "viewer", "days": days})

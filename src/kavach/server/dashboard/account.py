@@ -28,6 +28,7 @@ async def account(request: Request, principal: UserDep, session: SessionDep) -> 
         crumbs=[Crumb("Your account", f"{PREFIX}/account")],
         person=principal.user,
         sessions=await sessions.listed(session, principal),
+        most=sessions.MAX_LISTED,
     )
 
 

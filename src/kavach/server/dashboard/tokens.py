@@ -21,6 +21,7 @@ from kavach.server.dashboard.common import (
 )
 from kavach.server.dashboard.pages import Crumb, fragment, page
 from kavach.server.deps import OriginDep, SessionDep
+from kavach.server.errors import Conflict, ValidationFailed
 from kavach.server.iam.models import Environment
 from kavach.server.rbac.deps import Requirement
 from kavach.server.wording import in_words
@@ -78,7 +79,13 @@ async def create_token(
         return fragment(
             "dashboard/token_made.html", status_code=422, problem=in_words(error.errors())
         )
-    token, secret = await token_flows.create(session, access, origin, body)
+    try:
+        token, secret = await token_flows.create(session, access, origin, body)
+    except (Conflict, ValidationFailed) as refused:
+        # Said in the form's place, as a validation problem is; nothing of it is kept.
+        await session.rollback()
+        status = 409 if isinstance(refused, Conflict) else 422
+        return fragment("dashboard/token_made.html", status_code=status, problem=refused.message)
     return fragment("dashboard/token_made.html", token=token, secret=secret)
 
 
