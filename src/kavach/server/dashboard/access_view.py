@@ -12,14 +12,14 @@ from kavach.server.access import LABELS, ORGANIZATION, Access, Scope
 from kavach.server.dashboard.common import (
     environment_context,
     may,
-    node_tabs,
+    resource_context,
     resource_url,
 )
 from kavach.server.dashboard.outcome import Notice
 from kavach.server.dashboard.pages import Crumb
 from kavach.server.iam import user_groups
 from kavach.server.iam import visibility as seen
-from kavach.server.iam.models import Environment, Organization, SecretGroup
+from kavach.server.iam.models import Environment
 from kavach.server.pages import PageRequest
 from kavach.server.rbac import holders, members, pending
 from kavach.server.rbac.policy import ROLES, role_allows
@@ -64,24 +64,11 @@ def access_url(scope: Scope) -> str:
 
 async def frame(session: AsyncSession, access: Access) -> dict[str, Any]:
     """The page around the lists: breadcrumbs, heading and the resource's tabs."""
-    scope, resource = scope_of(access), access.resource
-    if isinstance(resource, Environment):
-        context = await environment_context(session, access, resource, tab="access")
+    if isinstance(access.resource, Environment):
+        context = await environment_context(session, access, access.resource, tab="access")
     else:
-        assert isinstance(resource, Organization | SecretGroup)  # noqa: S101 - the requirement
-        org = await session.get(Organization, scope.organization_id)
-        org_url = resource_url(ORGANIZATION, scope.organization_id)
-        crumbs = [Crumb(org.name if org else "?", org_url)]
-        if isinstance(resource, SecretGroup):
-            crumbs.append(Crumb(resource.name, resource_url(scope.resource_type, resource.id)))
-        context = {
-            "title": resource.name,
-            "heading": resource.name,
-            "crumbs": crumbs,
-            "role": access.role,
-            "node_tabs": node_tabs(access, scope.resource_type, resource.id, "/access"),
-        }
-    context["crumbs"].append(Crumb("Access", access_url(scope)))
+        context = await resource_context(session, access, "/access")
+    context["crumbs"].append(Crumb("Access", access_url(scope_of(access))))
     return context
 
 

@@ -22,7 +22,7 @@ from kavach.server.dashboard.common import (
     environment_context,
     listing,
     next_url,
-    node_tabs,
+    resource_context,
 )
 from kavach.server.dashboard.pages import Crumb, fragment, page
 from kavach.server.deps import SessionDep
@@ -59,13 +59,7 @@ async def organization_audit(
     """An organization's events and everything in it; its chain verified on request."""
     org = access.resource
     assert isinstance(org, Organization)  # noqa: S101 - the requirement loads it
-    crumbs = [Crumb(org.name, f"{PREFIX}/organizations/{org.id}")]
-    context = {
-        "heading": org.name,
-        "kind": "organization",
-        "crumbs": crumbs,
-        "node_tabs": node_tabs(access, "organization", org.id, "/audit"),
-    }
+    context = {**await resource_context(session, access, "/audit"), "kind": "organization"}
     verify_url = f"{PREFIX}/organizations/{org.id}/audit/verify"
     return await _trail(request, access, session, context, verify_url=verify_url)
 
@@ -77,20 +71,7 @@ async def secret_group_audit(
     session: SessionDep,
 ) -> HTMLResponse:
     """A secret group's events and its environments'."""
-    group, scope = access.resource, access.scope
-    assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
-    assert scope is not None  # noqa: S101
-    org = await session.get(Organization, scope.organization_id)
-    crumbs = [
-        Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
-        Crumb(group.name, f"{PREFIX}/secret-groups/{group.id}"),
-    ]
-    context = {
-        "heading": group.name,
-        "kind": "secret group",
-        "crumbs": crumbs,
-        "node_tabs": node_tabs(access, "secret_group", group.id, "/audit"),
-    }
+    context = {**await resource_context(session, access, "/audit"), "kind": "secret group"}
     return await _trail(request, access, session, context)
 
 

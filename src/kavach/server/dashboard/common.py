@@ -1,4 +1,4 @@
-"""What the dashboard's pages share: where they live, paging, and an environment's frame."""
+"""What the dashboard's pages share: where they live, paging, and a resource's frame."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
-from kavach.server.access import Access
+from kavach.server.access import Access, Scope
 from kavach.server.dashboard.pages import Crumb
 from kavach.server.iam.models import Environment, Organization, SecretGroup
 from kavach.server.pages import PageRequest
@@ -99,25 +99,48 @@ def may(access: Access, action: str) -> bool:
     return access.role is not None and role_allows(access.role, action)
 
 
+async def scope_crumbs(session: Any, scope: Scope) -> list[Crumb]:
+    """The breadcrumbs from a scope's organization down to its own resource, by name."""
+    levels = (
+        ("organization", Organization, scope.organization_id),
+        ("secret_group", SecretGroup, scope.secret_group_id),
+        ("environment", Environment, scope.environment_id),
+    )
+    crumbs = []
+    for kind, model, resource_id in levels:
+        if resource_id is None:
+            break
+        found = await session.get(model, resource_id)
+        # An environment's own page is its address with a slash (its tabs sit under it).
+        url = resource_url(kind, resource_id) + ("/" if kind == "environment" else "")
+        crumbs.append(Crumb(found.name if found else "?", url))
+    return crumbs
+
+
+async def resource_context(session: Any, access: Access, tab: str = "") -> dict[str, Any]:
+    """The frame of a resource's pages: breadcrumbs, heading, role, and which tabs to offer.
+
+    `tab` is the page's path under the resource, as `TABS` names it.
+    """
+    scope, resource = access.scope, access.resource
+    # The requirement loads both.
+    assert scope is not None  # noqa: S101
+    assert resource is not None  # noqa: S101
+    return {
+        "title": resource.name,
+        "heading": resource.name,
+        "crumbs": await scope_crumbs(session, scope),
+        "role": access.role,
+        "node_tabs": node_tabs(access, scope.resource_type, scope.resource_id, tab),
+    }
+
+
 async def environment_context(
     session: Any, access: Access, env: Environment, *, tab: str = ""
 ) -> dict[str, Any]:
-    """The frame of an environment's pages: breadcrumbs, role, and which tabs to offer."""
-    scope = access.scope
-    assert scope is not None  # noqa: S101
-    org = await session.get(Organization, scope.organization_id)
-    group = await session.get(SecretGroup, scope.secret_group_id)
-    crumbs = [
-        Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
-        Crumb(group.name if group else "?", f"{PREFIX}/secret-groups/{scope.secret_group_id}"),
-        Crumb(env.name, f"{PREFIX}/environments/{env.id}/"),
-    ]
+    """The frame of an environment's pages, and whether the caller may change its secrets."""
     return {
-        "title": env.name,
-        "heading": env.name,
-        "crumbs": crumbs,
-        "role": access.role,
+        **await resource_context(session, access, f"/{tab}"),
         "can_write": may(access, WRITE),
-        "node_tabs": node_tabs(access, "environment", env.id, f"/{tab}"),
         "env_id": env.id,
     }

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from kavach.server.access import Access
-from kavach.server.dashboard.common import PREFIX, READ, node_tabs
+from kavach.server.dashboard.common import PREFIX, READ, resource_context
 from kavach.server.dashboard.pages import Crumb, page
 from kavach.server.deps import OriginDep, SessionDep, runtime_of
 from kavach.server.iam import visibility as seen
-from kavach.server.iam.models import Environment, Organization, SecretGroup
+from kavach.server.iam.models import Environment, SecretGroup
 from kavach.server.pages import PageRequest
 from kavach.server.rbac.deps import Requirement, ticket_for
 from kavach.server.secrets.comparison import Compared
@@ -66,7 +66,6 @@ async def compare(
     group, scope = access.resource, access.scope
     assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
     assert scope is not None  # noqa: S101
-    org = await session.get(Organization, scope.organization_id)
     listed, more = await seen.environments(
         session, access.user.user.id, scope, PageRequest(limit=MAX_CHOICES)
     )
@@ -79,21 +78,14 @@ async def compare(
     left_out = [(by_id[i].name, why) for i, why in result.left_out.items()]
     left_out += [(e.name, f"at most {MAX_COMPARED} are compared at once") for e in beyond]
     rows = [row for row in result.rows if only != DIFFERENCES or row.differs or row.missing]
-    url = f"{PREFIX}/secret-groups/{group.id}"
-    crumbs = [
-        Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}"),
-        Crumb(group.name, url),
-        Crumb("Compare", request.url.path),
-    ]
+    context = await resource_context(session, access, "/compare")
+    context["crumbs"].append(Crumb("Compare", request.url.path))
     chosen = {e.id for e in compared}
     return page(
         request,
         access,
         "dashboard/compare.html",
-        title=f"Compare {group.name}",
-        heading=group.name,
-        crumbs=crumbs,
-        node_tabs=node_tabs(access, "secret_group", group.id, "/compare"),
+        **{**context, "title": f"Compare {group.name}"},
         choices=[Choice(e.id, e.name, e.id in chosen) for e in envs],
         more_choices=more is not None,
         most=MAX_COMPARED,

@@ -12,9 +12,9 @@ from kavach.server.dashboard.common import (
     PREFIX,
     listing,
     next_url,
-    node_tabs,
+    resource_context,
 )
-from kavach.server.dashboard.pages import Crumb, page, row_of
+from kavach.server.dashboard.pages import page, row_of
 from kavach.server.deps import SessionDep
 from kavach.server.iam import visibility as seen
 from kavach.server.iam.models import Organization, SecretGroup
@@ -73,13 +73,9 @@ async def organization(
         request,
         access,
         "dashboard/children.html",
-        title=org.name,
-        heading=org.name,
-        crumbs=[Crumb(org.name, request.url.path)],
+        **await resource_context(session, access),
         kind_plural="secret groups",
         parent_kind="organization",
-        role=access.role,
-        node_tabs=node_tabs(access, "organization", org.id),
         items=rows,
         query=query,
         next_url=next_url(request, after),
@@ -97,24 +93,18 @@ async def secret_group(
     group, scope = access.resource, access.scope
     assert isinstance(group, SecretGroup)  # noqa: S101 - the requirement loads it
     assert scope is not None  # noqa: S101
-    org = await session.get(Organization, scope.organization_id)
     query = searched(name)
     found, after = await seen.environments(
         session, access.user.user.id, scope, listing(request), containing=query
     )
     rows = [row_of(item.row, item.role, f"{PREFIX}/environments/{item.row.id}/") for item in found]
-    crumbs = [Crumb(org.name if org else "?", f"{PREFIX}/organizations/{scope.organization_id}")]
     return page(
         request,
         access,
         "dashboard/children.html",
-        title=group.name,
-        heading=group.name,
-        crumbs=[*crumbs, Crumb(group.name, request.url.path)],
+        **await resource_context(session, access),
         kind_plural="environments",
         parent_kind="secret group",
-        role=access.role,
-        node_tabs=node_tabs(access, "secret_group", group.id),
         items=rows,
         query=query,
         next_url=next_url(request, after),
