@@ -44,14 +44,15 @@ class Browser:
         return await self.client.post(path, data=form, headers=headers)
 
 
-async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
+async def person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
+    """Log `name` in: their API client and their browser on the dashboard."""
     token = (await login(server, name))["access_token"]
     return Api(server, token), Browser(server, token)
 
 
 @pytest.fixture
 async def tree(server: InProcessServer) -> dict[str, Any]:
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     group = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"}, status=201
@@ -213,7 +214,7 @@ async def test_a_viewer_reads_but_cannot_change_and_a_stranger_sees_nothing(
     server: InProcessServer, tree: dict[str, Any]
 ) -> None:
     env = tree["env"]
-    _bob_api, bob = await _person(server, "bob")
+    _bob_api, bob = await person(server, "bob")
     await tree["alice"].call(
         "POST", f"/environments/{env['id']}/members", {"user": "bob", "role": "viewer"}, status=200
     )
@@ -226,7 +227,7 @@ async def test_a_viewer_reads_but_cannot_change_and_a_stranger_sees_nothing(
     assert refused.status_code == 403
     assert "forbidden" in refused.text
 
-    _carol_api, carol = await _person(server, "carol")
+    _carol_api, carol = await person(server, "carol")
     hidden = await carol.get(f"/ui/environments/{env['id']}/")
     assert hidden.status_code == 404
     assert (await carol.get("/ui/")).status_code == 200
@@ -293,7 +294,7 @@ async def test_access_lists_direct_and_inherited_roles_for_admins_only(
     env_page = await tree["browser"].get(f"/ui/environments/{env['id']}/")
     assert f'href="/ui/environments/{env["id"]}/access"' in env_page.text
 
-    _api, bob = await _person(server, "bob")
+    _api, bob = await person(server, "bob")
     assert '/access"' not in (await bob.get(f"/ui/environments/{env['id']}/")).text
     assert (await bob.get(f"/ui/environments/{env['id']}/access")).status_code == 403
 

@@ -9,14 +9,14 @@ from sqlalchemy import select
 
 from kavach.server.audit.models import AuditEvent
 from tests.conftest import InProcessServer
-from tests.integration.test_dashboard import _person
+from tests.integration.test_dashboard import person
 from tests.integration.test_resources import Api
 
 
 @pytest.fixture
 async def tree(server: InProcessServer) -> dict[str, Any]:
     """Alice owns acme / payments / prod; bob has signed in (with no role yet)."""
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     group = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"}, status=201
@@ -24,7 +24,7 @@ async def tree(server: InProcessServer) -> dict[str, Any]:
     env = await alice.call(
         "POST", f"/secret-groups/{group['id']}/environments", {"name": "prod"}, status=201
     )
-    bob_api, bob = await _person(server, "bob")
+    bob_api, bob = await person(server, "bob")
     return {
         "alice": alice,
         "browser": browser,
@@ -184,14 +184,14 @@ async def test_a_viewer_or_editor_sees_no_controls_and_is_refused(
         "POST", "/user-groups/", {"organization_id": org["id"], "name": "ops"}, status=201
     )
     for who in ("bob", "carol"):
-        person = tree["bob"] if who == "bob" else (await _person(server, "carol"))[1]
+        browser = tree["bob"] if who == "bob" else (await person(server, "carol"))[1]
         for url in (f"/ui/organizations/{org['id']}", f"/ui/secret-groups/{group['id']}"):
-            assert '/access"' not in (await person.get(url)).text
+            assert '/access"' not in (await browser.get(url)).text
         env_access = f"/ui/environments/{env['id']}/access"
-        assert (await person.get(env_access)).status_code == 403
-        refused = await person.post(f"{env_access}/grant", {"who": who, "role": "owner"})
+        assert (await browser.get(env_access)).status_code == 403
+        refused = await browser.post(f"{env_access}/grant", {"who": who, "role": "owner"})
         assert refused.status_code == 403
-        taken = await person.post(f"{env_access}/revoke", {"user": "alice", "role": "owner"})
+        taken = await browser.post(f"{env_access}/revoke", {"user": "alice", "role": "owner"})
         assert taken.status_code == 403
 
     bob = tree["bob"]
@@ -222,7 +222,7 @@ async def test_inherited_rows_show_where_they_are_held(
     await alice.call(
         "POST", f"/secret-groups/{group['id']}/members", {"user": "bob", "role": "editor"}
     )
-    _dave_api, dave = await _person(server, "dave")
+    _dave_api, dave = await person(server, "dave")
     dave_admin = {"user": "dave", "role": "admin"}
     await alice.call("POST", f"/environments/{env['id']}/members", dave_admin, status=200)
     base = f"/ui/environments/{env['id']}/access"

@@ -12,8 +12,7 @@ from sqlalchemy import update
 
 from kavach.server.audit.models import AuditEvent
 from tests.conftest import InProcessServer
-from tests.integration.helpers import login
-from tests.integration.test_dashboard import XSS, Browser
+from tests.integration.test_dashboard import XSS, person
 from tests.integration.test_resources import Api
 
 SECRET_VALUE = "s3cr3t-never-on-the-audit-page"
@@ -25,15 +24,10 @@ ROW = re.compile(
 )
 
 
-async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
-    token = (await login(server, name))["access_token"]
-    return Api(server, token), Browser(server, token)
-
-
 @pytest.fixture
 async def trail(server: InProcessServer) -> dict[str, Any]:
     """Alice's tree; bob (an editor of prod) commits and reads; a token named ci reads."""
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     group = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"}, status=201
@@ -44,7 +38,7 @@ async def trail(server: InProcessServer) -> dict[str, Any]:
     secrets = f"/environments/{env['id']}/secrets"
     change = {"message": f"first {XSS}", "set": {"API_KEY": SECRET_VALUE}}
     await alice.call("POST", f"{secrets}/versions", change, status=201)
-    bob, _ = await _person(server, "bob")
+    bob, _ = await person(server, "bob")
     grant = {"user": "bob", "role": "editor"}
     await alice.call("POST", f"/environments/{env['id']}/members", grant, status=200)
     await bob.call("POST", f"{secrets}/versions", {"message": "m", "set": {"B": "2"}}, status=201)
@@ -163,7 +157,7 @@ async def test_a_viewer_is_refused_and_offered_no_audit_tab(
     admin_env_page = await trail["browser"].get(f"/ui/environments/{env['id']}/")
     assert f'href="/ui/environments/{env["id"]}/audit"' in admin_env_page.text
 
-    _, carol = await _person(server, "carol")
+    _, carol = await person(server, "carol")
     await alice.call(
         "POST", f"/organizations/{org['id']}/members", {"user": "carol", "role": "viewer"}
     )
@@ -180,7 +174,7 @@ async def test_a_viewer_is_refused_and_offered_no_audit_tab(
         assert answer.status_code == 403, refused
         assert "forbidden" in answer.text and "secret.commit" not in answer.text
 
-    _, dave = await _person(server, "dave")
+    _, dave = await person(server, "dave")
     assert (await dave.get(f"/ui/organizations/{org['id']}/audit")).status_code == 404
 
 

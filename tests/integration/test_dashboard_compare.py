@@ -14,9 +14,7 @@ from kavach.server.dashboard import compare as compare_page
 from kavach.server.errors import Forbidden
 from kavach.server.gate import AccessGate, Admission, Ticket
 from tests.conftest import InProcessServer
-from tests.integration.helpers import login
-from tests.integration.test_dashboard import Browser
-from tests.integration.test_resources import Api
+from tests.integration.test_dashboard import person
 
 XSS = "<img src=x onerror=alert(1)>"
 # Every value is distinctive, so finding one in a page is finding a leak.
@@ -27,15 +25,10 @@ VALUES = {
 }
 
 
-async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
-    token = (await login(server, name))["access_token"]
-    return Api(server, token), Browser(server, token)
-
-
 @pytest.fixture
 async def group(server: InProcessServer) -> dict[str, Any]:
     """Alice's acme/payments: dev, prod and staging, each with secrets (see VALUES)."""
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     made = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "payments"}, status=201
@@ -127,7 +120,7 @@ async def test_a_comparison_is_audited_as_a_read_of_each_environment(
 async def test_an_environment_the_caller_cannot_read_is_no_column(
     server: InProcessServer, group: dict[str, Any]
 ) -> None:
-    _, browser = await _person(server, "bob")
+    _, browser = await person(server, "bob")
     envs = group["envs"]
     await group["alice"].call(
         "POST", f"/environments/{envs['prod']['id']}/members", {"user": "bob", "role": "viewer"}
@@ -145,7 +138,7 @@ async def test_an_environment_the_caller_cannot_read_is_no_column(
     reads = await _compare_reads(server)
     assert [e.resource_id for e in reads] == [envs["prod"]["id"]]
     # Someone with no role in the group at all sees no such page.
-    _, carol = await _person(server, "carol")
+    _, carol = await person(server, "carol")
     assert (await carol.get(group["url"])).status_code == 404
 
 

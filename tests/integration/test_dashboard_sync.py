@@ -19,8 +19,7 @@ from kavach.server.errors import ProviderError
 from kavach.server.sync import runs
 from kavach.server.sync.models import SyncRun
 from tests.conftest import InProcessServer
-from tests.integration.helpers import login
-from tests.integration.test_dashboard import Browser
+from tests.integration.test_dashboard import Browser, person
 from tests.integration.test_resources import Api
 from tests.integration.test_sync import TARGETS, MemoryProvider, Target
 
@@ -56,14 +55,9 @@ class Setup:
         return answer
 
 
-async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
-    token = (await login(server, name))["access_token"]
-    return Api(server, token), Browser(server, token)
-
-
 @pytest.fixture
 async def setup(server: InProcessServer) -> Setup:
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     group = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "web"}, status=201
@@ -203,7 +197,7 @@ async def test_a_viewer_sees_providers_and_runs_but_cannot_sync(setup: Setup) ->
     await setup.alice.call(
         "POST", f"/environments/{setup.env_id}/members", {"user": "bob", "role": "viewer"}
     )
-    _api, bob = await _person(setup.server, "bob")
+    _api, bob = await person(setup.server, "bob")
     env_page = await setup.get("/", bob)
     assert f'href="{setup.base}/sync"' in env_page.text
     page = await setup.get("/sync", bob)

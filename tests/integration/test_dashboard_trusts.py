@@ -11,8 +11,7 @@ from sqlalchemy import select
 from kavach.server.audit.models import AuditEvent
 from tests.conftest import InProcessServer
 from tests.fakes.oidc_issuer import OidcIssuer, serve_oidc_issuer
-from tests.integration.helpers import login
-from tests.integration.test_dashboard import Browser
+from tests.integration.test_dashboard import person
 from tests.integration.test_resources import Api
 
 AUD = "https://kavach.test"
@@ -25,15 +24,10 @@ def issuer() -> Iterator[OidcIssuer]:
         yield served
 
 
-async def _person(server: InProcessServer, name: str) -> tuple[Api, Browser]:
-    token = (await login(server, name))["access_token"]
-    return Api(server, token), Browser(server, token)
-
-
 @pytest.fixture
 async def env(server: InProcessServer) -> dict[str, Any]:
     """Alice's acme/web/prod, and where its trusts are, on the API and on the dashboard."""
-    alice, browser = await _person(server, "alice")
+    alice, browser = await person(server, "alice")
     org = await alice.call("POST", "/organizations/", {"name": "acme"}, status=201)
     group = await alice.call(
         "POST", f"/organizations/{org['id']}/secret-groups", {"name": "web"}, status=201
@@ -190,7 +184,7 @@ async def test_only_admins_see_and_manage_trusts(
         {"name": "kept", "issuer": GITHUB, "audience": AUD, "conditions": {"repository": "a/b"}},
         status=201,
     )
-    _, bob = await _person(server, "bob")
+    _, bob = await person(server, "bob")
     await env["alice"].call(
         "POST", f"/environments/{env['env']['id']}/members", {"user": "bob", "role": "editor"}
     )
