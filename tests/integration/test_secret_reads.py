@@ -155,7 +155,7 @@ async def test_an_empty_environment_reads_the_same_cold_and_warm(
     path = f"/environments/{empty['id']}/secrets"
     answers = [await alice.call("GET", path, status=200) for _ in range(2)]
     assert admitted.reads == [False, True]
-    assert answers[0] == answers[1] == {"version": None, "secrets": {}}
+    assert answers[0] == answers[1] == {"version": None, "secrets": {}, "sources": []}
     events = await _read_events(server)
     assert [e["details"] for e in events] == [{"version_id": None, "what": "secrets"}] * 2
 

@@ -17,7 +17,7 @@ from kavach.server.batching import KeyedBatches
 from kavach.server.errors import NoChanges
 from kavach.server.secrets import service
 from kavach.server.secrets.models import SecretVersion
-from kavach.server.secrets.service import VersionFacts
+from kavach.server.secrets.service import Drafted, VersionFacts
 from kavach.server.secrets.store import Change, Recheck, SecretStore, SqlSecretStore, Stale
 from kavach.server.secrets.store_postgres import PostgresSecretStore
 from tests.conftest import InProcessServer
@@ -72,11 +72,11 @@ def _change(
     """A change setting `new` (and unsetting `unset`) on whatever is latest."""
     assert where.environment_id is not None and where.organization_id is not None
 
-    def values(latest: VersionFacts | None, current: dict[str, str]) -> dict[str, str]:
+    def values(latest: VersionFacts | None, current: dict[str, str]) -> Drafted:
         merged = {name: v for name, v in {**current, **new}.items() if name not in unset}
         if latest is not None and merged == current:
             raise NoChanges("nothing changed")
-        return dict(sorted(merged.items()))
+        return Drafted(dict(sorted(merged.items())))
 
     def event(version: SecretVersion) -> NewEvent:
         details: dict[str, Any] = {"version_id": version.id, "seq": version.seq}

@@ -18,7 +18,7 @@ from tests.integration.test_resources import Api, user
 AWKWARD = {
     "NEWLINES": "line1\nline2\r\nline3\n",
     "QUOTES": "it's \"quoted\" 'twice'",
-    "DOLLAR": "$HOME ${PATH} $(whoami) `id`",
+    "DOLLAR": "$HOME $${PATH} $(whoami) `id`",  # $${ is a literal ${ (not a reference)
     "EQUALS": "a=b=c==",
     "HASH": "#not a comment # really",
     "SPACES": "  leading and trailing  ",
@@ -48,7 +48,7 @@ async def test_commit_read_and_list_versions(server: InProcessServer) -> None:
     alice = await user(server, "alice")
     env = await _env(alice)
     empty = await alice.call("GET", f"/environments/{env['id']}/secrets", status=200)
-    assert empty == {"version": None, "secrets": {}}
+    assert empty == {"version": None, "secrets": {}, "sources": []}
     first = await _commit(alice, env["id"], set={"A": "1", "B": "2"}, message="first")
     second = await _commit(alice, env["id"], set={"B": "3"}, unset=["A"], message="second")
     assert (first["seq"], second["seq"], second["parent_id"]) == (1, 2, first["id"])
@@ -96,8 +96,10 @@ async def test_awkward_values_round_trip_byte_for_byte(server: InProcessServer) 
     alice = await user(server, "alice")
     env = await _env(alice)
     await _commit(alice, env["id"], secrets=AWKWARD, replace=True)
+    raw = await alice.call("GET", f"/environments/{env['id']}/secrets?resolve=false", status=200)
+    assert raw["secrets"] == AWKWARD
     read = await alice.call("GET", f"/environments/{env['id']}/secrets", status=200)
-    assert read["secrets"] == AWKWARD
+    assert read["secrets"] == {**AWKWARD, "DOLLAR": "$HOME ${PATH} $(whoami) `id`"}
 
 
 async def test_replace_snapshot_and_validation(server: InProcessServer) -> None:

@@ -199,6 +199,16 @@ class AccessGate:
             cached=True,
         )
 
+    async def admit_reader(
+        self, session: AsyncSession, principal: Principal, environment_id: uuid.UUID
+    ) -> Access:
+        """Admit a caller, already admitted and counted, to read one more environment's secrets.
+
+        For references: a value that pulls from another environment is read only by a caller
+        who may read that environment too.
+        """
+        return await self._environment(session, principal, "secret.read", environment_id)
+
     async def count(self, state: State, principal: Principal) -> None:
         """Count the request against the caller's API rate limit, once however it is admitted."""
         if not state.get(_COUNTED, False):

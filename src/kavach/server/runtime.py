@@ -171,6 +171,7 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
             keys=secret_keys,
             audit_batcher=audit_batcher,
             settings=settings,
+            sessions=sessionmaker,
             read_sessions=read_sessionmaker,
         ),
         workload_issuers=IssuerKeys(egress_fetcher(http, Egress.of(settings))),

@@ -48,9 +48,13 @@ def read_event(
 
 
 def commit_event(
-    access: Access, origin: RequestOrigin, version: SecretVersion, request: CommitRequest
+    access: Access,
+    origin: RequestOrigin,
+    version: SecretVersion,
+    request: CommitRequest,
+    broken: list[str] | None = None,
 ) -> NewEvent:
-    """Describe a commit: the new version and the names it set or unset."""
+    """Describe a commit: the new version, the names it set or unset, what it left broken."""
     details = {
         "version_id": version.id,
         "seq": version.seq,
@@ -59,4 +63,6 @@ def commit_event(
         "replace": request.replace,
         "secret_count": version.secret_count,
     }
+    if broken:  # references to what a forced commit removed
+        details["broken_references"] = broken
     return environment_event(access, origin, "secret.commit", details)

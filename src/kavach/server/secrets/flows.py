@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from kavach.server.errors import (
     VersionConflict,
 )
 from kavach.server.secrets import service
+from kavach.server.secrets.linking import Links
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import (
     Author,
@@ -25,6 +27,7 @@ from kavach.server.secrets.schemas import (
     DiffResponse,
     HistoryEntry,
     Modified,
+    SourceVersion,
     VersionSummary,
 )
 from kavach.server.secrets.service import VersionFacts
@@ -32,8 +35,10 @@ from kavach.server.settings import Settings
 
 
 def summary(version: VersionFacts) -> VersionSummary:
-    """Describe a version without values."""
+    """Describe a version without values (with where its references reached, if any)."""
+    links = Links.load(version.links) if version.links is not None else None
     return VersionSummary(
+        sources=sources_of(links),
         id=version.id,
         seq=version.seq,
         parent_id=version.parent_id,
@@ -43,6 +48,16 @@ def summary(version: VersionFacts) -> VersionSummary:
         created_at=version.created_at,
         rollback_of=version.rollback_of,
     )
+
+
+def sources_of(links: Links | None) -> list[SourceVersion]:
+    """Describe the other environments a version's links recorded, by name."""
+    if links is None:
+        return []
+    return [
+        SourceVersion(environment_id=uuid.UUID(env), label=source.label, seq=source.seq)
+        for env, source in sorted(links.at.items(), key=lambda item: item[1].label)
+    ]
 
 
 def check_limits(values: dict[str, str], settings: Settings) -> None:
@@ -115,19 +130,28 @@ async def rollback(
     version_id: str,
     message: str,
     author: Actor,
+    check: Callable[[VersionFacts | None, dict[str, str], dict[str, str]], Links | None],
 ) -> SecretVersion:
-    """Write a new version equal to an older one."""
+    """Write a new version equal to an older one (`check`: its links, from the latest's
+    values and its own, or a refusal)."""
     target = await service.get_version(session, environment_id=env_id, version_id=version_id)
     latest = await service.lock_latest(session, environment_id=env_id)
     values = await service.read_values(session, keys, version=target)
-    if latest is not None and values == await service.read_values(session, keys, version=latest):
+    current = await service.read_values(session, keys, version=latest) if latest else {}
+    if latest is not None and values == current:
         raise NoChanges(f"the latest version already holds the secrets of {target.id}")
+    links = check(latest, current, values)
     return await service.write_version(
         session,
         keys,
         environment_id=env_id,
         new=service.NewVersion(
-            values=values, message=message, author=author, parent=latest, rollback_of=target.id
+            values=values,
+            message=message,
+            author=author,
+            parent=latest,
+            rollback_of=target.id,
+            links=links.dump() if links else None,
         ),
     )
 

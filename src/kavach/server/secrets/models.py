@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kavach.server.db.base import Base, CreatedAt, UTCDateTime, UUIDPrimaryKey
@@ -53,6 +53,30 @@ class SecretVersion(CreatedAt, Base):
         ForeignKey("data_keys.id", deferrable=True, initially="DEFERRED"),
         index=True,
     )
+    # Where the version's references lead, as JSON (secrets.linking.Links): for each secret
+    # holding one, the secrets it pulls from, and the versions of other environments they
+    # were at when this version was committed. None when no value holds `${`, and on every
+    # version from before references existed, whose values are read literally.
+    links: Mapped[str | None] = mapped_column(Text)
+
+
+class ReferenceEdge(Base):
+    """An environment whose values (may) refer to a secret of another environment.
+
+    Written before the commit that makes the reference, and never at commit time, so it may
+    hold edges a later version dropped: it only tells a removal which environments to check.
+    """
+
+    __tablename__ = "reference_edges"
+    __table_args__ = (Index("ix_reference_edges_target", "target_environment_id", "target_name"),)
+
+    source_environment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_environment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_name: Mapped[str] = mapped_column(String(256), primary_key=True)
 
 
 class Secret(Base):

@@ -70,25 +70,36 @@ def _json_of(found: SecretsResponse) -> Response:
 
 _READER, _WRITER = Admitted(READ), Admitted(WRITE)
 _VERSION_REF: TypeAdapter[str] = TypeAdapter(VersionRef)
+_FLAG: TypeAdapter[bool] = TypeAdapter(bool)
+Resolve = Annotated[
+    bool,
+    Query(
+        description="Resolve references (${NAME}, ${env.NAME}, ${group.env.NAME}); false: "
+        "the stored text."
+    ),
+]
 
 
 async def read_secrets(
     request: Request,
     admitted: Annotated[Admit, Depends(_READER)],
     version: Annotated[VersionRef | None, Query()] = None,
+    resolve: Resolve = True,
 ) -> Response:
     """Return the latest secrets with values, or those of ?version=ID, N, vN or latest~N."""
     use_cases, origin = runtime_of(request).secrets, origin_of(request)
     ticket, admission = admitted
     if version:
-        return _json(ok(await use_cases.read_at(ticket, origin, version)))
-    return await use_cases.read_latest(ticket, admission, origin, _json_of)
+        return _json(ok(await use_cases.read_at(ticket, origin, version, resolve=resolve)))
+    return await use_cases.read_latest(ticket, admission, origin, _json_of, resolve=resolve)
 
 
 async def _serve_read(request: Request) -> Response:
     """Serve read_secrets as declared, without FastAPI's dependency solving."""
     admitted = await _READER(request)
-    return await read_secrets(request, admitted, query_value(request, "version", _VERSION_REF))
+    version = query_value(request, "version", _VERSION_REF)
+    resolve = query_value(request, "resolve", _FLAG)
+    return await read_secrets(request, admitted, version, True if resolve is None else resolve)
 
 
 router.add_api_route(

@@ -31,6 +31,8 @@ class CommitRequest(BaseModel):
     secrets: dict[SecretName, str] | None = None
     replace: bool = False
     parent_version: VersionId | None = None
+    # Remove secrets other environments' values refer to (their reads then fail).
+    force: bool = False
 
     @model_validator(mode="after")
     def _one_shape(self) -> CommitRequest:
@@ -62,6 +64,14 @@ class Author(BaseModel):
     label: str | None
 
 
+class SourceVersion(BaseModel):
+    """Another environment references were resolved from, and the version read there."""
+
+    environment_id: uuid.UUID
+    label: str  # secret group/environment
+    seq: int | None  # None: it has no version
+
+
 class VersionSummary(BaseModel):
     """A version without its values."""
 
@@ -73,6 +83,8 @@ class VersionSummary(BaseModel):
     secret_count: int
     created_at: datetime
     rollback_of: str | None
+    # The other environments its references reached, at their versions when committed.
+    sources: list[SourceVersion] = Field(default_factory=list)
 
 
 class VersionDetail(VersionSummary):
@@ -86,6 +98,8 @@ class SecretsResponse(BaseModel):
 
     version: VersionSummary | None
     secrets: dict[str, str]
+    # The other environments the values' references were resolved from (none when raw).
+    sources: list[SourceVersion] = Field(default_factory=list)
 
 
 class SecretNames(BaseModel):

@@ -187,6 +187,8 @@ class VersionFacts(Protocol):
     def data_key_id(self) -> uuid.UUID | None: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def links(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,7 @@ class VersionRecord:
     rollback_of: str | None
     data_key_id: uuid.UUID | None
     created_at: datetime
+    links: str | None
 
 
 def version_of(row: Mapping[Any, Any]) -> VersionRecord:
@@ -268,6 +271,15 @@ class NewVersion:
     author: Actor
     parent: VersionFacts | None
     rollback_of: str | None = None
+    links: str | None = None  # where its references lead (secrets.linking.Links)
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """A commit's next values, and their links when a value holds `${`."""
+
+    values: dict[str, str]
+    links: str | None = None
 
 
 async def write_version(
@@ -320,6 +332,7 @@ def draft_version(
         secret_count=len(new.values),
         rollback_of=new.rollback_of,
         created_at=utcnow(),
+        links=new.links,
         data_key_id=data_key_id,
     )
 

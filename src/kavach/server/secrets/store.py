@@ -102,8 +102,9 @@ class Change:
     message: str
     author: Actor
     parent_version: str | None  # the version the change was made on, if it says
-    # The new version's secrets from the latest version and its values; raises a refusal.
-    values: Callable[[VersionFacts | None, dict[str, str]], dict[str, str]]
+    # The new version's secrets (and links) from the latest version and its values; raises
+    # a refusal.
+    values: Callable[[VersionFacts | None, dict[str, str]], service.Drafted]
     event: Callable[[SecretVersion], NewEvent]  # the commit's audit event
     holds: Callable[[int | None], bool]  # whether access holds under the epoch read locked
     # The epoch a cached admission rests on, for a store that checks it with what it writes
@@ -181,8 +182,10 @@ class SqlSecretStore:
             current = (
                 await service.read_values(session, self.keys, version=latest) if latest else {}
             )
+            drafted = change.values(latest, current)
             new = service.NewVersion(
-                values=change.values(latest, current),
+                values=drafted.values,
+                links=drafted.links,
                 message=change.message,
                 author=change.author,
                 parent=latest,

@@ -366,11 +366,16 @@ class PostgresSecretStore(SqlSecretStore):
         if change.stale(locked.latest):
             return Stale(locked.latest), None
         try:
-            values = change.values(locked.latest, locked.current)
+            drafted = change.values(locked.latest, locked.current)
         except KavachError as refusal:
             return refusal, None
+        values = drafted.values
         new = service.NewVersion(
-            values=values, message=change.message, author=change.author, parent=locked.latest
+            values=values,
+            message=change.message,
+            author=change.author,
+            parent=locked.latest,
+            links=drafted.links,
         )
         version = service.draft_version(change.environment_id, new, pending.data_key[0])
         row = _expected(locked, change.environment_id)  # what it is made on, before it moves

@@ -9,7 +9,12 @@ The order of things is decided here and nowhere else:
 - a comparison of environments is a read of each (admitted, audited), answered with which
   values agree, never with the values;
 - a commit is admitted at the gate and written by the store, which confirms the admission
-  under the commit's lock; the version and its event are written together or not at all.
+  under the commit's lock; the version and its event are written together or not at all;
+- a commit that adds references, or removes what others refer to, is planned first
+  (secrets.linking): its references are admitted for the committer and checked (cycles,
+  depth, missing targets, dependents) against the plan under the commit's lock;
+- a read resolves references unless asked not to (secrets.resolving): every environment
+  a value pulls from is admitted for the reader and its read audited.
 """
 
 from __future__ import annotations
@@ -25,19 +30,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kavach.server.access import Access, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.audit.batch import AuditBatcher
+from kavach.server.audit.service import NewEvent
 from kavach.server.crypto.datakeys import SecretKeys
 from kavach.server.errors import CannotDecrypt, Forbidden, NotFound, ServiceUnavailable
 from kavach.server.gate import AccessGate, Admission, Ticket
-from kavach.server.secrets import flows, service
+from kavach.server.secrets import flows, linking, resolving, service
 from kavach.server.secrets.comparison import Comparison, Digester, Digests, compare
 from kavach.server.secrets.events import commit_event, environment_event, read_event
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.references import Place, has_references
 from kavach.server.secrets.schemas import (
     CommitRequest,
     DiffResponse,
     HistoryEntry,
     SecretsResponse,
+    SourceVersion,
     VersionDetail,
     VersionSummary,
 )
@@ -63,8 +71,10 @@ class SecretUseCases:
         keys: SecretKeys,
         audit_batcher: AuditBatcher,
         settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
         read_sessions: async_sessionmaker[AsyncSession],
     ) -> None:
+        self._sessions = sessions
         self._read_sessions = read_sessions
         self._gate = gate
         self._store = store
@@ -79,26 +89,36 @@ class SecretUseCases:
         origin: RequestOrigin,
         render: Callable[[SecretsResponse], T],
         what: str = "secrets",
+        *,
+        resolve: bool = True,
     ) -> T:
-        """Return the latest secrets, rendered while the read's event commits."""
+        """Return the latest secrets (references resolved unless not `resolve`), rendered
+        while the read's event commits."""
         admission, snapshot = await self._confirmed_latest(ticket, admission)
         access, version = admission.access, snapshot.version
         version_id = version.id if version else None
         try:
             values = await self._values(snapshot)
+            found = resolving.Resolved(values, {})
+            if resolve and version is not None and version.links is not None:
+                found = await self._resolved(access, version, values, pinned=False)
         except CannotDecrypt as failure:
             await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
             raise
-        committed = self._audit.submit(read_event(access, origin, version_id, what))
+        events = [read_event(access, origin, version_id, what)]
+        events += _source_events(origin, found)
+        committed = [self._audit.submit(event) for event in events]
         try:
             if not self._audit.committing:
                 # Let the event's batch go out, then render while it commits: the answer
                 # still goes only once the event is committed.
                 await asyncio.sleep(0)
             described = summary(version) if version else None
-            answer = render(SecretsResponse(version=described, secrets=values))
+            answer = render(
+                SecretsResponse(version=described, secrets=found.values, sources=_sources(found))
+            )
         finally:
-            await committed
+            await asyncio.gather(*committed)
         return answer
 
     async def compare_latest(self, tickets: Sequence[Ticket], origin: RequestOrigin) -> Comparison:
@@ -139,8 +159,13 @@ class SecretUseCases:
 
         `admission` is the gate's (provisional) answer to `ticket`; the store confirms it.
         """
+        plan = await self._plan(admission, body) if await self._planned(admission, body) else None
         for _ in range(_ATTEMPTS):
-            outcome = await self._store.commit(self._change(admission, origin, body))
+            try:
+                outcome = await self._store.commit(self._change(admission, origin, body, plan))
+            except linking.Replan:
+                plan = await self._plan(admission, body)
+                continue
             if isinstance(outcome, Recheck):
                 admission = await self._gate.recheck(ticket)
                 continue
@@ -169,13 +194,26 @@ class SecretUseCases:
         return VersionDetail(**summary(version).model_dump(), secrets=values)
 
     async def read_at(
-        self, ticket: Ticket, origin: RequestOrigin, version_id: str
+        self, ticket: Ticket, origin: RequestOrigin, version_id: str, *, resolve: bool = True
     ) -> SecretsResponse:
-        """Return the secrets of one version, shaped as the latest secrets are."""
+        """Return the secrets of one version, shaped as the latest secrets are.
+
+        Its references resolve to the versions they were at when it was committed.
+        """
         async with self._read_sessions() as session:
             access = await self._gate.admit_in(session, ticket)
             detail = await self.read_version(session, access, origin, version_id, "secrets")
-        return SecretsResponse(version=summary_of(detail), secrets=detail.secrets)
+            found = resolving.Resolved(detail.secrets, {})
+            if resolve:
+                version = await service.get_version(
+                    session, environment_id=access.environment_id, version_id=detail.id
+                )
+                found = await self._resolved(access, version, detail.secrets, pinned=True)
+        for event in _source_events(origin, found):
+            await self._audit.record(event)
+        return SecretsResponse(
+            version=summary_of(detail), secrets=found.values, sources=_sources(found)
+        )
 
     async def history(
         self,
@@ -229,7 +267,16 @@ class SecretUseCases:
         version_id: str,
         message: str,
     ) -> SecretVersion:
-        """Write a new version equal to an older one, with its event, in one transaction."""
+        """Write a new version equal to an older one, with its event, in one transaction.
+
+        Its references are checked as a commit's are, and so is what it removes.
+        """
+        env_id = access.environment_id
+        target = await service.get_version(session, environment_id=env_id, version_id=version_id)
+        target_links = linking.links_of(target)
+        plan = None
+        if target_links is not None or await linking.has_dependents(session, env_id):
+            plan = await self._plan_for(access, {}, target_links)
         version = await flows.rollback(
             session,
             self._keys,
@@ -237,6 +284,16 @@ class SecretUseCases:
             version_id=version_id,
             message=message,
             author=access.principal.actor,
+            check=lambda latest, current, values: (
+                linking.contents(
+                    plan,
+                    latest,
+                    (target_links, values),
+                    values,
+                    removed=set(current) - set(values),
+                    force=False,
+                ).links
+            ),
         )
         details = {"version_id": version.id, "rollback_of": version.rollback_of}
         await audit.append(session, [environment_event(access, origin, "secret.rollback", details)])
@@ -262,15 +319,102 @@ class SecretUseCases:
         key = await self._store.data_key(version)
         return service.decrypt_rows(key, version, snapshot.sealed)
 
-    def _change(self, admission: Admission, origin: RequestOrigin, body: CommitRequest) -> Change:
+    async def _planned(self, admission: Admission, body: CommitRequest) -> bool:
+        """Tell whether a commit needs a plan: it sets a reference, or removes from an
+        environment others may refer to."""
+        if any(has_references(value) for value in _setting(body).values()):
+            return True
+        if not (body.unset or body.replace):
+            return False
+        async with self._read_sessions() as session:
+            return await linking.has_dependents(session, admission.access.environment_id)
+
+    async def _plan(self, admission: Admission, body: CommitRequest) -> linking.Plan:
+        """Plan a commit's references on the environment's latest version."""
+        return await self._plan_for(admission.access, _setting(body), None)
+
+    async def _plan_for(
+        self, access: Access, setting: dict[str, str], carried: linking.Links | None
+    ) -> linking.Plan:
+        """Locate and admit the references `setting` adds; read what every link reaches."""
+        env_id = access.environment_id
+        parsed = linking.body_references(setting)
+        named = [reference for found in parsed.values() for reference in found]
+        async with self._sessions() as session, session.begin():
+            latest = await service.latest_version(session, environment_id=env_id)
+            latest_links = linking.links_of(latest)
+            located = dict(await linking.locate(session, env_id, named))
+            for key, target in list(located.items()):
+                if target == str(env_id):
+                    continue
+                try:
+                    await self._gate.admit_reader(session, access.principal, uuid.UUID(target))
+                except (Forbidden, NotFound):
+                    del located[key]  # refused as if it did not exist, in the same words
+            start = set(located.values())
+            for links in (latest_links, carried):
+                if links is not None:
+                    start |= links.environments()
+            graph = await linking.reachable(session, start, skip=str(env_id))
+            referring = await linking.dependents(session, env_id)
+            new = [
+                Place(located[(reference.group, reference.env)], reference.name)
+                for reference in named
+                if (reference.group, reference.env) in located
+            ]
+            old = [
+                place for places in (carried.refs.values() if carried else ()) for place in places
+            ]
+            await linking.record_edges(session, env_id, new + old)
+            holders = {place.environment for found in referring.values() for place in found}
+            named_envs = await linking.labels(session, {str(env_id), *graph, *holders})
+        return linking.Plan(
+            environment=str(env_id),
+            made_on=latest.id if latest else None,
+            latest_links=latest_links,
+            located=located,
+            graph=graph,
+            referring=referring,
+            labels=named_envs,
+        )
+
+    async def _resolved(
+        self, access: Access, version: VersionFacts, values: dict[str, str], *, pinned: bool
+    ) -> resolving.Resolved:
+        """Resolve a version's references, admitting the reader to each environment reached."""
+        principal = access.principal
+
+        async def admit(session: AsyncSession, environment_id: uuid.UUID) -> Access:
+            return await self._gate.admit_reader(session, principal, environment_id)
+
+        async with self._read_sessions() as session:
+            return await resolving.resolve(
+                session, self._keys, admit, version, values, pinned=pinned
+            )
+
+    def _change(
+        self,
+        admission: Admission,
+        origin: RequestOrigin,
+        body: CommitRequest,
+        plan: linking.Plan | None,
+    ) -> Change:
         """Describe a commit to the store: what it writes and what it must hold."""
         access = admission.access
         scope = access.scope
         assert scope is not None  # noqa: S101 - an admission on an environment has its scope
         settings = self._settings
+        broken: list[str] = []
 
-        def values(latest: VersionFacts | None, current: dict[str, str]) -> dict[str, str]:
-            return flows.next_values(body, latest, current, settings)
+        def values(latest: VersionFacts | None, current: dict[str, str]) -> service.Drafted:
+            new = flows.next_values(body, latest, current, settings)
+            carried = (plan.latest_links if plan else None, current)
+            removed = set(current) - set(new)
+            checked = linking.contents(
+                plan, latest, carried, new, removed=removed, force=body.force
+            )
+            broken[:] = checked.broken
+            return service.Drafted(new, checked.links.dump() if checked.links else None)
 
         return Change(
             environment_id=access.environment_id,
@@ -279,7 +423,7 @@ class SecretUseCases:
             author=access.principal.actor,
             parent_version=body.parent_version,
             values=values,
-            event=lambda version: commit_event(access, origin, version, body),
+            event=lambda version: commit_event(access, origin, version, body, broken),
             holds=lambda epoch: self._gate.confirm(admission, epoch),
             expected_epoch=self._gate.expected_epoch(admission),
         )
@@ -319,6 +463,31 @@ class SecretUseCases:
             if values_read:
                 await self._record_read(session, access, origin, failure.version_id, what, failure)
             raise
+
+
+def _setting(body: CommitRequest) -> dict[str, str]:
+    """Return the values a commit sets (all of them for a snapshot)."""
+    return dict(body.secrets) if body.secrets is not None else dict(body.set)
+
+
+def _sources(found: resolving.Resolved) -> list[SourceVersion]:
+    """Describe the other environments a read's references were resolved from."""
+    return [
+        SourceVersion(
+            environment_id=uuid.UUID(env),
+            label=read.label,
+            seq=read.version.seq if read.version else None,
+        )
+        for env, read in sorted(found.sources.items(), key=lambda item: item[1].label)
+    ]
+
+
+def _source_events(origin: RequestOrigin, found: resolving.Resolved) -> list[NewEvent]:
+    """Describe the reads of other environments that resolving references made."""
+    return [
+        read_event(read.access, origin, read.version.id if read.version else None, "reference")
+        for read in found.sources.values()
+    ]
 
 
 def summary_of(detail: VersionDetail) -> VersionSummary:

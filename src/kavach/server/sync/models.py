@@ -23,6 +23,9 @@ class SyncRun(UUIDPrimaryKey, CreatedAt, Base):
     provider: Mapped[str] = mapped_column(String(32), nullable=False)
     target_key: Mapped[str] = mapped_column(String(512), nullable=False)
     version_id: Mapped[str | None] = mapped_column(String(8))
+    # What was pushed: the version and those of the environments it refers to (see
+    # secrets.revisions); a target is out of date when the environment's revision differs.
+    revision: Mapped[str | None] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     prune: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
