@@ -276,7 +276,7 @@ class SecretUseCases:
         target_links = linking.links_of(target)
         plan = None
         if target_links is not None or await linking.has_dependents(session, env_id):
-            plan = await self._plan_for(access, {}, target_links)
+            plan = await self._plan_in(session, access, {}, target_links)
         version = await flows.rollback(
             session,
             self._keys,
@@ -336,38 +336,46 @@ class SecretUseCases:
     async def _plan_for(
         self, access: Access, setting: dict[str, str], carried: linking.Links | None
     ) -> linking.Plan:
+        """Plan in a transaction of its own."""
+        async with self._sessions() as session, session.begin():
+            return await self._plan_in(session, access, setting, carried)
+
+    async def _plan_in(
+        self,
+        session: AsyncSession,
+        access: Access,
+        setting: dict[str, str],
+        carried: linking.Links | None,
+    ) -> linking.Plan:
         """Locate and admit the references `setting` adds; read what every link reaches."""
         env_id = access.environment_id
         parsed = linking.body_references(setting)
         named = [reference for found in parsed.values() for reference in found]
-        async with self._sessions() as session, session.begin():
-            latest = await service.latest_version(session, environment_id=env_id)
-            latest_links = linking.links_of(latest)
-            located = dict(await linking.locate(session, env_id, named))
-            for key, target in list(located.items()):
-                if target == str(env_id):
-                    continue
-                try:
-                    await self._gate.admit_reader(session, access.principal, uuid.UUID(target))
-                except (Forbidden, NotFound):
-                    del located[key]  # refused as if it did not exist, in the same words
-            start = set(located.values())
-            for links in (latest_links, carried):
-                if links is not None:
-                    start |= links.environments()
-            graph = await linking.reachable(session, start, skip=str(env_id))
-            referring = await linking.dependents(session, env_id)
-            new = [
-                Place(located[(reference.group, reference.env)], reference.name)
-                for reference in named
-                if (reference.group, reference.env) in located
-            ]
-            old = [
-                place for places in (carried.refs.values() if carried else ()) for place in places
-            ]
-            await linking.record_edges(session, env_id, new + old)
-            holders = {place.environment for found in referring.values() for place in found}
-            named_envs = await linking.labels(session, {str(env_id), *graph, *holders})
+        latest = await service.latest_version(session, environment_id=env_id)
+        latest_links = linking.links_of(latest)
+        located = dict(await linking.locate(session, env_id, named))
+        for key, target in list(located.items()):
+            if target == str(env_id):
+                continue
+            try:
+                await self._gate.admit_reader(session, access.principal, uuid.UUID(target))
+            except (Forbidden, NotFound):
+                del located[key]  # refused as if it did not exist, in the same words
+        start = set(located.values())
+        for links in (latest_links, carried):
+            if links is not None:
+                start |= links.environments()
+        graph = await linking.reachable(session, start, skip=str(env_id))
+        referring = await linking.dependents(session, env_id)
+        new = [
+            Place(located[(reference.group, reference.env)], reference.name)
+            for reference in named
+            if (reference.group, reference.env) in located
+        ]
+        old = [place for places in (carried.refs.values() if carried else ()) for place in places]
+        await linking.record_edges(session, env_id, new + old)
+        holders = {place.environment for found in referring.values() for place in found}
+        named_envs = await linking.labels(session, {str(env_id), *graph, *holders})
         return linking.Plan(
             environment=str(env_id),
             made_on=latest.id if latest else None,
