@@ -135,7 +135,7 @@ def read(
     credential = credential_secret(cli)
     server = cli.server_url()
     if choice.only:
-        opened, path = _find(cli, choice, _offline(cli, server, org, group, env), credential)
+        opened, path = find(cli.home, choice, _offline(cli, server, org, group, env), credential)
         _check_age(opened, path, choice.max_age)
         cli.log(f"using the fallback {path}, written {_age(opened)} ago (--fallback-only)")
         return _secrets(opened)
@@ -199,7 +199,7 @@ def _recover(
     """Return the fallback's secrets after the server could not be reached."""
     cli.log(f"server unreachable: {unreachable.message}")
     try:
-        opened, path = _find(cli, choice, wanted, credential)
+        opened, path = find(cli.home, choice, wanted, credential)
     except FallbackMissing as missing:
         # Nothing is wrong with a fallback that was never written: the server is the news.
         raise NetworkError(f"{unreachable.message}; {missing.message}") from None
@@ -208,10 +208,10 @@ def _recover(
     return _secrets(opened)
 
 
-def _find(cli: App, choice: Choice, wanted: Wanted, credential: bytes) -> tuple[Fallback, Path]:
-    """Return the opened fallback for `wanted` and where it is."""
+def find(home: Path, choice: Choice, wanted: Wanted, credential: bytes) -> tuple[Fallback, Path]:
+    """Return the opened fallback for `wanted` (under KAVACH_HOME `home`) and where it is."""
     if choice.file is not None or wanted.environment_id is not None:
-        path = choice.file or default_path(cli.home, wanted.environment_id or "")
+        path = choice.file or default_path(home, wanted.environment_id or "")
         header, sealed = read_header(path)
         if not wanted.matches(header):
             raise FallbackWrongEnvironment(
@@ -219,7 +219,7 @@ def _find(cli: App, choice: Choice, wanted: Wanted, credential: bytes) -> tuple[
                 f"{header.server}, not {wanted.describe()}"
             )
         return unseal(header, sealed, credential, path), path
-    return _search(cli.home / DIRECTORY, wanted, credential)
+    return _search(home / DIRECTORY, wanted, credential)
 
 
 def _search(directory: Path, wanted: Wanted, credential: bytes) -> tuple[Fallback, Path]:
