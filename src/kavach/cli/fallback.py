@@ -14,7 +14,6 @@ environment the command names, on the configured server, that the credential ope
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -183,7 +182,8 @@ def credential_secret(cli: App) -> bytes:
 
 def _offline(cli: App, server: str, org: str | None, group: str | None, env: str | None) -> Wanted:
     """Return the environment the command names, without asking the server."""
-    if os.environ.get(TOKEN_ENV):
+    session = cli.client.session
+    if session is not None and session.env_token is not None:
         # A service token knows its environment's id only through the server; the key
         # derived from the token tells its fallbacks apart.
         return Wanted(server, env_flag=env)
