@@ -16,7 +16,7 @@ from tests.e2e.harness import clean_environ
 pytestmark = pytest.mark.e2e
 
 # Distributions the command line needs too, though the server extra names them.
-SHARED = {"cryptography"}  # keyring's SecretStorage (Linux) needs it
+SHARED = {"cryptography"}  # kavach run --fallback and keyring's SecretStorage (Linux) need it
 # Brought in by the server's own dependencies, not named in its extra.
 SERVER_TRANSITIVE = {
     "starlette",

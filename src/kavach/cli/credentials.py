@@ -23,6 +23,7 @@ LOCK_FILE = "credentials.lock"
 LOCK_TIMEOUT = 60.0
 
 StoreMode = Literal["auto", "keyring", "file"]
+FALLBACK_SEED_BYTES = 32
 # Every token the server issues (JWTs, kvt_ and refresh tokens) is visible ASCII only.
 TOKEN_CHARACTERS = frozenset(chr(point) for point in range(0x21, 0x7F))
 
@@ -30,6 +31,13 @@ TOKEN_CHARACTERS = frozenset(chr(point) for point in range(0x21, 0x7F))
 def well_formed(token: str) -> bool:
     """Tell whether `token` could be sent in an Authorization header as it is."""
     return bool(token) and all(char in TOKEN_CHARACTERS for char in token)
+
+
+def new_fallback_seed() -> str:
+    """Return a fresh random seed for a login's fallback key (see cli.fallback_file)."""
+    import secrets  # here: it imports random and hashlib, which most commands never need
+
+    return secrets.token_urlsafe(FALLBACK_SEED_BYTES)
 
 
 def clean_token(raw: str, source: str, hint: str) -> str:
@@ -51,12 +59,17 @@ def clean_token(raw: str, source: str, hint: str) -> str:
 
 @dataclass(frozen=True)
 class Credentials:
-    """A token pair for one server and the user it belongs to; tokens stay out of repr."""
+    """A token pair for one server and the user it belongs to; tokens stay out of repr.
+
+    `fallback_seed` is made at login and kept through refreshes, so it lives exactly as
+    long as the login: fallback files are encrypted under a key derived from it.
+    """
 
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
     expires_at: datetime
     user: dict[str, Any] = field(default_factory=dict)
+    fallback_seed: str | None = field(default=None, repr=False)
 
     @property
     def login(self) -> str | None:
@@ -70,12 +83,15 @@ class Credentials:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the stored form: ISO-8601 UTC expiry, user as the server described it."""
-        return {
+        stored = {
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at.astimezone(UTC).isoformat(timespec="seconds"),
             "user": self.user,
         }
+        if self.fallback_seed is not None:
+            stored["fallback_seed"] = self.fallback_seed
+        return stored
 
     @classmethod
     def from_dict(cls, raw: Any) -> Credentials:
@@ -84,10 +100,13 @@ class Credentials:
             expires_at = datetime.fromisoformat(raw["expires_at"])
             user = raw.get("user") or {}
             access, refresh = raw["access_token"], raw["refresh_token"]
+            seed = raw.get("fallback_seed")
             if not (
                 isinstance(access, str) and isinstance(refresh, str) and isinstance(user, dict)
             ):
                 raise TypeError("wrong types")
+            if seed is not None and not (isinstance(seed, str) and well_formed(seed)):
+                raise TypeError("a fallback seed must be a token")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CliError("stored credentials are unreadable; run `kavach login` again") from exc
         if expires_at.tzinfo is None:
@@ -98,11 +117,17 @@ class Credentials:
             clean_token(refresh, "the stored refresh token", again),
             expires_at,
             cast(dict[str, Any], user),
+            seed,
         )
 
     @classmethod
     def from_token_response(
-        cls, data: Any, *, user: dict[str, Any] | None = None, now: datetime | None = None
+        cls,
+        data: Any,
+        *,
+        user: dict[str, Any] | None = None,
+        now: datetime | None = None,
+        fallback_seed: str | None = None,
     ) -> Credentials:
         """Build credentials from a login or refresh answer; `user` fills in a missing user."""
         try:
@@ -117,7 +142,8 @@ class Credentials:
             raise CliError("the server's token answer is malformed") from exc
         answered_user = data.get("user")
         resolved = answered_user if isinstance(answered_user, dict) else (user or {})
-        return cls(access, refresh, (now or datetime.now(UTC)) + lifetime, resolved)
+        expires_at = (now or datetime.now(UTC)) + lifetime
+        return cls(access, refresh, expires_at, resolved, fallback_seed)
 
 
 def _parse_json(text: str) -> Any:

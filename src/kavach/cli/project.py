@@ -36,6 +36,7 @@ class Project:
     path: Path
     server: str | None = None
     context: ActiveContext = field(default_factory=ActiveContext)
+    fallback: bool = False  # `kavach run` keeps a fallback under KAVACH_HOME (cli.fallback)
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,20 @@ def load_project(path: Path) -> Project:
         raise CliError(f"{path} cannot be read as YAML: {type(exc).__name__}") from None
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise CliError(f"{path} must hold a mapping (org, group, env, server)")
+        raise CliError(f"{path} must hold a mapping (org, group, env, server, fallback)")
     if "token" in raw:
         raise CliError(f"{path} holds a token: remove it; tokens go in KAVACH_TOKEN or a login")
-    unknown = sorted(str(key) for key in raw if key not in (*KEYS, "server"))
+    unknown = sorted(str(key) for key in raw if key not in (*KEYS, "server", "fallback"))
     if unknown:
         raise CliError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known: org, group, env, server"
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: org, group, env, server, fallback"
         )
     values = {key: _text(path, key, raw.get(key)) for key in (*KEYS, "server")}
     context = ActiveContext(**{KEYS[key]: values[key] for key in KEYS})
-    return Project(path=path, server=values["server"], context=context)
+    fallback = raw.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise CliError(f"{path}: 'fallback' must be true or false")
+    return Project(path=path, server=values["server"], context=context, fallback=fallback)
 
 
 def _text(path: Path, key: str, value: Any) -> str | None:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from kavach.cli.credentials import TOKEN_ENV, Credentials, CredentialStore, clean_token
+from kavach.cli.credentials import (
+    TOKEN_ENV,
+    Credentials,
+    CredentialStore,
+    clean_token,
+    new_fallback_seed,
+)
 from kavach.cli.errors import NotLoggedIn
 
 
@@ -69,7 +76,27 @@ class Session:
             if rotated_elsewhere and not stored.is_expired():
                 self._held = stored
                 return stored.access_token
-            rotated = exchange(stored.refresh_token)
+            # The seed belongs to the login, not to one token pair: it survives the rotation.
+            rotated = replace(exchange(stored.refresh_token), fallback_seed=stored.fallback_seed)
             self.store.save(self.server, rotated)
             self._held = rotated
             return rotated.access_token
+
+    def fallback_seed(self) -> str | None:
+        """Return the stored login's fallback seed (None when not logged in).
+
+        A login saved before seeds existed gets one now, under the store's lock, so every
+        process of that login derives the same key.
+        """
+        held = self.credentials()
+        if held is None or held.fallback_seed is not None:
+            return None if held is None else held.fallback_seed
+        with self.store.lock():
+            stored = self.store.load(self.server)
+            if stored is None:
+                return None
+            if stored.fallback_seed is None:
+                stored = replace(stored, fallback_seed=new_fallback_seed())
+                self.store.save(self.server, stored)
+            self._held, self._loaded = stored, True
+            return stored.fallback_seed

@@ -96,7 +96,7 @@ def login(
     Already signed in there, it says as whom and starts no new login unless --force.
     """
     from kavach.cli import device, preflight
-    from kavach.cli.credentials import Credentials
+    from kavach.cli.credentials import Credentials, new_fallback_seed
 
     cli = get_app(ctx, json=json)
     if approve is not None or deny is not None:
@@ -129,7 +129,7 @@ def login(
         answer = device.wait_for_token(
             client, code, sleep=cli.runtime.sleep, clock=cli.runtime.clock
         )
-    credentials = Credentials.from_token_response(answer)
+    credentials = Credentials.from_token_response(answer, fallback_seed=new_fallback_seed())
     cli.store.save(url, credentials)
     _make_default(cli, url)
     who = credentials.login or "unknown user"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kavach.cli.app import get_app
+from kavach.cli.durations import parse_duration
 from kavach.cli.errors import CliError
 from kavach.cli.options import EnvOption, GroupOption, OrgOption, VersionOption, command_group
 from kavach.cli.safe_text import neutralize
@@ -73,6 +75,34 @@ PassCredentialsFlag = Annotated[
         "get them.",
     ),
 ]
+FallbackOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--fallback",
+        help="Keep the secrets read in FILE, encrypted for your credential, and use them "
+        "(with a warning) when the server cannot be reached.",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+FallbackOnlyFlag = Annotated[
+    bool,
+    typer.Option(
+        "--fallback-only",
+        help="Use the fallback without calling the server (--fallback FILE, else "
+        "$KAVACH_HOME/fallback).",
+    ),
+]
+FallbackMaxAgeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--fallback-max-age",
+        parser=parse_duration,
+        metavar="DURATION",
+        help="Refuse a fallback written longer ago than this, e.g. 3600 (seconds), 12h, 7d.",
+        show_default=False,
+    ),
+]
 
 
 def _stderr(line: str) -> None:
@@ -132,7 +162,12 @@ HELP = (
     "The command does not inherit KAVACH_TOKEN or the other Kavach credentials of your "
     "environment unless --pass-credentials. When the environment has no version yet (or "
     "the version holds no secrets) the command runs without secrets after a warning; "
-    "--require-secrets makes that an error, and the command does not run."
+    "--require-secrets makes that an error, and the command does not run.\n\n"
+    "With --fallback FILE (or `fallback: true` in .kavach.yaml), each read also writes the "
+    "values to a fallback file encrypted for your login or KAVACH_TOKEN; when the server "
+    "cannot be reached (not when it refuses), the command runs with the fallback's values "
+    "after a warning naming their age. --fallback-only never calls the server; "
+    "--fallback-max-age refuses an older fallback."
 )
 
 
@@ -151,25 +186,28 @@ def run(
     allow_env: AllowEnvOption = None,
     require_secrets: RequireFlag = False,
     pass_credentials: PassCredentialsFlag = False,
+    fallback_file: FallbackOption = None,
+    fallback_only: FallbackOnlyFlag = False,
+    fallback_max_age: FallbackMaxAgeOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
 ) -> None:
     """Run a command with the secrets as environment variables; exit with its status."""
-    from kavach.cli import secrets_api
+    from kavach.cli import fallback, secrets_api
     from kavach.cli.child_env import allowed_names, build_env
     from kavach.cli.process import SpawnError, run_child
-    from kavach.cli.target import resolve_target
 
     cli = get_app(ctx)
     argv = _argv(command or [], shell_line)
     allow = allowed_names(allow_env or [])
     if version is not None:
         secrets_api.check_version_id(version)
-    target = resolve_target(cli, org, group, env)
-    summary, values = secrets_api.read(cli.client, target, version)
+    kept = fallback.choose(cli, fallback_file, fallback_only, fallback_max_age, version)
+    read = fallback.read(cli, kept, org, group, env, version)
+    summary, values = read.version, read.values
     cli.close()  # the connection is not needed while the command runs
-    _check_found(target.label, summary, len(values), require_secrets)
+    _check_found(read.label, summary, len(values), require_secrets)
     built = build_env(
         os.environ,
         values,
