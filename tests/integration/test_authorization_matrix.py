@@ -162,6 +162,7 @@ MATRIX: dict[str, Case] = {
     "POST /api/v1/environments/{id}/providers/{provider}/test": Case("env", "admin"),
     "POST /api/v1/environments/{id}/secrets/sync": Case("env", "editor"),
     "GET /api/v1/environments/{id}/sync-runs": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/sync-status": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/sync-runs/{run_id}": Case("env", "viewer"),
     "GET /api/v1/user-groups/": Case("user_group", "viewer"),
     "POST /api/v1/user-groups/": Case("user_group", "admin"),

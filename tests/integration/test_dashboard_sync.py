@@ -175,6 +175,7 @@ async def test_runs_are_paged_newest_first(setup: Setup) -> None:
                 provider="memory",
                 target="memory:paged",
                 version_id=None,
+                revision=None,
                 dry_run=True,
                 prune=False,
                 adopt=False,

@@ -1,4 +1,4 @@
-"""References between secrets: resolution, every refusal at commit, permissions across environments."""
+"""References between secrets: resolution, refusals at commit, access across environments."""
 
 from __future__ import annotations
 

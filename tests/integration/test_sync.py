@@ -327,3 +327,36 @@ async def test_a_run_its_server_left_running_is_marked_interrupted_by_the_next(
     listed = await alice.call("GET", f"/environments/{env_id}/sync-runs/{first['id']}")
     assert listed["status"] == "interrupted"
     assert "stopped before it ended" in listed["error"]
+
+
+async def test_syncs_push_resolved_values_and_a_referenced_change_marks_them_out_of_date(
+    server: InProcessServer,
+) -> None:
+    alice, env_id, state = await _setup(server, "refs")
+    env = await alice.call("GET", f"/environments/{env_id}", status=200)
+    shared = await alice.call(
+        "POST",
+        f"/secret-groups/{env['secret_group_id']}/environments",
+        {"name": "shared"},
+        status=201,
+    )
+    status_path = f"/environments/{env_id}/sync-status"
+    never = await alice.call("GET", status_path, status=200)
+    assert [(s["provider"], s["up_to_date"], s["reason"]) for s in never] == [
+        ("memory", False, "never synced")
+    ]
+    await _commit(alice, shared["id"], set={"HOST": "db.internal"})
+    await _commit(alice, env_id, set={"DB_URL": "postgres://${shared.HOST}/app"})
+    await _sync(alice, env_id)
+    assert state.secrets == {"DB_URL": "postgres://db.internal/app"}
+    (fresh,) = await alice.call("GET", status_path, status=200)
+    assert fresh["up_to_date"] and fresh["synced_revision"] == fresh["current_revision"]
+
+    await _commit(alice, shared["id"], set={"HOST": "db2.internal"})
+    (stale,) = await alice.call("GET", status_path, status=200)
+    assert (stale["up_to_date"], stale["reason"]) == (False, "a secret it refers to changed since")
+    await _sync(alice, env_id)
+    assert state.secrets == {"DB_URL": "postgres://db2.internal/app"}
+    await _commit(alice, env_id, set={"OTHER": "1"})
+    (behind,) = await alice.call("GET", status_path, status=200)
+    assert behind["reason"].startswith("version 2 was committed since")

@@ -14,6 +14,7 @@ again (`Replan`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -92,6 +93,36 @@ class Links:
     def environments(self) -> set[str]:
         """Return every environment the links lead into (the own one included)."""
         return {place.environment for places in self.refs.values() for place in places}
+
+
+def revision(seq: int, sources: Mapping[str, int]) -> str:
+    """Name the state of an environment's resolved values: its version and its sources'.
+
+    The version number alone when nothing is referenced; else it and a digest of the
+    versions of every environment reached. Compared for equality only.
+    """
+    if not sources:
+        return str(seq)
+    listed = ",".join(f"{env}:{at}" for env, at in sorted(sources.items()))
+    return f"{seq}-{hashlib.sha256(listed.encode()).hexdigest()[:16]}"
+
+
+async def current_revision(session: AsyncSession, environment_id: uuid.UUID) -> str:
+    """Return the revision of an environment's latest version, as resolved now ("0": none)."""
+    latest = await session.execute(
+        select(SecretVersion.seq, SecretVersion.links)
+        .where(SecretVersion.environment_id == environment_id)
+        .order_by(SecretVersion.seq.desc())
+        .limit(1)
+    )
+    row = latest.first()
+    if row is None:
+        return "0"
+    links = Links.load(row.links)
+    if links is None:
+        return str(row.seq)
+    graph = await reachable(session, links.environments(), skip=str(environment_id))
+    return revision(row.seq, {env: found.seq for env, found in graph.items()})
 
 
 def links_of(version: VersionFacts | None) -> Links | None:

@@ -101,7 +101,7 @@ class SecretUseCases:
             values = await self._values(snapshot)
             found = resolving.Resolved(values, {})
             if resolve and version is not None and version.links is not None:
-                found = await self._resolved(access, version, values, pinned=False)
+                found = await self.resolved(access, version, values, pinned=False)
         except CannotDecrypt as failure:
             await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
             raise
@@ -208,7 +208,7 @@ class SecretUseCases:
                 version = await service.get_version(
                     session, environment_id=access.environment_id, version_id=detail.id
                 )
-                found = await self._resolved(access, version, detail.secrets, pinned=True)
+                found = await self.resolved(access, version, detail.secrets, pinned=True)
         for event in _source_events(origin, found):
             await self._audit.record(event)
         return SecretsResponse(
@@ -386,10 +386,11 @@ class SecretUseCases:
             labels=named_envs,
         )
 
-    async def _resolved(
+    async def resolved(
         self, access: Access, version: VersionFacts, values: dict[str, str], *, pinned: bool
     ) -> resolving.Resolved:
-        """Resolve a version's references, admitting the reader to each environment reached."""
+        """Resolve a version's references, admitting the reader to each environment reached
+        (`pinned`: at the versions its links recorded, else the latest)."""
         principal = access.principal
 
         async def admit(session: AsyncSession, environment_id: uuid.UUID) -> Access:

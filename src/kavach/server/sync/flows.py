@@ -9,13 +9,14 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kavach.server.access import Access, Actor, RequestOrigin
+from kavach.server.access import Access, RequestOrigin
 from kavach.server.audit import service as audit
 from kavach.server.errors import ProviderError, ValidationFailed
 from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider
 from kavach.server.providers.egress import Egress
 from kavach.server.runtime import Runtime
+from kavach.server.secrets import linking
 from kavach.server.secrets import service as secrets
 from kavach.server.sync import ledger, runs
 from kavach.server.sync.apply import Outcome, apply, retrying
@@ -38,9 +39,15 @@ async def sync(
     *,
     environment_id: uuid.UUID,
     request: SyncRequest,
-    actor: Actor,
+    access: Access,
 ) -> SyncRunDetail:
-    """Run (or, with dry_run, only plan) a sync, recording the run and each secret's result."""
+    """Run (or, with dry_run, only plan) a sync, recording the run and each secret's result.
+
+    What is pushed is the version's values with their references resolved (for the caller,
+    who must be able to read every environment they pull from); the run records the
+    revision it pushed, which tells later whether the target is out of date.
+    """
+    actor = access.principal.actor
     record = await providers.find(session, environment_id=environment_id, provider=request.provider)
     key = runtime.keys.provider_credential_key
     provider = providers.build(
@@ -56,7 +63,16 @@ async def sync(
         )
         if version is None:
             raise ValidationFailed("nothing to sync: this environment has no versions yet")
-        values = await secrets.read_values(session, runtime.secret_keys, version=version)
+        # Taken before the values: a change in between leaves the target out of date.
+        revision = (
+            await linking.current_revision(session, environment_id)
+            if request.version_id is None
+            else None
+        )
+        stored = await secrets.read_values(session, runtime.secret_keys, version=version)
+        pinned = request.version_id is not None
+        resolved = await runtime.secrets.resolved(access, version, stored, pinned=pinned)
+        values = resolved.values
         mapped = map_names(sorted(values), provider.remote_name)
         target = provider.target_key()
         owned = await ledger.load(session, environment_id=environment_id, target=target)
@@ -68,6 +84,7 @@ async def sync(
                 provider=request.provider,
                 target=target,
                 version_id=version.id,
+                revision=revision,
                 dry_run=request.dry_run,
                 prune=request.prune,
                 adopt=request.adopt,
@@ -128,7 +145,7 @@ async def audited_sync(
         session,
         environment_id=access.environment_id,
         request=request,
-        actor=access.principal.actor,
+        access=access,
     )
     await audit.record(
         session,

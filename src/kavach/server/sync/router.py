@@ -12,8 +12,13 @@ from kavach.server.deps import OriginDep, RuntimeDep, SessionDep
 from kavach.server.page_query import PageDep
 from kavach.server.pages import Page
 from kavach.server.rbac.deps import Requirement
-from kavach.server.sync import flows, runs
-from kavach.server.sync.schemas import SyncRequest, SyncRunDetail, SyncRunPublic
+from kavach.server.sync import flows, runs, status
+from kavach.server.sync.schemas import (
+    SyncRequest,
+    SyncRunDetail,
+    SyncRunPublic,
+    SyncTargetStatus,
+)
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["sync"])
 
@@ -49,3 +54,12 @@ async def get_sync_run(
     """Return a sync run with its per-secret results."""
     wanted = runs.run_id_of(run_id)
     return ok(await runs.detail(session, environment_id=access.environment_id, run_id=wanted))
+
+
+@router.get("/sync-status", response_model=Envelope[list[SyncTargetStatus]])
+async def sync_status(
+    access: Annotated[Access, Depends(Requirement("provider.read", "environment"))],
+    session: SessionDep,
+) -> Envelope[list[SyncTargetStatus]]:
+    """Say, for each provider, whether its target holds what the environment resolves to now."""
+    return ok(await status.targets(session, access.environment_id))

@@ -61,3 +61,14 @@ class SyncRunDetail(SyncRunPublic):
     """A sync run with its per-secret results."""
 
     items: list[SyncItemPublic]
+
+
+class SyncTargetStatus(BaseModel):
+    """Whether a provider's target holds what the environment resolves to now."""
+
+    provider: str
+    current_revision: str  # the environment's version and its sources', now
+    synced_revision: str | None  # what the last sync pushed
+    up_to_date: bool
+    reason: str | None  # why not, in words
+    last_run: SyncRunPublic | None
