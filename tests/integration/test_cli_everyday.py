@@ -297,3 +297,34 @@ async def _reads(alice: Api) -> int:
     org = (await alice.call("GET", "/organizations/by-name/acme"))["id"]
     events = await alice.call("GET", f"/audit?organization_id={org}&limit=1000")
     return sum(event["action"] == "secret.read" for event in events["items"])
+
+
+async def test_references_through_the_cli(server: InProcessServer, cli: Any) -> None:
+    alice = await user(server, "alice")
+    env = await _prod(alice)
+    group = (await alice.call("GET", f"/environments/{env}"))["secret_group_id"]
+    await alice.call("POST", f"/secret-groups/{group}/environments", {"name": "shared"}, status=201)
+    shared = ("--org", "acme", "--group", "web", "--env", "shared")
+    assert (await cli(alice, "secret", "set", "HOST=db", "-m", "m", "-y", *shared)).exit_code == 0
+    made = await cli(alice, "secret", "set", "URL=pg://${shared.HOST}/a", "-m", "m", "-y", *WHERE)
+    assert made.exit_code == 0, made.output
+    assert (await cli(alice, "secret", "get", "URL", *WHERE)).stdout == "pg://db/a"
+    raw = await cli(alice, "secret", "get", "URL", "--raw", *WHERE)
+    assert raw.stdout == "pg://${shared.HOST}/a"
+    exported = await cli(alice, "secret", "export", "--format", "json", *WHERE)
+    assert json.loads(exported.stdout) == {"URL": "pg://db/a"}
+    # Editing carries the stored text: another change keeps the reference.
+    assert (await cli(alice, "secret", "set", "X=1", "-m", "m", "-y", *WHERE)).exit_code == 0
+    assert (await cli(alice, "secret", "get", "URL", "--raw", *WHERE)).stdout == raw.stdout
+
+    refused = await cli(alice, "secret", "unset", "HOST", "-m", "m", "-y", *shared)
+    assert refused.exit_code == ExitCode.SERVER
+    assert "web/prod.URL -> HOST" in refused.stderr and "force" in refused.stderr
+    forced = await cli(alice, "secret", "unset", "HOST", "-m", "m", "-y", "--force", *shared)
+    assert forced.exit_code == 0, forced.output
+    broken = await cli(alice, "secret", "get", "URL", *WHERE)
+    assert broken.exit_code == ExitCode.SERVER and "web/shared.HOST" in broken.stderr
+
+    status = await cli(alice, "secret", "sync", "--status", *WHERE)
+    assert (status.exit_code, status.stdout) == (0, "")
+    assert "No provider is set up in environment acme/web/prod." in status.stderr

@@ -129,7 +129,7 @@ def read(
 
     if choice is None:
         found = resolve_target(cli, org, group, env)
-        summary, values = secrets_api.read(cli.client, found, version)
+        summary, values = secrets_api.read(cli.client, found, version, resolve=True)
         return Secrets(found.label, summary, values)
     credential = credential_secret(cli)
     server = cli.server_url()
@@ -141,7 +141,7 @@ def read(
     target: Target | None = None
     try:
         target = resolve_target(cli, org, group, env)
-        summary, values = secrets_api.read(cli.client, target)
+        summary, values = secrets_api.read(cli.client, target, resolve=True)
     except NetworkError as unreachable:
         wanted = (
             Wanted(server, environment_id=target.id)

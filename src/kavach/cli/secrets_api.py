@@ -46,10 +46,16 @@ def label(version: Object | None) -> str:
 
 
 def read(
-    client: ApiClient, target: Target, version: str | None = None
+    client: ApiClient, target: Target, version: str | None = None, *, resolve: bool = False
 ) -> tuple[Object | None, dict[str, str]]:
-    """Return the latest version (or `version`) and its secrets; (None, {}) if none yet."""
-    params = {"version": version} if version else None
+    """Return the latest version (or `version`) and its secrets; (None, {}) if none yet.
+
+    The stored text unless `resolve`: what is changed and committed is the stored text,
+    references and all; what is used (get, export, run, sync) is resolved.
+    """
+    params = {"resolve": "true" if resolve else "false"}
+    if version:
+        params["version"] = version
     data = expect_object(client.get(target.path, params=params))
     summary = data.get("version")
     if summary is not None and not isinstance(summary, dict):

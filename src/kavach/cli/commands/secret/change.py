@@ -8,7 +8,7 @@ import typer
 
 from kavach.cli import actions, changes, completion, secrets_api
 from kavach.cli.app import get_app
-from kavach.cli.commands.secret.commit import commit_on_latest
+from kavach.cli.commands.secret.commit import ForceRemovalFlag, commit_on_latest
 from kavach.cli.commands.secret.inputs import (
     PairsArgument,
     StdinFlag,
@@ -84,6 +84,7 @@ def unset(
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
+    force: ForceRemovalFlag = False,
 ) -> None:
     """Remove secrets and commit that as a new version at once."""
     cli = get_app(ctx, json=json)
@@ -98,6 +99,8 @@ def unset(
     wanted = {k: v for k, v in current.items() if k not in names}
     found = changes.between(current, wanted)
     body: dict[str, Any] = {"message": message, "unset": sorted(set(names))}
+    if force:
+        body["force"] = True
     commit_on_latest(
         cli, target, version, found, body, wanted=wanted, verb="unset", yes=yes, kept=KEPT
     )

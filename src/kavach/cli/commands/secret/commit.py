@@ -100,6 +100,15 @@ def _committed(cli: App, version: Object, target: Target, found: list[changes.Ch
     actions.say(cli, version, line)
 
 
+ForceRemovalFlag = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Remove secrets other environments refer to (their references then fail to read).",
+    ),
+]
+
+
 @app.command(rich_help_panel=PANEL)
 def commit(
     ctx: typer.Context,
@@ -109,6 +118,7 @@ def commit(
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
+    force: ForceRemovalFlag = False,
 ) -> None:
     """Commit the staged changes as a new version (asks first unless --yes)."""
     cli = get_app(ctx, json=json)
@@ -138,6 +148,8 @@ def commit(
         body["unset"] = to_unset
     if base is not None:
         body["parent_version"] = base
+    if force:
+        body["force"] = True
     wanted = {name: value for name, value in current.items() if name not in to_unset}
     limits.check(cli.client, {**wanted, **to_set}, message, body=body)
     if not cli.json:

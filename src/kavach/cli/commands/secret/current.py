@@ -44,7 +44,7 @@ def show_secrets(
     cli = get_app(ctx, json=json)
     checked = secrets_api.optional_version_id(version)
     target = resolve_target(cli, *where)
-    summary, values = secrets_api.read(cli.client, target, checked)
+    summary, values = secrets_api.read(cli.client, target, checked, resolve=True)
     if cli.json:
         shown = {name: (value if reveal else None) for name, value in values.items()}
         render.print_json({"version": summary, "secrets": shown})

@@ -34,10 +34,25 @@ RUN_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
 RUNS_MAX = PAGE_LIMIT  # the server's largest page of runs
 
 ProviderOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--provider", "-p", help="Where to sync: github, gcp or azure.", metavar="PROVIDER"
     ),
+]
+StatusFlag = Annotated[
+    bool,
+    typer.Option(
+        "--status",
+        help="Say whether each provider's target holds what the environment resolves to now "
+        "(out of date after a new version, or a change to a secret it refers to); writes "
+        "nothing. Exit 0 when all are up to date, else 1.",
+    ),
+]
+STATUS_COLUMNS = [
+    ("provider", "Provider"),
+    ("state", "State"),
+    ("reason", "Why"),
+    ("last", "Last sync"),
 ]
 DryRunFlag = Annotated[
     bool, typer.Option("--dry-run", help="Only show the plan; write nothing (exits 0).")
@@ -151,7 +166,8 @@ def _incomplete(run: Object, *, written: bool) -> SyncIncomplete:
 @app.command(rich_help_panel=PANEL)
 def sync(
     ctx: typer.Context,
-    provider: ProviderOption,
+    provider: ProviderOption = None,
+    status: StatusFlag = False,
     version: VersionOption = None,
     dry_run: DryRunFlag = False,
     prune: PruneFlag = False,
@@ -169,6 +185,11 @@ def sync(
     run (or the plan, when nothing is to be written). Without a terminal, needs --yes.
     """
     cli = get_app(ctx, json=json)
+    if status:
+        _status(cli, resolve_target(cli, org, group, env), provider)
+        return
+    if provider is None:
+        raise CliError("name the provider to sync to with --provider (github, gcp or azure)")
     version_id = secrets_api.optional_version_id(version)
     target = resolve_target(cli, org, group, env)
     body: Object = {"provider": provider, "dry_run": True, "prune": prune, "adopt": adopt}
@@ -201,6 +222,49 @@ def sync(
         cli.out.print(line, markup=False, soft_wrap=True)
     if not sync_view.complete(run):
         raise _incomplete(run, written=True)
+
+
+class SyncOutOfDate(CliError):
+    """Some sync target does not hold what the environment resolves to now."""
+
+    kind = "sync_out_of_date"
+
+
+def _status(cli: App, target: Target, provider: str | None) -> None:
+    """Print whether each provider's target is up to date; fail if any is not."""
+    answer = cli.client.get(f"/environments/{segment(target.id)}/sync-status")
+    found = [expect_object(item) for item in (answer if isinstance(answer, list) else [])]
+    if provider is not None:
+        found = [item for item in found if item.get("provider") == provider]
+        if not found:
+            raise CliError(f"{provider} is not set up in {target.label}")
+
+    def human() -> None:
+        rows = []
+        for item in found:
+            last = item.get("last_run")
+            when = last.get("finished_at") if isinstance(last, dict) else None
+            state = "up to date" if item.get("up_to_date") else "out of date"
+            rows.append(
+                {
+                    "provider": item.get("provider"),
+                    "state": state,
+                    "reason": item.get("reason") or "",
+                    "last": when or "never",
+                }
+            )
+        render.table(
+            cli,
+            rows,
+            STATUS_COLUMNS,
+            title=f"Sync status of {target.label}",
+            empty=f"No provider is set up in {target.label}.",
+        )
+
+    render.output(cli, found, human)
+    stale = [str(item.get("provider")) for item in found if not item.get("up_to_date")]
+    if stale:
+        raise SyncOutOfDate(f"out of date: {', '.join(stale)} (sync with --provider)")
 
 
 def _nothing_to_write(cli: App, plan: Object) -> None:

@@ -59,6 +59,10 @@ OutputOption = Annotated[
     ),
 ]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite the --output file.")]
+RawFlag = Annotated[
+    bool,
+    typer.Option("--raw", help="The stored text: references such as ${shared.NAME} unresolved."),
+]
 SkipInvalidFlag = Annotated[
     bool,
     typer.Option(
@@ -77,13 +81,15 @@ def get(
     group: GroupOption = None,
     env: EnvOption = None,
     json: JsonFlag = False,
+    raw: RawFlag = False,
 ) -> None:
     """Print one secret's value exactly (on a terminal: escaped control characters, a newline)."""
     cli = get_app(ctx, json=json)
     if not is_secret_name(name):
         raise CliError(f"{name!r} is not a valid secret name: {NAME_RULE}")
     target = resolve_target(cli, org, group, env)
-    summary, values = secrets_api.read(cli.client, target, secrets_api.optional_version_id(version))
+    wanted = secrets_api.optional_version_id(version)
+    summary, values = secrets_api.read(cli.client, target, wanted, resolve=not raw)
     if name not in values:
         raise NotFound(f"{name} is not set in {target.label} ({secrets_api.label(summary)})")
     if cli.json:
@@ -186,6 +192,7 @@ def export(
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
+    raw: RawFlag = False,
 ) -> None:
     """Print the secrets (or write them to a 0600 file) as dotenv, JSON, YAML or shell."""
     from kavach.formats import codec
@@ -195,7 +202,8 @@ def export(
         raise CliError("--force goes with --output")
     chosen = export_format(fmt, output)
     target = resolve_target(cli, org, group, env)
-    summary, values = secrets_api.read(cli.client, target, secrets_api.optional_version_id(version))
+    wanted = secrets_api.optional_version_id(version)
+    summary, values = secrets_api.read(cli.client, target, wanted, resolve=not raw)
     skipped: list[str] = []
     try:
         text = codec.render(values, chosen)
