@@ -160,7 +160,7 @@ class Watcher:
                 if revision != after:
                     self._catch_up()
                     after = revision
-            except CliError as error:
+            except Exception as error:  # nothing may end the watch
                 problem = _problem(error)
                 if trouble is None:
                     say(f"Warning: {problem}; retrying…")
@@ -177,13 +177,16 @@ class Watcher:
             delay = FIRST_DELAY
 
 
-def _problem(error: CliError) -> str:
+def _problem(error: Exception) -> str:
     """Describe why the feed could not be followed, in a few words."""
     if isinstance(error, NetworkError) or (
         isinstance(error, ApiError) and error.status in UNAVAILABLE
     ):
         return f"lost the server ({error.message})"
-    return f"cannot watch the environment: {error}"
+    if isinstance(error, CliError):
+        return f"cannot watch the environment: {error}"
+    # Not one of ours: its text could quote anything, a value included.
+    return f"cannot watch the environment ({type(error).__name__})"
 
 
 class _Signals:
