@@ -107,6 +107,7 @@ bench: bench-tools
 	$(BIN)/python -m bench.secrets_bench
 	$(BIN)/python -m bench.cli_bench
 	$(BIN)/python -m bench.scale_bench
+	$(BIN)/python -m bench.watch_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage $(NODE_FIXTURES:%=%/node_modules)

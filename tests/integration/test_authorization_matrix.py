@@ -113,6 +113,7 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/environments/{id}/secrets/versions/{version_id}": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/diff": Case("env", "viewer"),
     "GET /api/v1/environments/{id}/secrets/names": Case("env", "viewer"),
+    "GET /api/v1/environments/{id}/changes": Case("env", "viewer"),
     # The dashboard's pages: the same requirements as the API routes they mirror.
     "GET /ui/organizations/{id}": Case("org", "viewer", below="ok"),
     "GET /ui/secret-groups/{id}": Case("group", "viewer", below="ok"),

@@ -134,9 +134,14 @@ class ApiClient:
         """Close the connection pool."""
         self._http.close()
 
-    def get(self, path: str, *, params: Params = None, auth: bool = True) -> Any:
-        """GET an /api/v1 path and return the envelope's data."""
-        return self.request("GET", path, params=params, auth=auth)
+    def get(
+        self, path: str, *, params: Params = None, auth: bool = True, wait: float | None = None
+    ) -> Any:
+        """GET an /api/v1 path and return the envelope's data.
+
+        `wait`: seconds the server may take to answer (a long poll), instead of TIMEOUT's.
+        """
+        return self.request("GET", path, params=params, auth=auth, wait=wait)
 
     def post(self, path: str, json: Any = None, *, auth: bool = True) -> Any:
         """POST JSON to an /api/v1 path and return the envelope's data."""
@@ -163,6 +168,7 @@ class ApiClient:
         params: Params = None,
         auth: bool = True,
         hide: tuple[str, ...] = (),
+        wait: float | None = None,
     ) -> Any:
         """Send a request to API_PREFIX + `path`; `auth` requires a login and sends the token.
 
@@ -170,11 +176,12 @@ class ApiClient:
         """
         token = self._token() if auth else None
         url = API_PREFIX + path
-        response = self._transmit(method, url, json=json, params=params, token=token, hide=hide)
+        sent = {"json": json, "params": params, "hide": hide, "wait": wait}
+        response = self._transmit(method, url, token=token, **sent)
         session = self.session
         if token is not None and session is not None and self._is_expired_answer(response):
             token = session.refresh(self._exchange)
-            response = self._transmit(method, url, json=json, params=params, token=token, hide=hide)
+            response = self._transmit(method, url, token=token, **sent)
         return decode(response, (token, *hide))
 
     def health(self) -> tuple[int, Any]:
@@ -217,12 +224,16 @@ class ApiClient:
         params: Params,
         token: str | None,
         hide: tuple[str, ...] = (),
+        wait: float | None = None,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         if self._log:
             self._log(f"{method} {self.server}{url}")
+        timeout = TIMEOUT if wait is None else httpx.Timeout(wait, connect=TIMEOUT.connect)
         try:
-            response = self._http.request(method, url, json=json, params=params, headers=headers)
+            response = self._http.request(
+                method, url, json=json, params=params, headers=headers, timeout=timeout
+            )
         except httpx.TimeoutException as exc:
             cause = _shown_cause(exc, (token, *hide))
             raise NetworkError(f"{self.server} did not answer in time") from cause

@@ -56,7 +56,8 @@ def find_program(name: str, env: dict[str, str]) -> str:
     return found
 
 
-def _spawn(argv: Sequence[str], env: dict[str, str], mask: set[int]) -> int:
+def spawn(argv: Sequence[str], env: dict[str, str], mask: set[int]) -> int:
+    """Start `argv` with `env` and the signal mask `mask`; return its pid."""
     program = find_program(argv[0], env)
     try:
         return os.posix_spawn(program, list(argv), env, setsigmask=mask, setsigdef=RESTORED)
@@ -66,7 +67,8 @@ def _spawn(argv: Sequence[str], env: dict[str, str], mask: set[int]) -> int:
         raise SpawnError(f"{argv[0]}: {exc.strerror}", NOT_EXECUTABLE) from None
 
 
-def _from_terminal(info: signal.struct_siginfo) -> bool:
+def from_terminal(info: signal.struct_siginfo) -> bool:
+    """Say whether the kernel sent a signal for the terminal (which reached the child too)."""
     return sys.platform.startswith("linux") and info.si_code == SI_KERNEL
 
 
@@ -74,14 +76,14 @@ def _run_waiting(argv: Sequence[str], env: dict[str, str]) -> int:
     watched = {*FORWARDED, signal.SIGCHLD}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
-        pid = _spawn(argv, env, {int(sig) for sig in previous})
+        pid = spawn(argv, env, {int(sig) for sig in previous})
         while True:
             info = signal.sigtimedwait(watched, CHILD_POLL_SECONDS)
             if info is None or info.si_signo == signal.SIGCHLD:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     return exit_status(status)
-            elif not _from_terminal(info):
+            elif not from_terminal(info):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, info.si_signo)
     finally:

@@ -53,10 +53,10 @@ def read(
     The stored text unless `resolve`: what is changed and committed is the stored text,
     references and all; what is used (get, export, run, sync) is resolved.
     """
-    params = {"resolve": "true" if resolve else "false"}
+    params = {} if resolve else {"resolve": "false"}
     if version:
         params["version"] = version
-    data = expect_object(client.get(target.path, params=params))
+    data = expect_object(client.get(target.path, params=params or None))
     summary = data.get("version")
     if summary is not None and not isinstance(summary, dict):
         raise CliError("unexpected answer from the server: a version is not an object")

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from kavach import __version__
 from kavach.formats.limits import MAX_MESSAGE_CHARS
-from kavach.server import health, home
+from kavach.server import health, home, stopping
 from kavach.server.api import API_PREFIX, Envelope, ok
 from kavach.server.api_docs import install_api_docs
 from kavach.server.audit import chain as audit_chain
@@ -153,7 +153,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
                 await migrate(runtime.engine, settings)
             app.state.runtime = runtime
             _freeze_start_up_objects()
-            yield
+            with stopping.noticing_stop():
+                yield
         finally:
             await runtime.close()
             if metrics is not None:
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
     # Requests are matched against routers in this order: the hottest route comes first.
     api_routers = (
         secrets_router.router,
+        secrets_router.feed_router,
         auth_router.router,
         _meta_router(),
         iam_router.router,

@@ -333,6 +333,9 @@ class Settings(BaseSettings):
     # Prometheus metrics: served at /metrics on the API port, or on a listener of their own.
     metrics_enabled: bool = False
     metrics_addr: str | None = None
+    # How often a waiting change feed asks the database for the environment's revision
+    # (seconds): what a watcher waits at most beyond the commit, per waiting request.
+    changes_poll_interval: float = Field(default=0.2, gt=0, le=5)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -39,3 +39,9 @@ VERSION_REF = worded(
     "a version is its id (8 characters: a–z and 0–9), its number (3 or v3), "  # noqa: RUF001
     "latest or latest~N",
 )
+# A change feed's revision, as the feed answered it (opaque to clients).
+REVISION = worded(
+    r"^[A-Za-z0-9._:~-]{1,128}$",
+    "a revision is what the change feed answered: 1–128 characters, "  # noqa: RUF001
+    "letters, digits, '.', '_', ':', '~' or '-'",
+)

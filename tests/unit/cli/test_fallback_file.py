@@ -99,6 +99,7 @@ def test_another_credential_cannot_open_it(tmp_path: Path) -> None:
         # Younger than it is: --fallback-max-age must not be fooled.
         ("written_at", (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="seconds")),
     ],
+    ids=["environment_id", "environment", "server", "written_at"],  # stable across workers
 )
 def test_a_changed_header_does_not_open(tmp_path: Path, field: str, value: str) -> None:
     raw = json.loads(_sealed())

@@ -189,8 +189,8 @@ def test_diff_between_environments_compares_latest_secrets(
     assert result.exit_code == 0, result.output
     reads = [(p, q) for m, p, q, _ in api.requests() if p.endswith("/secrets")]
     assert reads == [
-        (f"/environments/{prod.id}/secrets", {}),
-        (f"/environments/{staging.id}/secrets", {}),
+        (f"/environments/{prod.id}/secrets", {"resolve": "false"}),
+        (f"/environments/{staging.id}/secrets", {"resolve": "false"}),
     ]
     assert table_rows(result.stdout) == [
         ["added", "C", "••••••"],

@@ -199,7 +199,12 @@ def test_remove_stages_unsets_and_drops_staged_additions(
     result = invoke(["secret", "remove", "OLD", "NEW", "KEEP"])
 
     assert result.exit_code == 0, result.output
-    assert api.requests()[-1] == ("GET", f"/environments/{prod.id}/secrets", {}, None)
+    assert api.requests()[-1] == (
+        "GET",
+        f"/environments/{prod.id}/secrets",
+        {"resolve": "false"},
+        None,
+    )
     data = staged(home, prod)
     assert (data["set"], data["unset"], data["base_version"]) == ({}, ["KEEP", "OLD"], base.id)
 

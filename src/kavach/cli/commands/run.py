@@ -66,6 +66,34 @@ RequireFlag = Annotated[
         help="Fail instead of warning when the environment has no version or no secrets.",
     ),
 ]
+WatchFlag = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        help="Restart the command when the environment's values change (see the README).",
+    ),
+]
+WatchSignalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--watch-signal",
+        help="With --watch: send this signal (HUP, USR1…) instead of restarting; the "
+        "command must read its secrets again itself, its environment cannot change.",
+        metavar="SIGNAL",
+        show_default=False,
+    ),
+]
+WatchGraceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--watch-grace",
+        help="With --watch: seconds a restarted command gets after SIGTERM before SIGKILL "
+        "[default: 10].",
+        metavar="SECONDS",
+        min=0,
+        show_default=False,
+    ),
+]
 PassCredentialsFlag = Annotated[
     bool,
     typer.Option(
@@ -189,6 +217,9 @@ def run(
     fallback_file: FallbackOption = None,
     fallback_only: FallbackOnlyFlag = False,
     fallback_max_age: FallbackMaxAgeOption = None,
+    watch: WatchFlag = False,
+    watch_signal: WatchSignalOption = None,
+    watch_grace: WatchGraceOption = None,
     org: OrgOption = None,
     group: GroupOption = None,
     env: EnvOption = None,
@@ -197,32 +228,50 @@ def run(
     from kavach.cli import fallback, secrets_api
     from kavach.cli.child_env import allowed_names, build_env
     from kavach.cli.process import SpawnError, run_child
+    from kavach.cli.target import resolve_target
 
     cli = get_app(ctx)
     argv = _argv(command or [], shell_line)
     allow = allowed_names(allow_env or [])
     if version is not None:
         secrets_api.check_version_id(version)
+    watching = None
+    if watch or watch_signal is not None or watch_grace is not None:
+        from kavach.cli.watch import watch_options
+
+        watching = watch_options(watch, watch_signal, watch_grace, version)
+        if fallback_only:
+            raise CliError("--watch follows the server: it cannot go with --fallback-only")
     kept = fallback.choose(cli, fallback_file, fallback_only, fallback_max_age, version)
     read = fallback.read(cli, kept, org, group, env, version)
     summary, values = read.version, read.values
+    target = resolve_target(cli, org, group, env) if watching is not None else None
     cli.close()  # the connection is not needed while the command runs
     _check_found(read.label, summary, len(values), require_secrets)
-    built = build_env(
-        os.environ,
-        values,
-        allow=allow,
-        override_reserved=override_reserved,
-        preserve_env=preserve_env,
-        pass_credentials=pass_credentials,
-    )
+
+    def child_env(values: dict[str, str]) -> ChildEnv:
+        return build_env(
+            os.environ,
+            values,
+            allow=allow,
+            override_reserved=override_reserved,
+            preserve_env=preserve_env,
+            pass_credentials=pass_credentials,
+        )
+
+    built = child_env(values)
     _report(built)
     if built.withheld:
         cli.log(f"not passed on: {', '.join(built.withheld)} (--pass-credentials passes them)")
     if built.kept_existing:
         cli.log(f"kept the existing values of {', '.join(built.kept_existing)} (--preserve-env)")
     try:
-        code = run_child(argv, built.env)
+        if watching is not None and target is not None:
+            from kavach.cli.watch import run_watching
+
+            code = run_watching(cli, target, argv, built.env, lambda v: child_env(v).env, watching)
+        else:
+            code = run_child(argv, built.env)
     except SpawnError as exc:
         _stderr(f"Error: {exc}")
         raise typer.Exit(exc.code) from None

@@ -15,6 +15,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import TypeAdapter
 from starlette.responses import Response
 
+from kavach.server import stopping
 from kavach.server.access import Access
 from kavach.server.api import (
     API_PREFIX,
@@ -36,11 +37,19 @@ from kavach.server.page_query import PageDep
 from kavach.server.pages import Page
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service
+from kavach.server.secrets.changes import (
+    DEFAULT_WAIT_SECONDS,
+    MAX_WAIT_SECONDS,
+    Gone,
+    next_change,
+)
 from kavach.server.secrets.flows import summary
 from kavach.server.secrets.schemas import (
+    Changes,
     CommitRequest,
     DiffResponse,
     HistoryEntry,
+    Revision,
     RollbackRequest,
     SecretName,
     SecretNames,
@@ -52,6 +61,8 @@ from kavach.server.secrets.schemas import (
 from kavach.server.secrets.usecases import READ, WRITE
 
 router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}/secrets", tags=["secrets"])
+# The change feed sits beside the secrets, on the environment itself.
+feed_router = api_router(prefix=f"{API_PREFIX}/environments/{{id}}", tags=["secrets"])
 # Version numbers are a 32-bit column; a larger bound is not a query the database can run.
 Reader = Annotated[Access, Depends(Requirement(READ, "environment", cached=True))]
 Writer = Annotated[Access, Depends(Requirement(WRITE, "environment", cached=True))]
@@ -218,3 +229,41 @@ async def rollback(
         session, access, origin, version_id=body.version_id, message=body.commit_message
     )
     return ok(summary(version))
+
+
+def _gone(request: Request) -> Gone:
+    """Return what ends a long wait early: the client hung up, or the server is stopping."""
+
+    async def gone() -> bool:
+        return stopping.asked() or await request.is_disconnected()
+
+    return gone
+
+
+@feed_router.get("/changes", response_model=Envelope[Changes])
+async def changes(
+    request: Request,
+    access: Reader,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    after: Annotated[Revision | None, Query()] = None,
+    wait: Annotated[
+        float, Query(alias="timeout", ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)
+    ] = DEFAULT_WAIT_SECONDS,
+) -> Envelope[Changes]:
+    """Return the environment's revision once it differs from `after` (a long poll).
+
+    Without `after`, or when it is not the current revision, at once; otherwise when the
+    revision moves (a commit through any server on this database) or after `timeout`
+    seconds, with `changed: false`.
+    """
+    found = await next_change(
+        session,
+        runtime.read_sessionmaker,
+        access.environment_id,
+        after=after,
+        wait=wait,
+        poll_interval=runtime.settings.changes_poll_interval,
+        gone=_gone(request),
+    )
+    return ok(found)

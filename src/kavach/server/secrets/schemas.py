@@ -9,12 +9,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kavach.formats.limits import MAX_MESSAGE_CHARS
-from kavach.server.text_rules import NUL_FREE, SECRET_NAME, VERSION_ID, VERSION_REF
+from kavach.server.text_rules import NUL_FREE, REVISION, SECRET_NAME, VERSION_ID, VERSION_REF
 
 SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME)]
 VersionId = Annotated[str, StringConstraints(pattern=VERSION_ID)]
 # A version by id, by number (`3` or `v3`), or from the newest (`latest`, `latest~1`).
 VersionRef = Annotated[str, StringConstraints(pattern=VERSION_REF)]
+Revision = Annotated[str, StringConstraints(pattern=REVISION)]
 CommitMessage = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NUL_FREE)
 ]
@@ -91,6 +92,14 @@ class VersionDetail(VersionSummary):
     """A version with its values."""
 
     secrets: dict[str, str]
+
+
+class Changes(BaseModel):
+    """The change feed's answer: the environment's revision and whether it differs."""
+
+    revision: str  # opaque: compare it for equality, send it back as `after`
+    changed: bool
+    latest: VersionSummary | None
 
 
 class SecretsResponse(BaseModel):

@@ -16,8 +16,8 @@ from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider
 from kavach.server.providers.egress import Egress
 from kavach.server.runtime import Runtime
-from kavach.server.secrets import linking
 from kavach.server.secrets import service as secrets
+from kavach.server.secrets.revisions import revision_of
 from kavach.server.sync import ledger, runs
 from kavach.server.sync.apply import Outcome, apply, retrying
 from kavach.server.sync.locks import target_lock
@@ -65,9 +65,7 @@ async def sync(
             raise ValidationFailed("nothing to sync: this environment has no versions yet")
         # Taken before the values: a change in between leaves the target out of date.
         revision = (
-            await linking.current_revision(session, environment_id)
-            if request.version_id is None
-            else None
+            await revision_of(session, environment_id) if request.version_id is None else None
         )
         stored = await secrets.read_values(session, runtime.secret_keys, version=version)
         pinned = request.version_id is not None

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.providers.models import ProviderConfig
-from kavach.server.secrets.linking import current_revision
+from kavach.server.secrets.revisions import revision_of
 from kavach.server.sync import runs
 from kavach.server.sync.models import SyncRun
 from kavach.server.sync.schemas import SyncTargetStatus
@@ -21,7 +21,7 @@ from kavach.server.sync.schemas import SyncTargetStatus
 
 async def targets(session: AsyncSession, environment_id: uuid.UUID) -> list[SyncTargetStatus]:
     """Describe each configured provider's target: what it holds, and whether that is current."""
-    current = await current_revision(session, environment_id)
+    current = await revision_of(session, environment_id)
     configured = await session.scalars(
         select(ProviderConfig.provider)
         .where(ProviderConfig.environment_id == environment_id)
