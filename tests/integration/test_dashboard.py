@@ -337,3 +337,32 @@ async def test_tokens_are_made_shown_once_and_revoked_by_admins(
     for page in ("/ui/", f"/ui/organizations/{tree['org']['id']}"):
         searched = await browser.get(f"{page}?name=%00")
         assert searched.status_code == 200, page
+
+
+async def test_references_resolve_on_reveal_and_their_refusals_keep_the_draft(
+    server: InProcessServer, tree: dict[str, Any]
+) -> None:
+    alice, browser, env = tree["alice"], tree["browser"], tree["env"]
+    shared = await alice.call(
+        "POST", f"/secret-groups/{tree['group']['id']}/environments", {"name": "shared"}, status=201
+    )
+    commit = {"message": "m", "set": {"HOST": "db"}}
+    await alice.call("POST", f"/environments/{shared['id']}/secrets/versions", commit, status=201)
+    url = f"/ui/environments/{env['id']}/versions"
+    draft = {"name": ["URL"], "action": ["set"], "value": ["pg://${shared.HOST}"], "message": "m"}
+    assert (await browser.post(url, draft)).status_code == 200
+    value = await browser.get(f"/ui/environments/{env['id']}/value?name=URL")
+    assert (value.status_code, "pg://db" in value.text) == (200, True)
+
+    missing = await browser.post(url, {**draft, "value": ["${shared.NOPE}"]})
+    assert missing.status_code == 422
+    assert "Not committed: payments/prod.URL refers to payments/shared.NOPE" in missing.text
+    assert 'value="${shared.NOPE}"' in missing.text  # the draft is kept
+    removal = {"name": ["HOST"], "action": ["unset"], "value": [""], "message": "m"}
+    shared_url = f"/ui/environments/{shared['id']}/versions"
+    refused = await browser.post(shared_url, removal)
+    assert refused.status_code == 409 and "payments/prod.URL -&gt; HOST" in refused.text
+    forced = {"message": "m", "unset": ["HOST"], "force": True}
+    await alice.call("POST", f"/environments/{shared['id']}/secrets/versions", forced, status=201)
+    broken = await browser.get(f"/ui/environments/{env['id']}/value?name=URL")
+    assert broken.status_code == 409 and "payments/shared.HOST" in broken.text

@@ -17,10 +17,12 @@ from kavach.server.dashboard.common import (
 )
 from kavach.server.dashboard.pages import fragment, page
 from kavach.server.deps import SessionDep, origin_of, runtime_of
-from kavach.server.errors import NotFound, ValidationFailed, VersionConflict
+from kavach.server.errors import Conflict, NotFound, ValidationFailed, VersionConflict
 from kavach.server.iam.models import Environment
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service as secrets_service
+from kavach.server.secrets.linking import ReferenceForbidden
+from kavach.server.secrets.references import BrokenReference
 from kavach.server.secrets.schemas import CommitRequest, SecretsResponse
 from kavach.server.wording import in_words
 
@@ -91,7 +93,11 @@ async def reveal(
             return fragment("dashboard/value.html", status_code=404, value="(no such secret)")
         return fragment("dashboard/value.html", value=found.secrets[name], name=name, copyable=True)
 
-    return await runtime.secrets.read_latest(ticket, admission, origin, only)
+    try:
+        return await runtime.secrets.read_latest(ticket, admission, origin, only)
+    except (BrokenReference, ReferenceForbidden) as unresolved:
+        # The value pulls from a secret that is gone, or that this reader may not read.
+        return fragment("dashboard/value.html", status_code=409, value=unresolved.message)
 
 
 @router.post("/environments/{id}/versions", response_class=HTMLResponse)
@@ -153,11 +159,12 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
             status_code=409,
             **_change_context(env, latest.get("id"), changed_meanwhile=meanwhile, **keep),
         )
-    except ValidationFailed as refused:
+    except (ValidationFailed, Conflict, ReferenceForbidden) as refused:
+        # A limit, a reference that does not resolve, or a removal others depend on.
         notice = {"kind": "bad", "text": f"Not committed: {refused.message}"}
         return fragment(
             "dashboard/change_form.html",
-            status_code=422,
+            status_code=409 if isinstance(refused, Conflict) else 422,
             **_change_context(env, parent, notice=notice, **keep),
         )
     response = fragment("dashboard/change_form.html", **_change_context(env, version.id))
