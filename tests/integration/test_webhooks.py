@@ -7,14 +7,20 @@ short poll and retry times.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import Result
 
+from kavach.cli.app import Runtime
+from kavach.cli.errors import ExitCode
 from kavach.server.webhooks.dispatcher import WebhookDispatcher
 from tests.conftest import InProcessServer
 from tests.fakes.webhook_receiver import Received, Receiver, serve_receiver, verify
+from tests.integration.cli_bridge import LoopBridge, run_cli
 from tests.integration.test_resources import Api, user
 from tests.integration.test_sync import TARGETS, Target
 
@@ -272,3 +278,64 @@ async def test_urls_are_refused_in_words_and_checked_again_at_connect_time(
     audit = await alice.call("GET", f"/audit?organization_id={ids['org']}", status=200)
     made = [event for event in audit["items"] if event["action"] == "webhook.create"]
     assert len(made) == 2 and all("secret" not in str(event["details"]) for event in made)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the CLI's surface does not depend on it
+async def test_the_cli_adds_lists_tests_shows_deliveries_and_removes_webhooks(
+    receiver: Receiver, hooks: InProcessServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await user(hooks, "alice")
+    ids = await _tree(alice)
+    for name, value in {
+        "KAVACH_HOME": str(tmp_path / "home"),
+        "KAVACH_TOKEN": alice.headers["Authorization"].removeprefix("Bearer "),
+        "KAVACH_CREDENTIAL_STORE": "file",
+        "KAVACH_SERVER": "http://127.0.0.1:8080",
+        "COLUMNS": "300",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    async def kavach(*args: str, code: int = 0) -> Result:
+        bridge = LoopBridge(hooks, asyncio.get_running_loop())
+        done = await run_cli(*args, runtime=Runtime(transport=bridge))
+        assert done.exit_code == code, done.output
+        return done
+
+    url = f"{receiver.url}/cli"
+    added = await kavach("webhook", "add", url, "--org", "acme", "--format", "slack")
+    secret = added.stdout.strip()
+    assert secret.startswith("whsec_") and "not be shown again" in added.stderr
+    env_hook = await kavach(
+        "webhook", "add", url, "--org", "acme", "--group", "web", "--env", "prod",
+        "--event", "secret.commit", "--json",
+    )  # fmt: skip
+    prod = json.loads(env_hook.stdout)
+    assert (prod["environment_id"], prod["events"]) == (ids["prod"], ["secret.commit"])
+
+    listed = json.loads((await kavach("webhook", "list", "--org", "acme", "--json")).stdout)
+    org_hook = next(hook for hook in listed["items"] if hook["environment_id"] is None)
+    assert {hook["url"] for hook in listed["items"]} == {f"{receiver.url}/…"}
+    table = (await kavach("webhook", "list", "--org", "acme")).stdout
+    assert "organization" in table and "secret.commit" in table and secret not in table
+
+    await kavach("webhook", "test", org_hook["id"])
+    (ping,) = await receiver.arrived(lambda got: len(got) == 1)
+    assert verify(secret, ping.headers["kavach-signature"], ping.body)
+    assert ping.headers["kavach-event"] == "ping"
+    assert ping.data == {"text": "[Kavach] acme: a test of this webhook by alice"}
+
+    async def shown() -> Any:
+        out = await kavach("webhook", "deliveries", org_hook["id"], "--limit", "5", "--json")
+        rows = json.loads(out.stdout)["items"]
+        return rows if rows and rows[0]["status"] == "delivered" else None
+
+    (row,) = await until(shown)
+    assert (row["event_type"], row["attempts"], row["response_code"]) == ("ping", 1, 200)
+    log = (await kavach("webhook", "deliveries", org_hook["id"])).stdout
+    assert "ping" in log and "delivered" in log
+
+    await kavach("webhook", "remove", org_hook["id"], "--yes")
+    left = json.loads((await kavach("webhook", "list", "--org", "acme", "--json")).stdout)
+    assert [hook["id"] for hook in left["items"]] == [prod["id"]]
+    gone = await kavach("webhook", "deliveries", org_hook["id"], code=ExitCode.SERVER)
+    assert "webhook not found" in gone.output
