@@ -373,9 +373,17 @@ async def test_an_older_backup_restores_into_a_migrated_database_and_reaches_hea
     source: Source, tmp_path: Path
 ) -> None:
     # Revisions 0011 and 0012 changed triggers and an index only, 0013 added the pending
-    # grants and 0014 OpenID Connect's tables and columns: without them, this backup's
-    # tables are those of 0010.
-    added = ("pending_grants", "oidc_logins", "user_identities", "workload_trusts")
+    # grants, 0014 OpenID Connect's tables and columns and 0015 the webhooks': without them,
+    # this backup's tables are those of 0010.
+    added = (
+        "pending_grants",
+        "oidc_logins",
+        "user_identities",
+        "workload_trusts",
+        "webhooks",
+        "webhook_cursors",
+        "webhook_deliveries",
+    )
 
     def at_0010(manifest: dict[str, Any]) -> None:
         manifest["schema_revision"] = "0010"
