@@ -17,6 +17,7 @@ from typer.testing import Result
 
 from kavach.cli.app import Runtime
 from kavach.cli.errors import ExitCode
+from kavach.server.errors import ProviderError
 from kavach.server.webhooks.dispatcher import WebhookDispatcher
 from tests.conftest import InProcessServer
 from tests.fakes.webhook_receiver import Received, Receiver, serve_receiver, verify
@@ -124,8 +125,11 @@ async def test_signed_events_reach_the_organizations_webhook_and_only_their_envi
     sync = f"/environments/{ids['dev']}/secrets/sync"
     await alice.call("POST", sync, {"provider": "memory", "dry_run": True}, status=200)
     await alice.call("POST", sync, {"provider": "memory"}, status=200)
+    await _commit(alice, ids["dev"], {"DEV": "z"})
+    TARGETS["hooks"].failures["DEV"].append(ProviderError("the target refused it"))
+    await alice.call("POST", sync, {"provider": "memory"}, status=200)
 
-    await receiver.arrived(lambda got: len([g for g in got if g.path == "/org"]) == 5)
+    await receiver.arrived(lambda got: len([g for g in got if g.path == "/org"]) == 7)
     to_org = sorted(receiver.on("/org"), key=lambda got: got.data["audit_event_id"])
     assert [got.data["type"] for got in to_org] == [
         "secret.commit",
@@ -133,7 +137,10 @@ async def test_signed_events_reach_the_organizations_webhook_and_only_their_envi
         "member.grant",
         "member.revoke",
         "secret.sync",  # the run, not the plan before it
+        "secret.commit",
+        "secret.sync",
     ]
+    assert [to_org[i].data["details"]["status"] for i in (4, 6)] == ["succeeded", "failed"]
     assert all(_signed(got, everything["secret"]) for got in to_org)
     assert not _signed(to_org[0], prod_commits["secret"])
     first = to_org[0]
@@ -148,7 +155,6 @@ async def test_signed_events_reach_the_organizations_webhook_and_only_their_envi
     assert data["details"]["set"] == ["API_KEY"]
     assert LONG.encode() not in b"".join(got.body for got in receiver.received)
     assert to_org[2].data["environment"] is None and to_org[2].data["details"]["user"] == "bob"
-    assert to_org[4].data["details"]["status"] == "succeeded"
 
     # The environment's webhook: its own commit only, nothing of dev or of the members.
     (to_prod,) = receiver.on("/prod/hook")
