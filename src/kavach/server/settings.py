@@ -7,6 +7,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -331,7 +332,7 @@ class Settings(BaseSettings):
     # attempts (6 attempts over about an hour by default), after which it has failed.
     webhook_dispatcher_enabled: bool = True
     webhook_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    webhook_retry_delays_seconds: tuple[float, ...] = Field(
+    webhook_retry_delays_seconds: tuple[Annotated[float, Field(ge=0, le=86_400)], ...] = Field(
         default=(10.0, 60.0, 300.0, 900.0, 2400.0), max_length=20
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
