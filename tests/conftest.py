@@ -90,6 +90,8 @@ def make_settings(data_dir: Path, database_url: str | None, **auth: object) -> S
     return Settings(
         data_dir=data_dir,
         log_json=True,
+        # Its polls would show in tests that count statements; webhook tests turn it on.
+        webhook_dispatcher_enabled=False,
         db=DatabaseSettings(database_url=database_url, db_pool_size=5),
         keys=KeySettings(),
         auth=AuthSettings(**{**_GENEROUS_LIMITS, **auth}),  # type: ignore[arg-type]

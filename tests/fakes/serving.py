@@ -15,12 +15,20 @@ from starlette.types import ASGIApp
 
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, what: str, *, cert_file: Path | None = None, key_file: Path | None = None
+    app: ASGIApp,
+    what: str,
+    *,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    port: int = 0,
 ) -> Iterator[str]:
-    """Serve `app` (over HTTPS when given a certificate) until the block ends; yield its URL."""
+    """Serve `app` (over HTTPS when given a certificate) until the block ends; yield its URL.
+
+    On `port` if given (a fake that comes back where it was), else on a free one.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,

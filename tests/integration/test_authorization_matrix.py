@@ -27,6 +27,7 @@ from tests.integration.test_resources import Api, user
 from tests.integration.test_sync import TARGETS, Target
 
 _MEMORY: dict[str, Any] = {"provider": "memory", "credentials": {"token": "good"}}
+_HOOK = "https://hooks.example.com/kavach"  # never called: no dispatcher runs here
 
 # DESIGN §4, written out independently of the server's policy file.
 ROLES = ["viewer", "editor", "admin", "owner"]
@@ -107,6 +108,15 @@ MATRIX: dict[str, Case] = {
     "POST /api/v1/environments/{id}/workload-trusts": Case("env", "admin"),
     "GET /api/v1/environments/{id}/workload-trusts/{trust_id}": Case("env", "admin"),
     "DELETE /api/v1/environments/{id}/workload-trusts/{trust_id}": Case("env", "admin"),
+    "GET /api/v1/organizations/{id}/webhooks": Case("org", "admin"),
+    "POST /api/v1/organizations/{id}/webhooks": Case("org", "admin"),
+    "GET /api/v1/environments/{id}/webhooks": Case("env", "admin"),
+    "POST /api/v1/environments/{id}/webhooks": Case("env", "admin"),
+    # A webhook's own routes: decided where it sits. An organization's is unseen (404) from
+    # beneath, as a user group is.
+    "GET /api/v1/webhooks/{id}/deliveries": Case("org", "admin", below=404),
+    "POST /api/v1/webhooks/{id}/test": Case("org", "admin", below=404),
+    "DELETE /api/v1/webhooks/{id}": Case("env", "admin"),
     "GET /api/v1/environments/{id}/secrets": Case("env", "viewer"),
     "POST /api/v1/environments/{id}/secrets/versions": Case("env", "editor"),
     "GET /api/v1/environments/{id}/secrets/versions": Case("env", "viewer"),
@@ -352,6 +362,12 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
     method, path = key.split(" ", 1)
     level = MATRIX[key].level
     path = path.removeprefix("/api/v1").replace("{version_id}", tree["version"]["id"])
+    if path.startswith("/webhooks/{id}"):
+        where = {"org": "organizations", "env": "environments"}[level]
+        made = await world.alice.call(
+            "POST", f"/{where}/{tree[level]['id']}/webhooks", {"url": _HOOK}, status=201
+        )
+        path = path.replace("{id}", made["id"])
     path = path.replace("{name}", "BASE" if "/secrets" in path else tree["org"]["name"])
     path = path.replace("{group}", tree["group"]["name"]).replace("{env}", tree["env"]["name"])
     path = path.replace("{id}", tree[level]["id"])
@@ -371,6 +387,8 @@ async def _prepare(world: World, key: str, tree: dict[str, dict[str, Any]]) -> R
             body = {"config": {"target": tree["org"]["name"]}} if method == "PATCH" else None
     elif path.endswith("/secrets/sync"):
         body = {"provider": "memory"}
+    elif path.endswith("/webhooks") and method == "POST":
+        body = {"url": _HOOK}
     elif key == "GET /api/v1/user-groups/":
         path = f"/user-groups/?organization_id={tree['org']['id']}"
     elif key == "POST /api/v1/user-groups/":

@@ -373,9 +373,18 @@ async def test_an_older_backup_restores_into_a_migrated_database_and_reaches_hea
     source: Source, tmp_path: Path
 ) -> None:
     # Revisions 0011 and 0012 changed triggers and an index only, 0013 added the pending
-    # grants and 0014 OpenID Connect's tables and columns: without them, this backup's
-    # tables are those of 0010.
-    added = ("pending_grants", "oidc_logins", "user_identities", "workload_trusts")
+    # grants, 0014 OpenID Connect's tables and columns, 0015 references' (and the sync run's
+    # revision) and 0016 the webhooks': without them, this backup's tables are those of 0010.
+    added = (
+        "pending_grants",
+        "oidc_logins",
+        "user_identities",
+        "workload_trusts",
+        "reference_edges",
+        "webhooks",
+        "webhook_cursors",
+        "webhook_deliveries",
+    )
 
     def at_0010(manifest: dict[str, Any]) -> None:
         manifest["schema_revision"] = "0010"
@@ -385,6 +394,8 @@ async def test_an_older_backup_restores_into_a_migrated_database_and_reaches_hea
         "device_authorizations": ("identity_provider",),
         "user_group_members": ("source",),
         "service_tokens": ("workload_trust_id", "subject"),
+        "secret_versions": ("links",),
+        "sync_runs": ("revision",),
     }
     older = rewritten(source, tmp_path / "older", at_0010, drop=added, drop_columns=columns_0014)
     async with empty_target(source, tmp_path, source.backend) as settings:

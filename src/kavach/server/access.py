@@ -13,17 +13,19 @@ from typing import Literal
 from kavach.server.auth.models import LoginSession, ServiceToken
 from kavach.server.errors import Forbidden, NotFound
 from kavach.server.iam.models import Environment, Organization, SecretGroup, User, UserGroup
+from kavach.server.webhooks.models import Webhook
 
 ORGANIZATION = "organization"
 SECRET_GROUP = "secret_group"  # noqa: S105 - a resource type, not a credential
 ENVIRONMENT = "environment"
 # What a route may name as the resource it acts on, and how errors call each kind.
-ResourceKind = Literal["organization", "secret_group", "environment", "user_group"]
+ResourceKind = Literal["organization", "secret_group", "environment", "user_group", "webhook"]
 LABELS = {
     "organization": "organization",
     "secret_group": "secret group",
     "environment": "environment",
     "user_group": "user group",
+    "webhook": "webhook",
 }
 
 
@@ -104,7 +106,7 @@ class TokenPrincipal:
 
 
 Principal = UserPrincipal | TokenPrincipal
-Resource = Organization | SecretGroup | Environment | UserGroup
+Resource = Organization | SecretGroup | Environment | UserGroup | Webhook
 
 
 @dataclass(frozen=True)

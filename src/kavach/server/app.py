@@ -39,6 +39,7 @@ from kavach.server.secrets import router as secrets_router
 from kavach.server.security_headers import SecurityHeadersMiddleware, parse_cors_origins
 from kavach.server.settings import Settings, check_startable, get_settings
 from kavach.server.sync import router as sync_router
+from kavach.server.webhooks import router as webhooks_router
 from kavach.server.workload import router as workload_router
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
             if settings.auto_migrate:
                 await migrate(runtime.engine, settings)
             app.state.runtime = runtime
+            runtime.start_background()
             _freeze_start_up_objects()
             with stopping.noticing_stop():
                 yield
@@ -188,6 +190,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyMaterial | None = N
         workload_router.exchange_router,
         providers_router.router,
         sync_router.router,
+        webhooks_router.router,
         audit_router.router,
     )
     for api_router in api_routers:

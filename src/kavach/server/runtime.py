@@ -32,6 +32,7 @@ from kavach.server.secrets.store import SecretStore, SqlSecretStore
 from kavach.server.secrets.store_postgres import COMMIT_BATCH, PostgresSecretStore
 from kavach.server.secrets.usecases import SecretUseCases
 from kavach.server.settings import Settings
+from kavach.server.webhooks.dispatcher import WebhookDispatcher
 
 if TYPE_CHECKING:
     from kavach.server.metrics.registry import Metrics
@@ -63,11 +64,20 @@ class Runtime:
     # rules of sync providers, and cached for the process.
     workload_issuers: IssuerKeys
     metrics: Metrics | None = None  # None: metrics are off
+    # Sends webhooks' deliveries (None: this process does not; see start_background).
+    webhooks: WebhookDispatcher | None = None
     # Each audit chain's head as this server last wrote or read it (see audit.batch).
     chain_heads: dict[str, tuple[int, str]] = field(default_factory=dict)
 
+    def start_background(self) -> None:
+        """Start the work that runs beside requests (once the database is migrated)."""
+        if self.webhooks is not None:
+            self.webhooks.start()
+
     async def close(self) -> None:
-        """Commit the audit events still queued, then release connections."""
+        """Stop background work, commit the audit events still queued, release connections."""
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.audit_batcher.close()
         await self.http.aclose()
         if self.driver_pool is not None:
@@ -176,4 +186,11 @@ def build_runtime(settings: Settings, keys: KeyMaterial, metrics: Metrics | None
         ),
         workload_issuers=IssuerKeys(egress_fetcher(http, Egress.of(settings))),
         metrics=metrics,
+        webhooks=(
+            WebhookDispatcher(
+                settings, sessionmaker, read_sessionmaker, keys.provider_credential_key
+            )
+            if settings.webhook_dispatcher_enabled
+            else None
+        ),
     )

@@ -7,6 +7,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -326,6 +327,15 @@ class Settings(BaseSettings):
     # Sync targets on loopback, private or link-local addresses; unset: allowed outside
     # production mode only (local test doubles), see private_targets_allowed.
     sync_allow_private_targets: bool | None = None
+    # Webhooks: this process delivers them (turn off on instances that should not); how
+    # often it looks for new events and due deliveries; the waits between a delivery's
+    # attempts (6 attempts over about an hour by default), after which it has failed.
+    webhook_dispatcher_enabled: bool = True
+    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhook_retry_delays_seconds: tuple[Annotated[float, Field(ge=0, le=86_400)], ...] = Field(
+        default=(10.0, 60.0, 300.0, 900.0, 2400.0), max_length=20
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Proxies whose X-Forwarded-For names the client; empty: none, the peer is the client.
     trusted_proxies: str = ""
     # Comma-separated browser origins allowed to call the API; unset: no CORS headers at all.

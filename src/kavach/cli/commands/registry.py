@@ -114,6 +114,14 @@ COMMANDS: dict[str, Entry] = {
         "Access",
         group=True,
     ),
+    "webhook": Entry(
+        f"{_COMMANDS}.webhook",
+        "Manage webhooks: HTTPS endpoints that receive signed JSON events (commits, rollbacks, "
+        "syncs, members granted or revoked) of an organization (--org or the active one: "
+        "everything in it) or of one environment (--env, in --group).",
+        "Access",
+        group=True,
+    ),
     "audit": Entry(
         f"{_COMMANDS}.audit",
         "Read and verify the audit trail (owners and admins of what you name).",

@@ -13,6 +13,7 @@ from kavach.server.crypto.keys import KeyMaterial
 from kavach.server.errors import CredentialsUnreadable
 from kavach.server.providers.models import ProviderConfig
 from kavach.server.providers.service import credentials_of
+from kavach.server.webhooks.targets import open_target
 
 # (table, column) holding the id of the key a row was sealed or hashed with.
 _KEY_ID_COLUMNS = {
@@ -20,6 +21,7 @@ _KEY_ID_COLUMNS = {
     ("audit_events", "key_id"): "audit",
 }
 _CREDENTIALS = ("environment_id", "provider", "credentials_encrypted")
+_WEBHOOK_TARGETS = ("id", "sealed_target")  # sealed with the provider-credential key too
 
 
 def held_key_ids(keys: KeyMaterial) -> KeyIds:
@@ -33,12 +35,13 @@ def held_key_ids(keys: KeyMaterial) -> KeyIds:
 
 @dataclass
 class KeyUse:
-    """Key ids seen in the rows of a snapshot, and the sealed provider credentials."""
+    """Key ids seen in the rows of a snapshot, the sealed provider credentials and webhooks."""
 
     ids: dict[str, set[str]] = field(
         default_factory=lambda: {"secret_encryption": set(), "audit": set()}
     )
     credentials: list[tuple[uuid.UUID, str, bytes]] = field(default_factory=list)
+    webhook_targets: list[tuple[uuid.UUID, bytes]] = field(default_factory=list)
 
     def watcher(self, table: str, columns: list[str]) -> Any:
         """Return a function that notes the key ids of one row of `table`, or None."""
@@ -50,6 +53,9 @@ class KeyUse:
         if table == "provider_credentials" and set(_CREDENTIALS) <= set(columns):
             at = [columns.index(column) for column in _CREDENTIALS]
             return lambda row: self.credentials.append(tuple(row[i] for i in at))
+        if table == "webhooks" and set(_WEBHOOK_TARGETS) <= set(columns):
+            at = [columns.index(column) for column in _WEBHOOK_TARGETS]
+            return lambda row: self.webhook_targets.append(tuple(row[i] for i in at))
         if not watched:
             return None
 
@@ -73,10 +79,15 @@ class KeyUse:
             except CredentialsUnreadable:
                 continue
             readable += 1
+        key = keys.provider_credential_key
+        sealed_with_it = readable + sum(
+            open_target(key, webhook_id, sealed) is not None
+            for webhook_id, sealed in self.webhook_targets
+        )
         secret, audit = self.ids["secret_encryption"], self.ids["audit"]
         needed = KeyIds(
             secret_encryption=sorted(secret & set(held.secret_encryption)),
-            provider_credential=held.provider_credential if readable else [],
+            provider_credential=held.provider_credential if sealed_with_it else [],
             audit=sorted(audit & set(held.audit)),
         )
         unavailable = KeyIds(

@@ -13,6 +13,7 @@ from kavach.server.dashboard.pages import Crumb
 from kavach.server.iam.models import Environment, Organization, SecretGroup
 from kavach.server.pages import PageRequest
 from kavach.server.rbac.policy import role_allows
+from kavach.server.webhooks.models import Webhook
 
 PREFIX = "/ui"
 READ, WRITE = "secret.read", "secret.write"
@@ -123,9 +124,10 @@ async def resource_context(session: Any, access: Access, tab: str = "") -> dict[
     `tab` is the page's path under the resource, as `TABS` names it.
     """
     scope, resource = access.scope, access.resource
-    # The requirement loads both.
+    # The requirement loads both; no page is a webhook's.
     assert scope is not None  # noqa: S101
     assert resource is not None  # noqa: S101
+    assert not isinstance(resource, Webhook)  # noqa: S101
     return {
         "title": resource.name,
         "heading": resource.name,

@@ -11,6 +11,7 @@ from kavach.server.providers import models as provider_models
 from kavach.server.rbac import models as rbac_models
 from kavach.server.secrets import models as secret_models
 from kavach.server.sync import models as sync_models
+from kavach.server.webhooks import models as webhook_models
 from kavach.server.workload import models as workload_models
 
 MODEL_MODULES = (
@@ -23,5 +24,6 @@ MODEL_MODULES = (
     sync_models,
     oidc_models,
     workload_models,
+    webhook_models,
 )
 metadata = Base.metadata

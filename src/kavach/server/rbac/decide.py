@@ -15,6 +15,7 @@ from kavach.server.errors import Forbidden, NotFound
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.policy import ROLES, TOKEN_ACTIONS, role_allows
+from kavach.server.webhooks.models import Webhook
 
 # What a role held only beneath an organization or secret group allows there: seeing the
 # node itself (by id and by name) and listing its children, each listing showing only the
@@ -56,6 +57,19 @@ async def load_resource(
         found = await session.get(UserGroup, resource_id)
         if isinstance(found, UserGroup):
             return found, Scope(found.organization_id)
+    elif kind == "webhook":
+        # Decided where the webhook sits: its organization, or its environment.
+        hook = (
+            await session.execute(
+                select(Webhook, Environment.secret_group_id)
+                .outerjoin(Environment, Environment.id == Webhook.environment_id)
+                .where(Webhook.id == resource_id)
+            )
+        ).first()
+        if hook is not None:
+            webhook, group_id = hook
+            return webhook, Scope(webhook.organization_id, group_id, webhook.environment_id)
+        found = None
     else:
         found = await session.get(Organization, resource_id)
         if isinstance(found, Organization):

@@ -137,14 +137,35 @@ async def audited_sync(
     origin: RequestOrigin,
     request: SyncRequest,
 ) -> SyncRunDetail:
-    """Sync (or plan) for an admitted caller and record the `secret.sync` event."""
-    result = await sync(
-        runtime,
-        session,
-        environment_id=access.environment_id,
-        request=request,
-        access=access,
-    )
+    """Sync (or plan) for an admitted caller and record the `secret.sync` event.
+
+    A run the target failed is recorded too, as a failure (the error keeps what was written).
+    """
+    try:
+        result = await sync(
+            runtime,
+            session,
+            environment_id=access.environment_id,
+            request=request,
+            access=access,
+        )
+    except ProviderError as error:
+        await audit.record(
+            session,
+            actor=access.principal.actor,
+            action="secret.sync",
+            outcome="failure",
+            origin=origin,
+            resource_type="environment",
+            resource_id=str(access.environment_id),
+            details={
+                "provider": request.provider,
+                "status": "failed",
+                "dry_run": request.dry_run,
+                "error": error.error_code,
+            },
+        )
+        raise
     await audit.record(
         session,
         actor=access.principal.actor,

@@ -1,0 +1,1 @@
+"""Webhooks: HTTPS endpoints that receive an organization's or environment's events."""
