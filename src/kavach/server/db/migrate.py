@@ -134,6 +134,10 @@ async def migrate(engine: AsyncEngine, settings: Settings, to: str = "head") -> 
                 await connection.run_sync(_upgrade, to)
                 await connection.commit()
                 return await migration_state(connection)
+            except BaseException:
+                # An aborted transaction would refuse the unlock below and hide this error.
+                await connection.rollback()
+                raise
             finally:
                 if postgresql:
                     await connection.execute(
