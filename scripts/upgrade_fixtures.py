@@ -52,6 +52,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # sign-in with group mapping and linked identities, workload trusts).
 RELEASES = {"0004": "0f11ade", "0009": "560b91d", "0013": "a217e3f", "0014": "80d3c41"}
 OPENID_FROM = "0014"
+REFERENCES_FROM = "0016"  # references (0015) and webhooks (0016)
 PROVIDER = "corp"
 OWNER, REPO = "acme", "payments"
 
@@ -258,8 +259,30 @@ def _openid(
     }
 
 
+def _references(alice: Api, group: str, org: str, dev: str) -> dict[str, Any]:
+    """Fill what references and webhooks added: an environment referring to dev, a webhook."""
+    app = alice.call("POST", f"/secret-groups/{group}/environments", {"name": "app"}, 201)
+    _commit(alice, app["id"], "refer to dev", set={"HELLO": "${dev.GREETING}!"})
+    hook = {"url": f"http://127.0.0.1:{_free_port()}/hook", "events": ["secret.commit"]}
+    made = alice.call("POST", f"/organizations/{org}/webhooks", hook, 201)
+    _commit(alice, dev, "heard by the webhook", set={"HEARD": "yes"})
+    deadline = time.monotonic() + 30
+    while not alice.call("GET", f"/webhooks/{made['id']}/deliveries")["items"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the webhook's delivery was never recorded")
+        time.sleep(0.2)
+    resolved = alice.call("GET", f"/environments/{app['id']}/secrets")["secrets"]
+    return {"references": {"environment": app["id"], "secrets": resolved}, "webhook": made["id"]}
+
+
 def fill(
-    url: str, src: Path, env: dict[str, str], github_url: str, issuer: OidcIssuer | None = None
+    url: str,
+    src: Path,
+    env: dict[str, str],
+    github_url: str,
+    issuer: OidcIssuer | None = None,
+    *,
+    references: bool = False,
 ) -> dict[str, Any]:
     """Write something into every table through the API; return what was written."""
     sessions = {name: login(url, src, env, name) for name in ("alice", "bob", "carol", "dave")}
@@ -322,7 +345,9 @@ def fill(
     }
     invites = {"invites": [invited]} if invited is not None else {}
     openid = _openid(url, src, env, issuer, alice, org["id"], prod) if issuer else {}
+    referring = _references(alice, group["id"], org["id"], dev) if references else {}
     return {
+        **referring,
         "_": "TEST ONLY: tokens and values of a throwaway database",
         **invites,
         **openid,
@@ -392,8 +417,18 @@ def make(revision: str, commit: str) -> None:
                     openid = revision >= OPENID_FROM
                     if openid:
                         env["KAVACH_OIDC_PROVIDERS"] = _provider_settings(issuer)
+                    references = revision >= REFERENCES_FROM
+                    if references:  # the webhook's receiver is on this machine
+                        env["KAVACH_SYNC_ALLOW_PRIVATE_TARGETS"] = "true"
                     with old_server(src, env) as url:
-                        manifests[backend] = fill(url, src, env, github, issuer if openid else None)
+                        manifests[backend] = fill(
+                            url,
+                            src,
+                            env,
+                            github,
+                            issuer if openid else None,
+                            references=references,
+                        )
                 if backend == "postgresql":
                     sql = dump_postgresql(env["KAVACH_DATABASE_URL"])
                 else:

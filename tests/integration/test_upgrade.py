@@ -193,6 +193,17 @@ async def _check_audit(alice: Api, made: dict[str, Any], revision: str) -> None:
 
 
 @pytest.mark.parametrize("revision", REVISIONS)
+async def _check_references(alice: Api, made: dict[str, Any]) -> None:
+    """References still resolve, and a webhook still lists its deliveries."""
+    referring = made.get("references")
+    if referring is None:
+        return
+    read = await alice.call("GET", f"/environments/{referring['environment']}/secrets")
+    assert read["secrets"] == referring["secrets"]
+    deliveries = await alice.call("GET", f"/webhooks/{made['webhook']}/deliveries", status=200)
+    assert deliveries["items"]
+
+
 async def test_a_database_of_an_earlier_release_upgrades_keeping_everything(
     revision: str, backend: str, tmp_path: Path
 ) -> None:
@@ -207,6 +218,7 @@ async def test_a_database_of_an_earlier_release_upgrades_keeping_everything(
             await _check_invites(server, alice, made)
             await _check_openid(server, alice, made)
             await _check_sync(server, alice, made)
+            await _check_references(alice, made)
             for name, env_id in made["environments"].items():
                 writer = carol if name == "prod" else alice
                 await check_secrets(alice, writer, env_id, made["versions"][name])
