@@ -50,7 +50,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # audit events predate the hash chain), 0009 the last before data keys moved to versions,
 # 0013 the first with pending grants (invites), 0014 the first with OpenID Connect (people's
 # sign-in with group mapping and linked identities, workload trusts).
-RELEASES = {"0004": "0f11ade", "0009": "560b91d", "0013": "a217e3f", "0014": "80d3c41"}
+RELEASES = {
+    "0004": "0f11ade",
+    "0009": "560b91d",
+    "0013": "a217e3f",
+    "0014": "80d3c41",
+    "0016": "951d36b",
+}
 OPENID_FROM = "0014"
 REFERENCES_FROM = "0016"  # references (0015) and webhooks (0016)
 PROVIDER = "corp"
@@ -335,6 +341,7 @@ def fill(
     sync = alice.call("POST", f"/environments/{prod}/secrets/sync", {"provider": "github"})
     Api(url, ci["token"]).call("GET", f"/environments/{prod}/secrets")
 
+    referring = _references(alice, group["id"], org["id"], dev) if references else {}
     listed = {name: _versions(alice, e["id"]) for name, e in envs.items()}
     versions = {
         name: [
@@ -345,7 +352,6 @@ def fill(
     }
     invites = {"invites": [invited]} if invited is not None else {}
     openid = _openid(url, src, env, issuer, alice, org["id"], prod) if issuer else {}
-    referring = _references(alice, group["id"], org["id"], dev) if references else {}
     return {
         **referring,
         "_": "TEST ONLY: tokens and values of a throwaway database",

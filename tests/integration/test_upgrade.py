@@ -91,7 +91,10 @@ async def _check_tree(server: InProcessServer, alice: Api, made: dict[str, Any])
     prod = made["environments"]["prod"]
     assert [o["id"] for o in await every(alice, "/organizations/")] == [org]
     environments = await every(alice, f"/secret-groups/{group}/environments")
-    assert {e["name"]: e["id"] for e in environments} == made["environments"]
+    referring = made.get("references", {}).get("environment")
+    assert {e["name"]: e["id"] for e in environments if e["id"] != referring} == made[
+        "environments"
+    ]
     team = await every(alice, f"/user-groups/{made['user_group']}/members")
     assert [m["login"] for m in team] == ["bob"]
     members = await every(alice, f"/environments/{prod}/members")
@@ -192,7 +195,6 @@ async def _check_audit(alice: Api, made: dict[str, Any], revision: str) -> None:
     assert (verified["legacy_events"] == 0) is chained_before
 
 
-@pytest.mark.parametrize("revision", REVISIONS)
 async def _check_references(alice: Api, made: dict[str, Any]) -> None:
     """References still resolve, and a webhook still lists its deliveries."""
     referring = made.get("references")
@@ -204,6 +206,7 @@ async def _check_references(alice: Api, made: dict[str, Any]) -> None:
     assert deliveries["items"]
 
 
+@pytest.mark.parametrize("revision", REVISIONS)
 async def test_a_database_of_an_earlier_release_upgrades_keeping_everything(
     revision: str, backend: str, tmp_path: Path
 ) -> None:
