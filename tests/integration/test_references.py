@@ -184,3 +184,29 @@ async def test_rollback_checks_references_as_a_commit_does(server: InProcessServ
     back = await alice.call("POST", path, rollback, status=201)
     assert [s["label"] for s in back["sources"]] == ["web/shared"]
     assert (await _read(alice, dev))["secrets"] == {"X": "2"}
+
+
+async def test_a_service_token_follows_references_as_far_as_its_maker_may_read(
+    server: InProcessServer,
+) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    tree = await _tree(alice)
+    dev, shared = tree["dev"], tree["shared"]
+    await _commit(alice, shared, set={"HOST": "db", "OTHER": "x"})
+    await _commit(alice, dev, set={"URL": "pg://${shared.HOST}"})
+    await alice.call(
+        "POST", f"/environments/{dev['id']}/members", {"user": "bob", "role": "admin"}, status=200
+    )
+    made = {"name": "ci", "role": "editor"}
+    tokens = f"/environments/{dev['id']}/tokens"
+    alices = Api(server, (await alice.call("POST", tokens, made, status=201))["token"])
+    bobs = Api(server, (await bob.call("POST", tokens, {**made, "name": "b"}, status=201))["token"])
+
+    assert (await _read(alices, dev))["secrets"] == {"URL": "pg://db"}
+    refused = await _read(bobs, dev, status=403)  # Bob may not read shared: nor may his token
+    assert refused["error_code"] == "reference_forbidden"
+    # No token adds a reference beyond its environment, even where its maker may read.
+    added = await _commit(alices, dev, status=403, set={"STOLEN": "${shared.OTHER}"})
+    assert added["error_code"] == "reference_forbidden"
+    await _commit(alices, dev, set={"PORT": "5432", "BOTH": "${URL}:${PORT}"})
+    assert (await _read(alices, dev))["secrets"]["BOTH"] == "pg://db:5432"

@@ -50,7 +50,7 @@ from kavach.server.db.base import detached_copy, utcnow
 from kavach.server.errors import Forbidden, InvalidToken, NotAuthenticated, NotFound
 from kavach.server.ratelimit import RateLimiter
 from kavach.server.rbac.cache import NO_EPOCH, AccessCache
-from kavach.server.rbac.decide import authorize, load_resource
+from kavach.server.rbac.decide import authorize, authorize_token_reference, load_resource
 
 # A request's state (the ASGI scope's): where the gate notes that it counted the request.
 State = dict[str, Any]
@@ -205,8 +205,16 @@ class AccessGate:
         """Admit a caller, already admitted and counted, to read one more environment's secrets.
 
         For references: a value that pulls from another environment is read only by a caller
-        who may read that environment too.
+        who may read that environment too; a service token, only as far as its maker may
+        (decided in the database each time, never cached).
         """
+        if (
+            isinstance(principal, TokenPrincipal)
+            and principal.token.environment_id != environment_id
+        ):
+            _resource, scope = await load_resource(session, "environment", environment_id)
+            role = await authorize_token_reference(session, principal, scope)
+            return Access(principal=principal, scope=scope, role=role)
         return await self._environment(session, principal, "secret.read", environment_id)
 
     async def count(self, state: State, principal: Principal) -> None:

@@ -16,6 +16,7 @@ from kavach.server.iam.models import Environment, Organization, SecretGroup, Use
 from kavach.server.rbac import service as rbac_service
 from kavach.server.rbac.policy import ROLES, TOKEN_ACTIONS, role_allows
 from kavach.server.webhooks.models import Webhook
+from kavach.server.workload.models import WorkloadTrust
 
 # What a role held only beneath an organization or secret group allows there: seeing the
 # node itself (by id and by name) and listing its children, each listing showing only the
@@ -102,3 +103,27 @@ async def authorize(
         if action in seen_from_below:
             return None
     raise Forbidden(f"this needs permission {action!r} ({minimum_role(action)} or higher)")
+
+
+async def authorize_token_reference(
+    session: AsyncSession, principal: TokenPrincipal, scope: Scope
+) -> str:
+    """Let a service token follow a reference into another environment, or say 404.
+
+    A token reaches only its environment; a reference someone wrote there may pull from
+    another, which the token reads only as far as whoever made it (the token's creator, or
+    its workload trust's) may read there now: a token never reads what its maker could not.
+    """
+    token = principal.token
+    maker = token.created_by
+    if maker is None and token.workload_trust_id is not None:
+        found = select(WorkloadTrust.created_by).where(WorkloadTrust.id == token.workload_trust_id)
+        maker = await session.scalar(found)
+    role = (
+        await rbac_service.effective_role(session, user_id=maker, scope=scope)
+        if maker is not None
+        else None
+    )
+    if role is None or not role_allows(role, "secret.read"):
+        raise NotFound("environment not found")
+    return "viewer"

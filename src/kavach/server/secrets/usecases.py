@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kavach.server.access import Access, RequestOrigin
+from kavach.server.access import Access, RequestOrigin, TokenPrincipal
 from kavach.server.audit import service as audit
 from kavach.server.audit.batch import AuditBatcher
 from kavach.server.audit.service import NewEvent
@@ -354,8 +354,12 @@ class SecretUseCases:
         latest = await service.latest_version(session, environment_id=env_id)
         latest_links = linking.links_of(latest)
         located = dict(await linking.locate(session, env_id, named))
+        token = isinstance(access.principal, TokenPrincipal)
         for key, target in list(located.items()):
             if target == str(env_id):
+                continue
+            if token:  # a token adds no reference beyond its environment (it would read it)
+                del located[key]
                 continue
             try:
                 await self._gate.admit_reader(session, access.principal, uuid.UUID(target))
