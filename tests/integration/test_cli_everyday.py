@@ -314,8 +314,14 @@ async def test_references_through_the_cli(server: InProcessServer, cli: Any) -> 
     exported = await cli(alice, "secret", "export", "--format", "json", *WHERE)
     assert json.loads(exported.stdout) == {"URL": "pg://db/a"}
     # Editing carries the stored text: another change keeps the reference.
+    assert (await cli(alice, "secret", "set", "HOST=db2", "-m", "m", "-y", *shared)).exit_code == 0
     assert (await cli(alice, "secret", "set", "X=1", "-m", "m", "-y", *WHERE)).exit_code == 0
     assert (await cli(alice, "secret", "get", "URL", "--raw", *WHERE)).stdout == raw.stdout
+    listed = (await cli(alice, "secret", "list", *WHERE)).stdout.splitlines()
+    assert listed[0].endswith("\tReferences at")
+    assert [line.rsplit("\t", 1)[-1] for line in listed[1:]] == ["web/shared@v2", "web/shared@v1"]
+    diff = await cli(alice, "secret", "diff", "-f", "1", "-t", "2", *WHERE)
+    assert "References moved on: web/shared v1 → v2." in diff.stderr
 
     refused = await cli(alice, "secret", "unset", "HOST", "-m", "m", "-y", *shared)
     assert refused.exit_code == ExitCode.SERVER

@@ -87,3 +87,38 @@ def versions(
         if cursor is None or not rows:
             break
     return found, cursor
+
+
+def sources_label(version: Object | None) -> str:
+    """Name the other environments a version's references reached: `web/shared@v7, …`."""
+    found = version.get("sources") if version else None
+    if not isinstance(found, list):
+        return ""
+    return ", ".join(
+        f"{source.get('label')}@v{source.get('seq')}"
+        for source in found
+        if isinstance(source, dict)
+    )
+
+
+def moved_sources(old: Object | None, new: Object | None) -> list[str]:
+    """Say which referenced environments moved between two versions: `web/shared v6 → v7`."""
+
+    def at(version: Object | None) -> dict[str, tuple[str, Any]]:
+        found = version.get("sources") if version else None
+        listed = found if isinstance(found, list) else []
+        return {
+            str(s.get("environment_id")): (str(s.get("label")), s.get("seq"))
+            for s in listed
+            if isinstance(s, dict)
+        }
+
+    before, after = at(old), at(new)
+    moved = []
+    for env, (label, seq) in sorted(after.items(), key=lambda item: item[1][0]):
+        was = before.get(env)
+        if was is None:
+            moved.append(f"{label} v{seq} (newly referenced)")
+        elif was[1] != seq:
+            moved.append(f"{label} v{was[1]} → v{seq}")
+    return moved

@@ -117,7 +117,10 @@ def diff(
         "unchanged": data.get("unchanged"),
     }
     title = f"{target.label}: {old_label} → {new_label}"
-    _show_diff(cli, payload, found, reveal, title, data.get("unchanged"))
+    moved = secrets_api.moved_sources(
+        old if isinstance(old, dict) else None, new if isinstance(new, dict) else None
+    )
+    _show_diff(cli, payload, found, reveal, title, data.get("unchanged"), moved)
     _exit_on_differences(found, exit_code)
 
 
@@ -128,11 +131,19 @@ def _exit_on_differences(found: list[changes.Change], exit_code: bool) -> None:
 
 
 def _show_diff(
-    cli: App, payload: Object, found: list[changes.Change], reveal: bool, title: str, same: Any
+    cli: App,
+    payload: Object,
+    found: list[changes.Change],
+    reveal: bool,
+    title: str,
+    same: Any,
+    moved: list[str] | None = None,
 ) -> None:
     def human() -> None:
         changes.show(cli, found, reveal=reveal, title=title, empty="No differences.")
         render.note(cli, f"{changes.summary(found)}; {same} unchanged.")
+        if moved:  # resolved values may differ where the stored text does not
+            render.note(cli, f"References moved on: {', '.join(moved)}.")
 
     render.output(cli, payload, human)
 

@@ -86,9 +86,21 @@ def _version_rows(rows: list[Object]) -> list[Object]:
         author = row.get("author")
         label = author.get("label") or author.get("type") if isinstance(author, dict) else None
         shown.append(
-            {**row, "author_label": label, "created_at": short_date(row.get("created_at"))}
+            {
+                **row,
+                "author_label": label,
+                "created_at": short_date(row.get("created_at")),
+                "sources_label": secrets_api.sources_label(row),
+            }
         )
     return shown
+
+
+def _version_columns(rows: list[Object]) -> list[tuple[str, str]]:
+    """The versions' columns, with where their references reached when any has some."""
+    if any(row.get("sources") for row in rows):
+        return [*VERSION_COLUMNS, ("sources_label", "References at")]
+    return VERSION_COLUMNS
 
 
 @app.command("list", rich_help_panel=PANEL)
@@ -110,7 +122,7 @@ def list_(
         render.table(
             cli,
             _version_rows(rows),
-            VERSION_COLUMNS,
+            _version_columns(rows),
             title=f"Versions of {target.label}",
             empty=f"No versions in {target.label} yet.",
         )
