@@ -156,3 +156,12 @@ async def test_a_change_to_a_referenced_environment_moves_the_revision(
     answer = await asyncio.wait_for(waiting, 5)
     assert answer["changed"] and answer["revision"] != current
     assert answer["revision"].startswith("1-")  # the environment's own version did not move
+
+
+async def test_the_server_caps_how_long_a_feed_request_waits(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    env_id = await _environment(alice)
+    server.runtime.settings.changes_max_wait = POLL
+    started = time.monotonic()
+    answer = await _changes(alice, env_id, "?after=0&timeout=30")
+    assert answer["changed"] is False and time.monotonic() - started < 5

@@ -60,6 +60,12 @@ def auth_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """A generated feed request that asks for the current revision waits a moment, not 60 s."""
+    return {"changes_max_wait": 0.2}
+
+
+@pytest.fixture
 def no_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse any connection or name lookup beyond this machine (providers call clouds)."""
     real_getaddrinfo = socket.getaddrinfo

@@ -346,6 +346,9 @@ class Settings(BaseSettings):
     # How often a waiting change feed asks the database for the environment's revision
     # (seconds): what a watcher waits at most beyond the commit, per waiting request.
     changes_poll_interval: float = Field(default=0.2, gt=0, le=5)
+    # The longest a change feed request waits, whatever its timeout asks (seconds): a proxy
+    # that cuts idle requests sooner than 60 s wants it lower. It then answers changed=false.
+    changes_max_wait: float = Field(default=60, ge=0, le=60)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -262,7 +262,7 @@ async def changes(
         runtime.read_sessionmaker,
         access.environment_id,
         after=after,
-        wait=wait,
+        wait=min(wait, runtime.settings.changes_max_wait),
         poll_interval=runtime.settings.changes_poll_interval,
         gone=_gone(request),
     )
