@@ -328,6 +328,7 @@ async def test_references_through_the_cli(server: InProcessServer, cli: Any) -> 
     assert "web/prod.URL -> HOST" in refused.stderr and "force" in refused.stderr
     forced = await cli(alice, "secret", "unset", "HOST", "-m", "m", "-y", "--force", *shared)
     assert forced.exit_code == 0, forced.output
+    assert "now failing to resolve (removed by --force): web/prod.URL -> HOST" in forced.stderr
     broken = await cli(alice, "secret", "get", "URL", *WHERE)
     assert broken.exit_code == ExitCode.SERVER and "web/shared.HOST" in broken.stderr
 

@@ -125,7 +125,8 @@ async def test_removing_a_referenced_secret_is_refused_unless_forced(
     await _commit(alice, dev, set={"X": "plain"})
     await _commit(alice, shared, set={"A": "again"})
     await _commit(alice, dev, set={"X": "${shared.A}"})
-    await _commit(alice, shared, unset=["A"], force=True)
+    forced = await _commit(alice, shared, unset=["A"], force=True)
+    assert forced["broken_references"] == ["web/dev.X -> A"]
     events = await alice.call("GET", f"/audit?environment_id={shared['id']}&limit=5", status=200)
     commits = [e for e in events["items"] if e["action"] == "secret.commit"]
     assert commits[0]["details"]["broken_references"] == ["web/dev.X -> A"]

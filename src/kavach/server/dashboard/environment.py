@@ -149,7 +149,9 @@ async def commit(request: Request, admitted: Annotated[Admit, Depends(_WRITER)])
             "dashboard/change_form.html", **_change_context(env, parent, review=review, **keep)
         )
     try:
-        version = await runtime.secrets.commit(ticket, admission, origin_of(request), body)
+        version = (
+            await runtime.secrets.commit(ticket, admission, origin_of(request), body)
+        ).version
     except VersionConflict as conflict:
         data = conflict.data or {}
         latest = data.get("latest_version") or {}

@@ -47,6 +47,7 @@ from kavach.server.secrets.flows import summary
 from kavach.server.secrets.schemas import (
     Changes,
     CommitRequest,
+    CommittedVersion,
     DiffResponse,
     HistoryEntry,
     Revision,
@@ -129,8 +130,12 @@ async def commit_version(
     """Commit a change (set/unset) or a snapshot (replace); 409 if parent_version is stale."""
     ticket, admission = admitted
     use_cases = runtime_of(request).secrets
-    version = await use_cases.commit(ticket, admission, origin_of(request), body)
-    return _json(ok(summary(version)), status=201)
+    committed = await use_cases.commit(ticket, admission, origin_of(request), body)
+    described = summary(committed.version)
+    if committed.broken:
+        found = CommittedVersion(**dict(described), broken_references=committed.broken)
+        return _json(ok(found), status=201)
+    return _json(ok(described), status=201)
 
 
 async def _serve_commit(request: Request) -> Response:
@@ -144,7 +149,7 @@ router.add_api_route(
     commit_version,
     methods=["POST"],
     status_code=201,
-    response_model=Envelope[VersionSummary],
+    response_model=Envelope[CommittedVersion],
     openapi_extra=_BEARER,
     route_class_override=direct_route(_serve_commit),
 )

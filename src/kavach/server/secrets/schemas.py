@@ -88,6 +88,13 @@ class VersionSummary(BaseModel):
     sources: list[SourceVersion] = Field(default_factory=list)
 
 
+class CommittedVersion(VersionSummary):
+    """A commit's new version, and what a forced removal left broken elsewhere."""
+
+    # `group/env.NAME -> REMOVED`: values of other environments that no longer resolve.
+    broken_references: list[str] = Field(default_factory=list)
+
+
 class VersionDetail(VersionSummary):
     """A version with its values."""
 

@@ -23,6 +23,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,6 +59,14 @@ READ = "secret.read"
 WRITE = "secret.write"
 # How often a request is decided again when access keeps changing under it.
 _ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A commit's new version, and the references elsewhere its forced removals broke."""
+
+    version: SecretVersion
+    broken: list[str]
 
 
 class SecretUseCases:
@@ -154,15 +163,17 @@ class SecretUseCases:
 
     async def commit(
         self, ticket: Ticket, admission: Admission, origin: RequestOrigin, body: CommitRequest
-    ) -> SecretVersion:
+    ) -> Committed:
         """Commit a change or a snapshot; 409 if the parent it names is no longer the latest.
 
         `admission` is the gate's (provisional) answer to `ticket`; the store confirms it.
         """
         plan = await self._plan(admission, body) if await self._planned(admission, body) else None
+        broken: list[str] = []
         for _ in range(_ATTEMPTS):
             try:
-                outcome = await self._store.commit(self._change(admission, origin, body, plan))
+                change = self._change(admission, origin, body, plan, broken)
+                outcome = await self._store.commit(change)
             except linking.Replan:
                 plan = await self._plan(admission, body)
                 continue
@@ -174,7 +185,7 @@ class SecretUseCases:
                 assert parent is not None  # noqa: S101 - only a named parent goes stale
                 env_id = admission.access.environment_id
                 raise await self._store.conflict(env_id, parent, outcome.latest)
-            return outcome
+            return Committed(outcome, broken)
         raise ServiceUnavailable("access kept changing during the commit; retry")
 
     async def read_version(
@@ -411,13 +422,14 @@ class SecretUseCases:
         origin: RequestOrigin,
         body: CommitRequest,
         plan: linking.Plan | None,
+        broken: list[str],
     ) -> Change:
-        """Describe a commit to the store: what it writes and what it must hold."""
+        """Describe a commit to the store: what it writes and what it must hold (`broken`:
+        filled with the references a forced removal breaks)."""
         access = admission.access
         scope = access.scope
         assert scope is not None  # noqa: S101 - an admission on an environment has its scope
         settings = self._settings
-        broken: list[str] = []
 
         def values(latest: VersionFacts | None, current: dict[str, str]) -> service.Drafted:
             new = flows.next_values(body, latest, current, settings)

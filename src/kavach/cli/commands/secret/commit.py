@@ -98,6 +98,11 @@ def _committed(cli: App, version: Object, target: Target, found: list[changes.Ch
         f"{version.get('secret_count')} secret(s) in all."
     )
     actions.say(cli, version, line)
+    broken = version.get("broken_references")
+    if isinstance(broken, list) and broken:
+        render.warn(
+            cli, f"now failing to resolve (removed by --force): {'; '.join(map(str, broken))}"
+        )
 
 
 ForceRemovalFlag = Annotated[
