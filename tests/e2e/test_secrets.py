@@ -357,7 +357,9 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
     work.mkdir()
 
     source = work / "awkward.json"
-    source.write_text(json.dumps(AWKWARD, ensure_ascii=False), encoding="utf-8")
+    # Stored with each `${` written `$${`, so none is a reference: read, they are AWKWARD.
+    stored = {name: value.replace("${", "$${") for name, value in AWKWARD.items()}
+    source.write_text(json.dumps(stored, ensure_ascii=False), encoding="utf-8")
     pushed = alice.run("secret", "push", "-f", str(source), "-m", "awkward", "--replace", "--yes")
     _committed(pushed, 1, f"{len(AWKWARD)} added", len(AWKWARD))
 
@@ -420,7 +422,8 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
     )
     # The rest, pushed to prod, read back exactly by python-dotenv and by bash.
     safe = work / "safe.json"
-    safe.write_text(json.dumps(DOTENV_SAFE, ensure_ascii=False), encoding="utf-8")
+    stored_safe = {name: value.replace("${", "$${") for name, value in DOTENV_SAFE.items()}
+    safe.write_text(json.dumps(stored_safe, ensure_ascii=False), encoding="utf-8")
     to_prod = alice.run("secret", "push", "-f", str(safe), "-m", "dotenv", "--yes", "--env", PROD)
     _committed(to_prod, 1, f"{len(DOTENV_SAFE)} added", len(DOTENV_SAFE), PROD)
     dotenv_file = work / "prod.env"

@@ -219,7 +219,9 @@ class SecretUseCases:
                 version = await service.get_version(
                     session, environment_id=access.environment_id, version_id=detail.id
                 )
-                found = await self.resolved(access, version, detail.secrets, pinned=True)
+                found = await self.resolved(
+                    access, version, detail.secrets, pinned=True, session=session
+                )
         for event in _source_events(origin, found):
             await self._audit.record(event)
         return SecretsResponse(
@@ -402,19 +404,30 @@ class SecretUseCases:
         )
 
     async def resolved(
-        self, access: Access, version: VersionFacts, values: dict[str, str], *, pinned: bool
+        self,
+        access: Access,
+        version: VersionFacts,
+        values: dict[str, str],
+        *,
+        pinned: bool,
+        session: AsyncSession | None = None,
     ) -> resolving.Resolved:
         """Resolve a version's references, admitting the reader to each environment reached
-        (`pinned`: at the versions its links recorded, else the latest)."""
+        (`pinned`: at the versions its links recorded, else the latest), in `session` if given
+        (a caller holding one must not wait for a second from the pool)."""
+        if version.links is None:
+            return resolving.Resolved(values, {})
         principal = access.principal
 
         async def admit(session: AsyncSession, environment_id: uuid.UUID) -> Access:
             return await self._gate.admit_reader(session, principal, environment_id)
 
-        async with self._read_sessions() as session:
+        if session is not None:
             return await resolving.resolve(
                 session, self._keys, admit, version, values, pinned=pinned
             )
+        async with self._read_sessions() as own:
+            return await resolving.resolve(own, self._keys, admit, version, values, pinned=pinned)
 
     def _change(
         self,

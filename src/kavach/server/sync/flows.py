@@ -69,7 +69,9 @@ async def sync(
         )
         stored = await secrets.read_values(session, runtime.secret_keys, version=version)
         pinned = request.version_id is not None
-        resolved = await runtime.secrets.resolved(access, version, stored, pinned=pinned)
+        resolved = await runtime.secrets.resolved(
+            access, version, stored, pinned=pinned, session=session
+        )
         values = resolved.values
         mapped = map_names(sorted(values), provider.remote_name)
         target = provider.target_key()
