@@ -9,7 +9,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import pytest
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import select
 
@@ -30,6 +29,7 @@ class Target:
     failures: dict[str, list[ProviderError]] = field(default_factory=lambda: defaultdict(list))
     writes: list[tuple[str, str]] = field(default_factory=list)
     hold: asyncio.Event | None = None
+    holding: asyncio.Event = field(default_factory=asyncio.Event)  # a write waits on hold
 
 
 TARGETS: dict[str, Target] = {}
@@ -83,6 +83,7 @@ class MemoryProvider(SyncProvider):
 
     async def put(self, remote_name: str, value: str) -> None:
         if self.state.hold is not None:
+            self.state.holding.set()
             await self.state.hold.wait()
         self._fail(remote_name)
         self.state.writes.append(("put", remote_name))
@@ -274,19 +275,10 @@ async def test_two_syncs_of_one_target_never_interleave(server: InProcessServer)
     await _commit(alice, env_id, set={"A": "1"})
     state.hold = asyncio.Event()
     first = asyncio.create_task(_sync(alice, env_id))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if state.hold is not None and not first.done():
-            busy = await alice.server.client.post(
-                f"/api/v1/environments/{env_id}/secrets/sync",
-                json={"provider": "memory"},
-                headers=alice.headers,
-            )
-            if busy.status_code == 409:
-                break
-    else:
-        pytest.fail("the second sync was never refused")
-    assert busy.json()["error_code"] == "sync_in_progress"
+    # Only once the first sync is writing (and so holds the target) is the second sent.
+    await asyncio.wait_for(state.holding.wait(), 30)
+    busy = await _sync(alice, env_id, status=409)
+    assert busy["error_code"] == "sync_in_progress"
     state.hold.set()
     assert (await first)["status"] == "succeeded"
 
