@@ -121,7 +121,9 @@ async def current_revision(session: AsyncSession, environment_id: uuid.UUID) -> 
     links = Links.load(row.links)
     if links is None:
         return str(row.seq)
-    graph = await reachable(session, links.environments(), skip=str(environment_id))
+    # Only version numbers matter here: the feed asks this every poll, names are not read.
+    start = links.environments()
+    graph = await reachable(session, start, skip=str(environment_id), with_names=False)
     return revision(row.seq, {env: found.seq for env, found in graph.items()})
 
 
@@ -152,8 +154,11 @@ async def labels(session: AsyncSession, environment_ids: Iterable[str]) -> dict[
     return {str(env_id): f"{group}/{name}" for env_id, group, name in rows}
 
 
-async def facts(session: AsyncSession, environment_ids: Iterable[str]) -> dict[str, Facts]:
-    """Read each environment's latest version's number, names and links (one go per kind)."""
+async def facts(
+    session: AsyncSession, environment_ids: Iterable[str], *, with_names: bool = True
+) -> dict[str, Facts]:
+    """Read each environment's latest version's number, names (unless not `with_names`) and
+    links, one statement per kind."""
     ids = [uuid.UUID(env) for env in set(environment_ids)]
     if not ids:
         return {}
@@ -177,7 +182,7 @@ async def facts(session: AsyncSession, environment_ids: Iterable[str]) -> dict[s
     )
     by_version = {row.id: row for row in versions}
     names: dict[str, set[str]] = {version_id: set() for version_id in by_version}
-    if by_version:
+    if by_version and with_names:
         rows = await session.execute(
             select(Secret.version_id, Secret.name).where(Secret.version_id.in_(list(by_version)))
         )
@@ -190,14 +195,17 @@ async def facts(session: AsyncSession, environment_ids: Iterable[str]) -> dict[s
     return found
 
 
-async def reachable(session: AsyncSession, start: Iterable[str], *, skip: str) -> dict[str, Facts]:
+async def reachable(
+    session: AsyncSession, start: Iterable[str], *, skip: str, with_names: bool = True
+) -> dict[str, Facts]:
     """Read every environment reachable from `start` by links (not `skip`, the committing one)."""
     found: dict[str, Facts] = {}
     asked = {skip}
     frontier = set(start) - asked
     while frontier:
         asked |= frontier
-        level = await facts(session, frontier)  # a deleted environment is not found
+        # A deleted environment is not found.
+        level = await facts(session, frontier, with_names=with_names)
         found.update(level)
         following: set[str] = set()
         for env in level.values():
