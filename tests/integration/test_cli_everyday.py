@@ -332,6 +332,13 @@ async def test_references_through_the_cli(server: InProcessServer, cli: Any) -> 
     broken = await cli(alice, "secret", "get", "URL", *WHERE)
     assert broken.exit_code == ExitCode.SERVER and "web/shared.HOST" in broken.stderr
 
+    assert (await cli(alice, "secret", "set", "HOST=db", "-m", "m", "-y", *shared)).exit_code == 0
+    delete = ("env", "delete", "shared", "--org", "acme", "--group", "web", "--cascade", "-y")
+    kept = await cli(alice, *delete)
+    assert kept.exit_code == ExitCode.SERVER
+    assert "web/prod.URL -> web/shared.HOST" in kept.stderr and "pass --force" in kept.stderr
+    assert (await cli(alice, *delete, "--force")).exit_code == 0
+
     status = await cli(alice, "secret", "sync", "--status", *WHERE)
     assert (status.exit_code, status.stdout) == (0, "")
     assert "No provider is set up in environment acme/web/prod." in status.stderr

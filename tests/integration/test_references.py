@@ -211,3 +211,41 @@ async def test_a_service_token_follows_references_as_far_as_its_maker_may_read(
     assert added["error_code"] == "reference_forbidden"
     await _commit(alices, dev, set={"PORT": "5432", "BOTH": "${URL}:${PORT}"})
     assert (await _read(alices, dev))["secrets"]["BOTH"] == "pg://db:5432"
+
+
+async def test_deleting_an_environment_others_refer_to_is_refused_unless_forced(
+    server: InProcessServer,
+) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    dev, shared, common = tree["dev"], tree["shared"], tree["common"]
+    await _commit(alice, common, set={"REGION": "eu"})
+    await _commit(alice, shared, set={"A": "${base.common.REGION}"})
+    await _commit(alice, dev, set={"X": "${shared.A}"})
+    refused = await alice.call("DELETE", f"/environments/{shared['id']}?cascade=true", status=409)
+    assert refused["error_code"] == "environment_referenced"
+    assert refused["data"] == {"dependents": ["web/dev.X -> web/shared.A"]}
+    group = await alice.call(
+        "DELETE", f"/secret-groups/{tree['base']['id']}?cascade=true", status=409
+    )
+    assert group["data"] == {"dependents": ["web/shared.A -> base/common.REGION"]}
+    # A group whose environments refer only to each other goes at once.
+    await alice.call("DELETE", f"/environments/{dev['id']}?cascade=true", status=200)
+    await alice.call("DELETE", f"/environments/{shared['id']}?cascade=true", status=200)
+    await _commit(alice, common, set={"OWN": "${REGION}"})
+    await alice.call("DELETE", f"/secret-groups/{tree['base']['id']}?cascade=true", status=200)
+
+
+async def test_a_forced_delete_breaks_what_refers_to_it(server: InProcessServer) -> None:
+    alice = await user(server, "alice")
+    tree = await _tree(alice)
+    dev, shared = tree["dev"], tree["shared"]
+    await _commit(alice, shared, set={"A": "1"})
+    await _commit(alice, dev, set={"X": "${shared.A}"})
+    path = f"/environments/{shared['id']}?cascade=true&force=true"
+    await alice.call("DELETE", path, status=200)
+    events = await alice.call("GET", f"/audit?organization_id={tree['org']['id']}&limit=5")
+    deleted = next(e for e in events["items"] if e["action"] == "environment.delete")
+    assert deleted["details"]["removed"]["broken_references"] == 1
+    refused = await _read(alice, dev, status=403)
+    assert refused["error_code"] == "reference_forbidden"

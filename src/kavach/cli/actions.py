@@ -90,17 +90,23 @@ def activate(cli: App, target: Resource) -> None:
         render.warn(cli, f"here, {' and '.join(overriding)} choose(s) the context before it.")
 
 
-def delete(cli: App, target: Resource, *, cascade: bool, yes: bool) -> None:
+def delete(cli: App, target: Resource, *, cascade: bool, yes: bool, force: bool = False) -> None:
     """Delete `target` after confirmation, and drop it from the active context."""
     action = f"delete {target.label}" + (" and everything in it" if cascade else "")
     confirm(cli, action, yes=yes)
+    params = {"cascade": "true"} if cascade else {}
+    if force:
+        params["force"] = "true"
     try:
-        data = cli.client.delete(target.path, params={"cascade": "true"} if cascade else None)
+        data = cli.client.delete(target.path, params=params or None)
     except ApiError as exc:
         if exc.error_code == "has_children":
             # Keep what the server says is inside; replace its advice with the CLI's flag.
             found = exc.message.split(";")[0]
             hint = f"{found}; pass --cascade to delete it with everything in it"
+            raise ApiError(exc.status, exc.error_code, hint, exc.data) from exc
+        if exc.error_code == "environment_referenced":
+            hint = exc.message.replace("pass force=true", "pass --force")
             raise ApiError(exc.status, exc.error_code, hint, exc.data) from exc
         raise
     before = cli.config.context

@@ -70,6 +70,14 @@ DescriptionOption = Annotated[
     str | None, typer.Option("--description", help="A short description.")
 ]
 CascadeFlag = Annotated[bool, typer.Option("--cascade", help="Also delete everything inside it.")]
+ForceDeleteFlag = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Delete even though other environments' values refer to its secrets (their "
+        "reads then fail).",
+    ),
+]
 
 Role = Literal["viewer", "editor", "admin", "owner"]
 RoleOption = Annotated[

@@ -13,6 +13,7 @@ from kavach.cli.options import (
     CascadeFlag,
     DescriptionOption,
     EnvOption,
+    ForceDeleteFlag,
     GroupOption,
     JsonFlag,
     OrgOption,
@@ -80,13 +81,14 @@ def delete(
     org: OrgOption = None,
     group: GroupOption = None,
     cascade: CascadeFlag = False,
+    force: ForceDeleteFlag = False,
     yes: YesFlag = False,
     json: JsonFlag = False,
 ) -> None:
     """Delete an environment (owners only)."""
     cli = get_app(ctx, json=json)
     parent = hierarchy.secret_group(cli, org, group)
-    actions.delete(cli, find_env(cli.client, parent, name), cascade=cascade, yes=yes)
+    actions.delete(cli, find_env(cli.client, parent, name), cascade=cascade, yes=yes, force=force)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from kavach.cli.commands import hierarchy
 from kavach.cli.options import (
     CascadeFlag,
     DescriptionOption,
+    ForceDeleteFlag,
     GroupOption,
     JsonFlag,
     OrgOption,
@@ -70,13 +71,14 @@ def delete(
     name: NameArgument,
     org: OrgOption = None,
     cascade: CascadeFlag = False,
+    force: ForceDeleteFlag = False,
     yes: YesFlag = False,
     json: JsonFlag = False,
 ) -> None:
     """Delete a secret group (owners only)."""
     cli = get_app(ctx, json=json)
     parent = hierarchy.organization(cli, org)
-    actions.delete(cli, find_group(cli.client, parent, name), cascade=cascade, yes=yes)
+    actions.delete(cli, find_group(cli.client, parent, name), cascade=cascade, yes=yes, force=force)
 
 
 @app.command()

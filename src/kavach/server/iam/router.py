@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import Access
@@ -71,8 +71,8 @@ class _Level(Generic[Node, Public]):
     envelope: type[Envelope[Public]]
     # The arguments: (node, its organization's id, the caller's role).
     public: Callable[[Node, uuid.UUID, str | None], Public]
-    # (session, node, cascade), returning what was removed, by kind.
-    delete: Callable[[AsyncSession, Node, bool], Awaitable[dict[str, int]]]
+    # (session, node, cascade, force), returning what was removed, by kind.
+    delete: Callable[[AsyncSession, Node, bool, bool], Awaitable[dict[str, int]]]
     delete_description: str
     # (session, parent node, request body, creator): a node below one of the level above.
     create: Callable[[AsyncSession, Any, ResourceCreate, uuid.UUID], Awaitable[Node]] | None = None
@@ -97,7 +97,8 @@ _ORGANIZATIONS = _Level(
     node=Organization,
     envelope=Envelope[OrganizationPublic],
     public=lambda org, _org_id, role: _org(org, role),
-    delete=lambda session, org, cascade: tree.delete_organization(
+    # References never leave an organization: deleting one breaks none elsewhere.
+    delete=lambda session, org, cascade, _force: tree.delete_organization(
         session, org=org, cascade=cascade
     ),
     delete_description="Delete an organization; with children only when cascade=true.",
@@ -111,8 +112,8 @@ _SECRET_GROUPS = _Level(
     node=SecretGroup,
     envelope=Envelope[SecretGroupPublic],
     public=lambda group, _org_id, role: _group(group, role),
-    delete=lambda session, group, cascade: tree.delete_secret_group(
-        session, group=group, cascade=cascade
+    delete=lambda session, group, cascade, force: tree.delete_secret_group(
+        session, group=group, cascade=cascade, force=force
     ),
     delete_description="Delete a secret group; with environments only when cascade=true.",
     create=lambda session, org, body, creator: tree.create_secret_group(
@@ -128,7 +129,9 @@ _ENVIRONMENTS = _Level(
     node=Environment,
     envelope=Envelope[EnvironmentPublic],
     public=_env,
-    delete=lambda session, env, cascade: tree.delete_environment(session, env=env, cascade=cascade),
+    delete=lambda session, env, cascade, force: tree.delete_environment(
+        session, env=env, cascade=cascade, force=force
+    ),
     delete_description="Delete an environment.",
     create=lambda session, group, body, creator: tree.create_environment(
         session, group=group, name=body.name, description=body.description, creator=creator
@@ -170,11 +173,18 @@ def _add_node_routes(level: _Level[Node, Public]) -> None:
         session: SessionDep,
         origin: OriginDep,
         cascade: bool = False,
+        force: Annotated[
+            bool,
+            Query(
+                description="Delete even though other environments' values refer to its "
+                "secrets (their reads then fail)."
+            ),
+        ] = False,
     ) -> Envelope[Deleted]:
         """Delete the node, and what is below it only when cascade=true."""
         node = level.node_of(access)
         node_id, name = node.id, node.name
-        removed = await level.delete(session, node, cascade)
+        removed = await level.delete(session, node, cascade, force)
         await audit.record_request(
             session,
             access,

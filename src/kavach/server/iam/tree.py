@@ -10,11 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kavach.server.access import ENVIRONMENT, SECRET_GROUP, Scope
-from kavach.server.errors import AlreadyExists, HasChildren
+from kavach.server.errors import AlreadyExists, Conflict, HasChildren
 from kavach.server.iam.models import Environment, Organization, SecretGroup, UserGroup
 from kavach.server.iam.schemas import ResourceUpdate
 from kavach.server.rbac import service as rbac_service
+from kavach.server.secrets import linking
 from kavach.server.secrets.models import SecretVersion
+from kavach.server.secrets.references import Place
 
 TreeNode = TypeVar("TreeNode", Organization, SecretGroup, Environment, UserGroup)
 
@@ -149,10 +151,43 @@ async def _count(session: AsyncSession, query: object) -> int:
     return int(await session.scalar(query) or 0)  # type: ignore[call-overload]
 
 
+class EnvironmentReferenced(Conflict):
+    """Deleting environments whose secrets other environments' values refer to."""
+
+    error_code = "environment_referenced"
+
+
+async def _refuse_if_referenced(
+    session: AsyncSession, env_ids: list[uuid.UUID], *, force: bool
+) -> int:
+    """Refuse deleting environments other environments' values refer to, unless forced.
+
+    Return how many references the delete breaks (forced: their reads then fail).
+    """
+    going = {str(env_id) for env_id in env_ids}
+    hits: list[tuple[Place, str, str]] = []
+    for env_id in env_ids:
+        for name, places in (await linking.dependents(session, env_id)).items():
+            hits += [(p, str(env_id), name) for p in places if p.environment not in going]
+    if hits and not force:
+        named = await linking.labels(session, {p.environment for p, _, _ in hits} | going)
+        listed = sorted(
+            f"{named.get(p.environment)}.{p.name} -> {named.get(env)}.{name}"
+            for p, env, name in hits
+        )
+        raise EnvironmentReferenced(
+            "other environments' values refer to secrets this would delete (pass force=true "
+            f"to delete it anyway): {'; '.join(listed)}",
+            data={"dependents": listed},
+        )
+    return len(hits)
+
+
 async def delete_environment(
-    session: AsyncSession, *, env: Environment, cascade: bool
+    session: AsyncSession, *, env: Environment, cascade: bool, force: bool = False
 ) -> dict[str, int]:
-    """Delete an environment; with secret versions only when cascading."""
+    """Delete an environment; with secret versions only when cascading; refused while other
+    environments refer to its secrets, unless forced."""
     versions = await _count(
         session,
         select(func.count())
@@ -163,16 +198,18 @@ async def delete_environment(
         raise HasChildren(
             f"environment {env.name!r} has {versions} secret version(s); pass cascade=true"
         )
+    broken = await _refuse_if_referenced(session, [env.id], force=force)
     bindings = await rbac_service.delete_bindings_on(
         session, resource_type=ENVIRONMENT, resource_ids=[env.id]
     )
     await session.delete(env)
     await session.flush()
-    return {"environments": 1, "versions": versions, "bindings": bindings}
+    removed = {"environments": 1, "versions": versions, "bindings": bindings}
+    return removed | ({"broken_references": broken} if broken else {})
 
 
 async def delete_secret_group(
-    session: AsyncSession, *, group: SecretGroup, cascade: bool
+    session: AsyncSession, *, group: SecretGroup, cascade: bool, force: bool = False
 ) -> dict[str, int]:
     """Delete a secret group; with children only when cascading."""
     env_ids = list(
@@ -183,6 +220,7 @@ async def delete_secret_group(
             f"secret group {group.name!r} has {len(env_ids)} environment(s); "
             "delete them first or pass cascade=true"
         )
+    broken = await _refuse_if_referenced(session, env_ids, force=force)
     bindings = await rbac_service.delete_bindings_on(
         session, resource_type=ENVIRONMENT, resource_ids=env_ids
     )
@@ -192,7 +230,8 @@ async def delete_secret_group(
     await session.execute(delete(Environment).where(Environment.secret_group_id == group.id))
     await session.delete(group)
     await session.flush()
-    return {"secret_groups": 1, "environments": len(env_ids), "bindings": bindings}
+    removed = {"secret_groups": 1, "environments": len(env_ids), "bindings": bindings}
+    return removed | ({"broken_references": broken} if broken else {})
 
 
 async def delete_organization(
