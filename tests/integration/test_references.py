@@ -249,3 +249,19 @@ async def test_a_forced_delete_breaks_what_refers_to_it(server: InProcessServer)
     assert deleted["details"]["removed"]["broken_references"] == 1
     refused = await _read(alice, dev, status=403)
     assert refused["error_code"] == "reference_forbidden"
+
+
+async def test_a_read_follows_only_what_its_values_pull_from(server: InProcessServer) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    tree = await _tree(alice)
+    dev, shared, common = tree["dev"], tree["shared"], tree["common"]
+    await _commit(alice, common, set={"R": "secret-of-common"})
+    await _commit(alice, shared, set={"Y": "plain", "Q": "${base.common.R}"})
+    await _commit(alice, dev, set={"X": "${shared.Y}"})
+    viewer = {"user": "bob", "role": "viewer"}
+    await alice.call("POST", f"/secret-groups/{tree['web']['id']}/members", viewer, status=200)
+    # Bob may not read common, which shared's Q pulls from; dev never uses Q.
+    read = await _read(bob, dev)
+    assert read["secrets"] == {"X": "plain"}
+    assert [s["label"] for s in read["sources"]] == ["web/shared"]
+    assert (await _read(bob, shared, status=403))["error_code"] == "reference_forbidden"

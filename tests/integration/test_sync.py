@@ -341,6 +341,8 @@ async def test_syncs_push_resolved_values_and_a_referenced_change_marks_them_out
     await _commit(alice, env_id, set={"DB_URL": "postgres://${shared.HOST}/app"})
     await _sync(alice, env_id)
     assert state.secrets == {"DB_URL": "postgres://db.internal/app"}
+    events = await alice.call("GET", f"/audit?environment_id={shared['id']}&action=secret.read")
+    assert [e["details"]["what"] for e in events["items"]] == ["reference"]
     (fresh,) = await alice.call("GET", status_path, status=200)
     assert fresh["up_to_date"] and fresh["synced_revision"] == fresh["current_revision"]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,13 +118,20 @@ async def current_revision(session: AsyncSession, environment_id: uuid.UUID) -> 
     row = latest.first()
     if row is None:
         return "0"
-    links = Links.load(row.links)
+    return await revision_now(session, environment_id, row.seq, row.links)
+
+
+async def revision_now(
+    session: AsyncSession, environment_id: uuid.UUID, seq: int, links_text: str | None
+) -> str:
+    """Return the revision of one version of an environment, its references resolved now."""
+    links = Links.load(links_text)
     if links is None:
-        return str(row.seq)
+        return str(seq)
     # Only version numbers matter here: the feed asks this every poll, names are not read.
     start = links.environments()
     graph = await reachable(session, start, skip=str(environment_id), with_names=False)
-    return revision(row.seq, {env: found.seq for env, found in graph.items()})
+    return revision(seq, {env: found.seq for env, found in graph.items()})
 
 
 def links_of(version: VersionFacts | None) -> Links | None:
@@ -262,8 +269,9 @@ async def has_dependents(session: AsyncSession, environment_id: uuid.UUID) -> bo
 async def dependents(session: AsyncSession, environment_id: uuid.UUID) -> dict[str, list[Place]]:
     """Return, per name of this environment, the places whose latest values refer to it.
 
-    The reverse index names candidates; each candidate's latest links decide. Edges no
-    latest version holds any more are dropped on the way.
+    The reverse index names candidates; each candidate's latest links decide. Edges are
+    never pruned here: one a commit under way has just written may not be in its latest
+    version yet, and dropping it would let a removal break that commit's reference.
     """
     env = str(environment_id)
     sources = await session.scalars(
@@ -271,26 +279,14 @@ async def dependents(session: AsyncSession, environment_id: uuid.UUID) -> dict[s
         .where(ReferenceEdge.target_environment_id == environment_id)
         .distinct()
     )
-    candidates = await facts(session, map(str, sources))
+    candidates = await facts(session, map(str, sources), with_names=False)
     found: dict[str, list[Place]] = {}
-    stale = []
     for source, source_facts in candidates.items():
         links = source_facts.links
-        holds = False
         for name, places in links.refs.items() if links else ():
             for place in places:
                 if place.environment == env and source != env:
                     found.setdefault(place.name, []).append(Place(source, name))
-                    holds = True
-        if not holds:
-            stale.append(uuid.UUID(source))
-    if stale:
-        await session.execute(
-            delete(ReferenceEdge).where(
-                ReferenceEdge.target_environment_id == environment_id,
-                ReferenceEdge.source_environment_id.in_(stale),
-            )
-        )
     return found
 
 

@@ -63,8 +63,9 @@ class SecretVersion(CreatedAt, Base):
 class ReferenceEdge(Base):
     """An environment whose values (may) refer to a secret of another environment.
 
-    Written before the commit that makes the reference, and never at commit time, so it may
-    hold edges a later version dropped: it only tells a removal which environments to check.
+    Written before the commit that makes the reference, never at commit time and never
+    pruned, so it may hold edges no latest version has: it only tells a removal which
+    environments to check.
     """
 
     __tablename__ = "reference_edges"

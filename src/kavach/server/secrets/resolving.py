@@ -62,27 +62,31 @@ async def resolve(
     links: dict[str, Links | None] = {env: root_links}
     targets: dict[Place, list[tuple[Reference, Place]]] = {}
     reads: dict[str, tuple[Access, VersionFacts | None]] = {}
-    pending = [env]
+    # Place by place from the root's secrets: only what a value actually pulls from is
+    # admitted and read, not everything its sources refer to.
+    pending = [Place(env, name) for name in root_links.refs]
+    seen = set(pending)
     while pending:
-        current = pending.pop()
-        own = links[current]
-        for name, places in own.refs.items() if own else ():
-            value = stored[current].get(name)
-            if value is None:
-                continue
-            pairs = list(zip(parse(value, where=name), places, strict=False))
-            targets[Place(current, name)] = pairs
-            for reference, place in pairs:
-                other = place.environment
-                if other in stored:
-                    continue
+        place = pending.pop()
+        own = links[place.environment]
+        leads = own.refs.get(place.name) if own else None
+        value = stored[place.environment].get(place.name)
+        if leads is None or value is None:
+            continue  # a literal value, or one that is not set (the resolver says so)
+        pairs = list(zip(parse(value, where=place.name), leads, strict=False))
+        targets[place] = pairs
+        for reference, target in pairs:
+            other = target.environment
+            if other not in stored:
                 at = root_links.at.get(other) if pinned else None
                 access, version, found = await _read(
-                    session, keys, admit, other, at.seq if at else None, name, reference
+                    session, keys, admit, other, at.seq if at else None, place.name, reference
                 )
                 stored[other], links[other] = found, Links.load(version.links) if version else None
                 reads[other] = (access, version)
-                pending.append(other)
+            if target not in seen:
+                seen.add(target)
+                pending.append(target)
     named = await labels(session, stored)
     literal = {other for other, found in links.items() if found is None}
     resolver = Resolver(stored, targets, lambda other: named.get(other, "a deleted environment"))

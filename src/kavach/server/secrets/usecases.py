@@ -115,7 +115,7 @@ class SecretUseCases:
             await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
             raise
         events = [read_event(access, origin, version_id, what)]
-        events += _source_events(origin, found)
+        events += source_events(origin, found)
         committed = [self._audit.submit(event) for event in events]
         try:
             if not self._audit.committing:
@@ -222,7 +222,7 @@ class SecretUseCases:
                 found = await self.resolved(
                     access, version, detail.secrets, pinned=True, session=session
                 )
-        for event in _source_events(origin, found):
+        for event in source_events(origin, found):
             await self._audit.record(event)
         return SecretsResponse(
             version=summary_of(detail), secrets=found.values, sources=_sources(found)
@@ -287,9 +287,9 @@ class SecretUseCases:
         env_id = access.environment_id
         target = await service.get_version(session, environment_id=env_id, version_id=version_id)
         target_links = linking.links_of(target)
-        plan = None
-        if target_links is not None or await linking.has_dependents(session, env_id):
-            plan = await self._plan_in(session, access, {}, target_links)
+        # Always planned (a rollback is rare): even a version from before references may
+        # hold `${`, which is refused now unless it resolves.
+        plan = await self._plan_in(session, access, {}, target_links)
         version = await flows.rollback(
             session,
             self._keys,
@@ -520,7 +520,7 @@ def _sources(found: resolving.Resolved) -> list[SourceVersion]:
     ]
 
 
-def _source_events(origin: RequestOrigin, found: resolving.Resolved) -> list[NewEvent]:
+def source_events(origin: RequestOrigin, found: resolving.Resolved) -> list[NewEvent]:
     """Describe the reads of other environments that resolving references made."""
     return [
         read_event(read.access, origin, read.version.id if read.version else None, "reference")

@@ -16,8 +16,9 @@ from kavach.server.providers import service as providers
 from kavach.server.providers.base import RemoteSecret, SyncProvider
 from kavach.server.providers.egress import Egress
 from kavach.server.runtime import Runtime
+from kavach.server.secrets import linking
 from kavach.server.secrets import service as secrets
-from kavach.server.secrets.revisions import revision_of
+from kavach.server.secrets.usecases import source_events
 from kavach.server.sync import ledger, runs
 from kavach.server.sync.apply import Outcome, apply, retrying
 from kavach.server.sync.locks import target_lock
@@ -40,6 +41,7 @@ async def sync(
     environment_id: uuid.UUID,
     request: SyncRequest,
     access: Access,
+    origin: RequestOrigin,
 ) -> SyncRunDetail:
     """Run (or, with dry_run, only plan) a sync, recording the run and each secret's result.
 
@@ -63,9 +65,12 @@ async def sync(
         )
         if version is None:
             raise ValidationFailed("nothing to sync: this environment has no versions yet")
-        # Taken before the values: a change in between leaves the target out of date.
+        # Of the version read, its references as of now, taken before the values: a change
+        # to a source in between leaves the target out of date, never wrongly up to date.
         revision = (
-            await revision_of(session, environment_id) if request.version_id is None else None
+            await linking.revision_now(session, environment_id, version.seq, version.links)
+            if request.version_id is None
+            else None
         )
         stored = await secrets.read_values(session, runtime.secret_keys, version=version)
         pinned = request.version_id is not None
@@ -73,6 +78,10 @@ async def sync(
             access, version, stored, pinned=pinned, session=session
         )
         values = resolved.values
+        # The environments the references pulled from were read: each gets its read event.
+        pulled = source_events(origin, resolved)
+        if pulled:
+            await audit.append(session, pulled)
         mapped = map_names(sorted(values), provider.remote_name)
         target = provider.target_key()
         owned = await ledger.load(session, environment_id=environment_id, target=target)
@@ -150,6 +159,7 @@ async def audited_sync(
             environment_id=access.environment_id,
             request=request,
             access=access,
+            origin=origin,
         )
     except ProviderError as error:
         await audit.record(

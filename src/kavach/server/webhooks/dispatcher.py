@@ -135,7 +135,13 @@ class WebhookDispatcher:
     async def _deliver(self, claimed: Claimed) -> None:
         assert self._client is not None  # noqa: S101 - started
         egress = Egress.of(self._settings)  # as each request does: the setting may change
-        outcome = await attempt(self._client, egress, self._key, claimed)
+        # httpx times each read and write, not the whole attempt: a receiver trickling its
+        # answer would hold the round (and outlive the claim) without this bound.
+        try:
+            async with asyncio.timeout(self._settings.webhook_timeout_seconds):
+                outcome = await attempt(self._client, egress, self._key, claimed)
+        except TimeoutError:
+            outcome = Outcome(error="the receiver did not answer in time")
         delays = self._settings.webhook_retry_delays_seconds
         status = await record(self._sessions, claimed, outcome, delays)
         log.info(
