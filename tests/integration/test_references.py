@@ -134,6 +134,10 @@ async def test_removing_a_referenced_secret_is_refused_unless_forced(
     assert broken["error_code"] == "broken_reference"
     assert "web/shared.A" in broken["error"]
     assert (await _read(alice, dev, "?resolve=false"))["secrets"] == {"X": "${shared.A}"}
+    # Dev's other secrets can still change: a reference carried as it is is not walked again.
+    await _commit(alice, dev, set={"OTHER": "1"})
+    touched = await _commit(alice, dev, status=422, set={"X": "${shared.A} again"})
+    assert touched["error_code"] == "missing_reference"
 
 
 async def test_references_need_read_access_to_what_they_pull_from(

@@ -348,11 +348,13 @@ def contents(
     *,
     removed: set[str],
     force: bool,
+    recheck_carried: bool = False,
 ) -> Contents:
     """Check a commit's final values against its plan; return its links (Replan: plan again).
 
     `carried`: links already checked, and the values they were made for: a value still the
-    same keeps its links. `removed`: the names the commit takes away.
+    same keeps its links (and is checked again only with `recheck_carried`, as a rollback
+    to an older version is). `removed`: the names the commit takes away.
     """
     holding = [name for name, value in values.items() if has_references(value)]
     if plan is None:
@@ -364,23 +366,44 @@ def contents(
     env = plan.environment
     known, known_values = carried
     refs: dict[str, list[Place]] = {}
+    walked = []
     for name in holding:
         value = values[name]
         if known is not None and known_values.get(name) == value and name in known.refs:
             refs[name] = known.refs[name]
+            # A carried reference was checked when made, and what it reaches elsewhere is
+            # guarded by those environments' own removals: only one within this environment,
+            # which this commit may change, is walked again.
+            if recheck_carried or any(place.environment == env for place in refs[name]):
+                walked.append(name)
             continue
         found = references_in(value, where=name)
         refs[name] = [_place(plan, reference, name) for reference in found]
+        walked.append(name)
     checker = _Checker(plan, refs, set(values))
-    for name in holding:
+    for name in walked:
         checker.walk(Place(env, name), ())
     broken = _broken(plan, removed, force)
     at = {
         other: Source(plan.labels.get(other, other), plan.graph[other].seq)
-        for other in checker.reached
-        if other != env and other in plan.graph
+        for other in _reached(plan, refs)
     }
     return Contents(Links(refs, at) if holding else None, broken)
+
+
+def _reached(plan: Plan, refs: Mapping[str, list[Place]]) -> set[str]:
+    """Return the other environments a version's links reach, directly or not, as planned."""
+    found: set[str] = set()
+    frontier = {place.environment for places in refs.values() for place in places}
+    while frontier:
+        other = frontier.pop()
+        if other == plan.environment or other in found or other not in plan.graph:
+            continue
+        found.add(other)
+        links = plan.graph[other].links
+        if links is not None:
+            frontier |= links.environments()
+    return found
 
 
 def _place(plan: Plan, reference: Reference, name: str) -> Place:
@@ -414,7 +437,6 @@ class _Checker:
     def __init__(self, plan: Plan, refs: Mapping[str, list[Place]], names: set[str]) -> None:
         self._plan, self._refs, self._names = plan, refs, names
         self._done: set[Place] = set()
-        self.reached: set[str] = set()
 
     def walk(self, place: Place, path: tuple[Place, ...]) -> None:
         if place in path:
@@ -425,7 +447,6 @@ class _Checker:
             )
         if place in self._done:
             return
-        self.reached.add(place.environment)
         names, leads = self._at(place)
         if place.name not in names:
             origin = path[-1] if path else place

@@ -305,6 +305,7 @@ class SecretUseCases:
                     values,
                     removed=set(current) - set(values),
                     force=False,
+                    recheck_carried=True,
                 ).links
             ),
         )
