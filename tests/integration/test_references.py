@@ -163,6 +163,9 @@ async def test_references_need_read_access_to_what_they_pull_from(
     refused = await _read(bob, dev, status=403)
     assert refused["error_code"] == "reference_forbidden"
     assert "${shared.PASSWORD}" in refused["error"] and "hunter2" not in str(refused)
+    query = f"/audit?environment_id={dev['id']}&action=secret.read&actor=bob"
+    (event,) = (await alice.call("GET", query, status=200))["items"]
+    assert (event["outcome"], event["details"]["error"]) == ("failure", "reference_forbidden")
     assert (await _read(bob, dev, "?resolve=false"))["secrets"] == {
         "DB_PASSWORD": "${shared.PASSWORD}"
     }

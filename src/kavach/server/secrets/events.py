@@ -8,7 +8,7 @@ from typing import Any
 from kavach.server.access import Access, RequestOrigin
 from kavach.server.audit.scope import EventScope
 from kavach.server.audit.service import NewEvent
-from kavach.server.errors import CannotDecrypt
+from kavach.server.errors import KavachError
 from kavach.server.secrets.models import SecretVersion
 from kavach.server.secrets.schemas import CommitRequest
 
@@ -36,7 +36,7 @@ def read_event(
     version_id: str | None,
     what: str,
     *,
-    failure: CannotDecrypt | None = None,
+    failure: KavachError | None = None,
 ) -> NewEvent:
     """Describe a read of secret values: who, where, which version; failed if it did."""
     details = {"version_id": version_id, "what": what}

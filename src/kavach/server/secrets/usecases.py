@@ -33,7 +33,14 @@ from kavach.server.audit import service as audit
 from kavach.server.audit.batch import AuditBatcher
 from kavach.server.audit.service import NewEvent
 from kavach.server.crypto.datakeys import SecretKeys
-from kavach.server.errors import CannotDecrypt, Forbidden, NotFound, ServiceUnavailable
+from kavach.server.errors import (
+    CannotDecrypt,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from kavach.server.gate import AccessGate, Admission, Ticket
 from kavach.server.secrets import flows, linking, resolving, service
 from kavach.server.secrets.comparison import Comparison, Digester, Digests, compare
@@ -111,7 +118,9 @@ class SecretUseCases:
             found = resolving.Resolved(values, {})
             if resolve and version is not None and version.links is not None:
                 found = await self.resolved(access, version, values, pinned=False)
-        except CannotDecrypt as failure:
+        except (CannotDecrypt, Forbidden, Conflict, ValidationFailed) as failure:
+            # Values that do not decrypt, or references the reader may not follow or that do
+            # not resolve: the refused read is recorded too.
             await self._audit.record(read_event(access, origin, version_id, what, failure=failure))
             raise
         events = [read_event(access, origin, version_id, what)]
