@@ -22,7 +22,7 @@ from kavach.server.iam.models import Environment
 from kavach.server.rbac.deps import Admit, Admitted, Requirement
 from kavach.server.secrets import service as secrets_service
 from kavach.server.secrets.linking import ReferenceForbidden
-from kavach.server.secrets.references import BrokenReference
+from kavach.server.secrets.references import BrokenReference, ReferenceCycle
 from kavach.server.secrets.schemas import CommitRequest, SecretsResponse
 from kavach.server.wording import in_words
 
@@ -95,8 +95,9 @@ async def reveal(
 
     try:
         return await runtime.secrets.read_latest(ticket, admission, origin, only)
-    except (BrokenReference, ReferenceForbidden) as unresolved:
-        # The value pulls from a secret that is gone, or that this reader may not read.
+    except (BrokenReference, ReferenceCycle, ReferenceForbidden) as unresolved:
+        # The value pulls from a secret that is gone, goes round in a cycle, or that this
+        # reader may not read.
         return fragment("dashboard/value.html", status_code=409, value=unresolved.message)
 
 
