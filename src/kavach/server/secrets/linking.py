@@ -143,7 +143,6 @@ def links_of(version: VersionFacts | None) -> Links | None:
 class Facts:
     """What references see of an environment's latest version: names and links, no values."""
 
-    label: str
     seq: int
     names: frozenset[str]
     links: Links | None
@@ -169,7 +168,6 @@ async def facts(
     ids = [uuid.UUID(env) for env in set(environment_ids)]
     if not ids:
         return {}
-    named = await labels(session, map(str, ids))
     latest = (
         select(SecretVersion.environment_id, func.max(SecretVersion.seq).label("seq"))
         .where(SecretVersion.environment_id.in_(ids))
@@ -195,11 +193,11 @@ async def facts(
         )
         for version_id, name in rows:
             names[version_id].add(name)
-    found = {env: Facts(label, 0, frozenset(), None) for env, label in named.items()}
-    for version_id, row in by_version.items():
-        env = str(row.environment_id)
-        found[env] = Facts(named[env], row.seq, frozenset(names[version_id]), Links.load(row.links))
-    return found
+    # An environment without a version (or deleted) is left out: it holds no name to reach.
+    return {
+        str(row.environment_id): Facts(row.seq, frozenset(names[version_id]), Links.load(row.links))
+        for version_id, row in by_version.items()
+    }
 
 
 async def reachable(
