@@ -30,11 +30,10 @@ from kavach.server.errors import Conflict, Forbidden
 from kavach.server.iam.models import Environment, SecretGroup
 from kavach.server.secrets.models import ReferenceEdge, Secret, SecretVersion
 from kavach.server.secrets.references import (
-    MAX_DEPTH,
     MissingReference,
+    Paths,
     Place,
     Reference,
-    ReferenceCycle,
     ReferencedSecret,
     has_references,
     references_in,
@@ -434,23 +433,16 @@ class _Checker:
 
     def __init__(self, plan: Plan, refs: Mapping[str, list[Place]], names: set[str]) -> None:
         self._plan, self._refs, self._names = plan, refs, names
+        self._paths = Paths(lambda env: plan.labels.get(env, env))
         self._done: set[Place] = set()
 
     def walk(self, place: Place, path: tuple[Place, ...]) -> None:
-        if place in path:
-            raise ReferenceCycle(f"references form a cycle: {self._describe((*path, place))}")
-        if len(path) > MAX_DEPTH:
-            raise ReferenceCycle(
-                f"references go deeper than {MAX_DEPTH}: {self._describe((*path, place))}"
-            )
+        self._paths.check(place, path)
         if place in self._done:
             return
         names, leads = self._at(place)
         if place.name not in names:
-            origin = path[-1] if path else place
-            raise MissingReference(
-                f"{self._where(origin)} refers to {self._where(place)}, which is not set"
-            )
+            raise MissingReference(self._paths.unset(place, path))
         for target in leads.get(place.name, []):
             self.walk(target, (*path, place))
         self._done.add(place)
@@ -462,10 +454,3 @@ class _Checker:
         if found is None:
             return frozenset(), {}
         return found.names, (found.links.refs if found.links else {})
-
-    def _where(self, place: Place) -> str:
-        label = self._plan.labels.get(place.environment, place.environment)
-        return f"{label}.{place.name}"
-
-    def _describe(self, path: Iterable[Place]) -> str:
-        return " -> ".join(self._where(place) for place in path)

@@ -129,6 +129,39 @@ class Place:
     name: str
 
 
+class Paths:
+    """Name places in messages, and refuse a path of references that cycles or is too deep.
+
+    Shared by the check at commit (secrets.linking) and resolution at read (`Resolver`), so
+    both refuse in the same words; `label(env)` names an environment.
+    """
+
+    def __init__(self, label: Callable[[str], str]) -> None:
+        self._label = label
+
+    def check(self, place: Place, path: tuple[Place, ...]) -> None:
+        """Refuse going on to `place` after `path`: a cycle, or deeper than MAX_DEPTH."""
+        if place in path:
+            raise ReferenceCycle(f"references form a cycle: {self.describe((*path, place))}")
+        if len(path) > MAX_DEPTH:
+            raise ReferenceCycle(
+                f"references go deeper than {MAX_DEPTH}: {self.describe((*path, place))}"
+            )
+
+    def unset(self, place: Place, path: tuple[Place, ...]) -> str:
+        """Say that the reference leading to `place` finds nothing set there."""
+        origin = path[-1] if path else place
+        return f"{self.where(origin)} refers to {self.where(place)}, which is not set"
+
+    def where(self, place: Place) -> str:
+        """Name a place for a message: `group/env.NAME`."""
+        return f"{self._label(place.environment)}.{place.name}"
+
+    def describe(self, path: Iterable[Place]) -> str:
+        """Name a path of places, arrow-separated."""
+        return " -> ".join(self.where(place) for place in path)
+
+
 class Resolver:
     """Resolve the values of environments whose references are already mapped to places.
 
@@ -144,7 +177,7 @@ class Resolver:
     ) -> None:
         self._values = values
         self._targets = targets
-        self._label = label
+        self._paths = Paths(label)
         self._done: dict[Place, str] = {}
         self._literal: set[str] = set()
 
@@ -158,18 +191,10 @@ class Resolver:
         done = self._done.get(place)
         if done is not None:
             return done
-        if place in path:
-            raise ReferenceCycle(f"references form a cycle: {self.describe((*path, place))}")
-        if len(path) > MAX_DEPTH:
-            raise ReferenceCycle(
-                f"references go deeper than {MAX_DEPTH}: {self.describe((*path, place))}"
-            )
+        self._paths.check(place, path)
         stored = self._values.get(place.environment, {}).get(place.name)
         if stored is None:
-            origin = path[-1] if path else place
-            raise BrokenReference(
-                f"{self.where(origin)} refers to {self.where(place)}, which is not set"
-            )
+            raise BrokenReference(self._paths.unset(place, path))
         if place.environment in self._literal:
             return stored
         leads = iter(self._targets.get(place, []))
@@ -177,17 +202,10 @@ class Resolver:
         def lookup(reference: Reference) -> str:
             lead = next(leads, None)
             if lead is None:  # links that do not match the stored text: never written so
-                raise BrokenReference(f"{self.where(place)}: {reference.text()} has no link")
+                where = self._paths.where(place)
+                raise BrokenReference(f"{where}: {reference.text()} has no link")
             return self.resolve(lead[1], (*path, place))
 
         resolved = substitute(stored, lookup)
         self._done[place] = resolved
         return resolved
-
-    def where(self, place: Place) -> str:
-        """Name a place for a message: `group/env.NAME`."""
-        return f"{self._label(place.environment)}.{place.name}"
-
-    def describe(self, path: Iterable[Place]) -> str:
-        """Name a path of places, arrow-separated."""
-        return " -> ".join(self.where(place) for place in path)
