@@ -497,3 +497,9 @@ def wait_until_healthy(server: KavachServer) -> None:
     server.process.kill()
     server.process.wait()
     pytest.fail(f"the server did not answer /healthz in {START_TIMEOUT} s:\n{server.stderr()}")
+
+
+def stored_literally(values: Mapping[str, str]) -> dict[str, str]:
+    """Return values as they must be stored to read (and sync) exactly as given: each `${`
+    written `$${`, so none is taken for a reference."""
+    return {name: value.replace("${", "$${") for name, value in values.items()}

@@ -35,6 +35,7 @@ from tests.e2e.harness import (
     ServerFactory,
     kavach_command,
     run_kavach,
+    stored_literally,
 )
 
 pytestmark = pytest.mark.e2e
@@ -358,7 +359,7 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
 
     source = work / "awkward.json"
     # Stored with each `${` written `$${`, so none is a reference: read, they are AWKWARD.
-    stored = {name: value.replace("${", "$${") for name, value in AWKWARD.items()}
+    stored = stored_literally(AWKWARD)
     source.write_text(json.dumps(stored, ensure_ascii=False), encoding="utf-8")
     pushed = alice.run("secret", "push", "-f", str(source), "-m", "awkward", "--replace", "--yes")
     _committed(pushed, 1, f"{len(AWKWARD)} added", len(AWKWARD))
@@ -422,7 +423,7 @@ def test_awkward_values_round_trip_through_exports_run_and_a_service_token(
     )
     # The rest, pushed to prod, read back exactly by python-dotenv and by bash.
     safe = work / "safe.json"
-    stored_safe = {name: value.replace("${", "$${") for name, value in DOTENV_SAFE.items()}
+    stored_safe = stored_literally(DOTENV_SAFE)
     safe.write_text(json.dumps(stored_safe, ensure_ascii=False), encoding="utf-8")
     to_prod = alice.run("secret", "push", "-f", str(safe), "-m", "dotenv", "--yes", "--env", PROD)
     _committed(to_prod, 1, f"{len(DOTENV_SAFE)} added", len(DOTENV_SAFE), PROD)

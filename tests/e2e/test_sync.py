@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     KavachServer,
     ServerFactory,
     kavach_command,
+    stored_literally,
 )
 from tests.fakes.azure import FakeAzure, serve_fake_azure
 from tests.fakes.gcp import FakeGCPState, new_service_account, serve_fake_gcp
@@ -223,13 +224,8 @@ def _log_in_and_build(server: KavachServer, cli: Cli, secrets_file: Path) -> Non
         ("env", "activate", "prod"),
     ):
         _ok(cli.run(*args))
-    secrets_file.write_text(json.dumps(_stored(SECRETS)), encoding="utf-8")
+    secrets_file.write_text(json.dumps(stored_literally(SECRETS)), encoding="utf-8")
     _ok(cli.run("secret", "push", "-f", str(secrets_file), "-m", "initial", "--yes"))
-
-
-def _stored(values: dict[str, str]) -> dict[str, str]:
-    """Return values as stored so that they read (and sync) as given: `${` written `$${`."""
-    return {name: value.replace("${", "$${") for name, value in values.items()}
 
 
 def _configure_all(cli: Cli, fakes: Fakes, tmp_path: Path) -> dict[str, str]:
@@ -275,7 +271,7 @@ def _configure_all(cli: Cli, fakes: Fakes, tmp_path: Path) -> dict[str, str]:
 def _commit(cli: Cli, message: str, values: dict[str, str], *, replace: bool = False) -> None:
     """Push `values` as a new version (on top of the latest, or replacing it)."""
     source = cli.home.parent / "push.json"
-    source.write_text(json.dumps(_stored(values)), encoding="utf-8")
+    source.write_text(json.dumps(stored_literally(values)), encoding="utf-8")
     flags = ("--replace",) if replace else ()
     _ok(cli.run("secret", "push", "-f", str(source), "-m", message, "--yes", *flags))
 
