@@ -55,7 +55,6 @@ from kavach.server.secrets.schemas import (
     SecretsResponse,
     SourceVersion,
     VersionDetail,
-    VersionSummary,
 )
 from kavach.server.secrets.service import VersionFacts
 from kavach.server.secrets.store import Change, Recheck, SecretStore, Snapshot, Stale
@@ -116,7 +115,7 @@ class SecretUseCases:
         try:
             values = await self._values(snapshot)
             found = resolving.Resolved(values, {})
-            if resolve and version is not None and version.links is not None:
+            if resolve and version is not None:
                 found = await self.resolved(access, version, values, pinned=False)
         except (CannotDecrypt, Forbidden, Conflict, ValidationFailed) as failure:
             # Values that do not decrypt, or references the reader may not follow or that do
@@ -206,11 +205,7 @@ class SecretUseCases:
         what: str = "version",
     ) -> VersionDetail:
         """Return one version of the environment with its values (`what` names the read)."""
-        env_id = access.environment_id
-        version = await service.get_version(session, environment_id=env_id, version_id=version_id)
-        async with self._failed_reads_recorded(session, access, origin, what):
-            values = await service.read_values(session, self._keys, version=version)
-        await self._record_read(session, access, origin, version.id, what)
+        version, values = await self._version_values(session, access, origin, version_id, what)
         return VersionDetail(**summary(version).model_dump(), secrets=values)
 
     async def read_at(
@@ -222,20 +217,33 @@ class SecretUseCases:
         """
         async with self._read_sessions() as session:
             access = await self._gate.admit_in(session, ticket)
-            detail = await self.read_version(session, access, origin, version_id, "secrets")
-            found = resolving.Resolved(detail.secrets, {})
+            version, values = await self._version_values(
+                session, access, origin, version_id, "secrets"
+            )
+            found = resolving.Resolved(values, {})
             if resolve:
-                version = await service.get_version(
-                    session, environment_id=access.environment_id, version_id=detail.id
-                )
-                found = await self.resolved(
-                    access, version, detail.secrets, pinned=True, session=session
-                )
+                found = await self.resolved(access, version, values, pinned=True, session=session)
         for event in source_events(origin, found):
             await self._audit.record(event)
         return SecretsResponse(
-            version=summary_of(detail), secrets=found.values, sources=_sources(found)
+            version=summary(version), secrets=found.values, sources=_sources(found)
         )
+
+    async def _version_values(
+        self,
+        session: AsyncSession,
+        access: Access,
+        origin: RequestOrigin,
+        version_id: str,
+        what: str,
+    ) -> tuple[SecretVersion, dict[str, str]]:
+        """Read one version and its stored values, the read audited (`what` names it)."""
+        env_id = access.environment_id
+        version = await service.get_version(session, environment_id=env_id, version_id=version_id)
+        async with self._failed_reads_recorded(session, access, origin, what):
+            values = await service.read_values(session, self._keys, version=version)
+        await self._record_read(session, access, origin, version.id, what)
+        return version, values
 
     async def history(
         self,
@@ -536,8 +544,3 @@ def source_events(origin: RequestOrigin, found: resolving.Resolved) -> list[NewE
         read_event(read.access, origin, read.version.id if read.version else None, "reference")
         for read in found.sources.values()
     ]
-
-
-def summary_of(detail: VersionDetail) -> VersionSummary:
-    """Return a version's description without its values."""
-    return VersionSummary(**detail.model_dump(exclude={"secrets"}))
